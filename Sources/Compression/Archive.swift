@@ -1,0 +1,239 @@
+import CArchive
+import Foundation
+
+/// The archive containers Lathe reads and writes.
+public enum ArchiveFormat: String, CaseIterable, Sendable {
+    case tar
+    case tarZstd = "tar.zst"
+    case zip
+
+    /// Infers the format from a file name (`.tar`, `.tar.zst`/`.tzst`, `.zip`).
+    public init?(fileName: String) {
+        let name = fileName.lowercased()
+        if name.hasSuffix(".tar.zst") || name.hasSuffix(".tzst") {
+            self = .tarZstd
+        } else if name.hasSuffix(".tar") {
+            self = .tar
+        } else if name.hasSuffix(".zip") {
+            self = .zip
+        } else {
+            return nil
+        }
+    }
+}
+
+/// One member of an archive as listed by `Archive.list`.
+public struct ArchiveMember: Equatable, Sendable {
+    public enum Kind: Equatable, Sendable {
+        case file
+        case directory
+        case symbolicLink(target: String)
+        case hardLink(target: String)
+    }
+    public var path: String
+    public var kind: Kind
+    public var size: Int
+
+    public init(path: String, kind: Kind, size: Int) {
+        self.path = path
+        self.kind = kind
+        self.size = size
+    }
+}
+
+/// Reading and writing tar, tar.zst and zip archives through libarchive.
+///
+/// Extraction never writes outside the destination: absolute member paths, `..` components and links
+/// whose target leaves the root are refused before anything of that member is written.
+public enum Archive {
+    /// Lists the members without extracting anything; unsafe members are reported as errors.
+    public static func list(_ url: URL) throws -> [ArchiveMember] {
+        var members: [ArchiveMember] = []
+        try read(url) { member, _ in members.append(member) }
+        return members
+    }
+
+    /// Extracts every member under `destination` (created if needed) and returns their relative paths.
+    @discardableResult
+    public static func extract(_ url: URL, to destination: URL) throws -> [String] {
+        let fileManager = FileManager.default
+        try fileManager.createDirectory(at: destination, withIntermediateDirectories: true)
+        var extracted: [String] = []
+        try read(url) { member, readData in
+            let target = destination.appendingPathComponent(member.path)
+            try fileManager.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
+            switch member.kind {
+            case .directory:
+                try fileManager.createDirectory(at: target, withIntermediateDirectories: true)
+            case .file:
+                guard fileManager.createFile(atPath: target.path, contents: nil) else {
+                    throw CompressionError.archive(path: target.path, reason: "cannot create file")
+                }
+                let handle = try FileHandle(forWritingTo: target)
+                defer { try? handle.close() }
+                try readData { chunk in handle.write(Data(chunk)) }
+            case .symbolicLink(let linkTarget):
+                try fileManager.createSymbolicLink(atPath: target.path, withDestinationPath: linkTarget)
+            case .hardLink(let linkTarget):
+                try fileManager.linkItem(at: destination.appendingPathComponent(linkTarget), to: target)
+            }
+            extracted.append(member.path)
+        }
+        return extracted
+    }
+
+    /// Writes the files under `directory` (recursively, sorted, relative paths) into a new archive.
+    public static func create(_ url: URL, format: ArchiveFormat, fromDirectory directory: URL) throws {
+        let base = directory.standardizedFileURL.path
+        guard let walker = FileManager.default.enumerator(atPath: base) else {
+            throw CompressionError.archive(path: base, reason: "cannot list directory")
+        }
+        let relative = walker.compactMap { $0 as? String }.sorted()
+        try create(url, format: format, files: relative.map { ($0, directory.appendingPathComponent($0)) })
+    }
+
+    /// Writes `files` (member path, source file) into a new archive at `url`.
+    public static func create(_ url: URL, format: ArchiveFormat, files: [(member: String, source: URL)]) throws {
+        let writer = archive_write_new()
+        defer { archive_write_free(writer) }
+        let path = url.path
+        func check(_ status: Int32) throws {
+            if status < ARCHIVE_WARN {
+                throw CompressionError.archive(path: path, reason: String(cString: archive_error_string(writer)))
+            }
+        }
+        switch format {
+        case .tar: try check(archive_write_set_format_pax_restricted(writer))
+        case .tarZstd:
+            try check(archive_write_set_format_pax_restricted(writer))
+            try check(archive_write_add_filter_zstd(writer))
+        case .zip: try check(archive_write_set_format_zip(writer))
+        }
+        try check(archive_write_open_filename(writer, path))
+        let entry = archive_entry_new()
+        defer { archive_entry_free(entry) }
+        for (member, source) in files {
+            try validate(member: member, archive: path)
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: source.path, isDirectory: &isDirectory) else {
+                throw CompressionError.archive(path: source.path, reason: "no such file")
+            }
+            archive_entry_clear(entry)
+            archive_entry_set_pathname(entry, member)
+            archive_entry_set_perm(entry, isDirectory.boolValue ? 0o755 : 0o644)
+            archive_entry_set_mtime(entry, 0, 0)  // reproducible archives: no timestamps
+            if isDirectory.boolValue {
+                archive_entry_set_filetype(entry, 0o040000)
+                archive_entry_set_size(entry, 0)
+                try check(archive_write_header(writer, entry))
+                continue
+            }
+            let data = try Data(contentsOf: source, options: .alwaysMapped)
+            archive_entry_set_filetype(entry, 0o100000)
+            archive_entry_set_size(entry, Int64(data.count))
+            try check(archive_write_header(writer, entry))
+            try data.withUnsafeBytes { bytes in
+                var offset = 0
+                while offset < bytes.count {
+                    let written = archive_write_data(writer, bytes.baseAddress! + offset, bytes.count - offset)
+                    if written < 0 { try check(Int32(written)) }
+                    offset += written
+                }
+            }
+        }
+        try check(archive_write_close(writer))
+    }
+
+    // MARK: - Reading
+
+    /// Calls `body` for each member with a function that streams that member's data.
+    private static func read(
+        _ url: URL,
+        _ body: (ArchiveMember, (_ sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws -> Void
+    ) throws {
+        let path = url.path
+        let reader = archive_read_new()
+        defer { archive_read_free(reader) }
+        archive_read_support_format_tar(reader)
+        archive_read_support_format_zip(reader)
+        archive_read_support_filter_zstd(reader)
+        archive_read_support_filter_none(reader)
+        func failure() -> CompressionError {
+            .archive(
+                path: path, reason: archive_error_string(reader).map { String(cString: $0) } ?? "unreadable archive")
+        }
+        guard archive_read_open_filename(reader, path, 1 << 16) == ARCHIVE_OK else { throw failure() }
+        var entry: OpaquePointer?
+        while true {
+            let status = archive_read_next_header(reader, &entry)
+            if status == ARCHIVE_EOF { break }
+            guard status >= ARCHIVE_WARN, let entry else { throw failure() }
+            guard let rawName = archive_entry_pathname(entry) else { throw failure() }
+            let name = String(cString: rawName)
+            let member = try describe(entry, name: name, archive: path)
+            try body(member) { sink in
+                var block: UnsafeRawPointer?
+                var size = 0
+                var offset: Int64 = 0
+                while true {
+                    let result = archive_read_data_block(reader, &block, &size, &offset)
+                    if result == ARCHIVE_EOF { break }
+                    guard result >= ARCHIVE_WARN else { throw failure() }
+                    if size > 0, let block { try sink(UnsafeRawBufferPointer(start: block, count: size)) }
+                }
+            }
+        }
+    }
+
+    private static func describe(_ entry: OpaquePointer, name: String, archive: String) throws -> ArchiveMember {
+        try validate(member: name, archive: archive)
+        let size = Int(archive_entry_size(entry))
+        if let hardLink = archive_entry_hardlink(entry) {
+            let target = String(cString: hardLink)
+            try validate(member: target, archive: archive)
+            return ArchiveMember(path: name, kind: .hardLink(target: target), size: 0)
+        }
+        switch archive_entry_filetype(entry) {
+        case 0o100000:
+            return ArchiveMember(path: name, kind: .file, size: size)
+        case 0o040000:
+            return ArchiveMember(path: name, kind: .directory, size: 0)
+        case 0o120000:
+            let target = archive_entry_symlink(entry).map { String(cString: $0) } ?? ""
+            try validate(link: target, from: name, archive: archive)
+            return ArchiveMember(path: name, kind: .symbolicLink(target: target), size: 0)
+        default:
+            throw CompressionError.unsupportedMember(archive: archive, member: name, kind: "special file")
+        }
+    }
+
+    /// Member names must be relative and stay inside the root.
+    static func validate(member: String, archive: String) throws {
+        if member.isEmpty {
+            throw CompressionError.unsafeMember(archive: archive, member: member, reason: "empty name")
+        }
+        if member.hasPrefix("/") {
+            throw CompressionError.unsafeMember(archive: archive, member: member, reason: "absolute path")
+        }
+        if member.split(separator: "/").contains("..") {
+            throw CompressionError.unsafeMember(
+                archive: archive, member: member, reason: "'..' component escapes the root")
+        }
+    }
+
+    /// A symbolic link's target, resolved from the link's own directory, must stay inside the root.
+    static func validate(link target: String, from member: String, archive: String) throws {
+        if target.hasPrefix("/") || target.isEmpty {
+            throw CompressionError.unsafeMember(
+                archive: archive, member: member, reason: "link target '\(target)' is absolute")
+        }
+        var depth = member.split(separator: "/").count - 1
+        for component in target.split(separator: "/") {
+            if component == ".." { depth -= 1 } else if component != "." { depth += 1 }
+            if depth < 0 {
+                throw CompressionError.unsafeMember(
+                    archive: archive, member: member, reason: "link target '\(target)' escapes the root")
+            }
+        }
+    }
+}

@@ -1,0 +1,35 @@
+import ArgumentParser
+import LatheCore
+
+/// The root of the `lathe` command tree.
+public struct LatheCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "lathe",
+        abstract: "Convert, quantize and verify large language model checkpoints.",
+        discussion: """
+            Lathe reads and writes safetensors, GGUF and its own packed mixed-precision format, chains \
+            quantization passes (the ResQ method) into a pipeline, and checks the result against the \
+            original model with a bundled reference runtime.
+
+            A typical session:
+              lathe inspect model.gguf
+              lathe convert model.gguf -o model.safetensors
+              lathe plan recipe.json model.gguf
+              lathe run recipe.json model.gguf -o model.lathe
+              lathe verify model.gguf model.lathe
+
+            Set OPENBLAS_NUM_THREADS to bound the BLAS worker threads.
+            """,
+        version: LatheVersion.current,
+        subcommands: [
+            Inspect.self, Convert.self, Diff.self, Plan.self, Run.self, Eval.self, Verify.self, Plugins.self,
+        ]
+    )
+
+    public init() {}
+}
+
+/// Parses the process arguments and runs the command (the executable's whole job).
+public func main() async {
+    await LatheCommand.main()
+}

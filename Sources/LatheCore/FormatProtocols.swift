@@ -1,0 +1,58 @@
+import Foundation
+
+/// Options every reader understands.
+public struct ReadOptions: Sendable {
+    public var diagnostics: Diagnostics
+    public init(diagnostics: Diagnostics = .silent) { self.diagnostics = diagnostics }
+}
+
+/// Options every writer understands; format-specific settings travel in `parameters`.
+public struct WriteOptions: Sendable {
+    public var overwrite: Bool
+    public var diagnostics: Diagnostics
+    /// Format-specific settings (`"alignment": "32"`, …), validated by the writer.
+    public var parameters: [String: String]
+
+    public init(overwrite: Bool = false, diagnostics: Diagnostics = .silent, parameters: [String: String] = [:]) {
+        self.overwrite = overwrite
+        self.diagnostics = diagnostics
+        self.parameters = parameters
+    }
+}
+
+/// What a writer produced.
+public struct WriteReport: Sendable, Codable, Equatable {
+    public var path: String
+    public var files: [String]
+    public var bytesWritten: Int
+    public var tensorCount: Int
+
+    public init(path: String, files: [String], bytesWritten: Int, tensorCount: Int) {
+        self.path = path
+        self.files = files
+        self.bytesWritten = bytesWritten
+        self.tensorCount = tensorCount
+    }
+}
+
+/// A format that can be read. Readers parse headers eagerly and map payloads lazily.
+public protocol FormatReader: Sendable {
+    /// The stable id used on the command line and in recipes (`gguf`, `safetensors`, …).
+    static var formatID: String { get }
+    /// One line for `lathe plugins`.
+    static var summary: String { get }
+    /// Whether `url` (with its first bytes in `prefix`) looks like this format.
+    static func sniff(_ url: URL, prefix: [UInt8]) -> Bool
+
+    init()
+    func read(_ url: URL, options: ReadOptions) throws -> ModelGraph
+}
+
+/// A format that can be written. Writers stream tensor by tensor and publish atomically.
+public protocol FormatWriter: Sendable {
+    static var formatID: String { get }
+    static var summary: String { get }
+
+    init()
+    func write(_ graph: ModelGraph, to url: URL, options: WriteOptions) throws -> WriteReport
+}

@@ -1,0 +1,120 @@
+/// The architecture facts of a Llama-family model that every format and the runtime agree on.
+public struct LlamaConfig: Hashable, Sendable, Codable {
+    /// RoPE frequency scaling, as HF's `rope_scaling` describes it.
+    public struct RopeScaling: Hashable, Sendable, Codable {
+        /// `linear`, `llama3`, `yarn`, … (the HF `rope_type`).
+        public var type: String
+        public var factor: Double
+        public var originalContextLength: Int?
+        public var lowFrequencyFactor: Double?
+        public var highFrequencyFactor: Double?
+
+        public init(
+            type: String, factor: Double, originalContextLength: Int? = nil, lowFrequencyFactor: Double? = nil,
+            highFrequencyFactor: Double? = nil
+        ) {
+            self.type = type
+            self.factor = factor
+            self.originalContextLength = originalContextLength
+            self.lowFrequencyFactor = lowFrequencyFactor
+            self.highFrequencyFactor = highFrequencyFactor
+        }
+    }
+
+    public var architecture: String
+    public var hiddenSize: Int
+    public var layerCount: Int
+    public var headCount: Int
+    public var kvHeadCount: Int
+    public var headDim: Int
+    public var ffnSize: Int
+    public var normEpsilon: Double
+    public var ropeBase: Double
+    public var ropeScaling: RopeScaling?
+    public var vocabSize: Int
+    public var contextLength: Int
+    public var tiedEmbeddings: Bool
+
+    public init(
+        architecture: String = "llama", hiddenSize: Int, layerCount: Int, headCount: Int, kvHeadCount: Int,
+        headDim: Int? = nil, ffnSize: Int, normEpsilon: Double, ropeBase: Double, ropeScaling: RopeScaling? = nil,
+        vocabSize: Int, contextLength: Int, tiedEmbeddings: Bool
+    ) {
+        self.architecture = architecture
+        self.hiddenSize = hiddenSize
+        self.layerCount = layerCount
+        self.headCount = headCount
+        self.kvHeadCount = kvHeadCount
+        self.headDim = headDim ?? (headCount > 0 ? hiddenSize / headCount : 0)
+        self.ffnSize = ffnSize
+        self.normEpsilon = normEpsilon
+        self.ropeBase = ropeBase
+        self.ropeScaling = ropeScaling
+        self.vocabSize = vocabSize
+        self.contextLength = contextLength
+        self.tiedEmbeddings = tiedEmbeddings
+    }
+
+    /// Checks the relations the runtime relies on; the message names the offending field.
+    public func validate() throws(LatheError) {
+        for (field, value) in [
+            ("hidden size", hiddenSize), ("layer count", layerCount), ("head count", headCount),
+            ("KV head count", kvHeadCount), ("head dim", headDim), ("FFN size", ffnSize), ("vocab size", vocabSize),
+        ] where value <= 0 {
+            throw .invalidValue(field: field, value: "\(value)", expected: "a positive integer")
+        }
+        guard headCount % kvHeadCount == 0 else {
+            throw .invalidValue(
+                field: "KV head count", value: "\(kvHeadCount)", expected: "a divisor of the head count \(headCount)")
+        }
+        guard headDim % 2 == 0 else {
+            throw .invalidValue(field: "head dim", value: "\(headDim)", expected: "an even number (RoPE rotates pairs)")
+        }
+        guard normEpsilon > 0, ropeBase > 0 else {
+            throw .invalidValue(
+                field: normEpsilon > 0 ? "RoPE base" : "norm epsilon",
+                value: "\(normEpsilon > 0 ? ropeBase : normEpsilon)", expected: "a positive number")
+        }
+    }
+
+    /// Number of query heads that share one KV head.
+    public var groupSize: Int { headCount / kvHeadCount }
+}
+
+/// The tokenizer a model file carries, in GGUF's vocabulary (HF's tokenizer.json maps onto it).
+public struct TokenizerDescription: Hashable, Sendable {
+    /// `gpt2` (byte-level BPE), `llama` (SentencePiece), …
+    public var model: String
+    /// The pre-tokenizer name (`smollm`, `llama-bpe`, …).
+    public var preTokenizer: String?
+    public var tokens: [String]
+    /// Token types (1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte).
+    public var tokenTypes: [Int32]
+    public var merges: [String]
+    public var bosTokenID: Int?
+    public var eosTokenID: Int?
+    public var unknownTokenID: Int?
+    public var paddingTokenID: Int?
+    public var addBOS: Bool
+    public var addSpacePrefix: Bool
+    public var chatTemplate: String?
+
+    public init(
+        model: String, preTokenizer: String? = nil, tokens: [String], tokenTypes: [Int32] = [], merges: [String] = [],
+        bosTokenID: Int? = nil, eosTokenID: Int? = nil, unknownTokenID: Int? = nil, paddingTokenID: Int? = nil,
+        addBOS: Bool = false, addSpacePrefix: Bool = false, chatTemplate: String? = nil
+    ) {
+        self.model = model
+        self.preTokenizer = preTokenizer
+        self.tokens = tokens
+        self.tokenTypes = tokenTypes
+        self.merges = merges
+        self.bosTokenID = bosTokenID
+        self.eosTokenID = eosTokenID
+        self.unknownTokenID = unknownTokenID
+        self.paddingTokenID = paddingTokenID
+        self.addBOS = addBOS
+        self.addSpacePrefix = addSpacePrefix
+        self.chatTemplate = chatTemplate
+    }
+}

@@ -1,0 +1,122 @@
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A read-only memory map of a whole file. The mapping lives as long as the object, and every
+/// access is bounds-checked against the file's size.
+public final class MappedFile: Sendable {
+    public let path: String
+    public let size: Int
+    // The mapping is never written after creation, so sharing the pointer across threads is safe.
+    private nonisolated(unsafe) let base: UnsafeRawPointer?
+
+    public init(path: String) throws(LatheError) {
+        self.path = path
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            throw .fileAccess(path: path, reason: String(cString: strerror(errno)))
+        }
+        defer { close(descriptor) }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else {
+            throw .fileAccess(path: path, reason: String(cString: strerror(errno)))
+        }
+        guard (status.st_mode & S_IFMT) == S_IFREG else {
+            throw .fileAccess(path: path, reason: "not a regular file")
+        }
+        size = Int(status.st_size)
+        if size == 0 {
+            base = nil
+            return
+        }
+        let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, descriptor, 0)
+        guard let mapped, mapped != MAP_FAILED else {
+            throw .fileAccess(path: path, reason: "cannot map file: \(String(cString: strerror(errno)))")
+        }
+        base = UnsafeRawPointer(mapped)
+    }
+
+    deinit {
+        if let base { munmap(UnsafeMutableRawPointer(mutating: base), size) }
+    }
+
+    /// Borrowed access to `offset ..< offset + length`, refused if it runs past the end.
+    public func withBytes<R>(
+        offset: Int = 0, length: Int? = nil, _ body: (UnsafeRawBufferPointer) throws -> R
+    ) throws -> R {
+        let length = length ?? (size - offset)
+        try checkRange(offset: offset, length: length)
+        guard let base, length > 0 else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
+        return try body(UnsafeRawBufferPointer(start: base + offset, count: length))
+    }
+
+    public func checkRange(offset: Int, length: Int) throws(LatheError) {
+        let (end, overflow) = offset.addingReportingOverflow(length)
+        guard offset >= 0, length >= 0, !overflow, end <= size else {
+            throw .outOfBounds(path: path, offset: offset, length: length, size: size)
+        }
+    }
+}
+
+/// A tensor's bytes: a slice of a memory-mapped file (zero copy) or an owned buffer.
+/// Immutable after creation, hence `Sendable`.
+public final class TensorStorage: Sendable {
+    private enum Backing {
+        case mapped(MappedFile, offset: Int)
+        case owned([UInt8])
+    }
+    private let backing: Backing
+    public let byteCount: Int
+
+    /// A bounds-checked view of `file[offset ..< offset + length]`.
+    public init(file: MappedFile, offset: Int, length: Int) throws(LatheError) {
+        try file.checkRange(offset: offset, length: length)
+        backing = .mapped(file, offset: offset)
+        byteCount = length
+    }
+
+    public init(bytes: [UInt8]) {
+        backing = .owned(bytes)
+        byteCount = bytes.count
+    }
+
+    /// Copies the values of a scalar array into a new owned buffer (native little-endian layout).
+    public convenience init<T: BitwiseCopyable>(values: [T]) {
+        self.init(bytes: values.withUnsafeBytes { Array($0) })
+    }
+
+    /// Whether the bytes are borrowed from a file mapping.
+    public var isMapped: Bool {
+        if case .mapped = backing { return true }
+        return false
+    }
+
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        switch backing {
+        case .mapped(let file, let offset):
+            // The range was checked at creation; a failure here would be a logic error.
+            return try file.withBytesUnchecked(offset: offset, length: byteCount, body)
+        case .owned(let bytes):
+            return try bytes.withUnsafeBytes(body)
+        }
+    }
+
+    /// The elements as an array of `T` (copied; unaligned storage is fine).
+    public func values<T: BitwiseCopyable>(as _: T.Type) -> [T] {
+        withUnsafeBytes { raw in
+            let count = raw.count / MemoryLayout<T>.stride
+            return (0..<count).map { raw.loadUnaligned(fromByteOffset: $0 * MemoryLayout<T>.stride, as: T.self) }
+        }
+    }
+}
+
+extension MappedFile {
+    fileprivate func withBytesUnchecked<R>(
+        offset: Int, length: Int, _ body: (UnsafeRawBufferPointer) throws -> R
+    ) rethrows -> R {
+        guard let base, length > 0 else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
+        return try body(UnsafeRawBufferPointer(start: base + offset, count: length))
+    }
+}

@@ -1,0 +1,119 @@
+/// A tensor of a model: what it is, and where its bytes come from.
+public struct Tensor: Sendable {
+    /// Where the bytes come from. `computed` lets a conversion produce each tensor only when a writer
+    /// asks for it, so memory stays bounded by about one tensor.
+    public enum Payload: Sendable {
+        case stored(TensorStorage)
+        case computed(@Sendable () throws -> TensorStorage)
+    }
+
+    public var info: TensorInfo
+    public var payload: Payload
+
+    public init(info: TensorInfo, storage: TensorStorage) {
+        self.info = info
+        self.payload = .stored(storage)
+    }
+
+    public init(info: TensorInfo, compute: @escaping @Sendable () throws -> TensorStorage) {
+        self.info = info
+        self.payload = .computed(compute)
+    }
+
+    public var name: String { info.name }
+
+    /// The bytes, computing them if needed; checks that their size matches dtype and shape.
+    public func storage() throws -> TensorStorage {
+        let storage: TensorStorage
+        switch payload {
+        case .stored(let stored): storage = stored
+        case .computed(let compute): storage = try compute()
+        }
+        let expected = try info.byteCount()
+        guard storage.byteCount == expected else {
+            throw LatheError.inTensor(
+                info.name,
+                .invalidValue(
+                    field: "byte size", value: "\(storage.byteCount)",
+                    expected: "\(expected) for \(info.dtype) \(info.shape)"))
+        }
+        return storage
+    }
+}
+
+/// A model as every format and pass sees it: named tensors in order, metadata, and the typed
+/// architecture and tokenizer descriptions decoded from that metadata.
+public struct ModelGraph: Sendable {
+    /// Where the model came from (a path, for messages).
+    public var source: String
+    public var metadata: Metadata
+    public var config: LlamaConfig?
+    public var tokenizer: TokenizerDescription?
+    public private(set) var tensors: [Tensor]
+    private var indexByName: [String: Int]
+
+    public init(
+        source: String, metadata: Metadata = Metadata(), config: LlamaConfig? = nil,
+        tokenizer: TokenizerDescription? = nil, tensors: [Tensor] = []
+    ) throws(LatheError) {
+        self.source = source
+        self.metadata = metadata
+        self.config = config
+        self.tokenizer = tokenizer
+        self.tensors = []
+        self.indexByName = [:]
+        for tensor in tensors { try append(tensor) }
+    }
+
+    public var tensorNames: [String] { tensors.map(\.name) }
+
+    public subscript(name: String) -> Tensor? {
+        indexByName[name].map { tensors[$0] }
+    }
+
+    public func tensor(named name: String) throws(LatheError) -> Tensor {
+        guard let index = indexByName[name] else { throw .unknownTensor(name) }
+        return tensors[index]
+    }
+
+    /// Adds a tensor; a second tensor with the same name is an error.
+    public mutating func append(_ tensor: Tensor) throws(LatheError) {
+        guard indexByName[tensor.name] == nil else { throw .duplicateID(kind: "tensor", id: tensor.name) }
+        indexByName[tensor.name] = tensors.count
+        tensors.append(tensor)
+    }
+
+    /// Replaces the tensor of the same name, keeping its position.
+    public mutating func replace(_ tensor: Tensor) throws(LatheError) {
+        guard let index = indexByName[tensor.name] else { throw .unknownTensor(tensor.name) }
+        tensors[index] = tensor
+    }
+
+    /// Replaces `name` by `tensor` (which may be renamed), keeping the position.
+    public mutating func replace(_ name: String, with tensor: Tensor) throws(LatheError) {
+        guard let index = indexByName[name] else { throw .unknownTensor(name) }
+        if tensor.name != name {
+            guard indexByName[tensor.name] == nil else { throw .duplicateID(kind: "tensor", id: tensor.name) }
+            indexByName[name] = nil
+            indexByName[tensor.name] = index
+        }
+        tensors[index] = tensor
+    }
+
+    public mutating func remove(_ name: String) throws(LatheError) {
+        guard let index = indexByName[name] else { throw .unknownTensor(name) }
+        tensors.remove(at: index)
+        indexByName = Dictionary(uniqueKeysWithValues: tensors.enumerated().map { ($1.name, $0) })
+    }
+
+    /// Total payload bytes and element count over all tensors.
+    public func totals() throws -> (bytes: Int, elements: Int) {
+        var bytes = 0
+        var elements = 0
+        for tensor in tensors {
+            bytes += try tensor.info.byteCount()
+            elements += try tensor.info.shape.elementCount()
+        }
+        return (bytes, elements)
+    }
+}

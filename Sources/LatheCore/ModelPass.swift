@@ -1,0 +1,65 @@
+/// A typed key for an artifact that one pass produces and a later pass consumes (a PCA basis, a
+/// calibration statistic). The key type names its value type, so no casts appear at use sites.
+public protocol PassArtifactKey {
+    associatedtype Value: Sendable
+    /// A stable name for plans and error messages.
+    static var name: String { get }
+}
+
+/// The shared state passes read and write while a pipeline runs.
+public struct PassContext: Sendable {
+    private var artifacts: [ObjectIdentifier: any Sendable] = [:]
+    public var diagnostics: Diagnostics
+    /// Seed for everything random in the pipeline; each pass derives its own stream from it.
+    public var seed: UInt64
+
+    public init(seed: UInt64 = 0, diagnostics: Diagnostics = .silent) {
+        self.seed = seed
+        self.diagnostics = diagnostics
+    }
+
+    public subscript<Key: PassArtifactKey>(key: Key.Type) -> Key.Value? {
+        get { artifacts[ObjectIdentifier(key)] as? Key.Value }
+        set { artifacts[ObjectIdentifier(key)] = newValue }
+    }
+
+    /// The artifact, or an error saying which earlier pass should have produced it.
+    public func require<Key: PassArtifactKey>(_ key: Key.Type, by passID: String) throws(LatheError) -> Key.Value {
+        guard let value = self[key] else {
+            throw .missingField(
+                Key.name, in: "the pipeline context (needed by pass '\(passID)'; add the pass that produces it earlier)"
+            )
+        }
+        return value
+    }
+}
+
+/// What a pass will do, computed without changing anything.
+public struct PassPlan: Sendable, Equatable {
+    /// Names of the tensors the pass rewrites, adds or removes.
+    public var changedTensors: [String]
+    /// Artifact names the pass needs from earlier passes.
+    public var requires: [String]
+    /// Artifact names the pass makes available to later passes.
+    public var produces: [String]
+    /// Human-readable per-layer decisions.
+    public var notes: [String]
+
+    public init(changedTensors: [String] = [], requires: [String] = [], produces: [String] = [], notes: [String] = []) {
+        self.changedTensors = changedTensors
+        self.requires = requires
+        self.produces = produces
+        self.notes = notes
+    }
+}
+
+/// A model transformation. `plan` is a preflight that must not mutate; `apply` does the work.
+public protocol ModelPass: Sendable {
+    associatedtype Options: Codable & Sendable
+    static var passID: String { get }
+    static var summary: String { get }
+
+    init(options: Options) throws
+    func plan(_ graph: ModelGraph) throws -> PassPlan
+    func apply(_ graph: inout ModelGraph, context: inout PassContext) throws
+}

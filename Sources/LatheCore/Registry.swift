@@ -1,0 +1,106 @@
+import Foundation
+
+/// The formats and passes Lathe knows, built once by `RegistryBuilder` and then frozen: a plain
+/// value with no locks, shared freely across tasks.
+public struct Registry: Sendable {
+    /// One row of `lathe plugins`.
+    public struct Entry: Sendable, Equatable, Codable {
+        public enum Kind: String, Sendable, Codable {
+            case reader, writer, pass
+        }
+        public var kind: Kind
+        public var id: String
+        public var summary: String
+
+        public init(kind: Kind, id: String, summary: String) {
+            self.kind = kind
+            self.id = id
+            self.summary = summary
+        }
+    }
+
+    public typealias PassFactory = @Sendable (Data) throws -> any ModelPass
+
+    fileprivate var readers: [String: any FormatReader.Type] = [:]
+    fileprivate var writers: [String: any FormatWriter.Type] = [:]
+    fileprivate var passes: [String: (summary: String, make: PassFactory)] = [:]
+    fileprivate var readerOrder: [String] = []
+
+    /// Everything registered, readers then writers then passes, each sorted by id.
+    public var entries: [Entry] {
+        readers.keys.sorted().map { Entry(kind: .reader, id: $0, summary: readers[$0]?.summary ?? "") }
+            + writers.keys.sorted().map { Entry(kind: .writer, id: $0, summary: writers[$0]?.summary ?? "") }
+            + passes.keys.sorted().map { Entry(kind: .pass, id: $0, summary: passes[$0]?.summary ?? "") }
+    }
+
+    public func reader(_ id: String) throws(LatheError) -> any FormatReader {
+        guard let type = readers[id] else {
+            throw .unknownID(kind: "format reader", id: id, known: readers.keys.sorted())
+        }
+        return type.init()
+    }
+
+    public func writer(_ id: String) throws(LatheError) -> any FormatWriter {
+        guard let type = writers[id] else {
+            throw .unknownID(kind: "format writer", id: id, known: writers.keys.sorted())
+        }
+        return type.init()
+    }
+
+    /// Builds a pass from its JSON options.
+    public func pass(_ id: String, options: Data) throws -> any ModelPass {
+        guard let entry = passes[id] else {
+            throw LatheError.unknownID(kind: "pass", id: id, known: passes.keys.sorted())
+        }
+        return try entry.make(options)
+    }
+
+    /// The first reader (in registration order) whose sniff accepts the file.
+    public func detectReader(for url: URL, prefix: [UInt8]) -> (any FormatReader)? {
+        readerOrder.lazy.compactMap { readers[$0] }.first { $0.sniff(url, prefix: prefix) }.map { $0.init() }
+    }
+}
+
+/// Collects registrations, rejecting duplicate ids, then freezes them into a `Registry`.
+public struct RegistryBuilder {
+    private var registry = Registry()
+
+    public init() {}
+
+    public mutating func register(reader: any FormatReader.Type) throws(LatheError) {
+        guard registry.readers[reader.formatID] == nil else {
+            throw .duplicateID(kind: "format reader", id: reader.formatID)
+        }
+        registry.readers[reader.formatID] = reader
+        registry.readerOrder.append(reader.formatID)
+    }
+
+    public mutating func register(writer: any FormatWriter.Type) throws(LatheError) {
+        guard registry.writers[writer.formatID] == nil else {
+            throw .duplicateID(kind: "format writer", id: writer.formatID)
+        }
+        registry.writers[writer.formatID] = writer
+    }
+
+    /// Registers a pass; its factory decodes the pass's own `Options` from JSON.
+    public mutating func register<Pass: ModelPass>(pass: Pass.Type) throws(LatheError) {
+        guard registry.passes[Pass.passID] == nil else { throw .duplicateID(kind: "pass", id: Pass.passID) }
+        registry.passes[Pass.passID] = (
+            Pass.summary,
+            { data in
+                let options: Pass.Options
+                do {
+                    options = try JSONDecoder().decode(Pass.Options.self, from: data.isEmpty ? Data("{}".utf8) : data)
+                } catch {
+                    throw LatheError.invalidValue(
+                        field: "options of pass '\(Pass.passID)'", value: String(decoding: data, as: UTF8.self),
+                        expected: "JSON matching the pass's options (\(error))")
+                }
+                return try Pass(options: options)
+            }
+        )
+    }
+
+    /// The frozen registry.
+    public func build() -> Registry { registry }
+}

@@ -1,0 +1,33 @@
+/// Tolerance helpers shared by the test targets.
+///
+/// `isClose(a, b, relative:absolute:)` accepts `|a − b| ≤ max(absolute, relative · max(|a|, |b|))`:
+/// symmetric, never transitive, and not a substitute for `==`.
+public func isClose<T: BinaryFloatingPoint>(_ a: T, _ b: T, relative: T, absolute: T = 0) -> Bool {
+    if a == b { return true }
+    guard a.isFinite, b.isFinite else { return false }
+    return abs(a - b) <= max(absolute, relative * max(abs(a), abs(b)))
+}
+
+/// The index and size of the worst relative difference between two arrays, for failure messages.
+public func worstRelativeDifference<T: BinaryFloatingPoint>(_ a: [T], _ b: [T]) -> (index: Int, value: T)? {
+    precondition(a.count == b.count, "arrays differ in length")
+    var worst: (Int, T)?
+    for i in a.indices {
+        let scale = max(abs(a[i]), abs(b[i]), T.leastNormalMagnitude)
+        let value = abs(a[i] - b[i]) / scale
+        if worst == nil || value > worst!.1 { worst = (i, value) }
+    }
+    return worst
+}
+
+/// Frobenius-norm relative error ‖a − b‖ / ‖b‖.
+public func relativeError<T: BinaryFloatingPoint>(_ a: [T], _ b: [T]) -> T {
+    precondition(a.count == b.count, "arrays differ in length")
+    var difference: T = 0
+    var norm: T = 0
+    for i in a.indices {
+        difference += (a[i] - b[i]) * (a[i] - b[i])
+        norm += b[i] * b[i]
+    }
+    return norm == 0 ? difference.squareRoot() : (difference / norm).squareRoot()
+}

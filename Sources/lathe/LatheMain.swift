@@ -1,0 +1,8 @@
+import LatheCLI
+
+@main
+struct LatheMain {
+    static func main() async {
+        await LatheCLI.main()
+    }
+}

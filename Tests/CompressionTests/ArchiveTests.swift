@@ -1,0 +1,126 @@
+import Compression
+import Foundation
+import LatheTestSupport
+import Testing
+
+/// A minimal ustar writer, independent of libarchive, for crafting hostile archives.
+func tarBytes(_ members: [(name: String, type: UInt8, link: String, data: [UInt8])]) -> [UInt8] {
+    var out: [UInt8] = []
+    for member in members {
+        var header = [UInt8](repeating: 0, count: 512)
+        func put(_ string: String, at offset: Int, width: Int) {
+            for (i, byte) in string.utf8.prefix(width).enumerated() { header[offset + i] = byte }
+        }
+        func octal(_ value: Int, width: Int) -> String {
+            let digits = String(value, radix: 8)
+            return String(repeating: "0", count: width - 1 - digits.count) + digits
+        }
+        put(member.name, at: 0, width: 100)
+        put(octal(0o644, width: 8), at: 100, width: 7)
+        put(octal(0, width: 8), at: 108, width: 7)
+        put(octal(0, width: 8), at: 116, width: 7)
+        put(octal(member.data.count, width: 12), at: 124, width: 11)
+        put(octal(0, width: 12), at: 136, width: 11)
+        header[156] = member.type
+        put(member.link, at: 157, width: 100)
+        put("ustar", at: 257, width: 6)
+        put("00", at: 263, width: 2)
+        for i in 148..<156 { header[i] = 0x20 }
+        let checksum = header.reduce(0) { $0 + Int($1) }
+        put(octal(checksum, width: 7), at: 148, width: 6)
+        out += header + member.data
+        out += [UInt8](repeating: 0, count: (512 - member.data.count % 512) % 512)
+    }
+    return out + [UInt8](repeating: 0, count: 1024)
+}
+
+@Suite("Archives")
+struct ArchiveTests {
+    func makeTree(_ root: URL) throws {
+        try FileManager.default.createDirectory(
+            at: root.appendingPathComponent("model/sub"), withIntermediateDirectories: true)
+        try Data("{\"hidden_size\": 576}".utf8).write(to: root.appendingPathComponent("model/config.json"))
+        try Data((0..<70_000).map { UInt8(truncatingIfNeeded: $0 * 7) }).write(
+            to: root.appendingPathComponent("model/sub/weights.bin"))
+    }
+
+    @Test("tar, tar.zst and zip round trips keep every file byte for byte", arguments: ArchiveFormat.allCases)
+    func roundTrip(format: ArchiveFormat) throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let source = work.appendingPathComponent("source")
+        try makeTree(source)
+        let archive = work.appendingPathComponent("bundle.\(format.rawValue)")
+        try Archive.create(archive, format: format, fromDirectory: source)
+        #expect(ArchiveFormat(fileName: archive.lastPathComponent) == format)
+
+        let listed = try Archive.list(archive)
+        #expect(listed.contains(ArchiveMember(path: "model/config.json", kind: .file, size: 20)))
+        let out = work.appendingPathComponent("out")
+        try Archive.extract(archive, to: out)
+        for file in ["model/config.json", "model/sub/weights.bin"] {
+            let original = try Data(contentsOf: source.appendingPathComponent(file))
+            let restored = try Data(contentsOf: out.appendingPathComponent(file))
+            #expect(original == restored, "\(file) differs after the \(format) round trip")
+        }
+    }
+
+    @Test("a '../evil' member is refused and nothing is written outside the root")
+    func refusesDotDot() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let archive = work.appendingPathComponent("evil.tar")
+        try Data(tarBytes([("../evil", UInt8(ascii: "0"), "", Array("pwned".utf8))])).write(to: archive)
+        let out = work.appendingPathComponent("out")
+        #expect(
+            throws: CompressionError.unsafeMember(
+                archive: archive.path, member: "../evil", reason: "'..' component escapes the root")
+        ) { try Archive.extract(archive, to: out) }
+        #expect(!FileManager.default.fileExists(atPath: work.appendingPathComponent("evil").path))
+    }
+
+    @Test(
+        "absolute paths and escaping links are refused",
+        arguments: [
+            ("/tmp/lathe-absolute", UInt8(ascii: "0"), ""),
+            ("link", UInt8(ascii: "2"), "../../etc/passwd"),
+            ("dir/link", UInt8(ascii: "2"), "/etc/passwd"),
+        ])
+    func refusesEscapes(member: (String, UInt8, String)) throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let archive = work.appendingPathComponent("evil.tar")
+        try Data(tarBytes([(member.0, member.1, member.2, [])])).write(to: archive)
+        #expect(throws: CompressionError.self) { try Archive.extract(archive, to: work.appendingPathComponent("out")) }
+        #expect(!FileManager.default.fileExists(atPath: "/tmp/lathe-absolute"))
+    }
+
+    @Test("a link that stays inside the root is extracted")
+    func keepsInnerLink() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let archive = work.appendingPathComponent("ok.tar")
+        try Data(
+            tarBytes([
+                ("a/file", UInt8(ascii: "0"), "", Array("hello".utf8)),
+                ("a/b/link", UInt8(ascii: "2"), "../file", []),
+            ])
+        ).write(to: archive)
+        let out = work.appendingPathComponent("out")
+        try Archive.extract(archive, to: out)
+        #expect(try String(contentsOf: out.appendingPathComponent("a/b/link"), encoding: .utf8) == "hello")
+    }
+
+    @Test("a file that is not an archive gives an error naming it")
+    func notAnArchive() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let bogus = work.appendingPathComponent("bogus.tar")
+        try Data(repeating: 0x41, count: 1000).write(to: bogus)
+        #expect {
+            try Archive.list(bogus)
+        } throws: { error in
+            (error as? CompressionError)?.errorDescription?.hasPrefix(bogus.path) == true
+        }
+    }
+}

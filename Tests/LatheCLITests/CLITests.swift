@@ -1,0 +1,62 @@
+import ArgumentParser
+import Foundation
+import LatheBuiltins
+import LatheCore
+import LatheTestSupport
+import Testing
+
+@testable import LatheCLI
+
+/// Compares `text` with a checked-in snapshot; `LATHE_UPDATE_SNAPSHOTS=1` rewrites it instead.
+func expectSnapshot(_ text: String, named name: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let url = Fixtures.packageRoot.appendingPathComponent("Tests/LatheCLITests/Snapshots/\(name).txt")
+    if ProcessInfo.processInfo.environment["LATHE_UPDATE_SNAPSHOTS"] == "1" {
+        try text.write(to: url, atomically: true, encoding: .utf8)
+        return
+    }
+    let expected = try String(contentsOf: url, encoding: .utf8)
+    #expect(
+        text == expected, "\(name) changed; if intended, rerun with LATHE_UPDATE_SNAPSHOTS=1",
+        sourceLocation: sourceLocation)
+}
+
+@Suite("CLI")
+struct CLITests {
+    @Test("the root help text is stable")
+    func rootHelp() throws {
+        try expectSnapshot(LatheCommand.helpMessage(columns: 100), named: "help")
+    }
+
+    @Test(
+        "every subcommand's help text is stable",
+        arguments: ["inspect", "convert", "diff", "plan", "run", "eval", "verify", "plugins"])
+    func subcommandHelp(name: String) throws {
+        let command = try #require(LatheCommand.configuration.subcommands.first { $0._commandName == name })
+        try expectSnapshot(command.helpMessage(columns: 100), named: "help-\(name)")
+    }
+
+    @Test("--version prints the version")
+    func version() {
+        #expect(LatheCommand.configuration.version == "0.1.0")
+    }
+
+    @Test("plugins renders the registry as a table and as JSON")
+    func plugins() throws {
+        let table = Plugins.render(LatheBuiltins.registry.entries, json: false)
+        #expect(table.hasPrefix("Format readers:"))
+        for entry in LatheBuiltins.registry.entries { #expect(table.contains(entry.id)) }
+        let json = Plugins.render(LatheBuiltins.registry.entries, json: true)
+        let decoded = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: String]]
+        #expect(decoded?.count == LatheBuiltins.registry.entries.count)
+    }
+
+    @Test("an unbuilt command says which capability is missing")
+    func pending() throws {
+        var command = try LatheCommand.parseAsRoot(["verify", "a.gguf", "b.lathe"])
+        #expect {
+            try command.run()
+        } throws: { error in
+            String(describing: error).contains("reference runtime")
+        }
+    }
+}

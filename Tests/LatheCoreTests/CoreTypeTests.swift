@@ -1,0 +1,150 @@
+import Foundation
+import LatheCore
+import LatheTestSupport
+import Testing
+
+@Suite("DType and shapes")
+struct DTypeTests {
+    @Test("scalar byte counts")
+    func scalarSizes() throws {
+        #expect(try DType.f32.byteCount(for: [2, 3]) == 24)
+        #expect(try DType.bf16.byteCount(for: [576]) == 1152)
+        #expect(try DType.bool.byteCount(for: [5]) == 5)
+        #expect(try DType.i64.byteCount(for: []) == 8, "a scalar has one element")
+    }
+
+    @Test(
+        "ggml block sizes follow the type table",
+        arguments: [
+            (GGMLBlockType.q4_0, 18), (.q4_1, 20), (.q5_0, 22), (.q5_1, 24), (.q8_0, 34), (.q8_1, 36),
+            (.q2_K, 84), (.q3_K, 110), (.q4_K, 144), (.q5_K, 176), (.q6_K, 210), (.q8_K, 292),
+        ])
+    func blockSizes(type: GGMLBlockType, bytes: Int) throws {
+        #expect(type.bytesPerBlock == bytes)
+        let shape: Shape = [4, 512]
+        #expect(try DType.quantized(.ggml(type)).byteCount(for: shape) == 4 * 512 / type.blockSize * bytes)
+    }
+
+    @Test("SmolLM2's tensors have the file's byte sizes")
+    func smolSizes() throws {
+        // formats.md §5.2: token_embd.weight is Q8_0 [49152, 576], blk.N.attn_q.weight Q4_1 [576, 576].
+        #expect(try DType.quantized(.ggml(.q8_0)).byteCount(for: [49152, 576]) == 30_081_024)
+        #expect(try DType.quantized(.ggml(.q4_1)).byteCount(for: [576, 576]) == 207_360)
+        #expect(DType.quantized(.ggml(.q4_1)).bitsPerWeight == 5.0)
+    }
+
+    @Test("a row that does not fill whole blocks is an error naming the tensor")
+    func partialBlock() {
+        let info = TensorInfo(name: "blk.0.attn_q.weight", dtype: .quantized(.ggml(.q4_K)), shape: [576, 576])
+        #expect {
+            try info.byteCount()
+        } throws: { error in
+            let message = (error as? LatheError)?.errorDescription ?? ""
+            return message.contains("blk.0.attn_q.weight") && message.contains("block of 256")
+        }
+    }
+
+    @Test("packed integer payloads pad rows to whole bytes")
+    func packed() throws {
+        let int4 = try PackedIntegerEncoding(bits: 4, granularity: .perGroup(32))
+        #expect(try DType.quantized(.packed(int4)).byteCount(for: [3, 64]) == 96)
+        #expect(DType.quantized(.packed(int4)).description == "INT4-g32")
+        #expect(throws: LatheError.self) { try PackedIntegerEncoding(bits: 3, granularity: .perRow) }
+    }
+
+    @Test("overflowing and negative shapes are refused")
+    func badShapes() {
+        #expect(throws: LatheError.self) { try Shape([Int.max, 2]).elementCount() }
+        #expect(throws: LatheError.self) { try Shape([-1]).elementCount() }
+    }
+}
+
+@Suite("Storage and graphs")
+struct StorageTests {
+    @Test("a mapped file hands out bounds-checked zero-copy views")
+    func mapped() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let url = directory.appendingPathComponent("blob.bin")
+        try Data([0, 0, 0x80, 0x3F, 0, 0, 0, 0x40]).write(to: url)
+        let file = try MappedFile(path: url.path)
+        let storage = try TensorStorage(file: file, offset: 0, length: 8)
+        #expect(storage.isMapped)
+        #expect(storage.values(as: Float.self) == [1, 2])
+        #expect(throws: LatheError.outOfBounds(path: url.path, offset: 4, length: 8, size: 8)) {
+            try TensorStorage(file: file, offset: 4, length: 8)
+        }
+        #expect(throws: LatheError.self) { try MappedFile(path: directory.appendingPathComponent("missing").path) }
+    }
+
+    @Test("a graph keeps tensor order and rejects duplicate names")
+    func graph() throws {
+        func tensor(_ name: String) -> Tensor {
+            Tensor(info: TensorInfo(name: name, dtype: .f32, shape: [1]), storage: TensorStorage(values: [Float(0)]))
+        }
+        var graph = try ModelGraph(source: "memory", tensors: [tensor("b"), tensor("a")])
+        #expect(graph.tensorNames == ["b", "a"])
+        #expect(throws: LatheError.duplicateID(kind: "tensor", id: "a")) { try graph.append(tensor("a")) }
+        try graph.replace("b", with: tensor("c"))
+        #expect(graph.tensorNames == ["c", "a"])
+        try graph.remove("c")
+        #expect(graph["a"] != nil && graph["c"] == nil)
+    }
+
+    @Test("a computed tensor of the wrong size is caught when materialised")
+    func computedSize() throws {
+        let tensor = Tensor(info: TensorInfo(name: "x", dtype: .f32, shape: [4])) { TensorStorage(values: [Float(1)]) }
+        #expect(throws: LatheError.self) { try tensor.storage() }
+    }
+
+    @Test("metadata keeps insertion order and replaces in place")
+    func metadataOrder() {
+        var metadata = Metadata([("general.architecture", .string("llama")), ("llama.block_count", .uint32(30))])
+        metadata["general.name"] = .string("x")
+        metadata["general.architecture"] = .string("llama2")
+        #expect(metadata.keys == ["general.architecture", "llama.block_count", "general.name"])
+        metadata["llama.block_count"] = nil
+        #expect(metadata.map(\.key) == ["general.architecture", "general.name"])
+        #expect(MetadataValue.uint32(30).intValue == 30)
+    }
+
+    @Test("the Llama config check names the bad field")
+    func configValidation() throws {
+        let smol = LlamaConfig(
+            hiddenSize: 576, layerCount: 30, headCount: 9, kvHeadCount: 3, ffnSize: 1536, normEpsilon: 1e-5,
+            ropeBase: 100_000, vocabSize: 49152, contextLength: 8192, tiedEmbeddings: true)
+        try smol.validate()
+        #expect(smol.headDim == 64 && smol.groupSize == 3)
+        var bad = smol
+        bad.kvHeadCount = 4
+        #expect(
+            throws: LatheError.invalidValue(
+                field: "KV head count", value: "4", expected: "a divisor of the head count 9")
+        ) {
+            try bad.validate()
+        }
+    }
+}
+
+@Suite("Atomic output")
+struct AtomicOutputTests {
+    @Test("a failed write leaves nothing at the destination; a good one is published")
+    func atomic() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let destination = directory.appendingPathComponent("model.bin")
+        struct Boom: Error {}
+        #expect(throws: Boom.self) {
+            try AtomicOutput(destination: destination, overwrite: false).run { url in
+                try Data([1, 2, 3]).write(to: url)
+                throw Boom()
+            }
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).isEmpty)
+        try AtomicOutput(destination: destination, overwrite: false).run { try Data([4]).write(to: $0) }
+        #expect(try Data(contentsOf: destination) == Data([4]))
+        #expect(throws: LatheError.self) { try AtomicOutput(destination: destination, overwrite: false) }
+        try AtomicOutput(destination: destination, overwrite: true).run { try Data([5]).write(to: $0) }
+        #expect(try Data(contentsOf: destination) == Data([5]))
+    }
+}
