@@ -32,9 +32,13 @@ let package = Package(
         .target(name: "LatheCore", swiftSettings: swiftSettings),
 
         // MARK: - Formats and passes (each depends on LatheCore only; registered in LatheBuiltins)
+        .target(name: "FormatGGUF", dependencies: ["LatheCore"], swiftSettings: swiftSettings),
+        .target(name: "FormatSafetensors", dependencies: ["LatheCore"], swiftSettings: swiftSettings),
 
         // MARK: - Assembly
-        .target(name: "LatheBuiltins", dependencies: ["LatheCore"], swiftSettings: swiftSettings),
+        .target(
+            name: "LatheBuiltins", dependencies: ["LatheCore", "Compression", "FormatGGUF", "FormatSafetensors"],
+            swiftSettings: swiftSettings),
         .target(
             name: "LatheCLI",
             dependencies: [
@@ -77,6 +81,7 @@ let package = Package(
                 "LatheCLI", "LatheBuiltins", "LatheCore", "LatheTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
+            exclude: ["Snapshots"],
             swiftSettings: swiftSettings),
     ]
 )

@@ -1,11 +1,22 @@
+import FormatGGUF
+import FormatSafetensors
 import LatheCore
 
 /// The one place that lists every built-in format and pass. Adding a format or pass is one line here.
 public enum LatheBuiltins {
-    /// The registry of everything built in, frozen.
+    /// The registry of everything built in, frozen. Readers are tried in this order when sniffing.
     public static let registry: Registry = {
-        let builder = RegistryBuilder()
-        // Formats (issue "Formats") and passes (issues "Pipeline", "ResQ passes") register here.
+        var builder = RegistryBuilder()
+        do {
+            try builder.register(reader: GGUFReader.self)
+            try builder.register(reader: HFDirectoryReader.self)
+            try builder.register(reader: SafetensorsReader.self)
+            try builder.register(writer: GGUFWriter.self)
+            try builder.register(writer: HFDirectoryWriter.self)
+            try builder.register(writer: SafetensorsWriter.self)
+        } catch {
+            preconditionFailure("built-in registrations conflict: \(error)")
+        }
         return builder.build()
     }()
 }

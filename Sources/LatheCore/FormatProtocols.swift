@@ -3,7 +3,13 @@ import Foundation
 /// Options every reader understands.
 public struct ReadOptions: Sendable {
     public var diagnostics: Diagnostics
-    public init(diagnostics: Diagnostics = .silent) { self.diagnostics = diagnostics }
+    /// The layout to present tensors in; `gguf` only matters for GGUF files (see `TensorNaming`).
+    public var naming: TensorNaming
+
+    public init(diagnostics: Diagnostics = .silent, naming: TensorNaming = .huggingface) {
+        self.diagnostics = diagnostics
+        self.naming = naming
+    }
 }
 
 /// Options every writer understands; format-specific settings travel in `parameters`.
@@ -52,6 +58,8 @@ public protocol FormatReader: Sendable {
 public protocol FormatWriter: Sendable {
     static var formatID: String { get }
     static var summary: String { get }
+    /// Whether the format can store tensors of this type.
+    static func supports(_ dtype: DType) -> Bool
 
     init()
     func write(_ graph: ModelGraph, to url: URL, options: WriteOptions) throws -> WriteReport

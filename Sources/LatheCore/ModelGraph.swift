@@ -41,11 +41,28 @@ public struct Tensor: Sendable {
     }
 }
 
+/// How a graph's tensors are named and laid out.
+///
+/// `huggingface` is Lathe's canonical layout: HF tensor names, PyTorch `[out, in]` shapes, and
+/// q/k projection rows in HF's rotate-half order. Every format converts to it when reading and from
+/// it when writing, so passes and the runtime see one layout. `gguf` keeps llama.cpp's names and
+/// q/k row order, for showing a GGUF file as it is.
+public enum TensorNaming: String, Sendable, Codable {
+    case huggingface
+    case gguf
+}
+
 /// A model as every format and pass sees it: named tensors in order, metadata, and the typed
 /// architecture and tokenizer descriptions decoded from that metadata.
+///
+/// Shapes are always row-major, outermost dimension first (GGUF's `ne` reversed). Metadata uses
+/// GGUF's key vocabulary (`general.*`, `llama.*`, `tokenizer.*`), the richest typed one.
 public struct ModelGraph: Sendable {
     /// Where the model came from (a path, for messages).
     public var source: String
+    /// The format id the graph was read from.
+    public var sourceFormat: String = ""
+    public var naming: TensorNaming = .huggingface
     public var metadata: Metadata
     public var config: LlamaConfig?
     public var tokenizer: TokenizerDescription?

@@ -12,6 +12,7 @@ struct ToyReader: FormatReader {
 struct ToyWriter: FormatWriter {
     static let formatID = "toy"
     static let summary = "writes toys"
+    static func supports(_ dtype: DType) -> Bool { dtype == .f32 }
     func write(_ graph: ModelGraph, to url: URL, options: WriteOptions) throws -> WriteReport {
         WriteReport(path: url.path, files: [], bytesWritten: 0, tensorCount: graph.tensors.count)
     }

@@ -1,0 +1,78 @@
+import Foundation
+import LatheCore
+
+/// Reads GGUF v2/v3 files: metadata of all 13 types, tensor infos validated as ggml does, and tensor
+/// payloads mapped from the file without copying.
+public struct GGUFReader: FormatReader {
+    public static let formatID = "gguf"
+    public static let summary = "GGUF v2/v3 (llama.cpp): every metadata type; F32/F16/BF16, Q4_0…Q8_1, Q2_K…Q8_K"
+
+    public init() {}
+
+    public static func sniff(_ url: URL, prefix: [UInt8]) -> Bool { prefix.starts(with: Array("GGUF".utf8)) }
+
+    public func read(_ url: URL, options: ReadOptions) throws -> ModelGraph {
+        let file = try MappedFile(path: url.path)
+        let header = try file.withBytes { bytes throws(GGUFError) in try GGUFHeader(bytes, path: url.path) }
+        var graph = try ModelGraph(source: url.path, metadata: header.metadata)
+        graph.sourceFormat = Self.formatID
+        graph.naming = .gguf
+        graph.config = try LlamaConfig(metadata: header.metadata, source: url.path)
+        graph.tokenizer = TokenizerDescription(metadata: header.metadata)
+        if graph.config != nil {
+            graph.config?.tiedEmbeddings = !header.tensors.contains { $0.name == "output.weight" }
+        }
+        for record in header.tensors {
+            let info = TensorInfo(name: record.name, dtype: record.dtype, shape: Shape(record.ne.reversed()))
+            let storage = try TensorStorage(
+                file: file, offset: header.dataStart + record.offset, length: record.byteCount)
+            try graph.append(Tensor(info: info, storage: storage))
+        }
+        options.diagnostics.info(
+            "\(url.lastPathComponent): GGUF v\(header.version), \(header.tensors.count) tensors, \(header.metadata.count) keys"
+        )
+        return options.naming == .huggingface ? try LlamaLayout.toHuggingFace(graph) : graph
+    }
+}
+
+/// Converting whole graphs between the GGUF and canonical (HF) layouts.
+public enum LlamaLayout {
+    /// GGUF names and q/k row order → HF names and rotate-half order.
+    public static func toHuggingFace(_ graph: ModelGraph) throws -> ModelGraph {
+        try convert(graph, to: .huggingface)
+    }
+
+    /// HF names and rotate-half q/k order → GGUF's.
+    public static func toGGUF(_ graph: ModelGraph) throws -> ModelGraph {
+        try convert(graph, to: .gguf)
+    }
+
+    private static func convert(_ graph: ModelGraph, to naming: TensorNaming) throws -> ModelGraph {
+        guard graph.naming != naming else { return graph }
+        var result = graph
+        result.naming = naming
+        let permute = graph.config.map { $0.architecture == "llama" } ?? false
+        for tensor in graph.tensors {
+            let hfName = naming == .huggingface ? LlamaTensorNames.hf(fromGGUF: tensor.name) : tensor.name
+            let newName = naming == .huggingface ? hfName : LlamaTensorNames.gguf(fromHF: tensor.name)
+            var converted = tensor
+            converted.info.name = newName
+            if permute, let config = graph.config,
+                let heads = LlamaTensorNames.permutedHeads(hfName: hfName, config: config)
+            {
+                let rows = tensor.info.shape.dimensions.first ?? 0
+                guard heads > 0, rows % heads == 0, (rows / heads) % 2 == 0 else {
+                    throw LatheError.inTensor(
+                        tensor.name,
+                        .invalidShape(
+                            tensor.info.shape.dimensions,
+                            reason: "\(rows) rows do not split into \(heads) heads of even size"))
+                }
+                let order = LlamaTensorNames.rowPermutation(rows: rows, heads: heads, toGGUF: naming == .gguf)
+                converted = LlamaTensorNames.permuteRows(tensor, permutation: order, renamedTo: newName)
+            }
+            try result.replace(tensor.name, with: converted)
+        }
+        return result
+    }
+}

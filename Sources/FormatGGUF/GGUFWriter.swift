@@ -1,0 +1,136 @@
+import Foundation
+import LatheCore
+
+/// Writes GGUF v3 the way llama.cpp expects: key types as gguf-py writes them, tensor data in
+/// info order with alignment padding, published atomically.
+public struct GGUFWriter: FormatWriter {
+    public static let formatID = "gguf"
+    public static let summary = "GGUF v3 for llama.cpp; HF names and q/k order converted back to llama.cpp's"
+
+    public init() {}
+
+    public static func supports(_ dtype: DType) -> Bool { GGMLTypeID.id(dtype) != nil }
+
+    public func write(_ graph: ModelGraph, to url: URL, options: WriteOptions) throws -> WriteReport {
+        let graph = try LlamaLayout.toGGUF(graph)
+        let alignment = try Self.alignment(options)
+        let metadata = try Self.metadata(for: graph, alignment: alignment, path: url.path)
+        let records = try graph.tensors.map { tensor throws -> (Tensor, UInt32, Int) in
+            let field = "tensor '\(tensor.name)'"
+            guard let id = GGMLTypeID.id(tensor.info.dtype) else {
+                throw GGUFError(
+                    path: url.path, field: field,
+                    problem: "\(tensor.info.dtype) has no GGUF type; convert it with --type")
+            }
+            guard tensor.name.utf8.count <= GGUFHeader.maxNameLength else {
+                throw GGUFError(path: url.path, field: field, problem: "name is longer than GGUF's 63 bytes")
+            }
+            guard tensor.info.shape.rank <= 4 else {
+                throw GGUFError(
+                    path: url.path, field: field, problem: "\(tensor.info.shape.rank) dimensions; GGUF allows 4")
+            }
+            return (tensor, id, try tensor.info.byteCount())
+        }
+
+        let output = try AtomicOutput(destination: url, overwrite: options.overwrite)
+        let written = try output.run { temporary in
+            let writer = try BinaryWriter(creating: temporary)
+            try writer.write(UInt32(0x4655_4747))
+            try writer.write(UInt32(3))
+            try writer.write(UInt64(records.count))
+            try writer.write(UInt64(metadata.count))
+            for (key, value) in metadata {
+                try Self.writeString(key, to: writer)
+                try writer.write(value.type.rawValue)
+                try Self.writeValue(value, to: writer)
+            }
+            var offset = 0
+            for (tensor, id, byteCount) in records {
+                try Self.writeString(tensor.name, to: writer)
+                let ne = tensor.info.shape.dimensions.reversed()
+                try writer.write(UInt32(ne.count))
+                for dimension in ne { try writer.write(UInt64(dimension)) }
+                try writer.write(id)
+                try writer.write(UInt64(offset))
+                offset += (byteCount + alignment - 1) / alignment * alignment
+            }
+            try writer.pad(to: alignment)
+            for (index, (tensor, _, _)) in records.enumerated() {
+                let storage = try tensor.storage()
+                try storage.withUnsafeBytes { bytes in try writer.write(bytes) }
+                try writer.pad(to: alignment)
+                options.diagnostics.progress(
+                    .writing, fraction: Double(index + 1) / Double(records.count),
+                    "\(tensor.name) (\(tensor.info.dtype))")
+            }
+            try writer.close()
+            return writer.position
+        }
+        return WriteReport(path: url.path, files: [url.path], bytesWritten: written, tensorCount: records.count)
+    }
+
+    private static func alignment(_ options: WriteOptions) throws -> Int {
+        guard let text = options.parameters["alignment"] else { return GGUFHeader.defaultAlignment }
+        guard let value = Int(text), value >= 8, value & (value - 1) == 0 else {
+            throw LatheError.invalidValue(field: "alignment", value: text, expected: "a power of two of at least 8")
+        }
+        return value
+    }
+
+    /// The graph's metadata with the typed config and tokenizer re-stored (a pass may have changed
+    /// them) and the file type recomputed.
+    static func metadata(for graph: ModelGraph, alignment: Int, path: String) throws -> Metadata {
+        var metadata = Metadata()
+        for (key, value) in graph.metadata {
+            if case .array(.array, _) = value {
+                throw GGUFError(path: path, field: "key '\(key)'", problem: "nested arrays cannot be written to GGUF")
+            }
+            metadata[key] = value
+        }
+        graph.config?.store(in: &metadata)
+        graph.tokenizer?.store(in: &metadata)
+        if metadata["general.type"] == nil, metadata["general.architecture"] != nil {
+            metadata["general.type"] = .string("model")
+        }
+        var counts: [DType: Int] = [:]
+        for tensor in graph.tensors where tensor.info.shape.rank >= 2 { counts[tensor.info.dtype, default: 0] += 1 }
+        if let majority = counts.max(by: { $0.value < $1.value || ($0.value == $1.value && "\($0.key)" > "\($1.key)") }
+        )?.key,
+            let fileType = GGMLTypeID.fileType(majority)
+        {
+            metadata["general.file_type"] = .uint32(fileType)
+        }
+        if graph.tensors.contains(where: { if case .quantized = $0.info.dtype { true } else { false } }) {
+            metadata["general.quantization_version"] = .uint32(2)
+        }
+        metadata["general.alignment"] = alignment == GGUFHeader.defaultAlignment ? nil : .uint32(UInt32(alignment))
+        return metadata
+    }
+
+    private static func writeString(_ string: String, to writer: BinaryWriter) throws {
+        let bytes = Array(string.utf8)
+        try writer.write(UInt64(bytes.count))
+        try writer.write(bytes)
+    }
+
+    private static func writeValue(_ value: MetadataValue, to writer: BinaryWriter) throws {
+        switch value {
+        case .uint8(let v): try writer.write(v)
+        case .int8(let v): try writer.write(v)
+        case .uint16(let v): try writer.write(v)
+        case .int16(let v): try writer.write(v)
+        case .uint32(let v): try writer.write(v)
+        case .int32(let v): try writer.write(v)
+        case .uint64(let v): try writer.write(v)
+        case .int64(let v): try writer.write(v)
+        case .float32(let v): try writer.write(v.bitPattern)
+        case .float64(let v): try writer.write(v.bitPattern)
+        case .bool(let v): try writer.write(UInt8(v ? 1 : 0))
+        case .string(let s): try writeString(s, to: writer)
+        case .array(let type, let values):
+            try writer.write(type.rawValue)
+            try writer.write(UInt64(values.count))
+            for element in values { try writeValue(element, to: writer) }
+        }
+    }
+}

@@ -1,0 +1,106 @@
+import LatheCore
+
+/// HF `config.json` ↔ `LlamaConfig` (formats.md §1.6).
+enum HFConfig {
+    static func llamaConfig(from json: JSONValue, path: String) throws -> LlamaConfig {
+        func int(_ key: String, default fallback: Int? = nil) throws -> Int {
+            if let value = json[key], value != .null {
+                guard let int = value.intValue else {
+                    throw SafetensorsError(
+                        path: path, rule: .invalidConfig, field: key,
+                        problem: "must be an integer, got \(value.serialized())")
+                }
+                return int
+            }
+            guard let fallback else {
+                throw SafetensorsError(path: path, rule: .invalidConfig, field: key, problem: "missing")
+            }
+            return fallback
+        }
+        let modelType = json["model_type"]?.stringValue ?? "llama"
+        guard ["llama", "mistral"].contains(modelType) else {
+            throw SafetensorsError(
+                path: path, rule: .unsupported, field: "model_type",
+                problem: "'\(modelType)' is not a Llama-family model")
+        }
+        for (key, expected) in [("hidden_act", "silu")] {
+            if let value = json[key]?.stringValue, value != expected {
+                throw SafetensorsError(
+                    path: path, rule: .unsupported, field: key,
+                    problem: "'\(value)' is not supported (only \(expected))")
+            }
+        }
+        let rope = json["rope_parameters"] ?? json
+        let hidden = try int("hidden_size")
+        let heads = try int("num_attention_heads")
+        var scaling: LlamaConfig.RopeScaling?
+        if let object = json["rope_scaling"], object != .null {
+            let type = object["rope_type"]?.stringValue ?? object["type"]?.stringValue ?? "linear"
+            scaling = LlamaConfig.RopeScaling(
+                type: type, factor: object["factor"]?.doubleValue ?? 1,
+                originalContextLength: object["original_max_position_embeddings"]?.intValue,
+                lowFrequencyFactor: object["low_freq_factor"]?.doubleValue,
+                highFrequencyFactor: object["high_freq_factor"]?.doubleValue)
+        }
+        return LlamaConfig(
+            architecture: "llama", hiddenSize: hidden, layerCount: try int("num_hidden_layers"), headCount: heads,
+            kvHeadCount: try int("num_key_value_heads", default: heads),
+            headDim: try int("head_dim", default: hidden / max(heads, 1)),
+            ffnSize: try int("intermediate_size"), normEpsilon: json["rms_norm_eps"]?.doubleValue ?? 1e-6,
+            ropeBase: rope["rope_theta"]?.doubleValue ?? 10_000, ropeScaling: scaling,
+            vocabSize: try int("vocab_size", default: 32_000),
+            contextLength: try int("max_position_embeddings", default: 2048),
+            tiedEmbeddings: json["tie_word_embeddings"]?.boolValue ?? false)
+    }
+
+    /// `config.json` for `config`: the original file's entries (when kept) with the mapped fields updated.
+    static func json(for config: LlamaConfig, original: JSONValue?, tokenizer: TokenizerDescription?) -> JSONValue {
+        func number(_ value: Double) -> JSONValue {
+            // Values that came from f32 GGUF keys print in their shortest f32 spelling (1e-05, not 9.99…e-06).
+            let single = Float(value)
+            return .number(Double(single) == value ? "\(single)" : "\(value)")
+        }
+        var fields: [(key: String, value: JSONValue)] = [
+            ("architectures", .array([.string("LlamaForCausalLM")])), ("model_type", .string("llama")),
+            ("hidden_size", .int(config.hiddenSize)), ("intermediate_size", .int(config.ffnSize)),
+            ("num_hidden_layers", .int(config.layerCount)), ("num_attention_heads", .int(config.headCount)),
+            ("num_key_value_heads", .int(config.kvHeadCount)), ("head_dim", .int(config.headDim)),
+            ("rms_norm_eps", number(config.normEpsilon)), ("rope_theta", number(config.ropeBase)),
+            ("max_position_embeddings", .int(config.contextLength)), ("vocab_size", .int(config.vocabSize)),
+            ("tie_word_embeddings", .bool(config.tiedEmbeddings)), ("hidden_act", .string("silu")),
+        ]
+        if let scaling = config.ropeScaling {
+            var object: [(key: String, value: JSONValue)] = [
+                ("rope_type", .string(scaling.type)), ("factor", number(scaling.factor)),
+            ]
+            if let original = scaling.originalContextLength {
+                object.append(("original_max_position_embeddings", .int(original)))
+            }
+            if let low = scaling.lowFrequencyFactor { object.append(("low_freq_factor", number(low))) }
+            if let high = scaling.highFrequencyFactor { object.append(("high_freq_factor", number(high))) }
+            fields.append(("rope_scaling", .object(object)))
+        } else {
+            fields.append(("rope_scaling", .null))
+        }
+        if let tokenizer {
+            if let bos = tokenizer.bosTokenID { fields.append(("bos_token_id", .int(bos))) }
+            if let eos = tokenizer.eosTokenID { fields.append(("eos_token_id", .int(eos))) }
+        }
+        guard var merged = original?.objectValue else { return .object(fields) }
+        for (key, value) in fields {
+            // Keep the original spelling when it means the same number (1e-05 vs 1e-5).
+            if let index = merged.firstIndex(where: { $0.key == key }) {
+                if case .number(let old) = merged[index].value, case .number(let new) = value,
+                    Double(old) == Double(new)
+                {
+                    continue
+                }
+                if key == "eos_token_id", merged[index].value.arrayValue != nil { continue }
+                merged[index].value = value
+            } else {
+                merged.append((key, value))
+            }
+        }
+        return .object(merged)
+    }
+}

@@ -1,0 +1,157 @@
+import Foundation
+import LatheCore
+
+/// Metadata keys under which an HF directory's own JSON files travel through other formats, so
+/// HF → GGUF → HF gives back every field, not only the ones Lathe maps.
+enum HFKeys {
+    static let config = "lathe.hf.config_json"
+    static let tokenizerConfig = "lathe.hf.tokenizer_config_json"
+    static let generationConfig = "lathe.hf.generation_config_json"
+    /// GGUF's own (optional) key for the whole tokenizer.json.
+    static let tokenizer = "tokenizer.huggingface.json"
+}
+
+/// Reads a Hugging Face model directory: `config.json`, the tokenizer files, `generation_config.json`
+/// and the safetensors weights (single or sharded).
+public struct HFDirectoryReader: FormatReader {
+    public static let formatID = "hf"
+    public static let summary =
+        "Hugging Face directory: config.json, tokenizer.json, safetensors weights (sharded or not)"
+
+    public init() {}
+
+    public static func sniff(_ url: URL, prefix: [UInt8]) -> Bool {
+        FileManager.default.fileExists(atPath: url.appendingPathComponent("config.json").path)
+    }
+
+    public func read(_ url: URL, options: ReadOptions) throws -> ModelGraph {
+        var graph = try ModelGraph(source: url.path)
+        graph.sourceFormat = Self.formatID
+        let shardFiles = try SafetensorsReader.shardFiles(for: url)
+        for file in shardFiles { try SafetensorsReader.appendFile(file, to: &graph) }
+        for name in graph.tensorNames where name.hasSuffix(".rotary_emb.inv_freq") { try graph.remove(name) }
+
+        let configText = try Self.text(url, "config.json")!
+        let configJSON = try Self.parse(configText, url, "config.json")
+        var config = try HFConfig.llamaConfig(from: configJSON, path: url.appendingPathComponent("config.json").path)
+        config.tiedEmbeddings = config.tiedEmbeddings || graph["lm_head.weight"] == nil
+        graph.metadata[HFKeys.config] = .string(configText)
+
+        var tokenizerConfig: JSONValue?
+        if let text = try Self.text(url, "tokenizer_config.json") {
+            tokenizerConfig = try Self.parse(text, url, "tokenizer_config.json")
+            graph.metadata[HFKeys.tokenizerConfig] = .string(text)
+        }
+        if let text = try Self.text(url, "generation_config.json") {
+            _ = try Self.parse(text, url, "generation_config.json")
+            graph.metadata[HFKeys.generationConfig] = .string(text)
+        }
+        if let text = try Self.text(url, "tokenizer.json") {
+            let json = try Self.parse(text, url, "tokenizer.json")
+            var tokenizer = try HFTokenizer.description(
+                tokenizer: json, config: tokenizerConfig, path: url.appendingPathComponent("tokenizer.json").path,
+                diagnostics: options.diagnostics)
+            tokenizer.bosTokenID = tokenizer.bosTokenID ?? configJSON["bos_token_id"]?.intValue
+            tokenizer.eosTokenID = tokenizer.eosTokenID ?? configJSON["eos_token_id"]?.intValue
+            graph.tokenizer = tokenizer
+            graph.metadata[HFKeys.tokenizer] = .string(text)
+        }
+        graph.config = config
+        if graph.metadata["general.architecture"] == nil { graph.metadata["general.architecture"] = .string("llama") }
+        config.store(in: &graph.metadata)
+        graph.tokenizer?.store(in: &graph.metadata)
+        options.diagnostics.info(
+            "\(url.lastPathComponent): HF directory, \(shardFiles.count) weight file(s), \(graph.tensors.count) tensors"
+        )
+        return graph
+    }
+
+    static func text(_ directory: URL, _ name: String) throws -> String? {
+        let url = directory.appendingPathComponent(name)
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            if name == "config.json" {
+                throw SafetensorsError(path: url.path, rule: .invalidConfig, field: "config.json", problem: "missing")
+            }
+            return nil
+        }
+        let data = try Data(contentsOf: url)
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw SafetensorsError(path: url.path, rule: .invalidConfig, field: name, problem: "not valid UTF-8")
+        }
+        return text
+    }
+
+    static func parse(_ text: String, _ directory: URL, _ name: String) throws -> JSONValue {
+        do { return try JSONValue.parse(text) } catch {
+            throw SafetensorsError(
+                path: directory.appendingPathComponent(name).path, rule: .invalidConfig, field: "byte \(error.offset)",
+                problem: error.reason)
+        }
+    }
+}
+
+/// Writes a Hugging Face model directory, published atomically (written beside the destination and
+/// renamed into place). `max-shard-size=BYTES` shards the weights.
+public struct HFDirectoryWriter: FormatWriter {
+    public static let formatID = "hf"
+    public static let summary = "Hugging Face directory: config.json, tokenizer files, model.safetensors (or shards)"
+
+    public init() {}
+
+    public static func supports(_ dtype: DType) -> Bool { SafetensorsDType.name(dtype) != nil }
+
+    public func write(_ graph: ModelGraph, to url: URL, options: WriteOptions) throws -> WriteReport {
+        try SafetensorsWriter.checkWritable(graph, path: url.path)
+        guard let config = graph.config else {
+            throw SafetensorsError(
+                path: url.path, rule: .invalidConfig, field: "config",
+                problem: "the model has no Llama config to write as config.json")
+        }
+        let metadata = SafetensorsWriter.headerMetadata(for: graph)
+        let maxShard = try options.parameters["max-shard-size"].map { text throws -> Int in
+            guard let value = Int(text), value > 0 else {
+                throw LatheError.invalidValue(
+                    field: "max-shard-size", value: text, expected: "a positive number of bytes")
+            }
+            return value
+        }
+        let output = try AtomicOutput(destination: url, overwrite: options.overwrite)
+        return try output.run { directory in
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            func raw(_ key: String) -> String? { graph.metadata[key]?.stringValue }
+            func write(_ name: String, _ text: String) throws {
+                try Data(text.utf8).write(to: directory.appendingPathComponent(name))
+            }
+            let original = try raw(HFKeys.config).map { try JSONValue.parse($0) }
+            try write(
+                "config.json", HFConfig.json(for: config, original: original, tokenizer: graph.tokenizer).serialized())
+            if let tokenizer = graph.tokenizer {
+                try write("tokenizer.json", raw(HFKeys.tokenizer) ?? HFTokenizer.tokenizerJSON(tokenizer).serialized())
+                try write(
+                    "tokenizer_config.json",
+                    raw(HFKeys.tokenizerConfig) ?? HFTokenizer.configJSON(tokenizer).serialized())
+            }
+            var generation: [(key: String, value: JSONValue)] = []
+            if let bos = graph.tokenizer?.bosTokenID { generation.append(("bos_token_id", .int(bos))) }
+            if let eos = graph.tokenizer?.eosTokenID { generation.append(("eos_token_id", .int(eos))) }
+            try write(
+                "generation_config.json", raw(HFKeys.generationConfig) ?? JSONValue.object(generation).serialized())
+            var report: WriteReport
+            if let maxShard {
+                report = try SafetensorsWriter.writeShards(
+                    graph.tensors, metadata: metadata, maxBytes: maxShard, into: directory, options: options)
+            } else {
+                let file = directory.appendingPathComponent("model.safetensors")
+                let bytes = try SafetensorsWriter.writeFile(
+                    graph.tensors, metadata: metadata, to: file, options: options)
+                report = WriteReport(
+                    path: directory.path, files: [file.path], bytesWritten: bytes, tensorCount: graph.tensors.count)
+            }
+            report.path = url.path
+            report.files = report.files.map {
+                url.appendingPathComponent(URL(fileURLWithPath: $0).lastPathComponent).path
+            }
+            return report
+        }
+    }
+}

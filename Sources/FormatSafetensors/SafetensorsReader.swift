@@ -1,0 +1,111 @@
+import Foundation
+import LatheCore
+
+/// Reads safetensors: a single file, a sharded checkpoint's `model.safetensors.index.json`, or a
+/// directory holding either. Tensors are mapped, not copied.
+public struct SafetensorsReader: FormatReader {
+    public static let formatID = "safetensors"
+    public static let summary = "safetensors files and sharded checkpoints (index.json); every dtype with a byte size"
+
+    /// The `__metadata__` key under which Lathe keeps the typed model metadata.
+    static let metadataKey = "lathe.metadata"
+    /// Other `__metadata__` entries live in the graph under this prefix.
+    static let passthroughPrefix = "lathe.safetensors."
+
+    public init() {}
+
+    public static func sniff(_ url: URL, prefix: [UInt8]) -> Bool {
+        let name = url.lastPathComponent
+        if name.hasSuffix(".safetensors") || name.hasSuffix(".safetensors.index.json") { return true }
+        // An 8-byte length followed by the JSON object's opening brace (or padding whitespace).
+        guard prefix.count > 8 else { return false }
+        return [UInt8(ascii: "{"), 0x20].contains(prefix[8]) && prefix[4..<8].allSatisfy { $0 == 0 }
+    }
+
+    public func read(_ url: URL, options: ReadOptions) throws -> ModelGraph {
+        var graph = try ModelGraph(source: url.path)
+        graph.sourceFormat = Self.formatID
+        for file in try Self.shardFiles(for: url) {
+            try Self.appendFile(file, to: &graph)
+        }
+        graph.config = try LlamaConfig(metadata: graph.metadata, source: url.path)
+        graph.tokenizer = TokenizerDescription(metadata: graph.metadata)
+        let tied = graph["lm_head.weight"] == nil
+        graph.config?.tiedEmbeddings = tied
+        options.diagnostics.info("\(url.lastPathComponent): safetensors, \(graph.tensors.count) tensors")
+        return graph
+    }
+
+    /// The files to read for `url`: itself, or the shards an index names.
+    static func shardFiles(for url: URL) throws -> [URL] {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
+            throw LatheError.fileAccess(path: url.path, reason: "no such file or directory")
+        }
+        if isDirectory.boolValue {
+            let index = url.appendingPathComponent("model.safetensors.index.json")
+            if FileManager.default.fileExists(atPath: index.path) { return try shardFiles(for: index) }
+            let single = url.appendingPathComponent("model.safetensors")
+            if FileManager.default.fileExists(atPath: single.path) { return [single] }
+            throw LatheError.fileAccess(
+                path: url.path, reason: "holds neither model.safetensors nor model.safetensors.index.json")
+        }
+        guard url.lastPathComponent.hasSuffix(".index.json") else { return [url] }
+        let data = try Data(contentsOf: url)
+        let json: JSONValue
+        do {
+            json = try data.withUnsafeBytes { raw in
+                try Result { () throws(JSONParseError) in try JSONValue.parse(raw) }.get()
+            }
+        } catch let error as JSONParseError {
+            throw SafetensorsError(
+                path: url.path, rule: .invalidIndex, field: "byte \(error.offset)", problem: error.reason)
+        }
+        guard let weightMap = json["weight_map"]?.objectValue else {
+            throw SafetensorsError(
+                path: url.path, rule: .invalidIndex, field: "weight_map", problem: "missing or not an object")
+        }
+        var shards: [String] = []
+        for (name, file) in weightMap {
+            guard let file = file.stringValue, !file.contains("/"), !file.isEmpty else {
+                throw SafetensorsError(
+                    path: url.path, rule: .invalidIndex, field: "weight_map.\(name)",
+                    problem: "must name a shard file in the same directory")
+            }
+            if !shards.contains(file) { shards.append(file) }
+        }
+        return shards.sorted().map { url.deletingLastPathComponent().appendingPathComponent($0) }
+    }
+
+    /// Maps one file and appends its tensors (in data order) and metadata to `graph`.
+    static func appendFile(_ url: URL, to graph: inout ModelGraph) throws {
+        let file = try MappedFile(path: url.path)
+        let header = try file.withBytes { bytes throws(SafetensorsError) in try SafetensorsHeader(bytes, path: url.path)
+        }
+        for (key, value) in header.metadata {
+            if key == metadataKey {
+                let json: JSONValue
+                do { json = try JSONValue.parse(value) } catch {
+                    throw SafetensorsError(
+                        path: url.path, rule: .invalidHeaderDeserialization, field: "__metadata__.\(key)",
+                        problem: error.reason)
+                }
+                for (metaKey, metaValue) in try Metadata(json: json, field: "\(url.path): __metadata__.\(key)") {
+                    graph.metadata[metaKey] = metaValue
+                }
+            } else if !(key == "format" && value == "pt") {
+                graph.metadata[passthroughPrefix + key] = .string(value)
+            }
+        }
+        for entry in header.entries.sorted(by: { $0.begin < $1.begin }) {
+            let info = TensorInfo(name: entry.name, dtype: entry.dtype, shape: Shape(entry.shape))
+            let storage = try TensorStorage(
+                file: file, offset: header.dataStart + entry.begin, length: entry.end - entry.begin)
+            do { try graph.append(Tensor(info: info, storage: storage)) } catch {
+                throw SafetensorsError(
+                    path: url.path, rule: .duplicateKey, field: "tensor '\(entry.name)'",
+                    problem: "appears in more than one shard")
+            }
+        }
+    }
+}

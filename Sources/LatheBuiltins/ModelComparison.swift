@@ -1,0 +1,170 @@
+import Foundation
+import LatheCore
+
+/// The differences between two models: metadata, tokenizer, tensor inventory and values.
+public struct ModelComparison {
+    public struct TensorDifference {
+        public var name: String
+        public var dtypes: (DType, DType)
+        /// ‖b − a‖₂ / ‖a‖₂ (‖b − a‖₂ when a is zero).
+        public var relativeError: Double
+        public var maxAbsDifference: Double
+        public var bytesIdentical: Bool
+    }
+
+    public var addedKeys: [String] = []
+    public var removedKeys: [String] = []
+    public var changedKeys: [String] = []
+    public var onlyInFirst: [String] = []
+    public var onlyInSecond: [String] = []
+    public var shapeMismatches: [(String, Shape, Shape)] = []
+    public var tensors: [TensorDifference] = []
+    public var tokenizerDifferences: [String] = []
+
+    public init(_ a: ModelGraph, _ b: ModelGraph, diagnostics: Diagnostics = .silent) throws {
+        for (key, value) in a.metadata {
+            if let other = b.metadata[key] {
+                if other != value { changedKeys.append(key) }
+            } else {
+                removedKeys.append(key)
+            }
+        }
+        addedKeys = b.metadata.keys.filter { a.metadata[$0] == nil }
+        tokenizerDifferences = Self.compare(a.tokenizer, b.tokenizer)
+        onlyInFirst = a.tensorNames.filter { b[$0] == nil }
+        onlyInSecond = b.tensorNames.filter { a[$0] == nil }
+        let shared = a.tensors.filter { b[$0.name] != nil }
+        for (index, tensor) in shared.enumerated() {
+            guard let other = b[tensor.name] else { continue }
+            guard tensor.info.shape == other.info.shape else {
+                shapeMismatches.append((tensor.name, tensor.info.shape, other.info.shape))
+                continue
+            }
+            tensors.append(try Self.compare(tensor, other))
+            diagnostics.progress(.verifying, fraction: Double(index + 1) / Double(shared.count), tensor.name)
+        }
+    }
+
+    public var identical: Bool {
+        addedKeys.isEmpty && removedKeys.isEmpty && changedKeys.isEmpty && onlyInFirst.isEmpty && onlyInSecond.isEmpty
+            && shapeMismatches.isEmpty && tokenizerDifferences.isEmpty
+            && tensors.allSatisfy { $0.relativeError == 0 && $0.maxAbsDifference == 0 }
+    }
+
+    static func compare(_ a: Tensor, _ b: Tensor) throws -> TensorDifference {
+        let (sa, sb) = (try a.storage(), try b.storage())
+        if a.info.dtype == b.info.dtype, sa.withUnsafeBytes({ x in sb.withUnsafeBytes { y in x.elementsEqual(y) } }) {
+            return TensorDifference(
+                name: a.name, dtypes: (a.info.dtype, b.info.dtype), relativeError: 0, maxAbsDifference: 0,
+                bytesIdentical: true)
+        }
+        let (x, y) = (try TensorCodec.decode(a), try TensorCodec.decode(b))
+        var difference = 0.0
+        var norm = 0.0
+        var worst = 0.0
+        for i in x.indices {
+            let d = Double(y[i]) - Double(x[i])
+            difference += d * d
+            norm += Double(x[i]) * Double(x[i])
+            worst = max(worst, abs(d))
+        }
+        let relative = norm > 0 ? (difference / norm).squareRoot() : difference.squareRoot()
+        return TensorDifference(
+            name: a.name, dtypes: (a.info.dtype, b.info.dtype), relativeError: relative, maxAbsDifference: worst,
+            bytesIdentical: false)
+    }
+
+    static func compare(_ a: TokenizerDescription?, _ b: TokenizerDescription?) -> [String] {
+        guard let a, let b else { return a == nil && b == nil ? [] : ["only one model has a tokenizer"] }
+        var differences: [String] = []
+        if a.model != b.model { differences.append("model \(a.model) vs \(b.model)") }
+        if a.preTokenizer != b.preTokenizer {
+            differences.append("pre-tokenizer \(a.preTokenizer ?? "none") vs \(b.preTokenizer ?? "none")")
+        }
+        if a.tokens != b.tokens {
+            let first = zip(a.tokens, b.tokens).enumerated().first { $0.element.0 != $0.element.1 }?.offset
+            differences.append(
+                "vocabulary: \(a.tokens.count) vs \(b.tokens.count) tokens\(first.map { ", first difference at id \($0)" } ?? "")"
+            )
+        }
+        if a.merges != b.merges { differences.append("merges: \(a.merges.count) vs \(b.merges.count)") }
+        if a.tokenTypes != b.tokenTypes { differences.append("token types differ") }
+        for (name, x, y) in [("bos", a.bosTokenID, b.bosTokenID), ("eos", a.eosTokenID, b.eosTokenID)] where x != y {
+            differences.append("\(name) id \(x.map(String.init) ?? "none") vs \(y.map(String.init) ?? "none")")
+        }
+        return differences
+    }
+
+    public func text(all: Bool) -> String {
+        var lines: [String] = []
+        func list(_ title: String, _ items: [String]) {
+            guard !items.isEmpty else { return }
+            lines.append(
+                "\(title) (\(items.count)): " + items.prefix(20).joined(separator: ", ")
+                    + (items.count > 20 ? ", …" : ""))
+        }
+        list("metadata keys only in the first", removedKeys)
+        list("metadata keys only in the second", addedKeys)
+        list("metadata keys with different values", changedKeys)
+        list("tokenizer", tokenizerDifferences)
+        list("tensors only in the first", onlyInFirst)
+        list("tensors only in the second", onlyInSecond)
+        list("tensors with different shapes", shapeMismatches.map { "\($0.0) \($0.1) vs \($0.2)" })
+        let differing = tensors.filter { all || $0.relativeError != 0 || $0.maxAbsDifference != 0 }
+        if !differing.isEmpty {
+            lines.append("tensor values (relative L2 error, max |difference|):")
+            for t in differing {
+                lines.append(
+                    "  \(t.name): \(t.dtypes.0) vs \(t.dtypes.1), \(String(format: "%.3e", t.relativeError)), \(String(format: "%.3e", t.maxAbsDifference))"
+                        + (t.bytesIdentical ? " (identical bytes)" : ""))
+            }
+        }
+        if identical {
+            lines.append("identical: \(tensors.count) tensors, all metadata keys and the tokenizer match")
+        } else {
+            let worst = tensors.max { $0.relativeError < $1.relativeError }
+            lines.append(
+                "different: worst tensor \(worst.map { "\($0.name) \(String(format: "%.3e", $0.relativeError))" } ?? "n/a")"
+            )
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    public func json(all: Bool) -> JSONValue {
+        .object([
+            ("identical", .bool(identical)),
+            (
+                "metadata",
+                .object([
+                    ("only_in_first", .array(removedKeys.map(JSONValue.string))),
+                    ("only_in_second", .array(addedKeys.map(JSONValue.string))),
+                    ("changed", .array(changedKeys.map(JSONValue.string))),
+                ])
+            ),
+            ("tokenizer", .array(tokenizerDifferences.map(JSONValue.string))),
+            ("tensors_only_in_first", .array(onlyInFirst.map(JSONValue.string))),
+            ("tensors_only_in_second", .array(onlyInSecond.map(JSONValue.string))),
+            (
+                "shape_mismatches",
+                .array(
+                    shapeMismatches.map {
+                        .object([
+                            ("name", .string($0.0)), ("first", .string("\($0.1)")), ("second", .string("\($0.2)")),
+                        ])
+                    })
+            ),
+            (
+                "tensors",
+                .array(
+                    tensors.filter { all || $0.relativeError != 0 || $0.maxAbsDifference != 0 }.map { t in
+                        .object([
+                            ("name", .string(t.name)), ("first_dtype", .string("\(t.dtypes.0)")),
+                            ("second_dtype", .string("\(t.dtypes.1)")),
+                            ("relative_error", .number("\(t.relativeError)")),
+                            ("max_abs_difference", .number("\(t.maxAbsDifference)")),
+                        ])
+                    })
+            ),
+        ])
+    }
+}

@@ -1,0 +1,73 @@
+import Compression
+import Foundation
+import LatheCore
+
+/// Opens a model from any path a user may give: a model file, a directory, or an archive (`.tar`,
+/// `.tar.zst`, `.zip`) holding either. The format is detected from the content.
+public enum ModelInput {
+    /// Reads the model at `url`, with `format` forcing a reader instead of detection.
+    public static func open(
+        _ url: URL, format: String? = nil, options: ReadOptions = ReadOptions(),
+        registry: Registry = LatheBuiltins.registry
+    ) throws -> ModelGraph {
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw LatheError.fileAccess(path: url.path, reason: "no such file or directory")
+        }
+        if ArchiveFormat(fileName: url.lastPathComponent) != nil {
+            return try openArchive(url, format: format, options: options, registry: registry)
+        }
+        let reader = try format.map { try registry.reader($0) } ?? detect(url, registry: registry)
+        return try reader.read(url, options: options)
+    }
+
+    /// The reader for `url`, chosen by its first bytes (or its layout, for directories).
+    public static func detect(_ url: URL, registry: Registry = LatheBuiltins.registry) throws -> any FormatReader {
+        var prefix: [UInt8] = []
+        var isDirectory: ObjCBool = false
+        _ = FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory)
+        if !isDirectory.boolValue, let handle = FileHandle(forReadingAtPath: url.path) {
+            prefix = [UInt8]((try? handle.read(upToCount: 64)) ?? Data())
+            try? handle.close()
+        }
+        guard let reader = registry.detectReader(for: url, prefix: prefix) else {
+            let known = registry.entries.filter { $0.kind == .reader }.map(\.id).joined(separator: ", ")
+            throw LatheError.fileAccess(
+                path: url.path, reason: "not a recognised model (readers: \(known)); pass --from to choose one")
+        }
+        return reader
+    }
+
+    /// Extracts the archive to a private temporary directory, reads the single model inside, and
+    /// removes the directory: the reader has mapped what it needs, and mappings outlive unlinking.
+    private static func openArchive(_ url: URL, format: String?, options: ReadOptions, registry: Registry) throws
+        -> ModelGraph
+    {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "lathe-archive-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        options.diagnostics.progress(.reading, "extracting \(url.lastPathComponent)")
+        try Archive.extract(url, to: scratch)
+        let model = try locateModel(in: scratch, archive: url, registry: registry)
+        var graph = try (format.map { try registry.reader($0) } ?? detect(model, registry: registry)).read(
+            model, options: options)
+        graph.source = url.path + (model == scratch ? "" : "#" + model.path.dropFirst(scratch.path.count + 1))
+        return graph
+    }
+
+    /// The archive's root if it is an HF directory, else its only top-level model file or directory.
+    private static func locateModel(in root: URL, archive: URL, registry: Registry) throws -> URL {
+        if FileManager.default.fileExists(atPath: root.appendingPathComponent("config.json").path) { return root }
+        let children = try FileManager.default.contentsOfDirectory(at: root, includingPropertiesForKeys: nil)
+            .filter { !$0.lastPathComponent.hasPrefix(".") }
+        let candidates = children.filter { (try? detect($0, registry: registry)) != nil }
+        guard candidates.count == 1 else {
+            throw LatheError.fileAccess(
+                path: archive.path,
+                reason: candidates.isEmpty
+                    ? "the archive holds no model file or HF directory"
+                    : "the archive holds \(candidates.count) models (\(candidates.map(\.lastPathComponent).joined(separator: ", "))); extract it and pick one"
+            )
+        }
+        return candidates[0]
+    }
+}

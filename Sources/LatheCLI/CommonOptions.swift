@@ -1,0 +1,78 @@
+import ArgumentParser
+import Foundation
+import LatheCore
+
+/// Prints library diagnostics on stderr: warnings always, progress at most every two seconds, and
+/// informational lines only when asked.
+final class StderrDiagnostics: @unchecked Sendable {
+    private let verbose: Bool
+    private let lock = NSLock()
+    private var lastProgress = Date.distantPast
+
+    init(verbose: Bool) { self.verbose = verbose }
+
+    var diagnostics: Diagnostics {
+        Diagnostics { [self] event in self.handle(event) }
+    }
+
+    private func handle(_ event: DiagnosticEvent) {
+        lock.lock()
+        defer { lock.unlock() }
+        switch event.severity {
+        case .warning: printError("warning: \(event.message)")
+        case .info: if verbose { printError(event.message) }
+        case .progress:
+            let now = Date()
+            guard verbose || now.timeIntervalSince(lastProgress) >= 2 || event.fraction == 1 else { return }
+            lastProgress = now
+            let stage = event.stage.map { "\($0.rawValue)" } ?? "working"
+            let percent = event.fraction.map { String(format: " %3.0f%%", $0 * 100) } ?? ""
+            printError("[\(stage)\(percent)] \(event.message)")
+        }
+    }
+}
+
+func printError(_ message: String) {
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+}
+
+/// Options every command that reads a model shares.
+struct InputOptions: ParsableArguments {
+    @Option(name: .customLong("from"), help: "Force the input format (gguf, safetensors, hf) instead of detecting it.")
+    var format: String?
+
+    @Flag(name: .shortAndLong, help: "Print informational messages on stderr.")
+    var verbose = false
+}
+
+/// Prints a value as pretty JSON on stdout.
+func printJSON(_ value: JSONValue) {
+    print(value.prettyPrinted())
+}
+
+extension JSONValue {
+    /// Indented JSON for people and scripts.
+    func prettyPrinted(indent: String = "") -> String {
+        let inner = indent + "  "
+        switch self {
+        case .array(let values) where !values.isEmpty:
+            return "[\n" + values.map { inner + $0.prettyPrinted(indent: inner) }.joined(separator: ",\n")
+                + "\n\(indent)]"
+        case .object(let entries) where !entries.isEmpty:
+            return "{\n"
+                + entries.map {
+                    inner + JSONValue.string($0.key).serialized() + ": " + $0.value.prettyPrinted(indent: inner)
+                }
+                .joined(separator: ",\n") + "\n\(indent)}"
+        default:
+            return serialized()
+        }
+    }
+}
+
+/// Human-readable byte counts (MiB with two decimals above 1 MiB).
+func formatBytes(_ bytes: Int) -> String {
+    if bytes >= 1 << 20 { return String(format: "%.2f MiB", Double(bytes) / Double(1 << 20)) }
+    if bytes >= 1 << 10 { return String(format: "%.1f KiB", Double(bytes) / 1024) }
+    return "\(bytes) B"
+}

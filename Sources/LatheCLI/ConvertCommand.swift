@@ -1,0 +1,90 @@
+import ArgumentParser
+import Foundation
+import LatheBuiltins
+import LatheCore
+
+/// `lathe convert`: one checkpoint format or encoding to another.
+struct Convert: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Convert a checkpoint between formats and encodings.",
+        discussion: """
+            The output format comes from --to, or from the output name (.gguf, .safetensors; a name without \
+            an extension is an HF directory). --type sets the encoding of every matrix (1-D tensors such as norms \
+            keep theirs); --tensor-type REGEX=TYPE overrides it for tensors whose HF or GGUF name matches (first \
+            match wins). A type that does not fit a tensor (a row that is not a whole number of blocks) is an error \
+            naming the tensor. Without --type, encodings the target cannot store (ggml blocks in safetensors) are \
+            dequantized to F32 with a warning.
+
+            The output is written beside the destination and renamed into place when complete; an existing \
+            output is kept unless --force is given. Memory stays near one tensor: inputs are mapped, and each \
+            converted tensor is computed only when it is written.
+
+            Examples:
+              lathe convert model.gguf -o model.safetensors
+              lathe convert model.safetensors -o model-f16.gguf --type f16
+              lathe convert model.gguf -o model-q8.gguf --type q8_0 --tensor-type 'token_embd=f16'
+              lathe convert model.gguf -o smollm2-hf --to hf
+            """
+    )
+
+    @Argument(help: "The input model (file, HF directory or archive).") var input: String
+    @Option(name: .shortAndLong, help: "The output path.") var output: String
+    @Option(help: "Output format: gguf, safetensors or hf.") var to: String?
+    @Option(help: "Encoding for matrices: \(ConversionPlan.typeNames.keys.sorted().joined(separator: ", ")).")
+    var type: String?
+    @Option(
+        name: .customLong("tensor-type"), help: ArgumentHelp("Per-tensor encoding override.", valueName: "regex=type"))
+    var tensorTypes: [String] = []
+    @Option(help: "Split safetensors output into shards of at most this many bytes.") var maxShardSize: Int?
+    @Flag(help: "Overwrite an existing output.") var force = false
+    @Flag(help: "Print the write report as JSON.") var json = false
+    @OptionGroup var inputOptions: InputOptions
+
+    func run() throws {
+        let started = Date()
+        let printer = StderrDiagnostics(verbose: inputOptions.verbose)
+        let outputURL = URL(fileURLWithPath: output)
+        let formatID = try to ?? Self.inferFormat(outputURL)
+        let writer = try LatheBuiltins.registry.writer(formatID)
+        let plan = ConversionPlan(
+            defaultType: try type.map(ConversionPlan.parseType), rules: try tensorTypes.map(ConversionPlan.Rule.init))
+        if FileManager.default.fileExists(atPath: outputURL.path), !force {
+            throw LatheError.fileAccess(path: outputURL.path, reason: "already exists; pass --force to overwrite it")
+        }
+
+        let source = try ModelInput.open(
+            URL(fileURLWithPath: input), format: inputOptions.format,
+            options: ReadOptions(diagnostics: printer.diagnostics))
+        let graph = try plan.apply(
+            to: source, supports: Swift.type(of: writer).supports, writerID: formatID, diagnostics: printer.diagnostics)
+        var parameters: [String: String] = [:]
+        if let maxShardSize { parameters["max-shard-size"] = String(maxShardSize) }
+        let report = try writer.write(
+            graph, to: outputURL,
+            options: WriteOptions(overwrite: force, diagnostics: printer.diagnostics, parameters: parameters))
+        let seconds = Date().timeIntervalSince(started)
+        if json {
+            printJSON(
+                .object([
+                    ("input", .string(source.source)), ("output", .string(report.path)), ("format", .string(formatID)),
+                    ("files", .array(report.files.map(JSONValue.string))), ("tensors", .int(report.tensorCount)),
+                    ("bytes", .int(report.bytesWritten)), ("seconds", .number(String(format: "%.3f", seconds))),
+                ]))
+        } else {
+            print(
+                "wrote \(report.path) (\(formatID), \(report.tensorCount) tensors, \(formatBytes(report.bytesWritten))) in \(String(format: "%.2f", seconds)) s"
+            )
+        }
+    }
+
+    static func inferFormat(_ url: URL) throws -> String {
+        switch url.pathExtension.lowercased() {
+        case "gguf": return "gguf"
+        case "safetensors": return "safetensors"
+        case "": return "hf"
+        default:
+            throw ValidationError(
+                "cannot tell the output format from '\(url.lastPathComponent)'; pass --to gguf, safetensors or hf")
+        }
+    }
+}

@@ -1,0 +1,136 @@
+/// ggml's reference quantizers for the 32-element block types, operation for operation
+/// (formats.md §3.3): the scale is inverted from the float `d` before it is rounded to fp16, and
+/// `(int8)` casts truncate toward zero. Swift never fuses multiply-adds implicitly, so the float
+/// rounding matches the reference.
+public enum GGMLQuantize {
+    /// The block types this module can produce.
+    public static let supportedTypes: [GGMLBlockType] = [.q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q8_1, .q4_K, .q6_K]
+
+    /// Encodes `input` (a whole number of blocks) into `output` (`count / blockSize · bytesPerBlock` bytes).
+    public static func blocks(
+        _ type: GGMLBlockType, from input: UnsafeBufferPointer<Float>, into output: UnsafeMutableRawBufferPointer
+    ) {
+        let blockCount = input.count / type.blockSize
+        precondition(input.count % type.blockSize == 0, "input is not a whole number of \(type.name) blocks")
+        precondition(output.count >= blockCount * type.bytesPerBlock, "output too small")
+        for b in 0..<blockCount {
+            let x = UnsafeBufferPointer(rebasing: input[(b * type.blockSize)..<((b + 1) * type.blockSize)])
+            let y = UnsafeMutableRawBufferPointer(
+                rebasing: output[(b * type.bytesPerBlock)..<((b + 1) * type.bytesPerBlock)])
+            switch type {
+            case .q4_0: q4_0(x, y)
+            case .q4_1: q4_1(x, y)
+            case .q5_0: q5_0(x, y)
+            case .q5_1: q5_1(x, y)
+            case .q8_0: q8(x, y, withSum: false)
+            case .q8_1: q8(x, y, withSum: true)
+            case .q4_K: KQuantize.q4_K(x, y)
+            case .q6_K: KQuantize.q6_K(x, y)
+            case .q2_K, .q3_K, .q5_K, .q8_K:
+                preconditionFailure("\(type.name) quantization is not supported; check supportedTypes first")
+            }
+        }
+    }
+
+    /// The element with the largest magnitude, keeping its sign (the first one on ties).
+    private static func signedAbsMax(_ x: UnsafeBufferPointer<Float>) -> Float {
+        var amax: Float = 0
+        var max: Float = 0
+        for v in x where amax < abs(v) {
+            amax = abs(v)
+            max = v
+        }
+        return max
+    }
+
+    private static func minMax(_ x: UnsafeBufferPointer<Float>) -> (Float, Float) {
+        var lo = Float.greatestFiniteMagnitude
+        var hi = -Float.greatestFiniteMagnitude
+        for v in x {
+            if v < lo { lo = v }
+            if v > hi { hi = v }
+        }
+        return (lo, hi)
+    }
+
+    /// C's `(int8_t)` of a float in range: truncation toward zero.
+    @inline(__always)
+    private static func truncate(_ v: Float) -> Int { Int(Int8(v.rounded(.towardZero))) }
+
+    @inline(__always)
+    static func store(_ bits: UInt16, _ y: UnsafeMutableRawBufferPointer, at offset: Int) {
+        y.storeBytes(of: bits.littleEndian, toByteOffset: offset, as: UInt16.self)
+    }
+
+    private static func q4_0(_ x: UnsafeBufferPointer<Float>, _ y: UnsafeMutableRawBufferPointer) {
+        let d = signedAbsMax(x) / -8
+        let id: Float = d != 0 ? 1 / d : 0
+        store(HalfPrecision.f16Bits(d), y, at: 0)
+        for j in 0..<16 {
+            let q0 = min(15, truncate(x[j] * id + 8.5))
+            let q1 = min(15, truncate(x[j + 16] * id + 8.5))
+            y[2 + j] = UInt8(q0) | UInt8(q1) << 4
+        }
+    }
+
+    private static func q4_1(_ x: UnsafeBufferPointer<Float>, _ y: UnsafeMutableRawBufferPointer) {
+        let (lo, hi) = minMax(x)
+        let d = (hi - lo) / 15
+        let id: Float = d != 0 ? 1 / d : 0
+        store(HalfPrecision.f16Bits(d), y, at: 0)
+        store(HalfPrecision.f16Bits(lo), y, at: 2)
+        for j in 0..<16 {
+            let q0 = min(15, truncate((x[j] - lo) * id + 0.5))
+            let q1 = min(15, truncate((x[j + 16] - lo) * id + 0.5))
+            y[4 + j] = UInt8(q0) | UInt8(q1) << 4
+        }
+    }
+
+    private static func q5_0(_ x: UnsafeBufferPointer<Float>, _ y: UnsafeMutableRawBufferPointer) {
+        let d = signedAbsMax(x) / -16
+        let id: Float = d != 0 ? 1 / d : 0
+        store(HalfPrecision.f16Bits(d), y, at: 0)
+        var qh: UInt32 = 0
+        for j in 0..<16 {
+            let q0 = min(31, truncate(x[j] * id + 16.5))
+            let q1 = min(31, truncate(x[j + 16] * id + 16.5))
+            y[6 + j] = UInt8(q0 & 15) | UInt8(q1 & 15) << 4
+            qh |= UInt32((q0 >> 4) & 1) << UInt32(j) | UInt32((q1 >> 4) & 1) << UInt32(j + 16)
+        }
+        y.storeBytes(of: qh.littleEndian, toByteOffset: 2, as: UInt32.self)
+    }
+
+    private static func q5_1(_ x: UnsafeBufferPointer<Float>, _ y: UnsafeMutableRawBufferPointer) {
+        let (lo, hi) = minMax(x)
+        let d = (hi - lo) / 31
+        let id: Float = d != 0 ? 1 / d : 0
+        store(HalfPrecision.f16Bits(d), y, at: 0)
+        store(HalfPrecision.f16Bits(lo), y, at: 2)
+        var qh: UInt32 = 0
+        for j in 0..<16 {
+            // The reference does not clamp here; the values cannot exceed 31.
+            let q0 = truncate((x[j] - lo) * id + 0.5)
+            let q1 = truncate((x[j + 16] - lo) * id + 0.5)
+            y[8 + j] = UInt8(q0 & 15) | UInt8(q1 & 15) << 4
+            qh |= UInt32((q0 >> 4) & 1) << UInt32(j) | UInt32((q1 >> 4) & 1) << UInt32(j + 16)
+        }
+        y.storeBytes(of: qh.littleEndian, toByteOffset: 4, as: UInt32.self)
+    }
+
+    private static func q8(_ x: UnsafeBufferPointer<Float>, _ y: UnsafeMutableRawBufferPointer, withSum: Bool) {
+        var amax: Float = 0
+        for v in x { amax = max(amax, abs(v)) }
+        let d = amax / 127
+        let id: Float = d != 0 ? 1 / d : 0
+        store(HalfPrecision.f16Bits(d), y, at: 0)
+        let dataOffset = withSum ? 4 : 2
+        var sum = 0
+        for k in 0..<32 {
+            // roundf: half away from zero.
+            let q = Int((x[k] * id).rounded(.toNearestOrAwayFromZero))
+            sum += q
+            y[dataOffset + k] = UInt8(bitPattern: Int8(q))
+        }
+        if withSum { store(HalfPrecision.f16Bits(Float(sum) * d), y, at: 2) }
+    }
+}

@@ -1,0 +1,10 @@
+/// ggml's reference quantizers for Q4_K and Q6_K (no importance matrix).
+enum KQuantize {
+    static func q4_K(_ x: UnsafeBufferPointer<Float>, _ y: UnsafeMutableRawBufferPointer) {
+        preconditionFailure("Q4_K quantization is not implemented yet")
+    }
+
+    static func q6_K(_ x: UnsafeBufferPointer<Float>, _ y: UnsafeMutableRawBufferPointer) {
+        preconditionFailure("Q6_K quantization is not implemented yet")
+    }
+}

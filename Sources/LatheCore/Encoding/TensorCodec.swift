@@ -1,0 +1,147 @@
+/// Converts tensor payloads between their stored encoding and Float32 values.
+public enum TensorCodec {
+    /// Whether `dtype` can be decoded to floats.
+    public static func canDecode(_ dtype: DType) -> Bool {
+        switch dtype {
+        case .quantized(.packed), .c64: return false
+        default: return true
+        }
+    }
+
+    /// Whether floats can be encoded as `dtype`.
+    public static func canEncode(_ dtype: DType) -> Bool {
+        switch dtype {
+        case .f32, .f16, .bf16, .f64: return true
+        case .quantized(.ggml(let type)): return GGMLQuantize.supportedTypes.contains(type)
+        default: return false
+        }
+    }
+
+    /// Decodes `count` elements of `dtype` from `bytes` into `output`.
+    public static func decode(
+        _ dtype: DType, from bytes: UnsafeRawBufferPointer, into output: UnsafeMutableBufferPointer<Float>
+    ) throws(LatheError) {
+        let count = output.count
+        switch dtype {
+        case .f32:
+            for i in 0..<count { output[i] = Float(bitPattern: bytes.u32(4 * i)) }
+        case .f16:
+            for i in 0..<count { output[i] = bytes.f16(2 * i) }
+        case .bf16:
+            for i in 0..<count { output[i] = HalfPrecision.float(fromBF16: bytes.u16(2 * i)) }
+        case .f64:
+            for i in 0..<count {
+                output[i] = Float(
+                    Double(
+                        bitPattern: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self))))
+            }
+        case .i8:
+            for i in 0..<count { output[i] = Float(Int8(bitPattern: bytes[i])) }
+        case .u8, .bool:
+            for i in 0..<count { output[i] = Float(bytes[i]) }
+        case .i16:
+            for i in 0..<count { output[i] = Float(Int16(bitPattern: bytes.u16(2 * i))) }
+        case .u16:
+            for i in 0..<count { output[i] = Float(bytes.u16(2 * i)) }
+        case .i32:
+            for i in 0..<count { output[i] = Float(Int32(bitPattern: bytes.u32(4 * i))) }
+        case .u32:
+            for i in 0..<count { output[i] = Float(bytes.u32(4 * i)) }
+        case .i64:
+            for i in 0..<count {
+                output[i] = Float(Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self)))
+            }
+        case .u64:
+            for i in 0..<count {
+                output[i] = Float(UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)))
+            }
+        case .f8E5M2, .f8E4M3, .f8E8M0, .f8E4M3FNUZ, .f8E5M2FNUZ:
+            let table = Float8.table(dtype)
+            for i in 0..<count { output[i] = table[Int(bytes[i])] }
+        case .c64:
+            throw .invalidValue(
+                field: "dtype", value: "C64", expected: "a real type (complex tensors cannot be decoded to floats)")
+        case .quantized(.ggml(let type)):
+            GGMLDequantize.blocks(type, from: bytes, into: output)
+        case .quantized(.packed):
+            throw .notImplemented(
+                capability: "decoding packed integer tensors", detail: "it arrives with the packed format")
+        }
+    }
+
+    /// Decodes a whole tensor to floats.
+    public static func decode(_ tensor: Tensor) throws -> [Float] {
+        let count = try tensor.info.shape.elementCount()
+        let storage = try tensor.storage()
+        var values = [Float](repeating: 0, count: count)
+        do {
+            try storage.withUnsafeBytes { bytes in
+                try values.withUnsafeMutableBufferPointer { try decode(tensor.info.dtype, from: bytes, into: $0) }
+            }
+        } catch let error as LatheError {
+            throw error.inTensor(tensor.name)
+        }
+        return values
+    }
+
+    /// Encodes floats as `dtype` (little-endian).
+    public static func encode(_ values: UnsafeBufferPointer<Float>, as dtype: DType) throws(LatheError) -> [UInt8] {
+        let count = values.count
+        switch dtype {
+        case .f32:
+            return [UInt8](unsafeUninitializedCapacity: 4 * count) { buffer, initialized in
+                for i in 0..<count {
+                    UnsafeMutableRawBufferPointer(buffer).storeBytes(
+                        of: values[i].bitPattern.littleEndian, toByteOffset: 4 * i, as: UInt32.self)
+                }
+                initialized = 4 * count
+            }
+        case .f16, .bf16:
+            let convert = dtype == .f16 ? HalfPrecision.f16Bits : HalfPrecision.bf16Bits
+            return [UInt8](unsafeUninitializedCapacity: 2 * count) { buffer, initialized in
+                for i in 0..<count {
+                    UnsafeMutableRawBufferPointer(buffer).storeBytes(
+                        of: convert(values[i]).littleEndian, toByteOffset: 2 * i, as: UInt16.self)
+                }
+                initialized = 2 * count
+            }
+        case .f64:
+            return [UInt8](unsafeUninitializedCapacity: 8 * count) { buffer, initialized in
+                for i in 0..<count {
+                    UnsafeMutableRawBufferPointer(buffer).storeBytes(
+                        of: Double(values[i]).bitPattern.littleEndian, toByteOffset: 8 * i, as: UInt64.self)
+                }
+                initialized = 8 * count
+            }
+        case .quantized(.ggml(let type)) where GGMLQuantize.supportedTypes.contains(type):
+            guard count % type.blockSize == 0 else {
+                throw .invalidShape(
+                    [count],
+                    reason: "\(count) values are not a whole number of \(type.name) blocks of \(type.blockSize)")
+            }
+            let size = count / type.blockSize * type.bytesPerBlock
+            return [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
+                GGMLQuantize.blocks(type, from: values, into: UnsafeMutableRawBufferPointer(buffer))
+                initialized = size
+            }
+        default:
+            throw .invalidValue(
+                field: "target type", value: "\(dtype)", expected: "F32, F16, BF16, F64 or a supported ggml type")
+        }
+    }
+
+    /// Re-encodes a tensor as `dtype`, checking that the shape fits the encoding.
+    public static func convert(_ tensor: Tensor, to dtype: DType) throws -> Tensor {
+        if tensor.info.dtype == dtype { return tensor }
+        let info = TensorInfo(name: tensor.name, dtype: dtype, shape: tensor.info.shape)
+        _ = try info.byteCount()
+        let values = try decode(tensor)
+        let bytes: [UInt8]
+        do {
+            bytes = try values.withUnsafeBufferPointer { buffer throws(LatheError) in try encode(buffer, as: dtype) }
+        } catch {
+            throw error.inTensor(tensor.name)
+        }
+        return Tensor(info: info, storage: TensorStorage(bytes: bytes))
+    }
+}

@@ -1,0 +1,107 @@
+/// The typed config and tokenizer read from, and written to, GGUF-vocabulary metadata
+/// (formats.md §2.4). Every format stores its model description in these keys inside `ModelGraph`.
+extension LlamaConfig {
+    /// Reads `general.architecture` and the `<arch>.*` keys; nil when the architecture key is absent.
+    public init?(metadata: Metadata, source: String) throws(LatheError) {
+        guard let architecture = metadata["general.architecture"]?.stringValue else { return nil }
+        let a = architecture
+        func int(_ key: String) throws(LatheError) -> Int {
+            guard let value = metadata["\(a).\(key)"] else { throw .missingField("\(a).\(key)", in: source) }
+            guard let int = value.intValue else {
+                throw .invalidValue(field: "\(source): \(a).\(key)", value: value.summary, expected: "an integer")
+            }
+            return int
+        }
+        func double(_ key: String) throws(LatheError) -> Double {
+            guard let value = metadata["\(a).\(key)"] else { throw .missingField("\(a).\(key)", in: source) }
+            guard let double = value.doubleValue else {
+                throw .invalidValue(field: "\(source): \(a).\(key)", value: value.summary, expected: "a number")
+            }
+            return double
+        }
+        let hidden = try int("embedding_length")
+        let heads = try int("attention.head_count")
+        let vocab =
+            metadata["\(a).vocab_size"]?.intValue ?? metadata["tokenizer.ggml.tokens"]?.arrayValue?.count ?? 0
+        var scaling: RopeScaling?
+        if let type = metadata["\(a).rope.scaling.type"]?.stringValue, type != "none" {
+            scaling = RopeScaling(
+                type: type, factor: metadata["\(a).rope.scaling.factor"]?.doubleValue ?? 1,
+                originalContextLength: metadata["\(a).rope.scaling.original_context_length"]?.intValue)
+        }
+        self.init(
+            architecture: architecture, hiddenSize: hidden, layerCount: try int("block_count"), headCount: heads,
+            kvHeadCount: metadata["\(a).attention.head_count_kv"]?.intValue ?? heads,
+            headDim: metadata["\(a).rope.dimension_count"]?.intValue ?? metadata["\(a).attention.key_length"]?.intValue,
+            ffnSize: try int("feed_forward_length"),
+            normEpsilon: try double("attention.layer_norm_rms_epsilon"),
+            ropeBase: metadata["\(a).rope.freq_base"]?.doubleValue ?? 10_000, ropeScaling: scaling,
+            vocabSize: vocab, contextLength: metadata["\(a).context_length"]?.intValue ?? 0,
+            tiedEmbeddings: true)
+    }
+
+    /// Writes the config into `metadata` with the exact key types llama.cpp checks (u32, f32).
+    public func store(in metadata: inout Metadata) {
+        let a = architecture
+        metadata["general.architecture"] = .string(a)
+        metadata["\(a).context_length"] = .uint32(UInt32(contextLength))
+        metadata["\(a).embedding_length"] = .uint32(UInt32(hiddenSize))
+        metadata["\(a).feed_forward_length"] = .uint32(UInt32(ffnSize))
+        metadata["\(a).block_count"] = .uint32(UInt32(layerCount))
+        metadata["\(a).attention.head_count"] = .uint32(UInt32(headCount))
+        metadata["\(a).attention.head_count_kv"] = .uint32(UInt32(kvHeadCount))
+        metadata["\(a).rope.freq_base"] = .float32(Float(ropeBase))
+        metadata["\(a).attention.layer_norm_rms_epsilon"] = .float32(Float(normEpsilon))
+        metadata["\(a).vocab_size"] = .uint32(UInt32(vocabSize))
+        metadata["\(a).rope.dimension_count"] = .uint32(UInt32(headDim))
+        if headDim != hiddenSize / max(headCount, 1) {
+            metadata["\(a).attention.key_length"] = .uint32(UInt32(headDim))
+            metadata["\(a).attention.value_length"] = .uint32(UInt32(headDim))
+        }
+        if let scaling = ropeScaling {
+            metadata["\(a).rope.scaling.type"] = .string(scaling.type)
+            metadata["\(a).rope.scaling.factor"] = .float32(Float(scaling.factor))
+            if let original = scaling.originalContextLength {
+                metadata["\(a).rope.scaling.original_context_length"] = .uint32(UInt32(original))
+            }
+        }
+    }
+}
+
+extension TokenizerDescription {
+    /// Reads the `tokenizer.*` keys; nil when there is no vocabulary.
+    public init?(metadata: Metadata) {
+        guard let model = metadata["tokenizer.ggml.model"]?.stringValue,
+            let tokens = metadata["tokenizer.ggml.tokens"]?.arrayValue
+        else { return nil }
+        self.init(
+            model: model, preTokenizer: metadata["tokenizer.ggml.pre"]?.stringValue,
+            tokens: tokens.map { $0.stringValue ?? "" },
+            tokenTypes: (metadata["tokenizer.ggml.token_type"]?.arrayValue ?? []).map { Int32($0.intValue ?? 1) },
+            merges: (metadata["tokenizer.ggml.merges"]?.arrayValue ?? []).map { $0.stringValue ?? "" },
+            bosTokenID: metadata["tokenizer.ggml.bos_token_id"]?.intValue,
+            eosTokenID: metadata["tokenizer.ggml.eos_token_id"]?.intValue,
+            unknownTokenID: metadata["tokenizer.ggml.unknown_token_id"]?.intValue,
+            paddingTokenID: metadata["tokenizer.ggml.padding_token_id"]?.intValue,
+            addBOS: metadata["tokenizer.ggml.add_bos_token"]?.boolValue ?? false,
+            addSpacePrefix: metadata["tokenizer.ggml.add_space_prefix"]?.boolValue ?? false,
+            chatTemplate: metadata["tokenizer.chat_template"]?.stringValue)
+    }
+
+    /// Writes the tokenizer keys (types as gguf-py writes them).
+    public func store(in metadata: inout Metadata) {
+        metadata["tokenizer.ggml.add_space_prefix"] = .bool(addSpacePrefix)
+        metadata["tokenizer.ggml.add_bos_token"] = .bool(addBOS)
+        metadata["tokenizer.ggml.model"] = .string(model)
+        if let preTokenizer { metadata["tokenizer.ggml.pre"] = .string(preTokenizer) }
+        metadata["tokenizer.ggml.tokens"] = .array(.string, tokens.map { .string($0) })
+        if !tokenTypes.isEmpty { metadata["tokenizer.ggml.token_type"] = .array(.int32, tokenTypes.map { .int32($0) }) }
+        if !merges.isEmpty { metadata["tokenizer.ggml.merges"] = .array(.string, merges.map { .string($0) }) }
+        for (key, value) in [
+            ("bos", bosTokenID), ("eos", eosTokenID), ("unknown", unknownTokenID), ("padding", paddingTokenID),
+        ] {
+            if let value { metadata["tokenizer.ggml.\(key)_token_id"] = .uint32(UInt32(value)) }
+        }
+        if let chatTemplate { metadata["tokenizer.chat_template"] = .string(chatTemplate) }
+    }
+}
