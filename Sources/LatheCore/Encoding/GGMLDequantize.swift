@@ -1,3 +1,6 @@
+// swift-format-ignore-file: AlwaysUseLowerCamelCase
+// (function names follow ggml's type names: q4_0, q6_K, …)
+
 /// Dequantization of every ggml block type, following the formulas of formats.md §3 (element order,
 /// scale packing and the order of float operations match ggml's reference code).
 public enum GGMLDequantize {

@@ -1,3 +1,6 @@
+// swift-format-ignore-file: AlwaysUseLowerCamelCase
+// (function names follow ggml's type names: q4_0, q6_K, …)
+
 /// ggml's reference quantizers for the 32-element block types, operation for operation
 /// (formats.md §3.3): the scale is inverted from the float `d` before it is rounded to fp16, and
 /// `(int8)` casts truncate toward zero. Swift never fuses multiply-adds implicitly, so the float

@@ -1,3 +1,6 @@
+// swift-format-ignore-file: AlwaysUseLowerCamelCase
+// (function names follow ggml's type names: q4_0, q6_K, …)
+
 /// ggml's reference quantizers for Q4_K and Q6_K (no importance matrix).
 enum KQuantize {
     static func q4_K(_ x: UnsafeBufferPointer<Float>, _ y: UnsafeMutableRawBufferPointer) {
