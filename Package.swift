@@ -65,7 +65,18 @@ let package = Package(
         ),
 
         // MARK: - Test support and unit test bundles
-        .target(name: "LatheTestSupport", dependencies: ["LatheCore"], swiftSettings: swiftSettings),
+        .target(name: "LatheTestSupport", dependencies: ["LatheCore", "LinearAlgebra"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "FormatGGUFTests", dependencies: ["FormatGGUF", "LatheCore", "LatheTestSupport", "LinearAlgebra"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "FormatSafetensorsTests",
+            dependencies: ["FormatSafetensors", "LatheCore", "LatheTestSupport", "LinearAlgebra"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "LatheBuiltinsTests",
+            dependencies: ["LatheBuiltins", "LatheCLI", "LatheCore", "Compression", "FormatGGUF", "LatheTestSupport"],
+            swiftSettings: swiftSettings),
         .testTarget(
             name: "LinearAlgebraTests", dependencies: ["LinearAlgebra", "LatheTestSupport"],
             swiftSettings: swiftSettings),

@@ -167,7 +167,9 @@ struct ByteCursor {
     mutating func readCount(_ field: String, limit: Int) throws(GGUFError) -> Int {
         let raw = try read(UInt64.self, field)
         guard raw <= UInt64(Int64.max), Int(raw) <= limit else {
-            throw GGUFError(path: path, field: field, problem: "count \(raw) is larger than the file could hold")
+            throw GGUFError(
+                path: path, field: field,
+                problem: "count \(raw) is larger than the file could hold; the file is truncated or corrupt")
         }
         return Int(raw)
     }

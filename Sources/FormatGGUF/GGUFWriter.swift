@@ -89,9 +89,6 @@ public struct GGUFWriter: FormatWriter {
         }
         graph.config?.store(in: &metadata)
         graph.tokenizer?.store(in: &metadata)
-        if metadata["general.type"] == nil, metadata["general.architecture"] != nil {
-            metadata["general.type"] = .string("model")
-        }
         var counts: [DType: Int] = [:]
         for tensor in graph.tensors where tensor.info.shape.rank >= 2 { counts[tensor.info.dtype, default: 0] += 1 }
         if let majority = counts.max(by: { $0.value < $1.value || ($0.value == $1.value && "\($0.key)" > "\($1.key)") }

@@ -21,15 +21,20 @@ public struct ModelComparison {
     public var tensors: [TensorDifference] = []
     public var tokenizerDifferences: [String] = []
 
+    /// Keys that describe how a file encodes the model, not the model: formats add or recompute them.
+    public static let encodingKeys: Set<String> = [
+        "general.file_type", "general.quantization_version", "general.alignment",
+    ]
+
     public init(_ a: ModelGraph, _ b: ModelGraph, diagnostics: Diagnostics = .silent) throws {
-        for (key, value) in a.metadata {
+        for (key, value) in a.metadata where !Self.encodingKeys.contains(key) {
             if let other = b.metadata[key] {
                 if other != value { changedKeys.append(key) }
             } else {
                 removedKeys.append(key)
             }
         }
-        addedKeys = b.metadata.keys.filter { a.metadata[$0] == nil }
+        addedKeys = b.metadata.keys.filter { a.metadata[$0] == nil && !Self.encodingKeys.contains($0) }
         tokenizerDifferences = Self.compare(a.tokenizer, b.tokenizer)
         onlyInFirst = a.tensorNames.filter { b[$0] == nil }
         onlyInSecond = b.tensorNames.filter { a[$0] == nil }

@@ -1,0 +1,49 @@
+import Foundation
+
+/// Runs the Python oracle scripts in `Tests/Oracles` with the venv `make oracles` creates.
+public enum Oracle {
+    public static var python: URL {
+        if let override = ProcessInfo.processInfo.environment["LATHE_ORACLE_PYTHON"] {
+            return URL(fileURLWithPath: override)
+        }
+        return Fixtures.packageRoot.appendingPathComponent(".cache/venv/bin/python")
+    }
+
+    public static var isAvailable: Bool { FileManager.default.isExecutableFile(atPath: python.path) }
+
+    public static let skipReason =
+        "Python oracles (gguf, safetensors) not installed: run `make oracles` (or `make test`)"
+
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Runs `Tests/Oracles/<script>` with `arguments`; throws with its stderr when it fails.
+    @discardableResult
+    public static func run(_ script: String, _ arguments: [String]) throws -> String {
+        let process = Process()
+        process.executableURL = python
+        process.arguments = [Fixtures.packageRoot.appendingPathComponent("Tests/Oracles/\(script)").path] + arguments
+        let output = Pipe()
+        let errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        let out = output.fileHandleForReading.readDataToEndOfFile()
+        let err = errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw Failure(
+                description: "\(script) failed (\(process.terminationStatus)): \(String(decoding: err, as: UTF8.self))")
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Runs a script that writes JSON to the path given as its last argument, and parses that JSON.
+    public static func json(_ script: String, _ arguments: [String]) throws -> Any {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("oracle-\(UUID().uuidString).json")
+        defer { try? FileManager.default.removeItem(at: out) }
+        try run(script, arguments + [out.path])
+        return try JSONSerialization.jsonObject(with: Data(contentsOf: out))
+    }
+}

@@ -1,0 +1,244 @@
+import ArgumentParser
+import Compression
+import FormatGGUF
+import Foundation
+import LatheBuiltins
+import LatheCore
+import LatheTestSupport
+import Testing
+
+@testable import LatheCLI
+
+/// Runs `lathe` with `arguments` in-process; returns the error it ended with, if any.
+func runLathe(_ arguments: [String]) -> (any Error)? {
+    do {
+        var command = try LatheCommand.parseAsRoot(arguments)
+        try command.run()
+        return nil
+    } catch {
+        return error
+    }
+}
+
+func message(_ error: (any Error)?) -> String {
+    guard let error else { return "" }
+    return LatheCommand.message(for: error)
+}
+
+/// Names of the entries of a directory.
+func listing(_ url: URL) throws -> [String] { try FileManager.default.contentsOfDirectory(atPath: url.path).sorted() }
+
+@Suite("Conversions")
+struct ConversionTests {
+    @Test("HF directory → GGUF → HF directory keeps every config field, the tokenizer and every value")
+    func huggingFaceRoundTrip() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        // An HF directory with bf16 weights and config fields Lathe does not map.
+        let source = work.appendingPathComponent("hf")
+        var graph = try TinyModel.graph()
+        for tensor in graph.tensors where tensor.info.shape.rank == 2 {
+            try graph.replace(TensorCodec.convert(tensor, to: .bf16))
+        }
+        _ = try LatheBuiltins.registry.writer("hf").write(graph, to: source, options: WriteOptions())
+        let configURL = source.appendingPathComponent("config.json")
+        var config = try JSONValue.parse(String(contentsOf: configURL, encoding: .utf8)).objectValue ?? []
+        config += [
+            ("initializer_range", .number("0.02")), ("torch_dtype", .string("bfloat16")),
+            ("transformers_version", .string("4.44.0")),
+        ]
+        try Data(JSONValue.object(config).serialized().utf8).write(to: configURL)
+
+        #expect(runLathe(["convert", source.path, "-o", work.appendingPathComponent("m.gguf").path]) == nil)
+        #expect(
+            runLathe([
+                "convert", work.appendingPathComponent("m.gguf").path, "-o", work.appendingPathComponent("back").path,
+            ]) == nil)
+        let back = work.appendingPathComponent("back")
+        #expect(
+            try listing(back) == [
+                "config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+            ])
+        let original = try JSONValue.parse(String(contentsOf: configURL, encoding: .utf8))
+        let restored = try JSONValue.parse(
+            String(contentsOf: back.appendingPathComponent("config.json"), encoding: .utf8))
+        for (key, value) in original.objectValue ?? [] { #expect(restored[key] == value, "config.json field \(key)") }
+        for file in ["tokenizer.json", "tokenizer_config.json", "generation_config.json"] {
+            #expect(
+                try Data(contentsOf: source.appendingPathComponent(file))
+                    == Data(contentsOf: back.appendingPathComponent(file)), "\(file)")
+        }
+        let a = try ModelInput.open(source)
+        let b = try ModelInput.open(back)
+        let comparison = try ModelComparison(a, b)
+        #expect(comparison.identical, "\(comparison.text(all: false))")
+    }
+
+    @Test(
+        "GGUF → safetensors → GGUF reproduces SmolLM2 byte for byte",
+        .enabled(if: Fixtures.smolLM2IsAvailable, Comment(rawValue: Fixtures.smolLM2SkipReason)))
+    func realRoundTrip() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let st = work.appendingPathComponent("smol.safetensors").path
+        let gguf = work.appendingPathComponent("smol.gguf").path
+        #expect(runLathe(["convert", Fixtures.smolLM2.path, "-o", st]) == nil)
+        #expect(runLathe(["convert", st, "-o", gguf, "--type", "q4_1", "--tensor-type", "token_embd=q8_0"]) == nil)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: gguf)) == Data(contentsOf: Fixtures.smolLM2))
+        let stGraph = try ModelInput.open(URL(fileURLWithPath: st))
+        #expect(stGraph.tensors.allSatisfy { $0.info.dtype == .f32 })
+        #expect(stGraph.metadata.count == 33)
+    }
+
+    @Test("a type that does not fit a tensor is an error naming it, and nothing is written")
+    func typeMismatch() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let input = work.appendingPathComponent("tiny.gguf")
+        _ = try GGUFWriter().write(TinyModel.graph(), to: input, options: WriteOptions())
+        let error = runLathe([
+            "convert", input.path, "-o", work.appendingPathComponent("out.gguf").path, "--type", "q4_k",
+        ])
+        #expect(message(error).contains("tensor 'model.embed_tokens.weight'"))
+        #expect(message(error).contains("not a multiple of Q4_K's block of 256"))
+        #expect(try listing(work) == ["tiny.gguf"])
+        let unknown = runLathe([
+            "convert", input.path, "-o", work.appendingPathComponent("out.gguf").path, "--type", "q3_x",
+        ])
+        #expect(message(unknown).contains("type: got q3_x, expected"))
+        let badRule = runLathe([
+            "convert", input.path, "-o", work.appendingPathComponent("out.gguf").path, "--tensor-type", "attn_q",
+        ])
+        #expect(message(badRule).contains("REGEX=TYPE"))
+    }
+
+    @Test("per-tensor overrides apply to HF and GGUF names; 1-D tensors keep their type")
+    func overrides() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let input = work.appendingPathComponent("tiny.gguf")
+        _ = try GGUFWriter().write(TinyModel.graph(), to: input, options: WriteOptions())
+        let output = work.appendingPathComponent("out.gguf")
+        #expect(
+            runLathe([
+                "convert", input.path, "-o", output.path, "--type", "q8_0", "--tensor-type", "attn_v=f16",
+                "--tensor-type", #"mlp\.down_proj=q5_0"#,
+            ]) == nil)
+        let graph = try ModelInput.open(output, options: ReadOptions(naming: .gguf))
+        #expect(graph["blk.0.attn_v.weight"]?.info.dtype == .f16)
+        #expect(graph["blk.1.ffn_down.weight"]?.info.dtype == .quantized(.ggml(.q5_0)))
+        #expect(graph["blk.0.attn_q.weight"]?.info.dtype == .quantized(.ggml(.q8_0)))
+        #expect(graph["blk.0.attn_norm.weight"]?.info.dtype == .f32)
+        #expect(graph.metadata["general.file_type"] == .uint32(7))
+    }
+
+    @Test("an existing output is kept without --force and replaced with it")
+    func force() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let input = work.appendingPathComponent("tiny.gguf")
+        _ = try GGUFWriter().write(TinyModel.graph(), to: input, options: WriteOptions())
+        let output = work.appendingPathComponent("out.safetensors")
+        try Data("precious".utf8).write(to: output)
+        #expect(message(runLathe(["convert", input.path, "-o", output.path])).contains("already exists; pass --force"))
+        #expect(try String(contentsOf: output, encoding: .utf8) == "precious")
+        #expect(runLathe(["convert", input.path, "-o", output.path, "--force"]) == nil)
+        #expect(try ModelInput.open(output).tensors.count == 20)
+        #expect(try listing(work) == ["out.safetensors", "tiny.gguf"])
+    }
+
+    @Test("bad input files give one line naming the file and field, and nothing is written")
+    func badInput() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let good = work.appendingPathComponent("good.gguf")
+        _ = try GGUFWriter().write(TinyModel.graph(), to: good, options: WriteOptions())
+        let bytes = [UInt8](try Data(contentsOf: good))
+        let truncated = work.appendingPathComponent("truncated.gguf")
+        try Data(bytes.prefix(bytes.count - 100)).write(to: truncated)
+        let text = work.appendingPathComponent("notes.txt")
+        try Data("hello".utf8).write(to: text)
+        for (input, expected) in [
+            (truncated, "tensor 'output_norm.weight'"), (text, "not a recognised model"),
+            (work.appendingPathComponent("missing.gguf"), "no such file"),
+        ] {
+            let line = message(
+                runLathe(["convert", input.path, "-o", work.appendingPathComponent("out.safetensors").path]))
+            #expect(line.contains(input.path) && line.contains(expected), "\(line)")
+            #expect(!line.contains("\n"))
+        }
+        #expect(try listing(work) == ["good.gguf", "notes.txt", "truncated.gguf"])
+    }
+
+    @Test("archives: a model file or HF directory inside .tar, .tar.zst and .zip", arguments: ArchiveFormat.allCases)
+    func archives(format: ArchiveFormat) throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let graph = try TinyModel.graph()
+        let fileDir = work.appendingPathComponent("file")
+        try FileManager.default.createDirectory(at: fileDir, withIntermediateDirectories: true)
+        _ = try GGUFWriter().write(graph, to: fileDir.appendingPathComponent("tiny.gguf"), options: WriteOptions())
+        let hfDir = work.appendingPathComponent("hf")
+        _ = try LatheBuiltins.registry.writer("hf").write(graph, to: hfDir, options: WriteOptions())
+        for (name, directory) in [("file", fileDir), ("hf", hfDir)] {
+            let archive = work.appendingPathComponent("\(name).\(format.rawValue)")
+            try Archive.create(archive, format: format, fromDirectory: directory)
+            let opened = try ModelInput.open(archive)
+            #expect(Set(opened.tensorNames) == Set(graph.tensorNames), "\(name) in \(format)")
+            #expect(
+                try TensorCodec.decode(opened.tensor(named: "model.norm.weight"))
+                    == TensorCodec.decode(graph.tensor(named: "model.norm.weight")))
+        }
+        // Two models in one archive is ambiguous.
+        try FileManager.default.copyItem(
+            at: fileDir.appendingPathComponent("tiny.gguf"), to: fileDir.appendingPathComponent("other.gguf"))
+        let two = work.appendingPathComponent("two.\(format.rawValue)")
+        try Archive.create(two, format: format, fromDirectory: fileDir)
+        #expect(throws: LatheError.self) { try ModelInput.open(two) }
+    }
+
+    @Test("diff reports a changed tensor with its error, and identical models as identical")
+    func diff() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let graph = try TinyModel.graph()
+        let a = work.appendingPathComponent("a.gguf")
+        let b = work.appendingPathComponent("b.safetensors")
+        let c = work.appendingPathComponent("c.gguf")
+        _ = try GGUFWriter().write(graph, to: a, options: WriteOptions())
+        _ = try LatheBuiltins.registry.writer("safetensors").write(graph, to: b, options: WriteOptions())
+        var changed = graph
+        try changed.replace(
+            TensorCodec.convert(graph.tensor(named: "model.layers.0.mlp.up_proj.weight"), to: .quantized(.ggml(.q8_0))))
+        changed.metadata["general.name"] = .string("changed")
+        _ = try GGUFWriter().write(changed, to: c, options: WriteOptions())
+        #expect(runLathe(["diff", a.path, b.path]) == nil)
+        let same = try ModelComparison(ModelInput.open(a), ModelInput.open(b))
+        #expect(same.identical)
+        let different = try ModelComparison(ModelInput.open(a), ModelInput.open(c))
+        #expect(!different.identical)
+        #expect(different.changedKeys == ["general.name"])
+        #expect(
+            different.addedKeys.isEmpty, "encoding bookkeeping (general.quantization_version) is not a model difference"
+        )
+        let up = try #require(different.tensors.first { $0.name == "model.layers.0.mlp.up_proj.weight" })
+        // Q8_0 keeps about 8 bits: relative error well under 1 %, but not zero.
+        #expect(up.relativeError > 0 && up.relativeError < 0.01)
+        #expect((runLathe(["diff", a.path, c.path]) as? ExitCode) == ExitCode(1))
+    }
+
+    @Test("inspect --json describes the model")
+    func inspectJSON() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let url = work.appendingPathComponent("tiny.gguf")
+        _ = try GGUFWriter().write(TinyModel.graph(), to: url, options: WriteOptions())
+        let summary = try ModelSummary(ModelInput.open(url, options: ReadOptions(naming: .gguf)))
+        let json = summary.json(tensors: true, metadata: nil)
+        #expect(json["format"] == .string("gguf"))
+        #expect(json["tensor_count"] == .int(20))
+        #expect(json["config"]?["hidden_size"] == .int(64))
+        #expect(json["tensors"]?.arrayValue?.first?["name"] == .string("token_embd.weight"))
+        #expect(summary.text(tensors: false, metadata: nil).contains("2 layers, hidden 64, 4 heads × 16 (2 KV)"))
+    }
+}
