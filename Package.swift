@@ -84,7 +84,7 @@ let package = Package(
             name: "CompressionTests", dependencies: ["Compression", "LatheTestSupport"],
             swiftSettings: swiftSettings),
         .testTarget(
-            name: "LatheCoreTests", dependencies: ["LatheCore", "LatheTestSupport"],
+            name: "LatheCoreTests", dependencies: ["LatheCore", "LatheTestSupport"], exclude: ["Fixtures"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "LatheCLITests",

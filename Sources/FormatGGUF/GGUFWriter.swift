@@ -58,6 +58,7 @@ public struct GGUFWriter: FormatWriter {
             for (index, (tensor, _, _)) in records.enumerated() {
                 let storage = try tensor.storage()
                 try storage.withUnsafeBytes { bytes in try writer.write(bytes) }
+                storage.dropCachedPages()
                 try writer.pad(to: alignment)
                 options.diagnostics.progress(
                     .writing, fraction: Double(index + 1) / Double(records.count),

@@ -104,7 +104,9 @@ public struct SafetensorsWriter: FormatWriter {
         try writer.write(UInt64(header.count))
         try writer.write(header)
         for (index, tensor) in ordered.enumerated() {
-            try tensor.storage().withUnsafeBytes { try writer.write($0) }
+            let storage = try tensor.storage()
+            try storage.withUnsafeBytes { try writer.write($0) }
+            storage.dropCachedPages()
             options.diagnostics.progress(.writing, fraction: Double(index + 1) / Double(ordered.count), tensor.name)
         }
         try writer.close()

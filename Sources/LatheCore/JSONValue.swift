@@ -261,43 +261,41 @@ private struct JSONParser {
 
     mutating func parseString() throws(JSONParseError) -> String {
         index += 1
-        var scalars = String.UnicodeScalarView()
-        var runStart = index
-        func flushRun(_ end: Int) throws(JSONParseError) {
-            guard end > runStart else { return }
-            guard let run = String(validating: UnsafeRawBufferPointer(rebasing: bytes[runStart..<end]), as: UTF8.self)
-            else {
-                throw JSONParseError(offset: runStart, reason: "invalid UTF-8 in a string")
-            }
-            scalars.append(contentsOf: run.unicodeScalars)
+        let start = index
+        // Fast path: no escapes, one validation of the whole run.
+        while index < bytes.count, bytes[index] != UInt8(ascii: "\""), bytes[index] != UInt8(ascii: "\\"),
+            bytes[index] >= 0x20
+        {
+            index += 1
         }
+        var utf8 = [UInt8](UnsafeRawBufferPointer(rebasing: bytes[start..<index]))
         while true {
             guard index < bytes.count else { throw fail("unterminated string") }
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
-                try flushRun(index)
                 index += 1
-                return String(scalars)
+                guard let string = String(validating: utf8, as: UTF8.self) else {
+                    throw JSONParseError(offset: start, reason: "invalid UTF-8 in a string")
+                }
+                return string
             }
             guard byte >= 0x20 else { throw fail("control character in a string") }
             if byte != UInt8(ascii: "\\") {
+                utf8.append(byte)
                 index += 1
                 continue
             }
-            try flushRun(index)
             index += 1
             guard index < bytes.count else { throw fail("unterminated escape") }
             let escape = bytes[index]
             index += 1
             switch escape {
-            case UInt8(ascii: "\""): scalars.append("\"")
-            case UInt8(ascii: "\\"): scalars.append("\\")
-            case UInt8(ascii: "/"): scalars.append("/")
-            case UInt8(ascii: "b"): scalars.append("\u{08}")
-            case UInt8(ascii: "f"): scalars.append("\u{0C}")
-            case UInt8(ascii: "n"): scalars.append("\n")
-            case UInt8(ascii: "r"): scalars.append("\r")
-            case UInt8(ascii: "t"): scalars.append("\t")
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): utf8.append(escape)
+            case UInt8(ascii: "b"): utf8.append(0x08)
+            case UInt8(ascii: "f"): utf8.append(0x0C)
+            case UInt8(ascii: "n"): utf8.append(0x0A)
+            case UInt8(ascii: "r"): utf8.append(0x0D)
+            case UInt8(ascii: "t"): utf8.append(0x09)
             case UInt8(ascii: "u"):
                 var code = try hex4()
                 if (0xD800..<0xDC00).contains(code) {
@@ -307,10 +305,9 @@ private struct JSONParser {
                     code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
                 }
                 guard let scalar = Unicode.Scalar(code) else { throw fail("invalid \\u escape") }
-                scalars.append(scalar)
+                utf8.append(contentsOf: String(Character(scalar)).utf8)
             default: throw fail("invalid escape")
             }
-            runStart = index
         }
     }
 

@@ -52,6 +52,18 @@ public final class MappedFile: Sendable {
         return try body(UnsafeRawBufferPointer(start: base + offset, count: length))
     }
 
+    /// Tells the kernel the pages of this range are not needed now. The mapping is private and never
+    /// written, so a later access simply reads them from the file again; this only bounds resident memory
+    /// while a large file streams through.
+    public func dropCachedPages(offset: Int, length: Int) {
+        guard let base, length > 0 else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (offset + page - 1) / page * page
+        let end = min(size, offset + length) / page * page
+        guard end > start else { return }
+        madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
+    }
+
     public func checkRange(offset: Int, length: Int) throws(LatheError) {
         let (end, overflow) = offset.addingReportingOverflow(length)
         guard offset >= 0, length >= 0, !overflow, end <= size else {
@@ -85,6 +97,12 @@ public final class TensorStorage: Sendable {
     /// Copies the values of a scalar array into a new owned buffer (native little-endian layout).
     public convenience init<T: BitwiseCopyable>(values: [T]) {
         self.init(bytes: values.withUnsafeBytes { Array($0) })
+    }
+
+    /// Releases the resident pages behind a mapped tensor (see `MappedFile.dropCachedPages`); a no-op
+    /// for owned buffers. Writers call it once a tensor is on disk.
+    public func dropCachedPages() {
+        if case .mapped(let file, let offset) = backing { file.dropCachedPages(offset: offset, length: byteCount) }
     }
 
     /// Whether the bytes are borrowed from a file mapping.

@@ -17,21 +17,30 @@ public enum GGMLQuantize {
         precondition(input.count % type.blockSize == 0, "input is not a whole number of \(type.name) blocks")
         precondition(output.count >= blockCount * type.bytesPerBlock, "output too small")
         for b in 0..<blockCount {
-            let x = UnsafeBufferPointer(rebasing: input[(b * type.blockSize)..<((b + 1) * type.blockSize)])
+            let block = UnsafeBufferPointer(rebasing: input[(b * type.blockSize)..<((b + 1) * type.blockSize)])
             let y = UnsafeMutableRawBufferPointer(
                 rebasing: output[(b * type.bytesPerBlock)..<((b + 1) * type.bytesPerBlock)])
-            switch type {
-            case .q4_0: q4_0(x, y)
-            case .q4_1: q4_1(x, y)
-            case .q5_0: q5_0(x, y)
-            case .q5_1: q5_1(x, y)
-            case .q8_0: q8(x, y, withSum: false)
-            case .q8_1: q8(x, y, withSum: true)
-            case .q4_K: KQuantize.q4_K(x, y)
-            case .q6_K: KQuantize.q6_K(x, y)
-            case .q2_K, .q3_K, .q5_K, .q8_K:
-                preconditionFailure("\(type.name) quantization is not supported; check supportedTypes first")
+            withoutNaN(block) { x in
+                quantizeBlock(type, x, y)
             }
+        }
+    }
+
+    @inline(__always)
+    private static func quantizeBlock(
+        _ type: GGMLBlockType, _ x: UnsafeBufferPointer<Float>, _ y: UnsafeMutableRawBufferPointer
+    ) {
+        switch type {
+        case .q4_0: q4_0(x, y)
+        case .q4_1: q4_1(x, y)
+        case .q5_0: q5_0(x, y)
+        case .q5_1: q5_1(x, y)
+        case .q8_0: q8(x, y, withSum: false)
+        case .q8_1: q8(x, y, withSum: true)
+        case .q4_K: KQuantize.q4_K(x, y)
+        case .q6_K: KQuantize.q6_K(x, y)
+        case .q2_K, .q3_K, .q5_K, .q8_K:
+            preconditionFailure("\(type.name) quantization is not supported; check supportedTypes first")
         }
     }
 
@@ -56,9 +65,25 @@ public enum GGMLQuantize {
         return (lo, hi)
     }
 
-    /// C's `(int8_t)` of a float in range: truncation toward zero.
+    /// C's `(int8_t)` cast of a float in range: truncation toward zero (one cvttss2si, no libm call).
     @inline(__always)
-    private static func truncate(_ v: Float) -> Int { Int(Int8(v.rounded(.towardZero))) }
+    private static func truncate(_ v: Float) -> Int { Int(v) }
+
+    /// C's `roundf`: nearest, halves away from zero. `v − trunc(v)` is exact, so the test is exact.
+    @inline(__always)
+    static func roundHalfAway(_ v: Float) -> Int {
+        let t = Int(v)
+        let rest = v - Float(t)
+        return t + (rest >= 0.5 ? 1 : rest <= -0.5 ? -1 : 0)
+    }
+
+    /// The block with NaNs replaced by zero: ggml's result for NaN input is undefined, and Lathe
+    /// must not trap converting it to an integer.
+    static func withoutNaN<R>(_ x: UnsafeBufferPointer<Float>, _ body: (UnsafeBufferPointer<Float>) -> R) -> R {
+        guard x.contains(where: { $0.isNaN }) else { return body(x) }
+        let cleaned = x.map { $0.isNaN ? 0 : $0 }
+        return cleaned.withUnsafeBufferPointer(body)
+    }
 
     @inline(__always)
     static func store(_ bits: UInt16, _ y: UnsafeMutableRawBufferPointer, at offset: Int) {
@@ -129,8 +154,7 @@ public enum GGMLQuantize {
         let dataOffset = withSum ? 4 : 2
         var sum = 0
         for k in 0..<32 {
-            // roundf: half away from zero.
-            let q = Int((x[k] * id).rounded(.toNearestOrAwayFromZero))
+            let q = roundHalfAway(x[k] * id)
             sum += q
             y[dataOffset + k] = UInt8(bitPattern: Int8(q))
         }

@@ -1,12 +1,35 @@
 /// Conversions between Float and the 16-bit float formats, with the rounding ggml and PyTorch use.
 public enum HalfPrecision {
+    /// Every binary16 value widened, so decoding is one table load (x86-64 has no baseline
+    /// instruction for it and the runtime's software conversion is slow).
+    private static let f16Table: [Float] = (0...UInt16.max).map { Float(Float16(bitPattern: $0)) }
+
     /// IEEE binary16 bits → Float (exact).
     @inline(__always)
-    public static func float(fromF16 bits: UInt16) -> Float { Float(Float16(bitPattern: bits)) }
+    public static func float(fromF16 bits: UInt16) -> Float { f16Table.withUnsafeBufferPointer { $0[Int(bits)] } }
 
-    /// Float → IEEE binary16 bits, round to nearest even (overflow becomes ±Inf, NaN stays NaN).
+    /// Float → IEEE binary16 bits, round to nearest even; overflow becomes ±Inf and every NaN the
+    /// quiet NaN 0x7E00. Done on the bit pattern because the runtime's conversion is slow.
     @inline(__always)
-    public static func f16Bits(_ value: Float) -> UInt16 { Float16(value).bitPattern }
+    public static func f16Bits(_ value: Float) -> UInt16 {
+        let bits = value.bitPattern
+        let sign = UInt16(truncatingIfNeeded: (bits >> 16) & 0x8000)
+        let magnitude = bits & 0x7FFF_FFFF
+        if magnitude >= 0x4780_0000 {
+            // 2^16 and above overflows (values from 65520 up round there too, through the normal path).
+            return sign | (magnitude > 0x7F80_0000 ? 0x7E00 : 0x7C00)
+        }
+        if magnitude < 0x3880_0000 {
+            // Below 2^-14: a subnormal half. Adding 0.5 lines the mantissa up so the FPU rounds it to
+            // nearest even; subtracting 0.5's bits leaves the half's mantissa.
+            let half: UInt32 = 0x3F00_0000
+            let sum = Float(bitPattern: magnitude) + Float(bitPattern: half)
+            return sign | UInt16(truncatingIfNeeded: sum.bitPattern &- half)
+        }
+        let odd = (magnitude >> 13) & 1
+        let rebiased = magnitude &- (112 << 23) &+ 0xFFF &+ odd
+        return sign | UInt16(truncatingIfNeeded: rebiased >> 13)
+    }
 
     /// bfloat16 bits → Float (exact: the top half of a binary32).
     @inline(__always)

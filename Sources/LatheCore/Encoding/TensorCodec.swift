@@ -1,3 +1,5 @@
+import Dispatch
+
 /// Converts tensor payloads between their stored encoding and Float32 values.
 public enum TensorCodec {
     /// Whether `dtype` can be decoded to floats.
@@ -130,18 +132,67 @@ public enum TensorCodec {
         }
     }
 
-    /// Re-encodes a tensor as `dtype`, checking that the shape fits the encoding.
+    /// Re-encodes a tensor as `dtype`, checking that the shape fits the encoding. Rows are converted a
+    /// chunk at a time, so memory is the output plus about a megabyte of scratch.
     public static func convert(_ tensor: Tensor, to dtype: DType) throws -> Tensor {
         if tensor.info.dtype == dtype { return tensor }
         let info = TensorInfo(name: tensor.name, dtype: dtype, shape: tensor.info.shape)
-        _ = try info.byteCount()
-        let values = try decode(tensor)
-        let bytes: [UInt8]
-        do {
-            bytes = try values.withUnsafeBufferPointer { buffer throws(LatheError) in try encode(buffer, as: dtype) }
-        } catch {
-            throw error.inTensor(tensor.name)
+        let outputBytes = try info.byteCount()
+        let source = try tensor.storage()
+        let count = try tensor.info.shape.elementCount()
+        let rowLength = max(tensor.info.shape.dimensions.last ?? 1, 1)
+        let rows = count / rowLength
+        let (sourceRowBytes, targetRowBytes) = rows == 0 ? (0, 0) : (source.byteCount / rows, outputBytes / rows)
+        let rowsPerChunk = max(1, (1 << 18) / rowLength)
+        let chunks = rows == 0 ? 0 : (rows + rowsPerChunk - 1) / rowsPerChunk
+        var failures = [LatheError?](repeating: nil, count: chunks)
+        var output = [UInt8](repeating: 0, count: outputBytes)
+        // Chunks of rows are independent: convert them on every core.
+        output.withUnsafeMutableBytes { targetBuffer in
+            source.withUnsafeBytes { inputBuffer in
+                failures.withUnsafeMutableBufferPointer { failureBuffer in
+                    // Each iteration touches only its own rows and slot, so sharing the buffers is safe.
+                    let (target, input, failureSlots) = (
+                        UnsafeShared(targetBuffer), UnsafeShared(inputBuffer), UnsafeShared(failureBuffer)
+                    )
+                    DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+                        let first = chunk * rowsPerChunk
+                        let count = min(rowsPerChunk, rows - first)
+                        let from = UnsafeRawBufferPointer(
+                            rebasing: input.value[(first * sourceRowBytes)..<((first + count) * sourceRowBytes)])
+                        let into = UnsafeMutableRawBufferPointer(
+                            rebasing: target.value[(first * targetRowBytes)..<((first + count) * targetRowBytes)])
+                        do {
+                            try convertRows(
+                                from: from, tensor.info.dtype, into: into, dtype, elements: count * rowLength)
+                        } catch {
+                            failureSlots.value[chunk] = error as? LatheError
+                        }
+                    }
+                }
+            }
         }
-        return Tensor(info: info, storage: TensorStorage(bytes: bytes))
+        if let failure = failures.lazy.compactMap({ $0 }).first { throw failure.inTensor(tensor.name) }
+        source.dropCachedPages()
+        return Tensor(info: info, storage: TensorStorage(bytes: output))
     }
+
+    /// Decodes a run of whole rows into scratch floats and encodes them straight into `target`.
+    private static func convertRows(
+        from source: UnsafeRawBufferPointer, _ sourceType: DType, into target: UnsafeMutableRawBufferPointer,
+        _ targetType: DType,
+        elements: Int
+    ) throws(LatheError) {
+        let scratch = UnsafeMutableBufferPointer<Float>.allocate(capacity: elements)
+        defer { scratch.deallocate() }
+        try decode(sourceType, from: source, into: scratch)
+        let encoded = try encode(UnsafeBufferPointer(scratch), as: targetType)
+        encoded.withUnsafeBytes { target.copyMemory(from: $0) }
+    }
+}
+
+/// A buffer handed to concurrent workers that each use a disjoint part of it.
+private struct UnsafeShared<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
 }

@@ -1,0 +1,60 @@
+"""Conversion benchmark for BENCHMARKS.md: each SmolLM2 conversion timed with `lathe convert`, with the
+gguf-py peer, and with `cp` of the same output bytes (the floor), side by side in one run. Reports the
+median wall time and peak RSS (the process's maximum resident set, from wait4) of each.
+
+usage: convert_bench.py LATHE MODEL.gguf WORKDIR [REPETITIONS]"""
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+lathe, model, work = sys.argv[1], sys.argv[2], sys.argv[3]
+repetitions = int(sys.argv[4]) if len(sys.argv) > 4 else 3
+python = sys.executable
+peer = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers", "gguf_py_convert.py")
+os.makedirs(work, exist_ok=True)
+st = os.path.join(work, "smol-f32.safetensors")
+
+
+def measure(argv):
+    """Wall seconds and peak RSS (MB) of one run."""
+    start = time.perf_counter()
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - start
+    if status != 0:
+        raise SystemExit(f"failed: {' '.join(argv)}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def median_of(argv, output, runs):
+    samples = []
+    for _ in range(runs):
+        if os.path.exists(output):
+            os.remove(output) if os.path.isfile(output) else shutil.rmtree(output)
+        samples.append(measure(argv))
+    return statistics.median(s[0] for s in samples), max(s[1] for s in samples)
+
+
+cases = [
+    ("GGUF Q4_1 → safetensors F32", [lathe, "convert", model, "-o", st],
+     [python, peer, "to-safetensors", model, os.path.join(work, "peer.safetensors")], st),
+]
+for kind in ["f16", "q8_0", "q4_0"]:
+    out = os.path.join(work, f"smol-{kind}.gguf")
+    cases.append((f"safetensors F32 → GGUF {kind.upper()}", [lathe, "convert", st, "-o", out, "--type", kind],
+                  [python, peer, "to-gguf", st, model, os.path.join(work, f"peer-{kind}.gguf"), kind], out))
+
+print("| conversion | output | lathe median s | lathe peak RSS MB | cp median s | lathe / cp | gguf-py median s | gguf-py peak RSS MB | gguf-py / lathe |")
+print("|---|---|---|---|---|---|---|---|---|")
+for title, lathe_argv, peer_argv, output in cases:
+    lathe_s, lathe_rss = median_of(lathe_argv, output, repetitions)
+    copy = output + ".cp"
+    cp_s, _ = median_of(["cp", output, copy], copy, repetitions)
+    peer_output = peer_argv[-2] if "to-gguf" in peer_argv else peer_argv[-1]
+    peer_s, peer_rss = median_of(peer_argv, peer_output, repetitions)
+    size = os.path.getsize(output) / 2**20
+    print(f"| {title} | {size:.0f} MiB | {lathe_s:.2f} | {lathe_rss:.0f} | {cp_s:.2f} | {lathe_s / cp_s:.1f}× | "
+          f"{peer_s:.2f} | {peer_rss:.0f} | {peer_s / lathe_s:.0f}× |", flush=True)
