@@ -65,18 +65,6 @@ public enum GGMLQuantize {
         return (lo, hi)
     }
 
-    /// C's `(int8_t)` cast of a float in range: truncation toward zero (one cvttss2si, no libm call).
-    @inline(__always)
-    private static func truncate(_ v: Float) -> Int { Int(v) }
-
-    /// C's `roundf`: nearest, halves away from zero. `v − trunc(v)` is exact, so the test is exact.
-    @inline(__always)
-    static func roundHalfAway(_ v: Float) -> Int {
-        let t = Int(v)
-        let rest = v - Float(t)
-        return t + (rest >= 0.5 ? 1 : rest <= -0.5 ? -1 : 0)
-    }
-
     /// The block with NaNs replaced by zero: ggml's result for NaN input is undefined, and Lathe
     /// must not trap converting it to an integer.
     static func withoutNaN<R>(_ x: UnsafeBufferPointer<Float>, _ body: (UnsafeBufferPointer<Float>) -> R) -> R {
@@ -94,11 +82,7 @@ public enum GGMLQuantize {
         let d = signedAbsMax(x) / -8
         let id: Float = d != 0 ? 1 / d : 0
         store(HalfPrecision.f16Bits(d), y, at: 0)
-        for j in 0..<16 {
-            let q0 = min(15, truncate(x[j] * id + 8.5))
-            let q1 = min(15, truncate(x[j + 16] * id + 8.5))
-            y[2 + j] = UInt8(q0) | UInt8(q1) << 4
-        }
+        BlockMath.packCodes(x, into: y, at: 2) { min(15, BlockMath.truncateNonNegative($0 * id + 8.5)) }
     }
 
     private static func q4_1(_ x: UnsafeBufferPointer<Float>, _ y: UnsafeMutableRawBufferPointer) {
@@ -107,24 +91,14 @@ public enum GGMLQuantize {
         let id: Float = d != 0 ? 1 / d : 0
         store(HalfPrecision.f16Bits(d), y, at: 0)
         store(HalfPrecision.f16Bits(lo), y, at: 2)
-        for j in 0..<16 {
-            let q0 = min(15, truncate((x[j] - lo) * id + 0.5))
-            let q1 = min(15, truncate((x[j + 16] - lo) * id + 0.5))
-            y[4 + j] = UInt8(q0) | UInt8(q1) << 4
-        }
+        BlockMath.packCodes(x, into: y, at: 4) { min(15, BlockMath.truncateNonNegative(($0 - lo) * id + 0.5)) }
     }
 
     private static func q5_0(_ x: UnsafeBufferPointer<Float>, _ y: UnsafeMutableRawBufferPointer) {
         let d = signedAbsMax(x) / -16
         let id: Float = d != 0 ? 1 / d : 0
         store(HalfPrecision.f16Bits(d), y, at: 0)
-        var qh: UInt32 = 0
-        for j in 0..<16 {
-            let q0 = min(31, truncate(x[j] * id + 16.5))
-            let q1 = min(31, truncate(x[j + 16] * id + 16.5))
-            y[6 + j] = UInt8(q0 & 15) | UInt8(q1 & 15) << 4
-            qh |= UInt32((q0 >> 4) & 1) << UInt32(j) | UInt32((q1 >> 4) & 1) << UInt32(j + 16)
-        }
+        let qh = BlockMath.packCodes(x, into: y, at: 6) { min(31, BlockMath.truncateNonNegative($0 * id + 16.5)) }
         y.storeBytes(of: qh.littleEndian, toByteOffset: 2, as: UInt32.self)
     }
 
@@ -134,30 +108,25 @@ public enum GGMLQuantize {
         let id: Float = d != 0 ? 1 / d : 0
         store(HalfPrecision.f16Bits(d), y, at: 0)
         store(HalfPrecision.f16Bits(lo), y, at: 2)
-        var qh: UInt32 = 0
-        for j in 0..<16 {
-            // The reference does not clamp here; the values cannot exceed 31.
-            let q0 = truncate((x[j] - lo) * id + 0.5)
-            let q1 = truncate((x[j + 16] - lo) * id + 0.5)
-            y[8 + j] = UInt8(q0 & 15) | UInt8(q1 & 15) << 4
-            qh |= UInt32((q0 >> 4) & 1) << UInt32(j) | UInt32((q1 >> 4) & 1) << UInt32(j + 16)
-        }
+        // The reference does not clamp here; the values cannot exceed 31.
+        let qh = BlockMath.packCodes(x, into: y, at: 8) { BlockMath.truncateNonNegative(($0 - lo) * id + 0.5) }
         y.storeBytes(of: qh.littleEndian, toByteOffset: 4, as: UInt32.self)
     }
 
     private static func q8(_ x: UnsafeBufferPointer<Float>, _ y: UnsafeMutableRawBufferPointer, withSum: Bool) {
-        var amax: Float = 0
-        for v in x { amax = max(amax, abs(v)) }
-        let d = amax / 127
+        // For non-negative floats the bit patterns order like the values, and an integer maximum
+        // vectorises where a float one (with its NaN rules) does not.
+        var amaxBits: UInt32 = 0
+        for v in x { amaxBits = max(amaxBits, v.bitPattern & 0x7FFF_FFFF) }
+        let d = Float(bitPattern: amaxBits) / 127
         let id: Float = d != 0 ? 1 / d : 0
         store(HalfPrecision.f16Bits(d), y, at: 0)
         let dataOffset = withSum ? 4 : 2
-        var sum = 0
-        for k in 0..<32 {
-            let q = roundHalfAway(x[k] * id)
-            sum += q
-            y[dataOffset + k] = UInt8(bitPattern: Int8(q))
+        for k in 0..<32 { y[dataOffset + k] = BlockMath.byte(BlockMath.roundHalfAway(x[k] * id)) }
+        if withSum {
+            var sum = 0
+            for k in 0..<32 { sum += Int(Int8(bitPattern: y[dataOffset + k])) }
+            store(HalfPrecision.f16Bits(Float(sum) * d), y, at: 2)
         }
-        if withSum { store(HalfPrecision.f16Bits(Float(sum) * d), y, at: 2) }
     }
 }

@@ -1,0 +1,47 @@
+/// Branch-free building blocks for the 32-element quantizers. They use only float adds, subtracts,
+/// compares and bit casts (no libm calls, no trapping float-to-int conversions), so LLVM can
+/// vectorise the loops on baseline x86-64 and the results equal the scalar reference bit for bit.
+enum BlockMath {
+    /// 1.5·2^23: adding and subtracting it rounds a float below 2^22 to the nearest integer, ties to even.
+    static let magic: Float = 12_582_912
+
+    /// floor(v) for 0 ≤ v < 2^22, which is C's truncating cast of a non-negative float.
+    @inline(__always)
+    static func truncateNonNegative(_ v: Float) -> Float {
+        let n = (v + magic) - magic
+        return n > v ? n - 1 : n
+    }
+
+    /// C's roundf (halves away from zero) for |v| < 2^22.
+    @inline(__always)
+    static func roundHalfAway(_ v: Float) -> Float {
+        let a = Float(bitPattern: v.bitPattern & 0x7FFF_FFFF)
+        var n = (a + magic) - magic
+        if a - n == 0.5 { n += 1 }
+        return v < 0 ? -n : n
+    }
+
+    /// The low byte of an integral value (two's complement), through the magic number's bit pattern.
+    @inline(__always)
+    static func byte(_ integral: Float) -> UInt8 {
+        UInt8(truncatingIfNeeded: (integral + magic).bitPattern)
+    }
+
+    /// Stores the 4-bit codes of a block: byte `j` holds element `j` in its low nibble and element
+    /// `j + 16` in its high nibble. Returns bit 4 of every code as a u32 (bit k for element k), which
+    /// the 5-bit types keep.
+    @inline(__always)
+    @discardableResult
+    static func packCodes(
+        _ x: UnsafeBufferPointer<Float>, into y: UnsafeMutableRawBufferPointer, at offset: Int, _ code: (Float) -> Float
+    ) -> UInt32 {
+        var highBits: UInt32 = 0
+        for j in 0..<16 {
+            let low = byte(code(x[j]))
+            let high = byte(code(x[j + 16]))
+            y[offset + j] = (low & 15) | ((high & 15) << 4)
+            highBits |= UInt32((low >> 4) & 1) << UInt32(j) | UInt32((high >> 4) & 1) << UInt32(j + 16)
+        }
+        return highBits
+    }
+}
