@@ -57,20 +57,25 @@ test: setup oracles
 	OPENBLAS_NUM_THREADS=1 swift test --skip-build
 
 ## The main job. It grows with each capability until it runs the ResQ recipe on SmolLM2 and
-## prints the verify report; today it shows the registry and the model file's facts.
+## prints the verify report; today it inspects SmolLM2, converts it to safetensors F32 and back to
+## GGUF (Q4_1, Q8_0 embedding) and shows with `lathe diff` (and cmp) that nothing changed.
+DEMO := .cache/demo
 demo: build model
+	@mkdir -p $(DEMO)
 	$(LATHE) --version
 	$(LATHE) plugins
 	@echo
-	@echo "Model: $(MODEL)"
-	@stat -c '  size: %s bytes' $(MODEL)
-	@sha256sum $(MODEL) | awk '{print "  sha256: " $$1}'
-	@python3 -c 'import struct,sys; b=open(sys.argv[1],"rb").read(24); m,v,t,k=struct.unpack("<4sIQQ",b); \
-	  print(f"  header: magic {m.decode()}, version {v}, {t} tensors, {k} metadata keys")' $(MODEL)
+	$(LATHE) inspect $(MODEL)
+	@echo
+	$(LATHE) convert $(MODEL) -o $(DEMO)/smollm2-f32.safetensors --force
+	$(LATHE) convert $(DEMO)/smollm2-f32.safetensors -o $(DEMO)/smollm2-q4_1.gguf --type q4_1 --tensor-type token_embd=q8_0 --force
+	$(LATHE) diff $(MODEL) $(DEMO)/smollm2-q4_1.gguf
+	@cmp $(MODEL) $(DEMO)/smollm2-q4_1.gguf && echo "byte-identical: the round trip reproduced the original file"
 
-bench: system-deps
-	swift build -c release --product lathe-bench $(SWIFT_FLAGS)
+bench: system-deps model oracles
+	swift build -c release $(SWIFT_FLAGS)
 	.build/release/lathe-bench sgemm
+	$(VENV)/bin/python Benchmarks/convert_bench.py .build/release/lathe $(MODEL) .cache/bench 5
 
 lint:
 	swift format lint --strict -r $(FORMAT_PATHS)

@@ -2,12 +2,13 @@ import ArgumentParser
 import Foundation
 import LatheCore
 
-/// Prints library diagnostics on stderr: warnings always, progress at most every two seconds, and
-/// informational lines only when asked.
+/// Prints library diagnostics on stderr: warnings always, progress only for work that runs longer than
+/// two seconds (then every two seconds, and its completion), and informational lines only when asked.
 final class StderrDiagnostics: @unchecked Sendable {
     private let verbose: Bool
     private let lock = NSLock()
-    private var lastProgress = Date.distantPast
+    private var lastProgress = Date()
+    private var printedProgress = false
 
     init(verbose: Bool) { self.verbose = verbose }
 
@@ -23,8 +24,10 @@ final class StderrDiagnostics: @unchecked Sendable {
         case .info: if verbose { printError(event.message) }
         case .progress:
             let now = Date()
-            guard verbose || now.timeIntervalSince(lastProgress) >= 2 || event.fraction == 1 else { return }
+            let due = now.timeIntervalSince(lastProgress) >= 2 || (event.fraction == 1 && printedProgress)
+            guard verbose || due else { return }
             lastProgress = now
+            printedProgress = event.fraction != 1
             let stage = event.stage.map { "\($0.rawValue)" } ?? "working"
             let percent = event.fraction.map { String(format: " %3.0f%%", $0 * 100) } ?? ""
             printError("[\(stage)\(percent)] \(event.message)")

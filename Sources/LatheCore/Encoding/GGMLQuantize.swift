@@ -44,15 +44,14 @@ public enum GGMLQuantize {
         }
     }
 
-    /// The element with the largest magnitude, keeping its sign (the first one on ties).
+    /// The element with the largest magnitude, keeping its sign (the first one on ties). The maximum
+    /// magnitude is found on the bit patterns (an integer maximum vectorises), then its first holder.
     private static func signedAbsMax(_ x: UnsafeBufferPointer<Float>) -> Float {
-        var amax: Float = 0
-        var max: Float = 0
-        for v in x where amax < abs(v) {
-            amax = abs(v)
-            max = v
-        }
-        return max
+        var amaxBits: UInt32 = 0
+        for v in x { amaxBits = max(amaxBits, v.bitPattern & 0x7FFF_FFFF) }
+        guard amaxBits != 0 else { return 0 }
+        for v in x where v.bitPattern & 0x7FFF_FFFF == amaxBits { return v }
+        return 0
     }
 
     private static func minMax(_ x: UnsafeBufferPointer<Float>) -> (Float, Float) {
