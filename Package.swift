@@ -35,6 +35,9 @@ let package = Package(
         .target(name: "FormatGGUF", dependencies: ["LatheCore"], swiftSettings: swiftSettings),
         .target(name: "FormatSafetensors", dependencies: ["LatheCore"], swiftSettings: swiftSettings),
 
+        // MARK: - Runtime (never imports formats or passes)
+        .target(name: "LatheRuntime", dependencies: ["LatheCore", "LinearAlgebra"], swiftSettings: swiftSettings),
+
         // MARK: - Assembly
         .target(
             name: "LatheBuiltins", dependencies: ["LatheCore", "Compression", "FormatGGUF", "FormatSafetensors"],
@@ -42,7 +45,7 @@ let package = Package(
         .target(
             name: "LatheCLI",
             dependencies: [
-                "LatheCore", "LatheBuiltins",
+                "LatheCore", "LatheBuiltins", "LatheRuntime", "LinearAlgebra",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -72,6 +75,10 @@ let package = Package(
         .testTarget(
             name: "FormatSafetensorsTests",
             dependencies: ["FormatSafetensors", "LatheCore", "LatheTestSupport", "LinearAlgebra"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "LatheRuntimeTests",
+            dependencies: ["LatheRuntime", "LatheCore", "LatheBuiltins", "LatheTestSupport", "LinearAlgebra"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "LatheBuiltinsTests",

@@ -1,5 +1,3 @@
-import LatheCore
-
 /// HF ↔ GGUF tensor names for Llama-family models (formats.md §1.7) and the q/k row permutation
 /// llama.cpp applies (§1.8).
 public enum LlamaTensorNames {

@@ -1,0 +1,61 @@
+import ArgumentParser
+import Foundation
+import LatheCore
+import LatheRuntime
+
+/// `lathe eval`: measurements of one model.
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure a model (today: perplexity on a text).",
+        subcommands: [PerplexityCommand.self]
+    )
+}
+
+/// `lathe eval ppl`.
+struct PerplexityCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ppl",
+        abstract: "Perplexity of a model on a text.",
+        discussion: """
+            The whole text is tokenized in one call and cut into non-overlapping chunks of --ctx tokens, each \
+            evaluated with a fresh cache. With --protocol llama (llama-perplexity's) the second half of each \
+            chunk is scored; with --protocol all every prediction is. Weights are decoded to F32 once.
+
+            Example: lathe eval ppl model.gguf --text data/wikitext-2/wiki.test.raw --ctx 512 --chunks 40
+            """
+    )
+
+    @Argument(help: "The model (file, HF directory or archive).") var model: String
+    @OptionGroup var text: TextOptions
+    @OptionGroup var runtime: RuntimeOptions
+    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var input: InputOptions
+
+    func run() throws {
+        try runtime.apply()
+        let printer = StderrDiagnostics(verbose: input.verbose)
+        let loaded = try LoadedModel(model, format: input.format, diagnostics: printer.diagnostics)
+        let tokens = try text.tokens(loaded.tokenizer)
+        let session = LlamaSession(weights: loaded.weights, maxContext: text.ctx)
+        let result = try Perplexity.evaluate(
+            session, tokens: tokens, context: text.ctx, maxChunks: text.chunks, protocol: try text.scoring,
+            diagnostics: printer.diagnostics)
+        if json {
+            printJSON(
+                .object([
+                    ("model", .string(loaded.graph.source)), ("text", .string(text.text)), ("protocol", .string(text.protocol)),
+                    ("ctx", .int(text.ctx)), ("chunks", .int(result.chunks)), ("text_tokens", .int(tokens.count)),
+                    ("scored_tokens", .int(result.scoredTokens)), ("perplexity", .number(String(format: "%.6f", result.perplexity))),
+                    ("standard_error", .number(String(format: "%.6f", result.standardError))),
+                    ("seconds", .number(String(format: "%.3f", result.seconds))),
+                    ("tokens_per_second", .number(String(format: "%.1f", result.tokensPerSecond))),
+                ]))
+        } else {
+            print(
+                String(
+                    format: "PPL = %.4f ± %.4f  (%d chunks of %d, %d scored tokens of %d, protocol %@, %.1f tokens/s)",
+                    result.perplexity, result.standardError, result.chunks, text.ctx, result.scoredTokens, tokens.count,
+                    text.protocol, result.tokensPerSecond))
+        }
+    }
+}

@@ -1,0 +1,49 @@
+import ArgumentParser
+import Foundation
+import LatheCore
+import LatheRuntime
+
+/// `lathe run`: text generation.
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Generate text from a prompt, streamed as it is produced.",
+        discussion: """
+            Greedy by default (--temperature 0); with a temperature, samples among the --top-k most likely tokens \
+            with a seeded generator, so a seed always gives the same text. --chat wraps the prompt in the model's \
+            chat template as one user turn.
+
+            Example: lathe run model.gguf --chat -p "What is the capital of France?" -n 32
+            """
+    )
+
+    @Argument(help: "The model (file, HF directory or archive).") var model: String
+    @Option(name: .shortAndLong, help: "The prompt.") var prompt: String
+    @Option(name: .short, help: "Maximum number of tokens to generate.") var n = 64
+    @Option(help: "Sampling temperature (0: greedy).") var temperature: Float = 0
+    @Option(help: "Sample among the K most likely tokens (0: all).") var topK = 40
+    @Option(help: "Seed for sampling.") var seed: UInt64 = 0
+    @Flag(help: "Apply the model's chat template for a single user turn.") var chat = false
+    @OptionGroup var runtime: RuntimeOptions
+    @OptionGroup var input: InputOptions
+
+    func run() throws {
+        try runtime.apply()
+        let printer = StderrDiagnostics(verbose: input.verbose)
+        let loaded = try LoadedModel(model, format: input.format, diagnostics: printer.diagnostics)
+        let text = chat ? try ChatTemplate.prompt(for: prompt, template: loaded.tokenizer.description.chatTemplate) : prompt
+        let tokens = loaded.tokenizer.encode(text, addSpecial: true, parseSpecial: chat)
+        let session = LlamaSession(weights: loaded.weights, maxContext: min(loaded.weights.config.contextLength, tokens.count + n))
+        let generator = Generator(
+            session: session, tokenizer: loaded.tokenizer, sampling: SamplingOptions(temperature: temperature, topK: topK, seed: seed))
+        var pending: [UInt8] = []
+        try generator.generate(prompt: tokens, maxTokens: n) { id in
+            // Print whole UTF-8 sequences only: a character may span tokens.
+            pending += loaded.tokenizer.bytes([id], skipSpecial: true)
+            if let text = String(validating: pending, as: UTF8.self) {
+                FileHandle.standardOutput.write(Data(text.utf8))
+                pending.removeAll()
+            }
+        }
+        print(String(decoding: pending, as: UTF8.self))
+    }
+}

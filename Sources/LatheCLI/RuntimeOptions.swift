@@ -1,0 +1,61 @@
+import ArgumentParser
+import Foundation
+import LatheBuiltins
+import LatheCore
+import LatheRuntime
+import LinearAlgebra
+
+/// Options for commands that run a model.
+struct RuntimeOptions: ParsableArguments {
+    @Option(help: "BLAS threads (default: OPENBLAS_NUM_THREADS or every core).") var threads: Int?
+
+    func apply() throws {
+        if let threads {
+            guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+            BLAS.threadCount = threads
+        }
+    }
+}
+
+/// Options for commands that score a text.
+struct TextOptions: ParsableArguments {
+    @Option(help: "The text to evaluate (UTF-8), e.g. data/wikitext-2/wiki.test.raw.") var text: String
+    @Option(help: "Tokens per chunk (context length).") var ctx = 512
+    @Option(help: "Evaluate at most this many chunks (default: the whole text).") var chunks: Int?
+    @Option(help: "llama: score the second half of each chunk (llama-perplexity); all: every token (ResQ).")
+    var `protocol`: String = "llama"
+
+    var scoring: PerplexityProtocol {
+        get throws {
+            guard let value = PerplexityProtocol(rawValue: `protocol`) else {
+                throw ValidationError("--protocol must be llama or all")
+            }
+            return value
+        }
+    }
+
+    /// The whole text tokenized in one call, as llama-perplexity does.
+    func tokens(_ tokenizer: BPETokenizer) throws -> [Int] {
+        let url = URL(fileURLWithPath: text)
+        guard let data = FileManager.default.contents(atPath: url.path) else {
+            throw LatheError.fileAccess(path: url.path, reason: "cannot read the text file")
+        }
+        return tokenizer.encode(String(decoding: data, as: UTF8.self), addSpecial: true, parseSpecial: false)
+    }
+}
+
+/// A model opened for running: weights decoded once, and its tokenizer.
+struct LoadedModel {
+    let graph: ModelGraph
+    let weights: LlamaWeights
+    let tokenizer: BPETokenizer
+
+    init(_ path: String, format: String?, diagnostics: Diagnostics) throws {
+        graph = try ModelInput.open(URL(fileURLWithPath: path), format: format, options: ReadOptions(diagnostics: diagnostics))
+        guard let description = graph.tokenizer else {
+            throw LatheError.missingField("tokenizer", in: "\(path) (the runtime needs tokenizer.* metadata or tokenizer.json)")
+        }
+        tokenizer = try BPETokenizer(description)
+        weights = try LlamaWeights(graph, diagnostics: diagnostics)
+    }
+}

@@ -1,0 +1,66 @@
+import ArgumentParser
+import Foundation
+import LatheCore
+import LatheRuntime
+
+/// `lathe verify`: a converted model against its original.
+struct Verify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Compare a converted model against its original: KL divergence, top-1 agreement, perplexity.",
+        discussion: """
+            Both models run side by side on the same chunks of the text (base logits are never stored). For every \
+            scored token: KL(base ‖ candidate) over the whole vocabulary, whether both pick the same most likely \
+            token, and each model's log-likelihood; for every layer, the relative RMS error of the candidate's \
+            residual stream against the base's.
+
+            Example: lathe verify model.gguf model-q4_0.gguf --text data/wikitext-2/wiki.test.raw --chunks 10
+            """
+    )
+
+    @Argument(help: "The original (base) model.") var base: String
+    @Argument(help: "The converted (candidate) model.") var candidate: String
+    @OptionGroup var text: TextOptions
+    @OptionGroup var runtime: RuntimeOptions
+    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var input: InputOptions
+
+    func run() throws {
+        try runtime.apply()
+        let printer = StderrDiagnostics(verbose: input.verbose)
+        let baseModel = try LoadedModel(base, format: input.format, diagnostics: printer.diagnostics)
+        let candidateModel = try LoadedModel(candidate, format: input.format, diagnostics: printer.diagnostics)
+        let tokens = try text.tokens(baseModel.tokenizer)
+        let result = try Verifier.compare(
+            base: LlamaSession(weights: baseModel.weights, maxContext: text.ctx),
+            candidate: LlamaSession(weights: candidateModel.weights, maxContext: text.ctx), tokens: tokens, context: text.ctx,
+            maxChunks: text.chunks, protocol: try text.scoring, diagnostics: printer.diagnostics)
+        func number(_ value: Double) -> JSONValue { .number(String(format: "%.9g", value)) }
+        if json {
+            printJSON(
+                .object([
+                    ("base", .string(baseModel.graph.source)), ("candidate", .string(candidateModel.graph.source)),
+                    ("chunks", .int(result.chunks)), ("scored_tokens", .int(result.scoredTokens)),
+                    (
+                        "kl",
+                        .object([
+                            ("mean", number(result.kl.mean)), ("median", number(result.kl.median)), ("p99", number(result.kl.p99)),
+                            ("max", number(result.kl.max)),
+                        ])
+                    ),
+                    ("top1_agreement", number(result.topOneAgreement)), ("base_perplexity", number(result.basePerplexity)),
+                    ("candidate_perplexity", number(result.candidatePerplexity)), ("perplexity_ratio", number(result.perplexityRatio)),
+                    ("layer_relative_rms_error", .array(result.layerErrors.map(number))),
+                ]))
+            return
+        }
+        print("Verified \(result.scoredTokens) tokens in \(result.chunks) chunks of \(text.ctx) (\(String(format: "%.1f", result.seconds)) s)")
+        print(String(format: "  KL(base‖candidate)  mean %.6f  median %.6f  p99 %.6f  max %.6f", result.kl.mean, result.kl.median, result.kl.p99, result.kl.max))
+        print(String(format: "  top-1 agreement     %.2f %%", result.topOneAgreement * 100))
+        print(
+            String(
+                format: "  perplexity          base %.4f  candidate %.4f  ratio %.4f", result.basePerplexity, result.candidatePerplexity,
+                result.perplexityRatio))
+        print("  per-layer relative RMS error of the residual stream:")
+        for (layer, error) in result.layerErrors.enumerated() { print(String(format: "    layer %2d  %.3e", layer, error)) }
+    }
+}

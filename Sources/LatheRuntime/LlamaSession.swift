@@ -1,0 +1,251 @@
+import Foundation
+import LatheCore
+import LinearAlgebra
+
+/// One sequence being evaluated: the KV cache and scratch buffers over shared weights. Feeding
+/// tokens appends them at the current position; prefill runs a whole batch through BLAS GEMMs,
+/// decoding is the same code with one token.
+public final class LlamaSession {
+    public let weights: LlamaWeights
+    public let maxContext: Int
+    public private(set) var position = 0
+
+    private let config: LlamaConfig
+    private var keys: [[Float]]
+    private var values: [[Float]]
+    private let cosTable: [Float]
+    private let sinTable: [Float]
+
+    public init(weights: LlamaWeights, maxContext: Int) {
+        self.weights = weights
+        self.maxContext = maxContext
+        config = weights.config
+        let kvDim = config.kvHeadCount * config.headDim
+        keys = Array(repeating: [Float](repeating: 0, count: maxContext * kvDim), count: config.layerCount)
+        values = keys
+        (cosTable, sinTable) = Self.ropeTables(config, maxContext: maxContext)
+    }
+
+    /// Forgets the sequence (the cache is reused).
+    public func reset() { position = 0 }
+
+    /// Rewinds to an earlier position, keeping the cache before it.
+    public func truncate(to newPosition: Int) {
+        precondition(newPosition <= position, "cannot rewind forward")
+        position = newPosition
+    }
+
+    /// Runs `tokens` at the current position and returns the final, normalised hidden states
+    /// (`tokens.count × hidden`). `observe` sees the residual stream after each layer.
+    public func forward(_ tokens: [Int], observe: ((_ layer: Int, _ hidden: [Float]) -> Void)? = nil) throws -> [Float] {
+        let t = tokens.count
+        let h = config.hiddenSize
+        guard t > 0 else { return [] }
+        guard position + t <= maxContext else {
+            throw LatheError.invalidValue(
+                field: "context", value: "\(position + t) tokens", expected: "at most \(maxContext) (raise the session's maxContext)")
+        }
+        if let bad = tokens.first(where: { $0 < 0 || $0 >= config.vocabSize }) {
+            throw LatheError.invalidValue(field: "token id", value: "\(bad)", expected: "0..<\(config.vocabSize)")
+        }
+        var x = [Float](repeating: 0, count: t * h)
+        weights.embedding.withUnsafeBufferPointer { e in
+            for (row, token) in tokens.enumerated() {
+                for j in 0..<h { x[row * h + j] = e[token * h + j] }
+            }
+        }
+        for layer in 0..<config.layerCount {
+            attentionBlock(layer, &x, tokens: t)
+            feedForwardBlock(layer, &x, tokens: t)
+            observe?(layer, x)
+        }
+        position += t
+        return Self.rmsNorm(x, weights.finalNorm, rows: t, epsilon: config.normEpsilon)
+    }
+
+    /// Logits for the given rows of `hidden` (`rows.count × vocab`).
+    public func logits(_ hidden: [Float], rows: Range<Int>) -> [Float] {
+        let h = config.hiddenSize
+        let vocab = config.vocabSize
+        var out = [Float](repeating: 0, count: rows.count * vocab)
+        guard !rows.isEmpty else { return out }
+        hidden.withUnsafeBufferPointer { x in
+            weights.outputHead.withUnsafeBufferPointer { w in
+                out.withUnsafeMutableBufferPointer { y in
+                    BLAS.gemm(
+                        transB: .transposed, m: rows.count, n: vocab, k: h, a: x.baseAddress! + rows.lowerBound * h, lda: h,
+                        b: w.baseAddress!, ldb: h, c: y.baseAddress!, ldc: vocab)
+                }
+            }
+        }
+        return out
+    }
+
+    // MARK: - Blocks
+
+    private func attentionBlock(_ layer: Int, _ x: inout [Float], tokens t: Int) {
+        let w = weights.layers[layer]
+        let (h, hd) = (config.hiddenSize, config.headDim)
+        let (heads, kvHeads) = (config.headCount, config.kvHeadCount)
+        let (qDim, kvDim) = (heads * hd, kvHeads * hd)
+        let normed = Self.rmsNorm(x, w.attentionNorm, rows: t, epsilon: config.normEpsilon)
+        var q = Self.project(normed, rows: t, w.q, out: qDim, in: h)
+        var k = Self.project(normed, rows: t, w.k, out: kvDim, in: h)
+        let v = Self.project(normed, rows: t, w.v, out: kvDim, in: h)
+        applyRope(&q, rows: t, heads: heads)
+        applyRope(&k, rows: t, heads: kvHeads)
+        let start = position
+        keys[layer].withUnsafeMutableBufferPointer { cache in
+            for i in 0..<(t * kvDim) { cache[start * kvDim + i] = k[i] }
+        }
+        values[layer].withUnsafeMutableBufferPointer { cache in
+            for i in 0..<(t * kvDim) { cache[start * kvDim + i] = v[i] }
+        }
+        let span = start + t
+        let scale = 1 / Float(hd).squareRoot()
+        var attended = [Float](repeating: 0, count: t * qDim)
+        var scores = [Float](repeating: 0, count: t * span)
+        keys[layer].withUnsafeBufferPointer { kc in
+            values[layer].withUnsafeBufferPointer { vc in
+                q.withUnsafeBufferPointer { qp in
+                    for head in 0..<heads {
+                        let kvHead = head / config.groupSize
+                        scores.withUnsafeMutableBufferPointer { s in
+                            // scores = Q_h · K_hᵀ / √d over every cached position.
+                            BLAS.gemm(
+                                transB: .transposed, m: t, n: span, k: hd, alpha: scale, a: qp.baseAddress! + head * hd, lda: qDim,
+                                b: kc.baseAddress! + kvHead * hd, ldb: kvDim, c: s.baseAddress!, ldc: span)
+                            for row in 0..<t { Self.causalSoftmax(s.baseAddress! + row * span, visible: start + row + 1, width: span) }
+                        }
+                        attended.withUnsafeMutableBufferPointer { out in
+                            scores.withUnsafeBufferPointer { s in
+                                BLAS.gemm(
+                                    m: t, n: hd, k: span, a: s.baseAddress!, lda: span, b: vc.baseAddress! + kvHead * hd, ldb: kvDim,
+                                    c: out.baseAddress! + head * hd, ldc: qDim)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let projected = Self.project(attended, rows: t, w.o, out: h, in: qDim)
+        for i in x.indices { x[i] += projected[i] }
+    }
+
+    private func feedForwardBlock(_ layer: Int, _ x: inout [Float], tokens t: Int) {
+        let w = weights.layers[layer]
+        let (h, f) = (config.hiddenSize, config.ffnSize)
+        let normed = Self.rmsNorm(x, w.ffnNorm, rows: t, epsilon: config.normEpsilon)
+        var gate = Self.project(normed, rows: t, w.gate, out: f, in: h)
+        let up = Self.project(normed, rows: t, w.up, out: f, in: h)
+        for i in gate.indices {
+            let g = gate[i]
+            gate[i] = g / (1 + exp(-g)) * up[i]
+        }
+        let down = Self.project(gate, rows: t, w.down, out: h, in: f)
+        for i in x.indices { x[i] += down[i] }
+    }
+
+    // MARK: - Kernels
+
+    /// `x · Wᵀ` for `rows` rows, W stored `[out, in]` like a PyTorch weight.
+    static func project(_ x: [Float], rows: Int, _ w: [Float], out: Int, in: Int) -> [Float] {
+        var y = [Float](repeating: 0, count: rows * out)
+        x.withUnsafeBufferPointer { xp in
+            w.withUnsafeBufferPointer { wp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    BLAS.gemm(
+                        transB: .transposed, m: rows, n: out, k: `in`, a: xp.baseAddress!, lda: `in`, b: wp.baseAddress!, ldb: `in`,
+                        c: yp.baseAddress!, ldc: out)
+                }
+            }
+        }
+        return y
+    }
+
+    /// RMSNorm per row: x / √(mean(x²) + ε) · w, the mean accumulated in double as ggml does.
+    static func rmsNorm(_ x: [Float], _ weight: [Float], rows: Int, epsilon: Double) -> [Float] {
+        let width = weight.count
+        var y = [Float](repeating: 0, count: x.count)
+        for row in 0..<rows {
+            var sum = 0.0
+            for j in 0..<width {
+                let v = x[row * width + j]
+                sum += Double(v * v)
+            }
+            let scale = 1 / (Float(sum / Double(width)) + Float(epsilon)).squareRoot()
+            for j in 0..<width { y[row * width + j] = x[row * width + j] * scale * weight[j] }
+        }
+        return y
+    }
+
+    /// Softmax of one score row over its first `visible` entries; the rest (future tokens) become 0.
+    static func causalSoftmax(_ row: UnsafeMutablePointer<Float>, visible: Int, width: Int) {
+        var maximum = -Float.infinity
+        for j in 0..<visible { maximum = max(maximum, row[j]) }
+        var sum: Float = 0
+        for j in 0..<visible {
+            let e = exp(row[j] - maximum)
+            row[j] = e
+            sum += e
+        }
+        let inverse = 1 / sum
+        for j in 0..<visible { row[j] *= inverse }
+        for j in visible..<width { row[j] = 0 }
+    }
+
+    /// Rotates each head of each row by its absolute position, pairing dimensions as the weights expect.
+    private func applyRope(_ x: inout [Float], rows: Int, heads: Int) {
+        let hd = config.headDim
+        let half = hd / 2
+        let interleaved = weights.ropeStyle == .interleaved
+        for row in 0..<rows {
+            let table = (position + row) * half
+            for head in 0..<heads {
+                let base = (row * heads + head) * hd
+                for i in 0..<half {
+                    let (a, b) = interleaved ? (base + 2 * i, base + 2 * i + 1) : (base + i, base + i + half)
+                    let (c, s) = (cosTable[table + i], sinTable[table + i])
+                    let (x0, x1) = (x[a], x[b])
+                    x[a] = x0 * c - x1 * s
+                    x[b] = x0 * s + x1 * c
+                }
+            }
+        }
+    }
+
+    /// cos/sin of position · θᵢ for every position and frequency, θᵢ = base^(−2i/d) adjusted by the
+    /// configured RoPE scaling.
+    static func ropeTables(_ config: LlamaConfig, maxContext: Int) -> ([Float], [Float]) {
+        let half = config.headDim / 2
+        var frequencies = (0..<half).map { pow(config.ropeBase, -2 * Double($0) / Double(config.headDim)) }
+        if let scaling = config.ropeScaling {
+            switch scaling.type {
+            case "linear":
+                frequencies = frequencies.map { $0 / scaling.factor }
+            case "llama3":
+                let original = Double(scaling.originalContextLength ?? 8192)
+                let low = scaling.lowFrequencyFactor ?? 1
+                let high = scaling.highFrequencyFactor ?? 4
+                frequencies = frequencies.map { frequency in
+                    let wavelength = 2 * Double.pi / frequency
+                    if wavelength < original / high { return frequency }
+                    if wavelength > original / low { return frequency / scaling.factor }
+                    let smooth = (original / wavelength - low) / (high - low)
+                    return (1 - smooth) * frequency / scaling.factor + smooth * frequency
+                }
+            default: break
+            }
+        }
+        var cosines = [Float](repeating: 0, count: maxContext * half)
+        var sines = cosines
+        for position in 0..<maxContext {
+            for i in 0..<half {
+                let angle = Double(position) * frequencies[i]
+                cosines[position * half + i] = Float(cos(angle))
+                sines[position * half + i] = Float(sin(angle))
+            }
+        }
+        return (cosines, sines)
+    }
+}

@@ -1,0 +1,78 @@
+import LatheCore
+
+/// How a model's q/k projections order the dimensions RoPE rotates together.
+public enum RopeStyle: Sendable {
+    /// HF: dimension i pairs with i + head_dim/2 (rotate-half).
+    case halfSplit
+    /// GGUF / Meta: dimensions 2i and 2i+1 pair.
+    case interleaved
+}
+
+/// A Llama-family model's weights decoded once to F32, ready for the forward pass.
+public struct LlamaWeights: Sendable {
+    public struct Layer: Sendable {
+        public var attentionNorm: [Float]
+        public var q: [Float]
+        public var k: [Float]
+        public var v: [Float]
+        public var o: [Float]
+        public var ffnNorm: [Float]
+        public var gate: [Float]
+        public var up: [Float]
+        public var down: [Float]
+    }
+
+    public var config: LlamaConfig
+    public var ropeStyle: RopeStyle
+    public var embedding: [Float]
+    /// The output head; nil when tied to the embedding.
+    public var output: [Float]?
+    public var finalNorm: [Float]
+    public var layers: [Layer]
+
+    public var outputHead: [Float] { output ?? embedding }
+
+    /// Decodes every tensor the forward pass needs from `graph` (any encoding the readers produce).
+    /// Tensors are looked up by HF name, or by GGUF name when the graph is in GGUF layout, whose q/k
+    /// order then selects interleaved RoPE.
+    public init(_ graph: ModelGraph, diagnostics: Diagnostics = .silent) throws {
+        guard let config = graph.config else {
+            throw LatheError.missingField("Llama config", in: "\(graph.source) (the runtime needs llama.* metadata or config.json)")
+        }
+        try config.validate()
+        guard config.architecture == "llama" else {
+            throw LatheError.notImplemented(capability: "running '\(config.architecture)' models", detail: "the runtime runs the Llama family")
+        }
+        if let scaling = config.ropeScaling, !["linear", "llama3", "none"].contains(scaling.type) {
+            throw LatheError.notImplemented(capability: "RoPE scaling '\(scaling.type)'", detail: "supported: linear, llama3")
+        }
+        self.config = config
+        ropeStyle = graph.naming == .gguf ? .interleaved : .halfSplit
+        func load(_ hfName: String, _ shape: [Int]) throws -> [Float] {
+            let name = graph.naming == .gguf ? LlamaTensorNames.gguf(fromHF: hfName) : hfName
+            let tensor = try graph.tensor(named: name)
+            guard tensor.info.shape.dimensions == shape else {
+                throw LatheError.inTensor(name, .invalidShape(tensor.info.shape.dimensions, reason: "expected \(Shape(shape)) for this config"))
+            }
+            return try TensorCodec.decode(tensor)
+        }
+        let (h, f) = (config.hiddenSize, config.ffnSize)
+        let (qDim, kvDim) = (config.headCount * config.headDim, config.kvHeadCount * config.headDim)
+        embedding = try load("model.embed_tokens.weight", [config.vocabSize, h])
+        let hasOutput = graph[graph.naming == .gguf ? "output.weight" : "lm_head.weight"] != nil
+        output = hasOutput ? try load("lm_head.weight", [config.vocabSize, h]) : nil
+        finalNorm = try load("model.norm.weight", [h])
+        layers = []
+        for i in 0..<config.layerCount {
+            let p = "model.layers.\(i)."
+            layers.append(
+                Layer(
+                    attentionNorm: try load(p + "input_layernorm.weight", [h]), q: try load(p + "self_attn.q_proj.weight", [qDim, h]),
+                    k: try load(p + "self_attn.k_proj.weight", [kvDim, h]), v: try load(p + "self_attn.v_proj.weight", [kvDim, h]),
+                    o: try load(p + "self_attn.o_proj.weight", [h, qDim]), ffnNorm: try load(p + "post_attention_layernorm.weight", [h]),
+                    gate: try load(p + "mlp.gate_proj.weight", [f, h]), up: try load(p + "mlp.up_proj.weight", [f, h]),
+                    down: try load(p + "mlp.down_proj.weight", [h, f])))
+            diagnostics.progress(.reading, fraction: Double(i + 1) / Double(config.layerCount), "decoded layer \(i)")
+        }
+    }
+}
