@@ -58,8 +58,11 @@ test: setup oracles
 
 ## The main job. It grows with each capability until it runs the ResQ recipe on SmolLM2 and
 ## prints the verify report; today it inspects SmolLM2, converts it to safetensors F32 and back to
-## GGUF (Q4_1, Q8_0 embedding) and shows with `lathe diff` (and cmp) that nothing changed.
+## GGUF (Q4_1, Q8_0 embedding) and shows with `lathe diff` (and cmp) that nothing changed, measures
+## perplexity on a WikiText-2 slice, verifies the safetensors conversion against the original (KL 0)
+## and answers a question.
 DEMO := .cache/demo
+WIKITEXT := data/wikitext-2/wiki.test.raw
 demo: build model
 	@mkdir -p $(DEMO)
 	$(LATHE) --version
@@ -71,11 +74,19 @@ demo: build model
 	$(LATHE) convert $(DEMO)/smollm2-f32.safetensors -o $(DEMO)/smollm2-q4_1.gguf --type q4_1 --tensor-type token_embd=q8_0 --force
 	$(LATHE) diff $(MODEL) $(DEMO)/smollm2-q4_1.gguf
 	@cmp $(MODEL) $(DEMO)/smollm2-q4_1.gguf && echo "byte-identical: the round trip reproduced the original file"
+	@echo
+	$(LATHE) eval ppl $(MODEL) --text $(WIKITEXT) --ctx 512 --chunks 8
+	@echo
+	$(LATHE) verify $(MODEL) $(DEMO)/smollm2-f32.safetensors --text $(WIKITEXT) --ctx 512 --chunks 2
+	@echo
+	$(LATHE) run $(MODEL) --chat -p "What is the capital of France?" -n 32
 
 bench: system-deps model oracles
 	swift build -c release $(SWIFT_FLAGS)
 	.build/release/lathe-bench sgemm
 	$(VENV)/bin/python Benchmarks/convert_bench.py .build/release/lathe $(MODEL) .cache/bench 5
+	.build/release/lathe-bench runtime $(MODEL)
+	$(LATHE) eval ppl $(MODEL) --text $(WIKITEXT) --ctx 512 --chunks 40 --protocol llama
 
 lint:
 	swift format lint --strict -r $(FORMAT_PATHS)

@@ -53,7 +53,10 @@ let package = Package(
         .executableTarget(name: "lathe", dependencies: ["LatheCLI"], swiftSettings: swiftSettings),
         .executableTarget(
             name: "lathe-bench",
-            dependencies: ["LinearAlgebra", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "LinearAlgebra", "LatheCore", "LatheBuiltins", "LatheRuntime",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             swiftSettings: swiftSettings
         ),
         .plugin(
@@ -78,7 +81,9 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(
             name: "LatheRuntimeTests",
-            dependencies: ["LatheRuntime", "LatheCore", "LatheBuiltins", "LatheTestSupport", "LinearAlgebra"],
+            dependencies: [
+                "LatheRuntime", "LatheCore", "LatheBuiltins", "FormatGGUF", "LatheTestSupport", "LinearAlgebra",
+            ],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "LatheBuiltinsTests",

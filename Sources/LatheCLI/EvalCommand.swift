@@ -43,9 +43,11 @@ struct PerplexityCommand: ParsableCommand {
         if json {
             printJSON(
                 .object([
-                    ("model", .string(loaded.graph.source)), ("text", .string(text.text)), ("protocol", .string(text.protocol)),
+                    ("model", .string(loaded.graph.source)), ("text", .string(text.text)),
+                    ("protocol", .string(text.protocol)),
                     ("ctx", .int(text.ctx)), ("chunks", .int(result.chunks)), ("text_tokens", .int(tokens.count)),
-                    ("scored_tokens", .int(result.scoredTokens)), ("perplexity", .number(String(format: "%.6f", result.perplexity))),
+                    ("scored_tokens", .int(result.scoredTokens)),
+                    ("perplexity", .number(String(format: "%.6f", result.perplexity))),
                     ("standard_error", .number(String(format: "%.6f", result.standardError))),
                     ("seconds", .number(String(format: "%.3f", result.seconds))),
                     ("tokens_per_second", .number(String(format: "%.1f", result.tokensPerSecond))),

@@ -30,11 +30,14 @@ struct Run: ParsableCommand {
         try runtime.apply()
         let printer = StderrDiagnostics(verbose: input.verbose)
         let loaded = try LoadedModel(model, format: input.format, diagnostics: printer.diagnostics)
-        let text = chat ? try ChatTemplate.prompt(for: prompt, template: loaded.tokenizer.description.chatTemplate) : prompt
+        let text =
+            chat ? try ChatTemplate.prompt(for: prompt, template: loaded.tokenizer.description.chatTemplate) : prompt
         let tokens = loaded.tokenizer.encode(text, addSpecial: true, parseSpecial: chat)
-        let session = LlamaSession(weights: loaded.weights, maxContext: min(loaded.weights.config.contextLength, tokens.count + n))
+        let session = LlamaSession(
+            weights: loaded.weights, maxContext: min(loaded.weights.config.contextLength, tokens.count + n))
         let generator = Generator(
-            session: session, tokenizer: loaded.tokenizer, sampling: SamplingOptions(temperature: temperature, topK: topK, seed: seed))
+            session: session, tokenizer: loaded.tokenizer,
+            sampling: SamplingOptions(temperature: temperature, topK: topK, seed: seed))
         var pending: [UInt8] = []
         try generator.generate(prompt: tokens, maxTokens: n) { id in
             // Print whole UTF-8 sequences only: a character may span tokens.

@@ -51,9 +51,11 @@ struct LoadedModel {
     let tokenizer: BPETokenizer
 
     init(_ path: String, format: String?, diagnostics: Diagnostics) throws {
-        graph = try ModelInput.open(URL(fileURLWithPath: path), format: format, options: ReadOptions(diagnostics: diagnostics))
+        graph = try ModelInput.open(
+            URL(fileURLWithPath: path), format: format, options: ReadOptions(diagnostics: diagnostics))
         guard let description = graph.tokenizer else {
-            throw LatheError.missingField("tokenizer", in: "\(path) (the runtime needs tokenizer.* metadata or tokenizer.json)")
+            throw LatheError.missingField(
+                "tokenizer", in: "\(path) (the runtime needs tokenizer.* metadata or tokenizer.json)")
         }
         tokenizer = try BPETokenizer(description)
         weights = try LlamaWeights(graph, diagnostics: diagnostics)

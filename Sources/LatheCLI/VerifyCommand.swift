@@ -32,7 +32,8 @@ struct Verify: ParsableCommand {
         let tokens = try text.tokens(baseModel.tokenizer)
         let result = try Verifier.compare(
             base: LlamaSession(weights: baseModel.weights, maxContext: text.ctx),
-            candidate: LlamaSession(weights: candidateModel.weights, maxContext: text.ctx), tokens: tokens, context: text.ctx,
+            candidate: LlamaSession(weights: candidateModel.weights, maxContext: text.ctx), tokens: tokens,
+            context: text.ctx,
             maxChunks: text.chunks, protocol: try text.scoring, diagnostics: printer.diagnostics)
         func number(_ value: Double) -> JSONValue { .number(String(format: "%.9g", value)) }
         if json {
@@ -43,24 +44,37 @@ struct Verify: ParsableCommand {
                     (
                         "kl",
                         .object([
-                            ("mean", number(result.kl.mean)), ("median", number(result.kl.median)), ("p99", number(result.kl.p99)),
+                            ("mean", number(result.kl.mean)), ("median", number(result.kl.median)),
+                            ("p99", number(result.kl.p99)),
                             ("max", number(result.kl.max)),
                         ])
                     ),
-                    ("top1_agreement", number(result.topOneAgreement)), ("base_perplexity", number(result.basePerplexity)),
-                    ("candidate_perplexity", number(result.candidatePerplexity)), ("perplexity_ratio", number(result.perplexityRatio)),
+                    ("top1_agreement", number(result.topOneAgreement)),
+                    ("base_perplexity", number(result.basePerplexity)),
+                    ("candidate_perplexity", number(result.candidatePerplexity)),
+                    ("perplexity_ratio", number(result.perplexityRatio)),
                     ("layer_relative_rms_error", .array(result.layerErrors.map(number))),
                 ]))
             return
         }
-        print("Verified \(result.scoredTokens) tokens in \(result.chunks) chunks of \(text.ctx) (\(String(format: "%.1f", result.seconds)) s)")
-        print(String(format: "  KL(base‖candidate)  mean %.6f  median %.6f  p99 %.6f  max %.6f", result.kl.mean, result.kl.median, result.kl.p99, result.kl.max))
+        print(
+            "Verified \(result.scoredTokens) tokens in \(result.chunks) chunks of \(text.ctx) (\(String(format: "%.1f", result.seconds)) s)"
+        )
+        print(
+            String(
+                format: "  KL(base‖candidate)  mean %.6f  median %.6f  p99 %.6f  max %.6f", result.kl.mean,
+                result.kl.median, result.kl.p99, result.kl.max))
         print(String(format: "  top-1 agreement     %.2f %%", result.topOneAgreement * 100))
         print(
             String(
-                format: "  perplexity          base %.4f  candidate %.4f  ratio %.4f", result.basePerplexity, result.candidatePerplexity,
+                format: "  perplexity          base %.4f  candidate %.4f  ratio %.4f", result.basePerplexity,
+                result.candidatePerplexity,
                 result.perplexityRatio))
         print("  per-layer relative RMS error of the residual stream:")
-        for (layer, error) in result.layerErrors.enumerated() { print(String(format: "    layer %2d  %.3e", layer, error)) }
+        for start in stride(from: 0, to: result.layerErrors.count, by: 6) {
+            let row = result.layerErrors[start..<min(start + 6, result.layerErrors.count)].enumerated()
+                .map { String(format: "%2d: %.2e", start + $0.offset, $0.element) }
+            print("    " + row.joined(separator: "  "))
+        }
     }
 }

@@ -33,7 +33,9 @@ public struct Generator {
     /// end-of-sequence token. Returns the generated ids.
     @discardableResult
     public func generate(prompt: [Int], maxTokens: Int, emit: (Int) -> Void = { _ in }) throws -> [Int] {
-        guard !prompt.isEmpty else { throw LatheError.invalidValue(field: "prompt", value: "empty", expected: "at least one token") }
+        guard !prompt.isEmpty else {
+            throw LatheError.invalidValue(field: "prompt", value: "empty", expected: "at least one token")
+        }
         var generator = SeededGenerator(seed: sampling.seed)
         session.reset()
         let vocab = session.weights.config.vocabSize
@@ -54,7 +56,8 @@ public struct Generator {
     }
 
     /// Greedy argmax, or temperature sampling among the top-k tokens.
-    static func sample(_ logits: [Float], vocab: Int, options: SamplingOptions, generator: inout SeededGenerator) -> Int {
+    static func sample(_ logits: [Float], vocab: Int, options: SamplingOptions, generator: inout SeededGenerator) -> Int
+    {
         if options.temperature <= 0 {
             var best = 0
             for i in 1..<vocab where logits[i] > logits[best] { best = i }
@@ -83,7 +86,8 @@ public enum ChatTemplate {
     public static func prompt(for message: String, template: String?) throws -> String {
         guard let template, template.contains("<|im_start|>") else {
             throw LatheError.notImplemented(
-                capability: "--chat for this model", detail: "only ChatML templates (<|im_start|>…<|im_end|>) are recognised")
+                capability: "--chat for this model",
+                detail: "only ChatML templates (<|im_start|>…<|im_end|>) are recognised")
         }
         var system = ""
         if let start = template.range(of: "<|im_start|>system\n"),

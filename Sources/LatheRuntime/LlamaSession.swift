@@ -37,13 +37,15 @@ public final class LlamaSession {
 
     /// Runs `tokens` at the current position and returns the final, normalised hidden states
     /// (`tokens.count × hidden`). `observe` sees the residual stream after each layer.
-    public func forward(_ tokens: [Int], observe: ((_ layer: Int, _ hidden: [Float]) -> Void)? = nil) throws -> [Float] {
+    public func forward(_ tokens: [Int], observe: ((_ layer: Int, _ hidden: [Float]) -> Void)? = nil) throws -> [Float]
+    {
         let t = tokens.count
         let h = config.hiddenSize
         guard t > 0 else { return [] }
         guard position + t <= maxContext else {
             throw LatheError.invalidValue(
-                field: "context", value: "\(position + t) tokens", expected: "at most \(maxContext) (raise the session's maxContext)")
+                field: "context", value: "\(position + t) tokens",
+                expected: "at most \(maxContext) (raise the session's maxContext)")
         }
         if let bad = tokens.first(where: { $0 < 0 || $0 >= config.vocabSize }) {
             throw LatheError.invalidValue(field: "token id", value: "\(bad)", expected: "0..<\(config.vocabSize)")
@@ -73,7 +75,8 @@ public final class LlamaSession {
             weights.outputHead.withUnsafeBufferPointer { w in
                 out.withUnsafeMutableBufferPointer { y in
                     BLAS.gemm(
-                        transB: .transposed, m: rows.count, n: vocab, k: h, a: x.baseAddress! + rows.lowerBound * h, lda: h,
+                        transB: .transposed, m: rows.count, n: vocab, k: h, a: x.baseAddress! + rows.lowerBound * h,
+                        lda: h,
                         b: w.baseAddress!, ldb: h, c: y.baseAddress!, ldc: vocab)
                 }
             }
@@ -113,14 +116,20 @@ public final class LlamaSession {
                         scores.withUnsafeMutableBufferPointer { s in
                             // scores = Q_h · K_hᵀ / √d over every cached position.
                             BLAS.gemm(
-                                transB: .transposed, m: t, n: span, k: hd, alpha: scale, a: qp.baseAddress! + head * hd, lda: qDim,
+                                transB: .transposed, m: t, n: span, k: hd, alpha: scale, a: qp.baseAddress! + head * hd,
+                                lda: qDim,
                                 b: kc.baseAddress! + kvHead * hd, ldb: kvDim, c: s.baseAddress!, ldc: span)
-                            for row in 0..<t { Self.causalSoftmax(s.baseAddress! + row * span, visible: start + row + 1, width: span) }
+                            // The exponentials dominate outside BLAS: spread the rows over the cores.
+                            let rows = UnsafeSendable(s.baseAddress!)
+                            Self.parallelFor(t, minimumWork: 64) { row in
+                                Self.causalSoftmax(rows.value + row * span, visible: start + row + 1, width: span)
+                            }
                         }
                         attended.withUnsafeMutableBufferPointer { out in
                             scores.withUnsafeBufferPointer { s in
                                 BLAS.gemm(
-                                    m: t, n: hd, k: span, a: s.baseAddress!, lda: span, b: vc.baseAddress! + kvHead * hd, ldb: kvDim,
+                                    m: t, n: hd, k: span, a: s.baseAddress!, lda: span,
+                                    b: vc.baseAddress! + kvHead * hd, ldb: kvDim,
                                     c: out.baseAddress! + head * hd, ldc: qDim)
                             }
                         }
@@ -138,15 +147,35 @@ public final class LlamaSession {
         let normed = Self.rmsNorm(x, w.ffnNorm, rows: t, epsilon: config.normEpsilon)
         var gate = Self.project(normed, rows: t, w.gate, out: f, in: h)
         let up = Self.project(normed, rows: t, w.up, out: f, in: h)
-        for i in gate.indices {
-            let g = gate[i]
-            gate[i] = g / (1 + exp(-g)) * up[i]
+        gate.withUnsafeMutableBufferPointer { g in
+            up.withUnsafeBufferPointer { u in
+                let (gp, up) = (UnsafeSendable(g.baseAddress!), UnsafeSendable(u.baseAddress!))
+                Self.parallelFor(t, minimumWork: 64) { row in
+                    for i in (row * f)..<((row + 1) * f) {
+                        let x = gp.value[i]
+                        gp.value[i] = x / (1 + exp(-x)) * up.value[i]
+                    }
+                }
+            }
         }
         let down = Self.project(gate, rows: t, w.down, out: h, in: f)
         for i in x.indices { x[i] += down[i] }
     }
 
     // MARK: - Kernels
+
+    /// Runs `body` for 0..<count on every core when there is enough work, else inline.
+    static func parallelFor(_ count: Int, minimumWork: Int, _ body: @Sendable (Int) -> Void) {
+        let workers = ProcessInfo.processInfo.activeProcessorCount
+        guard count >= minimumWork, workers > 1 else {
+            for i in 0..<count { body(i) }
+            return
+        }
+        let chunk = (count + workers - 1) / workers
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            for i in (worker * chunk)..<min(count, (worker + 1) * chunk) { body(i) }
+        }
+    }
 
     /// `x · Wᵀ` for `rows` rows, W stored `[out, in]` like a PyTorch weight.
     static func project(_ x: [Float], rows: Int, _ w: [Float], out: Int, in: Int) -> [Float] {
@@ -155,7 +184,8 @@ public final class LlamaSession {
             w.withUnsafeBufferPointer { wp in
                 y.withUnsafeMutableBufferPointer { yp in
                     BLAS.gemm(
-                        transB: .transposed, m: rows, n: out, k: `in`, a: xp.baseAddress!, lda: `in`, b: wp.baseAddress!, ldb: `in`,
+                        transB: .transposed, m: rows, n: out, k: `in`, a: xp.baseAddress!, lda: `in`,
+                        b: wp.baseAddress!, ldb: `in`,
                         c: yp.baseAddress!, ldc: out)
                 }
             }
@@ -248,4 +278,10 @@ public final class LlamaSession {
         }
         return (cosines, sines)
     }
+}
+
+/// A pointer handed to parallel workers that each touch a disjoint part of its buffer.
+struct UnsafeSendable<Pointer>: @unchecked Sendable {
+    let value: Pointer
+    init(_ value: Pointer) { self.value = value }
 }

@@ -37,14 +37,17 @@ public struct LlamaWeights: Sendable {
     /// order then selects interleaved RoPE.
     public init(_ graph: ModelGraph, diagnostics: Diagnostics = .silent) throws {
         guard let config = graph.config else {
-            throw LatheError.missingField("Llama config", in: "\(graph.source) (the runtime needs llama.* metadata or config.json)")
+            throw LatheError.missingField(
+                "Llama config", in: "\(graph.source) (the runtime needs llama.* metadata or config.json)")
         }
         try config.validate()
         guard config.architecture == "llama" else {
-            throw LatheError.notImplemented(capability: "running '\(config.architecture)' models", detail: "the runtime runs the Llama family")
+            throw LatheError.notImplemented(
+                capability: "running '\(config.architecture)' models", detail: "the runtime runs the Llama family")
         }
         if let scaling = config.ropeScaling, !["linear", "llama3", "none"].contains(scaling.type) {
-            throw LatheError.notImplemented(capability: "RoPE scaling '\(scaling.type)'", detail: "supported: linear, llama3")
+            throw LatheError.notImplemented(
+                capability: "RoPE scaling '\(scaling.type)'", detail: "supported: linear, llama3")
         }
         self.config = config
         ropeStyle = graph.naming == .gguf ? .interleaved : .halfSplit
@@ -52,7 +55,9 @@ public struct LlamaWeights: Sendable {
             let name = graph.naming == .gguf ? LlamaTensorNames.gguf(fromHF: hfName) : hfName
             let tensor = try graph.tensor(named: name)
             guard tensor.info.shape.dimensions == shape else {
-                throw LatheError.inTensor(name, .invalidShape(tensor.info.shape.dimensions, reason: "expected \(Shape(shape)) for this config"))
+                throw LatheError.inTensor(
+                    name,
+                    .invalidShape(tensor.info.shape.dimensions, reason: "expected \(Shape(shape)) for this config"))
             }
             return try TensorCodec.decode(tensor)
         }
@@ -67,9 +72,12 @@ public struct LlamaWeights: Sendable {
             let p = "model.layers.\(i)."
             layers.append(
                 Layer(
-                    attentionNorm: try load(p + "input_layernorm.weight", [h]), q: try load(p + "self_attn.q_proj.weight", [qDim, h]),
-                    k: try load(p + "self_attn.k_proj.weight", [kvDim, h]), v: try load(p + "self_attn.v_proj.weight", [kvDim, h]),
-                    o: try load(p + "self_attn.o_proj.weight", [h, qDim]), ffnNorm: try load(p + "post_attention_layernorm.weight", [h]),
+                    attentionNorm: try load(p + "input_layernorm.weight", [h]),
+                    q: try load(p + "self_attn.q_proj.weight", [qDim, h]),
+                    k: try load(p + "self_attn.k_proj.weight", [kvDim, h]),
+                    v: try load(p + "self_attn.v_proj.weight", [kvDim, h]),
+                    o: try load(p + "self_attn.o_proj.weight", [h, qDim]),
+                    ffnNorm: try load(p + "post_attention_layernorm.weight", [h]),
                     gate: try load(p + "mlp.gate_proj.weight", [f, h]), up: try load(p + "mlp.up_proj.weight", [f, h]),
                     down: try load(p + "mlp.down_proj.weight", [h, f])))
             diagnostics.progress(.reading, fraction: Double(i + 1) / Double(config.layerCount), "decoded layer \(i)")

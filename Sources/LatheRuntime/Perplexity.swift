@@ -70,7 +70,8 @@ public enum Perplexity {
     ) throws -> PerplexityResult {
         guard context >= 4, tokens.count >= 2 * context || (scoring == .all && tokens.count >= context) else {
             throw LatheError.invalidValue(
-                field: "text", value: "\(tokens.count) tokens", expected: "at least \(2 * context) tokens for --ctx \(context)")
+                field: "text", value: "\(tokens.count) tokens",
+                expected: "at least \(2 * context) tokens for --ctx \(context)")
         }
         let available = tokens.count / context
         let chunks = min(available, maxChunks ?? available)
@@ -85,7 +86,8 @@ public enum Perplexity {
             let logits = session.logits(hidden, rows: rows)
             logits.withUnsafeBufferPointer { all in
                 for (offset, row) in rows.enumerated() {
-                    let logProbabilities = logSoftmax(UnsafeBufferPointer(rebasing: all[(offset * vocab)..<((offset + 1) * vocab)]))
+                    let logProbabilities = logSoftmax(
+                        UnsafeBufferPointer(rebasing: all[(offset * vocab)..<((offset + 1) * vocab)]))
                     accumulator.add(-logProbabilities[window[row + 1]])
                 }
             }
@@ -95,7 +97,8 @@ public enum Perplexity {
         }
         let seconds = Date().timeIntervalSince(started)
         return PerplexityResult(
-            perplexity: accumulator.perplexity, standardError: accumulator.standardError, scoredTokens: accumulator.count,
+            perplexity: accumulator.perplexity, standardError: accumulator.standardError,
+            scoredTokens: accumulator.count,
             chunks: chunks, seconds: seconds, tokensPerSecond: Double(chunks * context) / max(seconds, 1e-9))
     }
 }

@@ -39,7 +39,8 @@ public enum Verifier {
                 expected: "the base's vocab \(bc.vocabSize), hidden \(bc.hiddenSize), \(bc.layerCount) layers")
         }
         guard tokens.count >= 2 * context else {
-            throw LatheError.invalidValue(field: "text", value: "\(tokens.count) tokens", expected: "at least \(2 * context) tokens")
+            throw LatheError.invalidValue(
+                field: "text", value: "\(tokens.count) tokens", expected: "at least \(2 * context) tokens")
         }
         let available = tokens.count / context
         let chunks = min(available, maxChunks ?? available)
@@ -88,12 +89,18 @@ public enum Verifier {
             }
             diagnostics.progress(
                 .verifying, fraction: Double(chunk + 1) / Double(chunks),
-                String(format: "chunk %d/%d: mean KL %.6f", chunk + 1, chunks, klValues.reduce(0, +) / Double(klValues.count)))
+                String(
+                    format: "chunk %d/%d: mean KL %.6f", chunk + 1, chunks,
+                    klValues.reduce(0, +) / Double(klValues.count)))
         }
         let sorted = klValues.sorted()
-        func quantile(_ q: Double) -> Double { sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(q * Double(sorted.count - 1) + 0.5))] }
+        func quantile(_ q: Double) -> Double {
+            sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(q * Double(sorted.count - 1) + 0.5))]
+        }
         return VerificationResult(
-            kl: .init(mean: klValues.reduce(0, +) / Double(max(klValues.count, 1)), median: quantile(0.5), p99: quantile(0.99), max: sorted.last ?? 0),
+            kl: .init(
+                mean: klValues.reduce(0, +) / Double(max(klValues.count, 1)), median: quantile(0.5),
+                p99: quantile(0.99), max: sorted.last ?? 0),
             topOneAgreement: Double(agreements) / Double(max(klValues.count, 1)), basePerplexity: baseNLL.perplexity,
             candidatePerplexity: candidateNLL.perplexity,
             layerErrors: zip(layerDifference, layerNorm).map { $1 > 0 ? ($0 / $1).squareRoot() : $0.squareRoot() },

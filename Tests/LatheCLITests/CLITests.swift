@@ -52,11 +52,11 @@ struct CLITests {
 
     @Test("an unbuilt command says which capability is missing")
     func pending() throws {
-        var command = try LatheCommand.parseAsRoot(["verify", "a.gguf", "b.lathe"])
+        var command = try LatheCommand.parseAsRoot(["plan", "recipe.json", "model.gguf"])
         #expect {
             try command.run()
         } throws: { error in
-            String(describing: error).contains("reference runtime")
+            String(describing: error).contains("pipeline graph and recipes")
         }
     }
 }

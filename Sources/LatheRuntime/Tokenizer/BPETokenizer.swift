@@ -19,7 +19,8 @@ public final class BPETokenizer: @unchecked Sendable {
     public init(_ description: TokenizerDescription) throws {
         guard description.model == "gpt2" else {
             throw LatheError.notImplemented(
-                capability: "the '\(description.model)' tokenizer", detail: "only byte-level BPE (gpt2) vocabularies are supported")
+                capability: "the '\(description.model)' tokenizer",
+                detail: "only byte-level BPE (gpt2) vocabularies are supported")
         }
         self.description = description
         var idOf: [String: Int] = [:]

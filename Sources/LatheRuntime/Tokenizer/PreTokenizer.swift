@@ -75,7 +75,9 @@ enum PreTokenizer {
                     i += 2
                     continue
                 }
-                if let third = at(i + 2), (next == "r" && third == "e") || (next == "v" && third == "e") || (next == "l" && third == "l") {
+                if let third = at(i + 2),
+                    (next == "r" && third == "e") || (next == "v" && third == "e") || (next == "l" && third == "l")
+                {
                     pieces.append(i..<(i + 3))
                     i += 3
                     continue
@@ -85,7 +87,10 @@ enum PreTokenizer {
             let lead = c == " " ? 1 : 0
             if let c2 {
                 let runClass: ((Unicode.Scalar) -> Bool)? =
-                    isLetter(c2) ? isLetter : isNumber(c2) ? isNumber : !isWhitespace(c2) ? { !isWhitespace($0) && !isLetter($0) && !isNumber($0) } : nil
+                    isLetter(c2)
+                    ? isLetter
+                    : isNumber(c2)
+                        ? isNumber : !isWhitespace(c2) ? { !isWhitespace($0) && !isLetter($0) && !isNumber($0) } : nil
                 if let runClass {
                     var j = i + lead
                     while j < end, runClass(s[j]) { j += 1 }

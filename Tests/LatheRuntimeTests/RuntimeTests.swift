@@ -1,0 +1,87 @@
+import FormatGGUF
+import Foundation
+import LatheBuiltins
+import LatheCore
+import LatheRuntime
+import LatheTestSupport
+import Testing
+
+func maxRelativeDifference(_ a: [Float], _ b: [Double]) -> Double {
+    let scale = b.map(abs).max() ?? 1
+    return zip(a, b).map { abs(Double($0) - $1) }.max()! / scale
+}
+
+@Suite("Llama runtime on a tiny synthetic model")
+struct TinyRuntimeTests {
+    static let tokens = [5, 17, 3, 42, 9, 88, 1, 30, 64, 12, 7]
+
+    @Test(
+        "logits match the loop-based reference to 1e-4 relative (HF layout and GGUF layout)",
+        arguments: [TensorNaming.huggingface, .gguf])
+    func matchesReference(naming: TensorNaming) throws {
+        var graph = try TinyModel.graph()
+        if naming == .gguf { graph = try LlamaLayout.toGGUF(graph) }
+        let session = LlamaSession(weights: try LlamaWeights(graph), maxContext: 32)
+        let hidden = try session.forward(Self.tokens)
+        let logits = session.logits(hidden, rows: 0..<Self.tokens.count)
+        let reference = try ReferenceLlama(graph).logits(Self.tokens)
+        let vocab = graph.config!.vocabSize
+        for row in Self.tokens.indices {
+            let difference = maxRelativeDifference(Array(logits[(row * vocab)..<((row + 1) * vocab)]), reference[row])
+            #expect(difference < 1e-4, "row \(row): \(difference)")
+        }
+    }
+
+    @Test("an HF model and its GGUF layout (interleaved RoPE) give the same logits")
+    func ropeConventions() throws {
+        let graph = try TinyModel.graph()
+        let a = LlamaSession(weights: try LlamaWeights(graph), maxContext: 32)
+        let b = LlamaSession(weights: try LlamaWeights(LlamaLayout.toGGUF(graph)), maxContext: 32)
+        #expect(b.weights.ropeStyle == .interleaved && a.weights.ropeStyle == .halfSplit)
+        let la = a.logits(try a.forward(Self.tokens), rows: 0..<Self.tokens.count)
+        let lb = b.logits(try b.forward(Self.tokens), rows: 0..<Self.tokens.count)
+        #expect(relativeError(lb, la) < 1e-5)
+    }
+
+    @Test("prefill and token-by-token decoding agree to 1e-4 relative")
+    func prefillMatchesDecode() throws {
+        let weights = try LlamaWeights(TinyModel.graph())
+        let prefill = LlamaSession(weights: weights, maxContext: 32)
+        let all = prefill.logits(try prefill.forward(Self.tokens), rows: 0..<Self.tokens.count)
+        let decode = LlamaSession(weights: weights, maxContext: 32)
+        var stepwise: [Float] = []
+        for token in Self.tokens { stepwise += decode.logits(try decode.forward([token]), rows: 0..<1) }
+        #expect(relativeError(stepwise, all) < 1e-4)
+        // Split prefill (prompt in two parts) is the same computation again.
+        let split = LlamaSession(weights: weights, maxContext: 32)
+        _ = try split.forward(Array(Self.tokens.prefix(4)))
+        let tail = split.logits(try split.forward(Array(Self.tokens.dropFirst(4))), rows: 0..<(Self.tokens.count - 4))
+        #expect(relativeError(tail, Array(all.dropFirst(4 * weights.config.vocabSize))) < 1e-4)
+    }
+
+    @Test("the context limit and bad token ids are errors, not crashes")
+    func limits() throws {
+        let session = LlamaSession(weights: try LlamaWeights(TinyModel.graph()), maxContext: 4)
+        #expect(throws: LatheError.self) { try session.forward([1, 2, 3, 4, 5]) }
+        #expect(throws: LatheError.self) { try session.forward([1000]) }
+    }
+
+    @Test("seeded sampling repeats; greedy picks the argmax")
+    func sampling() throws {
+        let graph = try TinyModel.graph()
+        let tokenizer = try BPETokenizer(graph.tokenizer!)
+        let session = LlamaSession(weights: try LlamaWeights(graph), maxContext: 64)
+        let sampled = { (seed: UInt64) in
+            try Generator(
+                session: session, tokenizer: tokenizer, sampling: SamplingOptions(temperature: 1, topK: 10, seed: seed)
+            )
+            .generate(prompt: [5, 6, 7], maxTokens: 12)
+        }
+        #expect(try sampled(3) == sampled(3))
+        let greedy = try Generator(session: session, tokenizer: tokenizer, sampling: SamplingOptions()).generate(
+            prompt: [5, 6, 7], maxTokens: 5)
+        let reference = try ReferenceLlama(graph).logits([5, 6, 7])
+        let argmax = reference[2].indices.max { reference[2][$0] < reference[2][$1] }
+        #expect(greedy.first == argmax)
+    }
+}
