@@ -8,6 +8,10 @@ import LinearAlgebra
 public final class LlamaSession {
     public let weights: LlamaWeights
     public let maxContext: Int
+    /// Cores the session uses. The session splits its own work (GEMM columns, attention heads,
+    /// element-wise loops) over them and keeps BLAS single-threaded while it runs: OpenBLAS's idle
+    /// workers spin between calls and would take the cores from everything that is not a GEMM.
+    public let threads: Int
     public private(set) var position = 0
 
     private let config: LlamaConfig
@@ -16,9 +20,11 @@ public final class LlamaSession {
     private let cosTable: [Float]
     private let sinTable: [Float]
 
-    public init(weights: LlamaWeights, maxContext: Int) {
+    /// `threads` defaults to the BLAS thread count (OPENBLAS_NUM_THREADS, `--threads`).
+    public init(weights: LlamaWeights, maxContext: Int, threads: Int? = nil) {
         self.weights = weights
         self.maxContext = maxContext
+        self.threads = max(1, threads ?? BLAS.threadCount)
         config = weights.config
         let kvDim = config.kvHeadCount * config.headDim
         keys = Array(repeating: [Float](repeating: 0, count: maxContext * kvDim), count: config.layerCount)
@@ -40,7 +46,6 @@ public final class LlamaSession {
     public func forward(_ tokens: [Int], observe: ((_ layer: Int, _ hidden: [Float]) -> Void)? = nil) throws -> [Float]
     {
         let t = tokens.count
-        let h = config.hiddenSize
         guard t > 0 else { return [] }
         guard position + t <= maxContext else {
             throw LatheError.invalidValue(
@@ -50,6 +55,14 @@ public final class LlamaSession {
         if let bad = tokens.first(where: { $0 < 0 || $0 >= config.vocabSize }) {
             throw LatheError.invalidValue(field: "token id", value: "\(bad)", expected: "0..<\(config.vocabSize)")
         }
+        // A batch is split over the cores by the session; one token (decoding) is a chain of GEMVs
+        // that OpenBLAS's own threads spread better.
+        return BLAS.withThreadCount(t > 1 ? 1 : threads) { run(tokens, observe: observe) }
+    }
+
+    private func run(_ tokens: [Int], observe: ((_ layer: Int, _ hidden: [Float]) -> Void)?) -> [Float] {
+        let t = tokens.count
+        let h = config.hiddenSize
         var x = [Float](repeating: 0, count: t * h)
         weights.embedding.withUnsafeBufferPointer { e in
             for (row, token) in tokens.enumerated() {
@@ -71,15 +84,12 @@ public final class LlamaSession {
         let vocab = config.vocabSize
         var out = [Float](repeating: 0, count: rows.count * vocab)
         guard !rows.isEmpty else { return out }
-        hidden.withUnsafeBufferPointer { x in
-            weights.outputHead.withUnsafeBufferPointer { w in
-                out.withUnsafeMutableBufferPointer { y in
-                    BLAS.gemm(
-                        transB: .transposed, m: rows.count, n: vocab, k: h, a: x.baseAddress! + rows.lowerBound * h,
-                        lda: h,
-                        b: w.baseAddress!, ldb: h, c: y.baseAddress!, ldc: vocab)
-                }
-            }
+        let rowStart = rows.lowerBound * h
+        let x = Array(hidden[rowStart..<(rowStart + rows.count * h)])
+        BLAS.withThreadCount(rows.count > 1 ? 1 : threads) {
+            Self.multiply(
+                x, rows: rows.count, weights.outputHead, out: vocab, in: h, into: &out,
+                threads: rows.count > 1 ? threads : 1)
         }
         return out
     }
@@ -92,9 +102,9 @@ public final class LlamaSession {
         let (heads, kvHeads) = (config.headCount, config.kvHeadCount)
         let (qDim, kvDim) = (heads * hd, kvHeads * hd)
         let normed = Self.rmsNorm(x, w.attentionNorm, rows: t, epsilon: config.normEpsilon)
-        var q = Self.project(normed, rows: t, w.q, out: qDim, in: h)
-        var k = Self.project(normed, rows: t, w.k, out: kvDim, in: h)
-        let v = Self.project(normed, rows: t, w.v, out: kvDim, in: h)
+        var q = project(normed, rows: t, w.q, out: qDim, in: h)
+        var k = project(normed, rows: t, w.k, out: kvDim, in: h)
+        let v = project(normed, rows: t, w.v, out: kvDim, in: h)
         applyRope(&q, rows: t, heads: heads)
         applyRope(&k, rows: t, heads: kvHeads)
         let start = position
@@ -107,37 +117,40 @@ public final class LlamaSession {
         let span = start + t
         let scale = 1 / Float(hd).squareRoot()
         var attended = [Float](repeating: 0, count: t * qDim)
-        var scores = [Float](repeating: 0, count: t * span)
+        let groupSize = config.groupSize
         keys[layer].withUnsafeBufferPointer { kc in
             values[layer].withUnsafeBufferPointer { vc in
                 q.withUnsafeBufferPointer { qp in
-                    for head in 0..<heads {
-                        let kvHead = head / config.groupSize
-                        scores.withUnsafeMutableBufferPointer { s in
-                            // scores = Q_h · K_hᵀ / √d over every cached position.
+                    attended.withUnsafeMutableBufferPointer { out in
+                        let (kp, vp) = (UnsafeSendable(kc.baseAddress!), UnsafeSendable(vc.baseAddress!))
+                        let (qq, op) = (UnsafeSendable(qp.baseAddress!), UnsafeSendable(out.baseAddress!))
+                        // Heads are independent: one at a time per core.
+                        let head: @Sendable (Int) -> Void = { head in
+                            let kvHead = head / groupSize
+                            let scores = UnsafeMutablePointer<Float>.allocate(capacity: t * span)
+                            defer { scores.deallocate() }
+                            // scores = Q_h · K_hᵀ / √d over every cached position, then softmax, then · V_h.
                             BLAS.gemm(
-                                transB: .transposed, m: t, n: span, k: hd, alpha: scale, a: qp.baseAddress! + head * hd,
+                                transB: .transposed, m: t, n: span, k: hd, alpha: scale, a: qq.value + head * hd,
                                 lda: qDim,
-                                b: kc.baseAddress! + kvHead * hd, ldb: kvDim, c: s.baseAddress!, ldc: span)
-                            // The exponentials dominate outside BLAS: spread the rows over the cores.
-                            let rows = UnsafeSendable(s.baseAddress!)
-                            Self.parallelFor(t, minimumWork: 64) { row in
-                                Self.causalSoftmax(rows.value + row * span, visible: start + row + 1, width: span)
+                                b: kp.value + kvHead * hd, ldb: kvDim, c: scores, ldc: span)
+                            for row in 0..<t {
+                                Self.causalSoftmax(scores + row * span, visible: start + row + 1, width: span)
                             }
+                            BLAS.gemm(
+                                m: t, n: hd, k: span, a: scores, lda: span, b: vp.value + kvHead * hd, ldb: kvDim,
+                                c: op.value + head * hd, ldc: qDim)
                         }
-                        attended.withUnsafeMutableBufferPointer { out in
-                            scores.withUnsafeBufferPointer { s in
-                                BLAS.gemm(
-                                    m: t, n: hd, k: span, a: s.baseAddress!, lda: span,
-                                    b: vc.baseAddress! + kvHead * hd, ldb: kvDim,
-                                    c: out.baseAddress! + head * hd, ldc: qDim)
-                            }
+                        if threads > 1, t > 1 {
+                            DispatchQueue.concurrentPerform(iterations: heads, execute: head)
+                        } else {
+                            for index in 0..<heads { head(index) }
                         }
                     }
                 }
             }
         }
-        let projected = Self.project(attended, rows: t, w.o, out: h, in: qDim)
+        let projected = project(attended, rows: t, w.o, out: h, in: qDim)
         for i in x.indices { x[i] += projected[i] }
     }
 
@@ -145,12 +158,12 @@ public final class LlamaSession {
         let w = weights.layers[layer]
         let (h, f) = (config.hiddenSize, config.ffnSize)
         let normed = Self.rmsNorm(x, w.ffnNorm, rows: t, epsilon: config.normEpsilon)
-        var gate = Self.project(normed, rows: t, w.gate, out: f, in: h)
-        let up = Self.project(normed, rows: t, w.up, out: f, in: h)
+        var gate = project(normed, rows: t, w.gate, out: f, in: h)
+        let up = project(normed, rows: t, w.up, out: f, in: h)
         gate.withUnsafeMutableBufferPointer { g in
             up.withUnsafeBufferPointer { u in
                 let (gp, up) = (UnsafeSendable(g.baseAddress!), UnsafeSendable(u.baseAddress!))
-                Self.parallelFor(t, minimumWork: 64) { row in
+                Self.parallelFor(t, threads: threads, minimumWork: 64) { row in
                     for i in (row * f)..<((row + 1) * f) {
                         let x = gp.value[i]
                         gp.value[i] = x / (1 + exp(-x)) * up.value[i]
@@ -158,15 +171,14 @@ public final class LlamaSession {
                 }
             }
         }
-        let down = Self.project(gate, rows: t, w.down, out: h, in: f)
+        let down = project(gate, rows: t, w.down, out: h, in: f)
         for i in x.indices { x[i] += down[i] }
     }
 
     // MARK: - Kernels
 
     /// Runs `body` for 0..<count on every core when there is enough work, else inline.
-    static func parallelFor(_ count: Int, minimumWork: Int, _ body: @Sendable (Int) -> Void) {
-        let workers = ProcessInfo.processInfo.activeProcessorCount
+    static func parallelFor(_ count: Int, threads workers: Int, minimumWork: Int, _ body: @Sendable (Int) -> Void) {
         guard count >= minimumWork, workers > 1 else {
             for i in 0..<count { body(i) }
             return
@@ -178,19 +190,37 @@ public final class LlamaSession {
     }
 
     /// `x · Wᵀ` for `rows` rows, W stored `[out, in]` like a PyTorch weight.
-    static func project(_ x: [Float], rows: Int, _ w: [Float], out: Int, in: Int) -> [Float] {
+    func project(_ x: [Float], rows: Int, _ w: [Float], out: Int, in: Int) -> [Float] {
         var y = [Float](repeating: 0, count: rows * out)
+        Self.multiply(x, rows: rows, w, out: out, in: `in`, into: &y, threads: rows > 1 ? threads : 1)
+        return y
+    }
+
+    /// `y = x · Wᵀ` with the output columns split over `threads` single-threaded GEMMs.
+    static func multiply(_ x: [Float], rows: Int, _ w: [Float], out: Int, in: Int, into y: inout [Float], threads: Int)
+    {
         x.withUnsafeBufferPointer { xp in
             w.withUnsafeBufferPointer { wp in
                 y.withUnsafeMutableBufferPointer { yp in
-                    BLAS.gemm(
-                        transB: .transposed, m: rows, n: out, k: `in`, a: xp.baseAddress!, lda: `in`,
-                        b: wp.baseAddress!, ldb: `in`,
-                        c: yp.baseAddress!, ldc: out)
+                    let (a, b, c) = (
+                        UnsafeSendable(xp.baseAddress!), UnsafeSendable(wp.baseAddress!),
+                        UnsafeSendable(yp.baseAddress!)
+                    )
+                    let parts = out * `in` >= 1 << 16 ? threads : 1
+                    let width = (out + parts - 1) / parts
+                    let run: @Sendable (Int) -> Void = { part in
+                        let first = part * width
+                        let count = min(width, out - first)
+                        guard count > 0 else { return }
+                        BLAS.gemm(
+                            transB: .transposed, m: rows, n: count, k: `in`, a: a.value, lda: `in`,
+                            b: b.value + first * `in`,
+                            ldb: `in`, c: c.value + first, ldc: out)
+                    }
+                    if parts == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: run) }
                 }
             }
         }
-        return y
     }
 
     /// RMSNorm per row: x / √(mean(x²) + ε) · w, the mean accumulated in double as ggml does.
