@@ -26,7 +26,8 @@ public enum TensorCodec {
         let count = output.count
         switch dtype {
         case .f32:
-            for i in 0..<count { output[i] = Float(bitPattern: bytes.u32(4 * i)) }
+            // Little-endian storage on a little-endian host: a plain copy.
+            UnsafeMutableRawBufferPointer(output).copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[0..<(4 * count)]))
         case .f16:
             for i in 0..<count { output[i] = bytes.f16(2 * i) }
         case .bf16:
@@ -92,18 +93,22 @@ public enum TensorCodec {
         switch dtype {
         case .f32:
             return [UInt8](unsafeUninitializedCapacity: 4 * count) { buffer, initialized in
-                for i in 0..<count {
-                    UnsafeMutableRawBufferPointer(buffer).storeBytes(
-                        of: values[i].bitPattern.littleEndian, toByteOffset: 4 * i, as: UInt32.self)
-                }
+                UnsafeMutableRawBufferPointer(buffer).copyMemory(from: UnsafeRawBufferPointer(values))
                 initialized = 4 * count
             }
-        case .f16, .bf16:
-            let convert = dtype == .f16 ? HalfPrecision.f16Bits : HalfPrecision.bf16Bits
+        case .f16:
             return [UInt8](unsafeUninitializedCapacity: 2 * count) { buffer, initialized in
+                let out = UnsafeMutableRawBufferPointer(buffer)
                 for i in 0..<count {
-                    UnsafeMutableRawBufferPointer(buffer).storeBytes(
-                        of: convert(values[i]).littleEndian, toByteOffset: 2 * i, as: UInt16.self)
+                    out.storeBytes(of: HalfPrecision.f16Bits(values[i]).littleEndian, toByteOffset: 2 * i, as: UInt16.self)
+                }
+                initialized = 2 * count
+            }
+        case .bf16:
+            return [UInt8](unsafeUninitializedCapacity: 2 * count) { buffer, initialized in
+                let out = UnsafeMutableRawBufferPointer(buffer)
+                for i in 0..<count {
+                    out.storeBytes(of: HalfPrecision.bf16Bits(values[i]).littleEndian, toByteOffset: 2 * i, as: UInt16.self)
                 }
                 initialized = 2 * count
             }
