@@ -58,7 +58,8 @@ test: setup oracles
 
 ## The main job. It grows with each capability until it runs the ResQ recipe on SmolLM2 and
 ## prints the verify report; today it inspects SmolLM2, converts it to safetensors F32 and back to
-## GGUF (Q4_1, Q8_0 embedding) and shows with `lathe diff` (and cmp) that nothing changed, measures
+## GGUF with the built-in recipe q4_1-q8-embed (planned first) and shows with `lathe diff` (and cmp)
+## that nothing changed, measures
 ## perplexity on a WikiText-2 slice, verifies the safetensors conversion against the original (KL 0)
 ## and answers a question.
 DEMO := .cache/demo
@@ -71,7 +72,9 @@ demo: build model
 	$(LATHE) inspect $(MODEL)
 	@echo
 	$(LATHE) convert $(MODEL) -o $(DEMO)/smollm2-f32.safetensors --force
-	$(LATHE) convert $(DEMO)/smollm2-f32.safetensors -o $(DEMO)/smollm2-q4_1.gguf --type q4_1 --tensor-type token_embd=q8_0 --force
+	$(LATHE) recipes
+	$(LATHE) plan q4_1-q8-embed $(DEMO)/smollm2-f32.safetensors
+	$(LATHE) convert $(DEMO)/smollm2-f32.safetensors -o $(DEMO)/smollm2-q4_1.gguf --recipe q4_1-q8-embed --force
 	$(LATHE) diff $(MODEL) $(DEMO)/smollm2-q4_1.gguf
 	@cmp $(MODEL) $(DEMO)/smollm2-q4_1.gguf && echo "byte-identical: the round trip reproduced the original file"
 	@echo

@@ -17,7 +17,8 @@ let package = Package(
         .plugin(name: "LatheCommand", targets: ["LatheCommand"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // MARK: - System libraries (module map + shim header only)
@@ -34,18 +35,25 @@ let package = Package(
         // MARK: - Formats and passes (each depends on LatheCore only; registered in LatheBuiltins)
         .target(name: "FormatGGUF", dependencies: ["LatheCore"], swiftSettings: swiftSettings),
         .target(name: "FormatSafetensors", dependencies: ["LatheCore"], swiftSettings: swiftSettings),
+        .target(name: "PassEncoding", dependencies: ["LatheCore"], swiftSettings: swiftSettings),
+
+        // MARK: - Pipeline: recipes, planning, running
+        .target(
+            name: "LathePipeline", dependencies: ["LatheCore", .product(name: "Yams", package: "Yams")],
+            resources: [.copy("Recipes")], swiftSettings: swiftSettings),
 
         // MARK: - Runtime (never imports formats or passes)
         .target(name: "LatheRuntime", dependencies: ["LatheCore", "LinearAlgebra"], swiftSettings: swiftSettings),
 
         // MARK: - Assembly
         .target(
-            name: "LatheBuiltins", dependencies: ["LatheCore", "Compression", "FormatGGUF", "FormatSafetensors"],
+            name: "LatheBuiltins",
+            dependencies: ["LatheCore", "Compression", "FormatGGUF", "FormatSafetensors", "PassEncoding"],
             swiftSettings: swiftSettings),
         .target(
             name: "LatheCLI",
             dependencies: [
-                "LatheCore", "LatheBuiltins", "LatheRuntime", "LinearAlgebra",
+                "LatheCore", "LatheBuiltins", "LatheRuntime", "LathePipeline", "LinearAlgebra",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -84,6 +92,10 @@ let package = Package(
             dependencies: [
                 "LatheRuntime", "LatheCore", "LatheBuiltins", "FormatGGUF", "LatheTestSupport", "LinearAlgebra",
             ],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "LathePipelineTests",
+            dependencies: ["LathePipeline", "LatheBuiltins", "LatheCore", "LatheTestSupport"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "LatheBuiltinsTests",

@@ -1,4 +1,3 @@
-import FormatGGUF
 import Foundation
 import LatheCore
 
@@ -8,9 +7,8 @@ import LatheCore
 public struct ConversionPlan {
     /// A `--tensor-type REGEX=TYPE` override.
     public struct Rule {
-        public var pattern: String
+        public var pattern: TensorPattern
         public var dtype: DType
-        let regex: Regex<AnyRegexOutput>
 
         /// Parses `REGEX=TYPE`; the regex is searched in both the HF and GGUF tensor names.
         public init(_ text: String) throws {
@@ -18,35 +16,17 @@ public struct ConversionPlan {
                 throw LatheError.invalidValue(
                     field: "--tensor-type", value: text, expected: "REGEX=TYPE, e.g. 'attn_v=q8_0'")
             }
-            pattern = String(text[..<equals])
-            dtype = try ConversionPlan.parseType(String(text[text.index(after: equals)...]))
-            do { regex = try Regex(pattern) } catch {
-                throw LatheError.invalidValue(
-                    field: "--tensor-type", value: pattern, expected: "a valid regular expression (\(error))")
-            }
+            pattern = try TensorPattern(String(text[..<equals]), field: "--tensor-type")
+            dtype = try EncodingName.parse(String(text[text.index(after: equals)...]))
         }
 
-        func matches(_ name: String) -> Bool {
-            let names = [name, LlamaTensorNames.gguf(fromHF: name)]
-            return names.contains { (try? regex.firstMatch(in: $0)) != nil }
-        }
+        func matches(_ name: String) -> Bool { pattern.matches(name) }
     }
 
     /// The type names `--type` accepts.
-    public static let typeNames: [String: DType] = [
-        "f32": .f32, "f16": .f16, "bf16": .bf16, "f64": .f64,
-        "q8_0": .quantized(.ggml(.q8_0)), "q4_0": .quantized(.ggml(.q4_0)), "q4_1": .quantized(.ggml(.q4_1)),
-        "q5_0": .quantized(.ggml(.q5_0)), "q5_1": .quantized(.ggml(.q5_1)), "q4_k": .quantized(.ggml(.q4_K)),
-        "q6_k": .quantized(.ggml(.q6_K)),
-    ]
+    public static var typeNames: [String: DType] { EncodingName.all }
 
-    public static func parseType(_ text: String) throws -> DType {
-        guard let dtype = typeNames[text.lowercased()] else {
-            throw LatheError.invalidValue(
-                field: "type", value: text, expected: typeNames.keys.sorted().joined(separator: ", "))
-        }
-        return dtype
-    }
+    public static func parseType(_ text: String) throws -> DType { try EncodingName.parse(text) }
 
     public var defaultType: DType?
     public var rules: [Rule]

@@ -1,6 +1,7 @@
 import FormatGGUF
 import FormatSafetensors
 import LatheCore
+import PassEncoding
 
 /// The one place that lists every built-in format and pass. Adding a format or pass is one line here.
 public enum LatheBuiltins {
@@ -14,6 +15,8 @@ public enum LatheBuiltins {
             try builder.register(writer: GGUFWriter.self)
             try builder.register(writer: HFDirectoryWriter.self)
             try builder.register(writer: SafetensorsWriter.self)
+            try builder.register(pass: CastPass.self)
+            try builder.register(pass: QuantizeGGMLPass.self)
         } catch {
             preconditionFailure("built-in registrations conflict: \(error)")
         }

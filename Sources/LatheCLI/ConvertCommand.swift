@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LatheBuiltins
 import LatheCore
+import LathePipeline
 
 /// `lathe convert`: one checkpoint format or encoding to another.
 struct Convert: ParsableCommand {
@@ -35,6 +36,7 @@ struct Convert: ParsableCommand {
     @Option(
         name: .customLong("tensor-type"), help: ArgumentHelp("Per-tensor encoding override.", valueName: "regex=type"))
     var tensorTypes: [String] = []
+    @Option(help: "Run a recipe (built-in name or file) instead of --type/--tensor-type.") var recipe: String?
     @Option(help: "Split safetensors output into shards of at most this many bytes.") var maxShardSize: Int?
     @Flag(help: "Overwrite an existing output.") var force = false
     @Flag(help: "Print the write report as JSON.") var json = false
@@ -44,7 +46,15 @@ struct Convert: ParsableCommand {
         let started = Date()
         let printer = StderrDiagnostics(verbose: inputOptions.verbose)
         let outputURL = URL(fileURLWithPath: output)
-        let formatID = try to ?? Self.inferFormat(outputURL)
+        let loadedRecipe = try recipe.map { try RecipeLibrary.load($0) }
+        if loadedRecipe != nil, type != nil || !tensorTypes.isEmpty {
+            throw ValidationError("--recipe decides every encoding; drop --type and --tensor-type")
+        }
+        // --to, then the output's extension, then the recipe's first output, then a directory (hf).
+        let named =
+            ["gguf", "safetensors"].contains(outputURL.pathExtension.lowercased())
+            ? outputURL.pathExtension.lowercased() : nil
+        let formatID = try to ?? named ?? loadedRecipe?.outputs.first?.format ?? Self.inferFormat(outputURL)
         let writer = try LatheBuiltins.registry.writer(formatID)
         let plan = ConversionPlan(
             defaultType: try type.map(ConversionPlan.parseType), rules: try tensorTypes.map(ConversionPlan.Rule.init))
@@ -52,9 +62,15 @@ struct Convert: ParsableCommand {
             throw LatheError.fileAccess(path: outputURL.path, reason: "already exists; pass --force to overwrite it")
         }
 
-        let source = try ModelInput.open(
+        var source = try ModelInput.open(
             URL(fileURLWithPath: input), format: inputOptions.format,
             options: ReadOptions(diagnostics: printer.diagnostics))
+        if var loadedRecipe {
+            // The recipe's steps run; its output is the one named on the command line.
+            loadedRecipe.outputs = [Recipe.Output(format: formatID, options: [:])]
+            let (passes, _) = try Pipeline.plan(loadedRecipe, for: source, registry: LatheBuiltins.registry)
+            source = try Pipeline.run(passes, on: source, diagnostics: printer.diagnostics)
+        }
         let graph = try plan.apply(
             to: source, supports: Swift.type(of: writer).supports, writerID: formatID, diagnostics: printer.diagnostics)
         var parameters: [String: String] = [:]

@@ -14,15 +14,17 @@ public struct LatheCommand: AsyncParsableCommand {
             A typical session:
               lathe inspect model.gguf
               lathe convert model.gguf -o model.safetensors
-              lathe plan recipe.json model.gguf
-              lathe run recipe.json model.gguf -o model.lathe
-              lathe verify model.gguf model.lathe
+              lathe plan q4_0 model.gguf
+              lathe convert model.gguf -o model-q4_0.gguf --recipe q4_0
+              lathe verify model.gguf model-q4_0.gguf --text wiki.test.raw
+              lathe run model.gguf --chat -p "Hello"
 
             Set OPENBLAS_NUM_THREADS to bound the BLAS worker threads.
             """,
         version: LatheVersion.current,
         subcommands: [
-            Inspect.self, Convert.self, Diff.self, Plan.self, Run.self, Eval.self, Verify.self, Plugins.self,
+            Inspect.self, Convert.self, Diff.self, Plan.self, Recipes.self, Run.self, Eval.self, Verify.self,
+            Plugins.self,
         ]
     )
 

@@ -34,6 +34,21 @@ public struct PassContext: Sendable {
     }
 }
 
+/// One tensor's fate in a pass: its encoding before and after, and why.
+public struct TensorDecision: Sendable, Equatable {
+    public var tensor: String
+    public var from: DType
+    public var to: DType
+    public var reason: String
+
+    public init(tensor: String, from: DType, to: DType, reason: String) {
+        self.tensor = tensor
+        self.from = from
+        self.to = to
+        self.reason = reason
+    }
+}
+
 /// What a pass will do, computed without changing anything.
 public struct PassPlan: Sendable, Equatable {
     /// Names of the tensors the pass rewrites, adds or removes.
@@ -44,12 +59,24 @@ public struct PassPlan: Sendable, Equatable {
     public var produces: [String]
     /// Human-readable per-layer decisions.
     public var notes: [String]
+    /// Per-tensor encoding decisions (the planner applies them to its shadow graph).
+    public var decisions: [TensorDecision]
+    /// Tensors the pass leaves alone although the options named them, with the reason.
+    public var skipped: [String]
+    /// The most memory the pass holds at once beyond the mapped inputs, in bytes (an estimate).
+    public var peakBytes: Int
 
-    public init(changedTensors: [String] = [], requires: [String] = [], produces: [String] = [], notes: [String] = []) {
+    public init(
+        changedTensors: [String] = [], requires: [String] = [], produces: [String] = [], notes: [String] = [],
+        decisions: [TensorDecision] = [], skipped: [String] = [], peakBytes: Int = 0
+    ) {
         self.changedTensors = changedTensors
         self.requires = requires
         self.produces = produces
         self.notes = notes
+        self.decisions = decisions
+        self.skipped = skipped
+        self.peakBytes = peakBytes
     }
 }
 

@@ -91,6 +91,8 @@ public struct RegistryBuilder {
                 let options: Pass.Options
                 do {
                     options = try JSONDecoder().decode(Pass.Options.self, from: data.isEmpty ? Data("{}".utf8) : data)
+                } catch let error as DecodingError {
+                    throw Self.describe(error, passID: Pass.passID)
                 } catch {
                     throw LatheError.invalidValue(
                         field: "options of pass '\(Pass.passID)'", value: String(decoding: data, as: UTF8.self),
@@ -103,4 +105,24 @@ public struct RegistryBuilder {
 
     /// The frozen registry.
     public func build() -> Registry { registry }
+
+    /// A decoding failure as one line naming the option's path.
+    static func describe(_ error: DecodingError, passID: String) -> LatheError {
+        func path(_ keys: [any CodingKey]) -> String {
+            keys.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+        }
+        let field = "options of pass '\(passID)'"
+        switch error {
+        case .keyNotFound(let key, let context):
+            return .missingField(key.stringValue, in: field + path(context.codingPath))
+        case .typeMismatch(let type, let context), .valueNotFound(let type, let context):
+            return .invalidValue(
+                field: field + path(context.codingPath), value: "the given value", expected: "a \(type)")
+        case .dataCorrupted(let context):
+            return .invalidValue(
+                field: field + path(context.codingPath), value: "the given value", expected: context.debugDescription)
+        @unknown default:
+            return .invalidValue(field: field, value: "the given options", expected: "\(error)")
+        }
+    }
 }

@@ -242,3 +242,54 @@ struct ConversionTests {
         #expect(summary.text(tensors: false, metadata: nil).contains("2 layers, hidden 64, 4 heads × 16 (2 KV)"))
     }
 }
+
+@Suite("Recipes through the CLI")
+struct RecipeConversionTests {
+    @Test(
+        "`--recipe q4_0` equals `--type q4_0` byte for byte, and two runs are identical",
+        arguments: ["q4_0", "q8_0", "q5_1"])
+    func recipeEqualsType(name: String) throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let input = work.appendingPathComponent("tiny.safetensors")
+        _ = try LatheBuiltins.registry.writer("safetensors").write(
+            TinyModel.graph(), to: input, options: WriteOptions())
+        let (a, b, c) = (
+            work.appendingPathComponent("a.gguf"), work.appendingPathComponent("b.gguf"),
+            work.appendingPathComponent("c.gguf")
+        )
+        #expect(runLathe(["convert", input.path, "-o", a.path, "--recipe", name]) == nil)
+        #expect(runLathe(["convert", input.path, "-o", b.path, "--type", name]) == nil)
+        #expect(runLathe(["convert", input.path, "-o", c.path, "--recipe", name]) == nil)
+        let bytes = try Data(contentsOf: a)
+        #expect(bytes == (try Data(contentsOf: b)))
+        #expect(bytes == (try Data(contentsOf: c)))
+        #expect(
+            try ModelInput.open(a, options: ReadOptions(naming: .gguf))["blk.0.attn_q.weight"]?.info.dtype
+                == EncodingName.parse(name))
+    }
+
+    @Test("--recipe and --type together are refused; a strict recipe's fallback is an error and writes nothing")
+    func refusals() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let input = work.appendingPathComponent("tiny.gguf")
+        _ = try GGUFWriter().write(TinyModel.graph(), to: input, options: WriteOptions())
+        #expect(
+            message(
+                runLathe([
+                    "convert", input.path, "-o", work.appendingPathComponent("x.gguf").path, "--recipe", "q4_0",
+                    "--type", "q8_0",
+                ])
+            ).contains("drop --type"))
+        let error = message(
+            runLathe([
+                "convert", input.path, "-o", work.appendingPathComponent("x.safetensors").path, "--recipe", "q4_0",
+            ]))
+        #expect(
+            error.contains(
+                "builtin:q4_0: outputs: tensor 'model.embed_tokens.weight' would be Q4_0, which safetensors cannot store"
+            ))
+        #expect(try listing(work) == ["tiny.gguf"])
+    }
+}

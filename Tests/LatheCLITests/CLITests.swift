@@ -29,7 +29,7 @@ struct CLITests {
 
     @Test(
         "every subcommand's help text is stable",
-        arguments: ["inspect", "convert", "diff", "plan", "run", "eval", "verify", "plugins"])
+        arguments: ["inspect", "convert", "diff", "plan", "recipes", "run", "eval", "verify", "plugins"])
     func subcommandHelp(name: String) throws {
         let command = try #require(LatheCommand.configuration.subcommands.first { $0._commandName == name })
         try expectSnapshot(command.helpMessage(columns: 100), named: "help-\(name)")
@@ -50,13 +50,15 @@ struct CLITests {
         #expect(decoded?.count == LatheBuiltins.registry.entries.count)
     }
 
-    @Test("an unbuilt command says which capability is missing")
-    func pending() throws {
+    @Test("a missing recipe is one line that lists the built-in recipes")
+    func missingRecipe() throws {
         var command = try LatheCommand.parseAsRoot(["plan", "recipe.json", "model.gguf"])
         #expect {
             try command.run()
         } throws: { error in
-            String(describing: error).contains("pipeline graph and recipes")
+            let text = LatheCommand.message(for: error)
+            return text.contains("recipe.json: no such recipe file or built-in recipe") && text.contains("q4_0")
+                && !text.contains("\n")
         }
     }
 }

@@ -27,7 +27,8 @@ public enum TensorCodec {
         switch dtype {
         case .f32:
             // Little-endian storage on a little-endian host: a plain copy.
-            UnsafeMutableRawBufferPointer(output).copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[0..<(4 * count)]))
+            UnsafeMutableRawBufferPointer(output).copyMemory(
+                from: UnsafeRawBufferPointer(rebasing: bytes[0..<(4 * count)]))
         case .f16:
             for i in 0..<count { output[i] = bytes.f16(2 * i) }
         case .bf16:
@@ -100,7 +101,8 @@ public enum TensorCodec {
             return [UInt8](unsafeUninitializedCapacity: 2 * count) { buffer, initialized in
                 let out = UnsafeMutableRawBufferPointer(buffer)
                 for i in 0..<count {
-                    out.storeBytes(of: HalfPrecision.f16Bits(values[i]).littleEndian, toByteOffset: 2 * i, as: UInt16.self)
+                    out.storeBytes(
+                        of: HalfPrecision.f16Bits(values[i]).littleEndian, toByteOffset: 2 * i, as: UInt16.self)
                 }
                 initialized = 2 * count
             }
@@ -108,7 +110,8 @@ public enum TensorCodec {
             return [UInt8](unsafeUninitializedCapacity: 2 * count) { buffer, initialized in
                 let out = UnsafeMutableRawBufferPointer(buffer)
                 for i in 0..<count {
-                    out.storeBytes(of: HalfPrecision.bf16Bits(values[i]).littleEndian, toByteOffset: 2 * i, as: UInt16.self)
+                    out.storeBytes(
+                        of: HalfPrecision.bf16Bits(values[i]).littleEndian, toByteOffset: 2 * i, as: UInt16.self)
                 }
                 initialized = 2 * count
             }

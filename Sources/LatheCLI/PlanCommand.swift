@@ -1,0 +1,135 @@
+import ArgumentParser
+import Foundation
+import LatheBuiltins
+import LatheCore
+import LathePipeline
+
+/// `lathe plan`: a recipe's dry run on a model.
+struct Plan: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show what a recipe would do to a model, without doing it.",
+        discussion: """
+            Builds every step of the recipe, orders the steps by the artifacts they exchange, and plans them on \
+            the model's headers alone: every per-tensor decision, every fallback, the estimated peak memory of \
+            each step, and the output's size and bits per weight. Built-in recipes are strict: a tensor an \
+            output cannot store is an error rather than a silent F32 fallback (--no-strict allows it).
+
+            RECIPE is a built-in name (see `lathe recipes`) or a YAML/JSON file.
+            Example: lathe plan q4_0 model.gguf
+            """
+    )
+
+    @Argument(help: "A built-in recipe name or a recipe file.") var recipe: String
+    @Argument(help: "The input model.") var model: String
+    @Flag(inversion: .prefixedNo, help: "Fail on any fallback (default: the recipe's setting).") var strict: Bool?
+    @Flag(help: "List every per-tensor decision, not only a summary per step.") var tensors = false
+    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var input: InputOptions
+
+    func run() throws {
+        let printer = StderrDiagnostics(verbose: input.verbose)
+        let recipe = try RecipeLibrary.load(recipe)
+        let graph = try ModelInput.open(
+            URL(fileURLWithPath: model), format: input.format, options: ReadOptions(diagnostics: printer.diagnostics))
+        let (_, plan) = try Pipeline.plan(recipe, for: graph, registry: LatheBuiltins.registry, strict: strict)
+        if json {
+            printJSON(Self.json(plan, model: graph.source))
+        } else {
+            print(Self.text(plan, model: graph.source, allTensors: tensors))
+        }
+    }
+
+    static func text(_ plan: PipelinePlan, model: String, allTensors: Bool) -> String {
+        var lines = [
+            "Recipe: \(plan.recipe.name) (\(plan.recipe.source))\(plan.recipe.strict ? ", strict" : "")",
+            "  \(plan.recipe.description)", "Model:  \(model)", "Steps:",
+        ]
+        for (position, step) in plan.steps.enumerated() {
+            let counts = Dictionary(grouping: step.plan.decisions) { "\($0.from) → \($0.to)" }.mapValues(\.count)
+            let summary = counts.sorted { $0.key < $1.key }.map { "\($0.value) × \($0.key)" }.joined(separator: ", ")
+            lines.append(
+                "  \(position + 1). \(step.passID): \(step.plan.decisions.count) tensors re-encoded\(summary.isEmpty ? "" : " (\(summary))"), "
+                    + "peak ≈ \(formatBytes(step.plan.peakBytes))")
+            if !step.plan.requires.isEmpty { lines.append("     needs: \(step.plan.requires.joined(separator: ", "))") }
+            if !step.plan.produces.isEmpty { lines.append("     makes: \(step.plan.produces.joined(separator: ", "))") }
+            for note in step.plan.notes { lines.append("     \(note)") }
+            for skipped in step.plan.skipped { lines.append("     skipped: \(skipped)") }
+            if allTensors {
+                for decision in step.plan.decisions {
+                    lines.append("     \(decision.tensor): \(decision.from) → \(decision.to)")
+                }
+            }
+        }
+        lines.append(
+            "Fallbacks: "
+                + (plan.fallbacks.isEmpty
+                    ? "none" : plan.fallbacks.map { "\($0.tensor) → F32 (\($0.reason))" }.joined(separator: "; ")))
+        lines.append("Outputs: " + plan.recipe.outputs.map(\.format).joined(separator: ", "))
+        lines.append(
+            String(format: "Estimated output: %@, %.3f bits/weight", formatBytes(plan.outputBytes), plan.bitsPerWeight))
+        return lines.joined(separator: "\n")
+    }
+
+    static func json(_ plan: PipelinePlan, model: String) -> JSONValue {
+        .object([
+            ("recipe", .string(plan.recipe.name)), ("source", .string(plan.recipe.source)),
+            ("strict", .bool(plan.recipe.strict)),
+            ("model", .string(model)),
+            (
+                "steps",
+                .array(
+                    plan.steps.map { step in
+                        .object([
+                            ("index", .int(step.index)), ("pass", .string(step.passID)),
+                            ("peak_bytes", .int(step.plan.peakBytes)),
+                            ("requires", .array(step.plan.requires.map(JSONValue.string))),
+                            ("produces", .array(step.plan.produces.map(JSONValue.string))),
+                            ("skipped", .array(step.plan.skipped.map(JSONValue.string))),
+                            (
+                                "decisions",
+                                .array(
+                                    step.plan.decisions.map {
+                                        .object([
+                                            ("tensor", .string($0.tensor)), ("from", .string("\($0.from)")),
+                                            ("to", .string("\($0.to)")),
+                                        ])
+                                    })
+                            ),
+                        ])
+                    })
+            ),
+            (
+                "fallbacks",
+                .array(
+                    plan.fallbacks.map {
+                        .object([
+                            ("tensor", .string($0.tensor)), ("from", .string("\($0.from)")), ("to", .string("F32")),
+                        ])
+                    })
+            ),
+            ("outputs", .array(plan.recipe.outputs.map { JSONValue.string($0.format) })),
+            ("output_bytes", .int(plan.outputBytes)),
+            ("bits_per_weight", .number(String(format: "%.4f", plan.bitsPerWeight))),
+        ])
+    }
+}
+
+/// `lathe recipes`: the built-in recipes.
+struct Recipes: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the built-in recipes.")
+
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        let recipes = try RecipeLibrary.builtinNames.map { try RecipeLibrary.load($0) }
+        if json {
+            printJSON(
+                .array(recipes.map { .object([("name", .string($0.name)), ("description", .string($0.description))]) }))
+            return
+        }
+        let width = recipes.map(\.name.count).max() ?? 0
+        for recipe in recipes {
+            print(recipe.name.padding(toLength: width + 2, withPad: " ", startingAt: 0) + recipe.description)
+        }
+    }
+}

@@ -1,0 +1,153 @@
+import Foundation
+import LatheCore
+
+/// A recipe resolved against a model: every step built from the registry, ordered by the artifacts
+/// they exchange, and planned on a shadow of the model, before any heavy work.
+public struct PipelinePlan: Sendable {
+    public struct Step: Sendable {
+        public var index: Int
+        public var passID: String
+        public var plan: PassPlan
+    }
+
+    public var recipe: Recipe
+    public var steps: [Step]
+    /// What each output writer will get: tensors the format cannot hold fall back to F32 (refused
+    /// when the recipe is strict).
+    public var fallbacks: [TensorDecision]
+    public var outputBytes: Int
+    public var outputElements: Int
+
+    public var bitsPerWeight: Double { outputElements == 0 ? 0 : Double(outputBytes) * 8 / Double(outputElements) }
+}
+
+public enum Pipeline {
+    /// Builds, orders, validates and plans `recipe` on `graph`. Nothing is read beyond headers.
+    public static func plan(
+        _ recipe: Recipe, for graph: ModelGraph, registry: Registry, strict: Bool? = nil
+    ) throws -> (passes: [any ModelPass], plan: PipelinePlan) {
+        var built: [(index: Int, pass: any ModelPass)] = []
+        for (index, step) in recipe.steps.enumerated() {
+            do {
+                built.append((index, try registry.pass(step.pass, options: Data(step.options.serialized().utf8))))
+            } catch let error as LatheError {
+                throw PipelineError(
+                    recipe: recipe.source, path: "steps[\(index)]", problem: error.errorDescription ?? "\(error)")
+            }
+        }
+        for (index, output) in recipe.outputs.enumerated() {
+            do { _ = try registry.writer(output.format) } catch {
+                throw PipelineError(
+                    recipe: recipe.source, path: "outputs[\(index)].format",
+                    problem: error.errorDescription ?? "\(error)")
+            }
+        }
+
+        // Plan step by step on a shadow graph whose tensor infos follow the decisions.
+        var shadow = graph
+        var planned: [(index: Int, pass: any ModelPass, plan: PassPlan)] = []
+        for (index, pass) in built {
+            do {
+                let plan = try pass.plan(shadow)
+                for decision in plan.decisions {
+                    let info = TensorInfo(
+                        name: decision.tensor, dtype: decision.to,
+                        shape: try shadow.tensor(named: decision.tensor).info.shape)
+                    try shadow.replace(
+                        Tensor(info: info) {
+                            throw LatheError.notImplemented(
+                                capability: "reading a planned tensor", detail: "plans never read data")
+                        })
+                }
+                planned.append((index, pass, plan))
+            } catch let error as PipelineError {
+                throw error
+            } catch {
+                throw PipelineError(
+                    recipe: recipe.source, path: "steps[\(index)] (\(recipe.steps[index].pass))",
+                    problem: (error as? LatheError)?.errorDescription ?? "\(error)")
+            }
+        }
+        let ordered = try order(planned, recipe: recipe)
+        let isStrict = strict ?? recipe.strict
+        var fallbacks: [TensorDecision] = []
+        for output in recipe.outputs {
+            let writer = try registry.writer(output.format)
+            for tensor in shadow.tensors where !type(of: writer).supports(tensor.info.dtype) {
+                if isStrict {
+                    throw PipelineError(
+                        recipe: recipe.source, path: "outputs",
+                        problem:
+                            "tensor '\(tensor.name)' would be \(tensor.info.dtype), which \(output.format) cannot store; add a step that converts it, or set strict: false to fall back to F32"
+                    )
+                }
+                fallbacks.append(
+                    TensorDecision(
+                        tensor: tensor.name, from: tensor.info.dtype, to: .f32,
+                        reason: "\(output.format) cannot store \(tensor.info.dtype)"))
+            }
+        }
+        let (bytes, elements) = try shadow.totals()
+        let plan = PipelinePlan(
+            recipe: recipe,
+            steps: ordered.map {
+                PipelinePlan.Step(index: $0.index, passID: recipe.steps[$0.index].pass, plan: $0.plan)
+            },
+            fallbacks: fallbacks, outputBytes: bytes, outputElements: elements)
+        return (ordered.map(\.pass), plan)
+    }
+
+    /// Orders steps so every artifact is produced before it is consumed (recipe order otherwise),
+    /// refusing missing artifacts and cycles.
+    static func order(
+        _ steps: [(index: Int, pass: any ModelPass, plan: PassPlan)], recipe: Recipe
+    ) throws -> [(index: Int, pass: any ModelPass, plan: PassPlan)] {
+        var producers: [String: Int] = [:]
+        for (position, step) in steps.enumerated() {
+            for artifact in step.plan.produces { producers[artifact] = producers[artifact] ?? position }
+        }
+        var dependencies: [Set<Int>] = []
+        for step in steps {
+            var needs = Set<Int>()
+            for artifact in step.plan.requires {
+                guard let producer = producers[artifact] else {
+                    throw PipelineError(
+                        recipe: recipe.source, path: "steps[\(step.index)] (\(recipe.steps[step.index].pass))",
+                        problem: "needs the artifact '\(artifact)', which no step of the recipe produces")
+                }
+                needs.insert(producer)
+            }
+            dependencies.append(needs)
+        }
+        var done = Set<Int>()
+        var result: [(index: Int, pass: any ModelPass, plan: PassPlan)] = []
+        while result.count < steps.count {
+            guard let next = steps.indices.first(where: { !done.contains($0) && dependencies[$0].isSubset(of: done) })
+            else {
+                let stuck = steps.indices.filter { !done.contains($0) }.map {
+                    "steps[\(steps[$0].index)] (\(recipe.steps[steps[$0].index].pass))"
+                }
+                throw PipelineError(
+                    recipe: recipe.source, path: "steps",
+                    problem: "the artifacts form a cycle between \(stuck.joined(separator: ", "))")
+            }
+            done.insert(next)
+            result.append(steps[next])
+        }
+        return result
+    }
+
+    /// Applies the planned passes in order. Conversions stay lazy: tensors are computed when written.
+    public static func run(
+        _ passes: [any ModelPass], on graph: ModelGraph, seed: UInt64 = 0, diagnostics: Diagnostics = .silent
+    ) throws -> ModelGraph {
+        var graph = graph
+        var context = PassContext(seed: seed, diagnostics: diagnostics)
+        for (index, pass) in passes.enumerated() {
+            diagnostics.progress(
+                .transforming, fraction: Double(index) / Double(max(passes.count, 1)), "\(type(of: pass).passID)")
+            try pass.apply(&graph, context: &context)
+        }
+        return graph
+    }
+}

@@ -1,0 +1,188 @@
+import Foundation
+import LatheCore
+import Yams
+
+/// A conversion written as data: steps (pass id + options), outputs, and optional calibration and
+/// evaluation settings. YAML or JSON; a recipe may `include` another and override the options of
+/// its steps by pass id.
+public struct Recipe: Sendable {
+    public struct Step: Sendable {
+        public var pass: String
+        public var options: JSONValue
+    }
+
+    public struct Output: Sendable {
+        public var format: String
+        public var options: [String: String]
+
+        public init(format: String, options: [String: String] = [:]) {
+            self.format = format
+            self.options = options
+        }
+    }
+
+    public struct Evaluation: Sendable {
+        public var text: String
+        public var ctx: Int
+        public var chunks: Int?
+    }
+
+    public struct Calibration: Sendable {
+        public var file: String
+        public var windows: Int
+        public var length: Int
+        public var seed: UInt64
+    }
+
+    public var name: String
+    public var description: String
+    /// Where the recipe came from (a path or `builtin:NAME`), for messages.
+    public var source: String
+    public var steps: [Step]
+    public var outputs: [Output]
+    public var evaluation: Evaluation?
+    public var calibration: Calibration?
+    /// Built-in recipes fail on any fallback unless told otherwise.
+    public var strict: Bool
+
+    /// Parses a recipe; `resolve` loads included recipes by name or path.
+    public static func parse(_ text: String, source: String, resolve: (String) throws -> Recipe) throws -> Recipe {
+        let json: JSONValue
+        do {
+            json = try JSONValue(yaml: Yams.load(yaml: text))
+        } catch let error as PipelineError {
+            throw error
+        } catch {
+            throw PipelineError(recipe: source, path: "", problem: "not valid YAML or JSON: \(error)")
+        }
+        guard case .object = json else { throw PipelineError(recipe: source, path: "", problem: "must be a mapping") }
+        func string(_ key: String) throws -> String? {
+            guard let value = json[key] else { return nil }
+            guard let text = value.stringValue else {
+                throw PipelineError(recipe: source, path: key, problem: "must be a string")
+            }
+            return text
+        }
+        var recipe: Recipe
+        if let include = try string("include") {
+            recipe = try resolve(include)
+            recipe.source = source
+        } else {
+            recipe = Recipe(name: "", description: "", source: source, steps: [], outputs: [], strict: true)
+        }
+        recipe.name = try string("name") ?? recipe.name
+        recipe.description = try string("description") ?? recipe.description
+        if let overrides = json["options"] {
+            guard let entries = overrides.objectValue else {
+                throw PipelineError(recipe: source, path: "options", problem: "must map pass ids to options")
+            }
+            for (passID, options) in entries {
+                let matching = recipe.steps.indices.filter { recipe.steps[$0].pass == passID }
+                guard !matching.isEmpty else {
+                    throw PipelineError(
+                        recipe: source, path: "options.\(passID)",
+                        problem: "the included recipe has no '\(passID)' step")
+                }
+                for index in matching { recipe.steps[index].options = recipe.steps[index].options.merging(options) }
+            }
+        }
+        if let steps = json["steps"] {
+            guard let list = steps.arrayValue else {
+                throw PipelineError(recipe: source, path: "steps", problem: "must be a list")
+            }
+            for (index, step) in list.enumerated() {
+                guard let pass = step["pass"]?.stringValue else {
+                    throw PipelineError(
+                        recipe: source, path: "steps[\(recipe.steps.count + index)].pass", problem: "missing pass id")
+                }
+                recipe.steps.append(Step(pass: pass, options: step["options"] ?? .object([])))
+            }
+        }
+        if let outputs = json["outputs"] {
+            guard let list = outputs.arrayValue else {
+                throw PipelineError(recipe: source, path: "outputs", problem: "must be a list")
+            }
+            recipe.outputs = try list.enumerated().map { index, output in
+                guard let format = output["format"]?.stringValue else {
+                    throw PipelineError(recipe: source, path: "outputs[\(index)].format", problem: "missing format id")
+                }
+                let options = (output["options"]?.objectValue ?? []).map {
+                    ($0.key, $0.value.stringValue ?? $0.value.serialized())
+                }
+                return Output(format: format, options: Dictionary(options, uniquingKeysWith: { _, last in last }))
+            }
+        }
+        if let evaluation = json["evaluate"] {
+            guard let text = evaluation["text"]?.stringValue else {
+                throw PipelineError(recipe: source, path: "evaluate.text", problem: "missing text file")
+            }
+            recipe.evaluation = Evaluation(
+                text: text, ctx: evaluation["ctx"]?.intValue ?? 512, chunks: evaluation["chunks"]?.intValue)
+        }
+        if let calibration = json["calibration"] {
+            guard let file = calibration["file"]?.stringValue else {
+                throw PipelineError(recipe: source, path: "calibration.file", problem: "missing calibration text")
+            }
+            recipe.calibration = Calibration(
+                file: file, windows: calibration["windows"]?.intValue ?? 128,
+                length: calibration["length"]?.intValue ?? 512,
+                seed: UInt64(calibration["seed"]?.intValue ?? 0))
+        }
+        if let strict = json["strict"] {
+            guard let value = strict.boolValue else {
+                throw PipelineError(recipe: source, path: "strict", problem: "must be true or false")
+            }
+            recipe.strict = value
+        }
+        guard !recipe.steps.isEmpty || !recipe.outputs.isEmpty else {
+            throw PipelineError(recipe: source, path: "steps", problem: "a recipe needs steps or outputs")
+        }
+        return recipe
+    }
+}
+
+/// A recipe that cannot be used, with the recipe and the YAML path at fault.
+public struct PipelineError: Error, LocalizedError, Equatable {
+    public var recipe: String
+    public var path: String
+    public var problem: String
+
+    public init(recipe: String, path: String, problem: String) {
+        self.recipe = recipe
+        self.path = path
+        self.problem = problem
+    }
+
+    public var errorDescription: String? { path.isEmpty ? "\(recipe): \(problem)" : "\(recipe): \(path): \(problem)" }
+}
+
+extension JSONValue {
+    /// The value Yams produced for a YAML document, as JSON.
+    init(yaml: Any?) throws {
+        switch yaml {
+        case nil, is NSNull: self = .null
+        case let value as Bool: self = .bool(value)
+        case let value as Int: self = .int(value)
+        case let value as Double: self = .number("\(value)")
+        case let value as String: self = .string(value)
+        case let list as [Any]: self = .array(try list.map { try JSONValue(yaml: $0) })
+        case let map as [String: Any]:
+            self = .object(try map.keys.sorted().map { ($0, try JSONValue(yaml: map[$0])) })
+        default:
+            throw PipelineError(recipe: "", path: "", problem: "unsupported YAML value \(String(describing: yaml))")
+        }
+    }
+
+    /// `self` with the entries of `other` merged in (objects recursively; anything else replaced).
+    func merging(_ other: JSONValue) -> JSONValue {
+        guard case .object(var mine) = self, case .object(let theirs) = other else { return other }
+        for (key, value) in theirs {
+            if let index = mine.firstIndex(where: { $0.key == key }) {
+                mine[index].value = mine[index].value.merging(value)
+            } else {
+                mine.append((key, value))
+            }
+        }
+        return .object(mine)
+    }
+}

@@ -1,0 +1,165 @@
+import Foundation
+import LatheBuiltins
+import LatheCore
+import LathePipeline
+import LatheTestSupport
+import Testing
+
+enum BasisArtifact: PassArtifactKey {
+    typealias Value = [Float]
+    static let name = "basis"
+}
+
+/// Produces the `basis` artifact.
+struct ProducerPass: ModelPass {
+    struct Options: Codable, Sendable { var needs: String? }
+    static let passID = "producer"
+    static let summary = "test: produces a basis"
+    let needs: String?
+    init(options: Options) { needs = options.needs }
+    func plan(_ graph: ModelGraph) throws -> PassPlan {
+        PassPlan(requires: needs.map { [$0] } ?? [], produces: ["basis"])
+    }
+    func apply(_ graph: inout ModelGraph, context: inout PassContext) throws {
+        context[BasisArtifact.self] = [1, 2, 3]
+    }
+}
+
+/// Consumes `basis`, and may produce another artifact.
+struct ConsumerPass: ModelPass {
+    struct Options: Codable, Sendable { var makes: String? }
+    static let passID = "consumer"
+    static let summary = "test: needs a basis"
+    let makes: String?
+    init(options: Options) { makes = options.makes }
+    func plan(_ graph: ModelGraph) throws -> PassPlan {
+        PassPlan(requires: ["basis"], produces: makes.map { [$0] } ?? [])
+    }
+    func apply(_ graph: inout ModelGraph, context: inout PassContext) throws {
+        _ = try context.require(BasisArtifact.self, by: Self.passID)
+    }
+}
+
+func testRegistry() throws -> Registry {
+    var builder = RegistryBuilder()
+    try builder.register(pass: ProducerPass.self)
+    try builder.register(pass: ConsumerPass.self)
+    return builder.build()
+}
+
+func recipe(_ yaml: String) throws -> Recipe {
+    try Recipe.parse(yaml, source: "test.yaml") { try RecipeLibrary.load($0) }
+}
+
+@Suite("Pipeline")
+struct PipelineTests {
+    @Test("an unknown pass id is an error naming the step and listing the known ids")
+    func unknownPass() throws {
+        let graph = try TinyModel.graph()
+        #expect {
+            try Pipeline.plan(recipe("steps:\n  - pass: pca\n"), for: graph, registry: LatheBuiltins.registry)
+        } throws: { error in
+            let message = (error as? PipelineError)?.errorDescription ?? ""
+            return message.hasPrefix("test.yaml: steps[0]: unknown pass 'pca'") && message.contains("quantize-ggml")
+        }
+    }
+
+    @Test("a bad option names its path in the recipe")
+    func badOption() throws {
+        let graph = try TinyModel.graph()
+        #expect {
+            try Pipeline.plan(
+                recipe("steps:\n  - pass: quantize-ggml\n    options:\n      type: q3_x\n"), for: graph,
+                registry: LatheBuiltins.registry)
+        } throws: { error in
+            (error as? PipelineError)?.errorDescription?.contains(
+                "steps[0]: options of pass 'quantize-ggml': type: got q3_x") == true
+        }
+        #expect {
+            try Pipeline.plan(
+                recipe("steps:\n  - pass: quantize-ggml\n    options:\n      tensors: attn\n"), for: graph,
+                registry: LatheBuiltins.registry)
+        } throws: { error in
+            (error as? PipelineError)?.errorDescription?.contains("steps[0]: test.yaml") == false
+                && (error as? PipelineError)?.errorDescription?.contains("missing required field 'type'") == true
+        }
+    }
+
+    @Test("a missing artifact names the step that needs it")
+    func missingArtifact() throws {
+        #expect {
+            try Pipeline.plan(recipe("steps:\n  - pass: consumer\n"), for: TinyModel.graph(), registry: testRegistry())
+        } throws: { error in
+            (error as? PipelineError)?.errorDescription
+                == "test.yaml: steps[0] (consumer): needs the artifact 'basis', which no step of the recipe produces"
+        }
+    }
+
+    @Test("steps are reordered so producers run first; cycles are refused")
+    func ordering() throws {
+        let (passes, plan) = try Pipeline.plan(
+            recipe("steps:\n  - pass: consumer\n  - pass: producer\n"), for: TinyModel.graph(), registry: testRegistry()
+        )
+        #expect(plan.steps.map(\.passID) == ["producer", "consumer"])
+        _ = try Pipeline.run(passes, on: TinyModel.graph())
+        #expect {
+            try Pipeline.plan(
+                recipe(
+                    "steps:\n  - pass: consumer\n    options: {makes: other}\n  - pass: producer\n    options: {needs: other}\n"
+                ),
+                for: TinyModel.graph(), registry: testRegistry())
+        } throws: { error in
+            (error as? PipelineError)?.errorDescription?.contains(
+                "the artifacts form a cycle between steps[0] (consumer), steps[1] (producer)") == true
+        }
+    }
+
+    @Test("the plan of a built-in recipe lists every decision, the output size and bits per weight")
+    func builtinPlan() throws {
+        let graph = try TinyModel.graph()
+        let (_, plan) = try Pipeline.plan(try RecipeLibrary.load("q8_0"), for: graph, registry: LatheBuiltins.registry)
+        let matrices = graph.tensors.filter { $0.info.shape.rank == 2 }
+        #expect(plan.recipe.source == "builtin:q8_0" && plan.recipe.strict)
+        #expect(plan.steps.count == 1)
+        #expect(plan.steps[0].plan.decisions.map(\.tensor) == matrices.map(\.name))
+        #expect(plan.steps[0].plan.decisions.allSatisfy { $0.to == .quantized(.ggml(.q8_0)) })
+        #expect(plan.fallbacks.isEmpty)
+        let expectedBytes = try graph.tensors.reduce(0) { total, tensor in
+            total
+                + (tensor.info.shape.rank == 2
+                    ? try DType.quantized(.ggml(.q8_0)).byteCount(for: tensor.info.shape) : try tensor.info.byteCount())
+        }
+        #expect(plan.outputBytes == expectedBytes)
+        #expect(plan.bitsPerWeight > 8.5 && plan.bitsPerWeight < 9)
+    }
+
+    @Test("an included recipe's options can be overridden by pass id")
+    func includes() throws {
+        let merged = try recipe(
+            "include: q4_1\noptions:\n  quantize-ggml:\n    overrides:\n      - {pattern: token_embd, type: q8_0}\n")
+        #expect(merged.steps.count == 1)
+        #expect(merged.steps[0].options["type"] == .string("q4_1"))
+        #expect(merged.steps[0].options["overrides"]?.arrayValue?.count == 1)
+        #expect(try RecipeLibrary.load("q4_1-q8-embed").steps[0].options == merged.steps[0].options)
+        #expect(throws: PipelineError.self) { try recipe("include: q4_1\noptions:\n  cast: {to: f16}\n") }
+    }
+
+    @Test("strict recipes refuse a tensor the output cannot store")
+    func strictness() throws {
+        var yaml = "steps:\n  - pass: quantize-ggml\n    options: {type: q8_0}\noutputs:\n  - format: safetensors\n"
+        #expect(throws: PipelineError.self) {
+            try Pipeline.plan(recipe(yaml), for: TinyModel.graph(), registry: LatheBuiltins.registry)
+        }
+        yaml += "strict: false\n"
+        let (_, plan) = try Pipeline.plan(recipe(yaml), for: TinyModel.graph(), registry: LatheBuiltins.registry)
+        let matrices = try TinyModel.graph().tensors.filter { $0.info.shape.rank == 2 }.count
+        #expect(plan.fallbacks.count == matrices)
+    }
+
+    @Test("every built-in recipe loads and plans on the tiny model", arguments: RecipeLibrary.builtinNames)
+    func builtins(name: String) throws {
+        let loaded = try RecipeLibrary.load(name)
+        #expect(!loaded.description.isEmpty)
+        _ = try Pipeline.plan(loaded, for: TinyModel.graph(), registry: LatheBuiltins.registry)
+    }
+}
