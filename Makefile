@@ -75,8 +75,10 @@ demo: build model
 	$(LATHE) recipes
 	$(LATHE) plan q4_1-q8-embed $(DEMO)/smollm2-f32.safetensors
 	$(LATHE) convert $(DEMO)/smollm2-f32.safetensors -o $(DEMO)/smollm2-q4_1.gguf --recipe q4_1-q8-embed --force
+	$(LATHE) inspect $(DEMO)/smollm2-q4_1.gguf | grep -E "^(Format|Manifest|Tensors)"
 	$(LATHE) diff $(MODEL) $(DEMO)/smollm2-q4_1.gguf
-	@cmp $(MODEL) $(DEMO)/smollm2-q4_1.gguf && echo "byte-identical: the round trip reproduced the original file"
+	$(LATHE) convert $(DEMO)/smollm2-f32.safetensors -o $(DEMO)/smollm2-plain.gguf --recipe q4_1-q8-embed --no-manifest --force
+	@cmp $(MODEL) $(DEMO)/smollm2-plain.gguf && echo "byte-identical: without its manifest, the round trip reproduces the original file"
 	@echo
 	$(LATHE) eval ppl $(MODEL) --text $(WIKITEXT) --ctx 512 --chunks 8
 	@echo

@@ -21,9 +21,10 @@ public struct ModelComparison {
     public var tensors: [TensorDifference] = []
     public var tokenizerDifferences: [String] = []
 
-    /// Keys that describe how a file encodes the model, not the model: formats add or recompute them.
+    /// Keys that describe how a file encodes the model or where it came from, not the model itself:
+    /// formats add or recompute them, and recipe outputs record their provenance.
     public static let encodingKeys: Set<String> = [
-        "general.file_type", "general.quantization_version", "general.alignment",
+        "general.file_type", "general.quantization_version", "general.alignment", "lathe.manifest",
     ]
 
     public init(_ a: ModelGraph, _ b: ModelGraph, diagnostics: Diagnostics = .silent) throws {

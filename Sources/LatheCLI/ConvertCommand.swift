@@ -39,6 +39,7 @@ struct Convert: ParsableCommand {
     @Option(help: "Run a recipe (built-in name or file) instead of --type/--tensor-type.") var recipe: String?
     @Option(help: "Split safetensors output into shards of at most this many bytes.") var maxShardSize: Int?
     @Flag(help: "Overwrite an existing output.") var force = false
+    @Flag(help: "With --recipe, do not embed the provenance manifest (lathe.manifest).") var noManifest = false
     @Flag(help: "Print the write report as JSON.") var json = false
     @OptionGroup var inputOptions: InputOptions
 
@@ -62,6 +63,7 @@ struct Convert: ParsableCommand {
             throw LatheError.fileAccess(path: outputURL.path, reason: "already exists; pass --force to overwrite it")
         }
 
+        var recipeUsed: Recipe?
         var source = try ModelInput.open(
             URL(fileURLWithPath: input), format: inputOptions.format,
             options: ReadOptions(diagnostics: printer.diagnostics))
@@ -70,9 +72,15 @@ struct Convert: ParsableCommand {
             loadedRecipe.outputs = [Recipe.Output(format: formatID, options: [:])]
             let (passes, _) = try Pipeline.plan(loadedRecipe, for: source, registry: LatheBuiltins.registry)
             source = try Pipeline.run(passes, on: source, diagnostics: printer.diagnostics)
+            recipeUsed = loadedRecipe
         }
-        let graph = try plan.apply(
+        var graph = try plan.apply(
             to: source, supports: Swift.type(of: writer).supports, writerID: formatID, diagnostics: printer.diagnostics)
+        if let recipeUsed, !noManifest {
+            let manifest = try Provenance.manifest(
+                recipe: recipeUsed, input: URL(fileURLWithPath: input), seed: 0, graph: graph)
+            graph.metadata[Provenance.metadataKey] = .string(manifest.serialized())
+        }
         var parameters: [String: String] = [:]
         if let maxShardSize { parameters["max-shard-size"] = String(maxShardSize) }
         let report = try writer.write(

@@ -10,7 +10,8 @@ struct Diff: ParsableCommand {
         discussion: """
             Both models are read in Lathe's canonical layout, so a GGUF file and its safetensors conversion compare \
             tensor by tensor. Reported: metadata keys added, removed or changed (except the keys that only describe \
-            a file's encoding: general.file_type, general.quantization_version, general.alignment); tokenizer \
+            a file's encoding or provenance: general.file_type, general.quantization_version, general.alignment, \
+            lathe.manifest); tokenizer \
             differences; tensors \
             present in one only or with another shape; and for every shared tensor the relative L2 error \
             ‖b − a‖ / ‖a‖ and the largest absolute difference after dequantization (one tensor at a time).

@@ -78,6 +78,16 @@ struct ModelSummary {
             lines.append("Tokenizer:  none")
         }
         lines.append("Metadata:   \(graph.metadata.count) keys")
+        if let text = graph.metadata["lathe.manifest"]?.stringValue, let manifest = try? JSONValue.parse(text) {
+            let recipe = manifest["recipe"]
+            let inputs = (manifest["inputs"]?.arrayValue ?? []).map {
+                "\($0["name"]?.stringValue ?? "?") sha256 \(($0["sha256"]?.stringValue ?? "").prefix(12))…"
+            }
+            lines.append(
+                "Manifest:   recipe \(recipe?["name"]?.stringValue ?? "?") (\(recipe?["source"]?.stringValue ?? "?")), Lathe \(manifest["lathe_version"]?.stringValue ?? "?"), "
+                    + "seed \(manifest["seed"].map { $0.serialized() } ?? "?"); input \(inputs.joined(separator: ", "))"
+            )
+        }
         lines.append(
             "Tensors:    \(graph.tensors.count) (\(dtypeCounts.map { "\($0.1) \($0.0)" }.joined(separator: ", "))), "
                 + "\(elements) weights, \(formatBytes(bytes)), \(String(format: "%.3f", bitsPerWeight)) bits/weight")

@@ -258,15 +258,24 @@ struct RecipeConversionTests {
             work.appendingPathComponent("a.gguf"), work.appendingPathComponent("b.gguf"),
             work.appendingPathComponent("c.gguf")
         )
+        let d = work.appendingPathComponent("d.gguf")
         #expect(runLathe(["convert", input.path, "-o", a.path, "--recipe", name]) == nil)
         #expect(runLathe(["convert", input.path, "-o", b.path, "--type", name]) == nil)
         #expect(runLathe(["convert", input.path, "-o", c.path, "--recipe", name]) == nil)
-        let bytes = try Data(contentsOf: a)
-        #expect(bytes == (try Data(contentsOf: b)))
-        #expect(bytes == (try Data(contentsOf: c)))
+        #expect(runLathe(["convert", input.path, "-o", d.path, "--recipe", name, "--no-manifest"]) == nil)
         #expect(
-            try ModelInput.open(a, options: ReadOptions(naming: .gguf))["blk.0.attn_q.weight"]?.info.dtype
-                == EncodingName.parse(name))
+            try Data(contentsOf: d) == Data(contentsOf: b), "without the manifest, the recipe writes --type's bytes")
+        #expect(try Data(contentsOf: a) == Data(contentsOf: c), "two runs of a recipe are byte-identical")
+        let graph = try ModelInput.open(a, options: ReadOptions(naming: .gguf))
+        #expect(graph["blk.0.attn_q.weight"]?.info.dtype == (try EncodingName.parse(name)))
+        let manifest = try JSONValue.parse(try #require(graph.metadata["lathe.manifest"]?.stringValue))
+        #expect(manifest["recipe"]?["name"] == .string(name))
+        #expect(manifest["recipe"]?["source"] == .string("builtin:\(name)"))
+        #expect(manifest["inputs"]?.arrayValue?.first?["sha256"] == .string(try SHA256.file(input.path)))
+        #expect(manifest["tensors"]?["model.layers.0.self_attn.q_proj.weight"] == .string(name.uppercased()))
+        #expect(
+            try ModelComparison(ModelInput.open(a), ModelInput.open(b)).identical,
+            "the manifest is provenance, not a difference")
     }
 
     @Test("--recipe and --type together are refused; a strict recipe's fallback is an error and writes nothing")

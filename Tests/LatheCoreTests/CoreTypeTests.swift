@@ -148,3 +148,44 @@ struct AtomicOutputTests {
         #expect(try Data(contentsOf: destination) == Data([5]))
     }
 }
+
+@Suite("SHA-256")
+struct SHA256Tests {
+    @Test(
+        "FIPS 180-4 test vectors",
+        arguments: [
+            ("", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+            ("abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+            (
+                "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+                "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
+            ),
+        ])
+    func vectors(text: String, digest: String) {
+        var hasher = SHA256()
+        hasher.update(Array(text.utf8))
+        #expect(hasher.finalize() == digest)
+    }
+
+    @Test("streaming in odd pieces equals one shot; a million 'a's")
+    func streaming() {
+        var hasher = SHA256()
+        let chunk = [UInt8](repeating: UInt8(ascii: "a"), count: 999)
+        var remaining = 1_000_000
+        while remaining > 0 {
+            let n = min(remaining, chunk.count)
+            hasher.update(Array(chunk.prefix(n)))
+            remaining -= n
+        }
+        #expect(hasher.finalize() == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+    }
+
+    @Test(
+        "the SmolLM2 file hashes to the sha256 that setup checks",
+        .enabled(if: Fixtures.smolLM2IsAvailable, Comment(rawValue: Fixtures.smolLM2SkipReason)))
+    func realFile() throws {
+        #expect(
+            try SHA256.file(Fixtures.smolLM2.path) == "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+        )
+    }
+}

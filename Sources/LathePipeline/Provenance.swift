@@ -1,0 +1,80 @@
+import Foundation
+import LatheCore
+
+/// The manifest every recipe output embeds (metadata key `lathe.manifest`, a JSON string): the
+/// resolved recipe, Lathe's version, the seed, the sha256 of every input file and of the
+/// calibration text, and the encoding of every tensor. It holds no timestamps or absolute paths, so
+/// the same run twice gives the same bytes.
+public enum Provenance {
+    public static let metadataKey = "lathe.manifest"
+
+    public static func manifest(
+        recipe: Recipe, input: URL, calibrationText: URL? = nil, seed: UInt64, graph: ModelGraph,
+        verification: JSONValue? = nil
+    ) throws -> JSONValue {
+        var fields: [(key: String, value: JSONValue)] = [
+            ("lathe_version", .string(LatheVersion.current)),
+            (
+                "recipe",
+                .object([
+                    ("name", .string(recipe.name)),
+                    (
+                        "source",
+                        .string(
+                            recipe.source.hasPrefix("builtin:")
+                                ? recipe.source : URL(fileURLWithPath: recipe.source).lastPathComponent)
+                    ),
+                    (
+                        "steps",
+                        .array(recipe.steps.map { .object([("pass", .string($0.pass)), ("options", $0.options)]) })
+                    ),
+                    ("outputs", .array(recipe.outputs.map { JSONValue.string($0.format) })),
+                    ("strict", .bool(recipe.strict)),
+                ])
+            ),
+            ("seed", .number(String(seed))),
+            ("inputs", .array(try digests(input))),
+        ]
+        if let calibrationText {
+            fields.append(
+                (
+                    "calibration_text",
+                    .object([
+                        ("name", .string(calibrationText.lastPathComponent)),
+                        ("sha256", .string(try SHA256.file(calibrationText.path))),
+                    ])
+                ))
+        }
+        fields.append(("tensors", .object(graph.tensors.map { ($0.name, .string("\($0.info.dtype)")) })))
+        if let verification { fields.append(("verification", verification)) }
+        return .object(fields)
+    }
+
+    /// sha256 and size of the input: the file itself, or every file of a directory (relative paths, sorted).
+    static func digests(_ input: URL) throws -> [JSONValue] {
+        var isDirectory: ObjCBool = false
+        _ = FileManager.default.fileExists(atPath: input.path, isDirectory: &isDirectory)
+        let files: [(name: String, url: URL)]
+        if isDirectory.boolValue {
+            let names = (FileManager.default.enumerator(atPath: input.path)?.compactMap { $0 as? String } ?? [])
+                .sorted()
+            files = names.map { (name: $0, url: input.appendingPathComponent($0)) }.filter {
+                !$0.url.hasDirectoryPath && isRegularFile($0.url)
+            }
+        } else {
+            files = [(input.lastPathComponent, input)]
+        }
+        return try files.map { file in
+            let size = (try FileManager.default.attributesOfItem(atPath: file.url.path)[.size] as? Int) ?? 0
+            return .object([
+                ("name", .string(file.name)), ("bytes", .int(size)),
+                ("sha256", .string(try SHA256.file(file.url.path))),
+            ])
+        }
+    }
+
+    private static func isRegularFile(_ url: URL) -> Bool {
+        var isDirectory: ObjCBool = false
+        return FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) && !isDirectory.boolValue
+    }
+}
