@@ -23,7 +23,8 @@ public struct LatheCommand: AsyncParsableCommand {
             """,
         version: LatheVersion.current,
         subcommands: [
-            Inspect.self, Convert.self, Diff.self, Plan.self, Recipes.self, Run.self, Eval.self, Verify.self,
+            Inspect.self, Convert.self, Diff.self, Plan.self, Recipes.self, Calibrate.self, Run.self, Eval.self,
+            Verify.self,
             Plugins.self,
         ]
     )

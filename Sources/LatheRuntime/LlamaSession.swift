@@ -13,6 +13,8 @@ public final class LlamaSession {
     /// workers spin between calls and would take the cores from everything that is not a GEMM.
     public let threads: Int
     public private(set) var position = 0
+    /// Sees the activations at the named sites of every layer (calibration statistics, hooks).
+    public var observer: (any ActivationObserver)?
 
     private let config: LlamaConfig
     private var keys: [[Float]]
@@ -102,11 +104,14 @@ public final class LlamaSession {
         let (heads, kvHeads) = (config.headCount, config.kvHeadCount)
         let (qDim, kvDim) = (heads * hd, kvHeads * hd)
         let normed = Self.rmsNorm(x, w.attentionNorm, rows: t, epsilon: config.normEpsilon)
+        notify(.attentionInput, layer, normed, rows: t, width: h)
         var q = project(normed, rows: t, w.q, out: qDim, in: h)
         var k = project(normed, rows: t, w.k, out: kvDim, in: h)
         let v = project(normed, rows: t, w.v, out: kvDim, in: h)
         applyRope(&q, rows: t, heads: heads)
         applyRope(&k, rows: t, heads: kvHeads)
+        notify(.values, layer, v, rows: t, width: kvDim)
+        notify(.rotatedKeys, layer, k, rows: t, width: kvDim)
         let start = position
         keys[layer].withUnsafeMutableBufferPointer { cache in
             for i in 0..<(t * kvDim) { cache[start * kvDim + i] = k[i] }
@@ -150,6 +155,7 @@ public final class LlamaSession {
                 }
             }
         }
+        notify(.attentionOutputInput, layer, attended, rows: t, width: qDim)
         let projected = project(attended, rows: t, w.o, out: h, in: qDim)
         for i in x.indices { x[i] += projected[i] }
     }
@@ -158,6 +164,7 @@ public final class LlamaSession {
         let w = weights.layers[layer]
         let (h, f) = (config.hiddenSize, config.ffnSize)
         let normed = Self.rmsNorm(x, w.ffnNorm, rows: t, epsilon: config.normEpsilon)
+        notify(.mlpInput, layer, normed, rows: t, width: h)
         var gate = project(normed, rows: t, w.gate, out: f, in: h)
         let up = project(normed, rows: t, w.up, out: f, in: h)
         gate.withUnsafeMutableBufferPointer { g in
@@ -171,8 +178,14 @@ public final class LlamaSession {
                 }
             }
         }
+        notify(.downInput, layer, gate, rows: t, width: f)
         let down = project(gate, rows: t, w.down, out: h, in: f)
         for i in x.indices { x[i] += down[i] }
+    }
+
+    private func notify(_ site: ActivationSite, _ layer: Int, _ values: [Float], rows: Int, width: Int) {
+        guard let observer else { return }
+        values.withUnsafeBufferPointer { observer.observe(site, layer: layer, rows: rows, width: width, values: $0) }
     }
 
     // MARK: - Kernels

@@ -1,0 +1,158 @@
+import Foundation
+import LatheCore
+import LinearAlgebra
+
+/// Second-moment statistics of activations at every site and layer (per KV head where the site is
+/// per head), accumulated in Float64 over calibration windows: Σ xxᵀ, Σ x and the row count. They
+/// are what PCA bases and GPTQ Hessians are computed from, and they travel as a ModelGraph of F64
+/// tensors (written as safetensors; schema in formats/calibration.md).
+public final class CalibrationStatistics: ActivationObserver {
+    /// One accumulator: `width × width` Σ xxᵀ, `width` Σ x, and the number of rows seen.
+    public struct Moments: Sendable {
+        public var width: Int
+        public var secondMoment: [Double]
+        public var sum: [Double]
+        public var count: Int
+
+        init(width: Int) {
+            self.width = width
+            secondMoment = [Double](repeating: 0, count: width * width)
+            sum = [Double](repeating: 0, count: width)
+            count = 0
+        }
+
+        /// The covariance-like matrix Σ xxᵀ / n (uncentred, as the rotation methods use it).
+        public var meanSecondMoment: [Double] { secondMoment.map { $0 / Double(max(count, 1)) } }
+    }
+
+    public let headDim: Int
+    public private(set) var moments: [String: Moments] = [:]
+    public var sites: Set<ActivationSite>
+
+    public init(headDim: Int, sites: Set<ActivationSite> = Set(ActivationSite.allCases)) {
+        self.headDim = headDim
+        self.sites = sites
+    }
+
+    /// The tensor-name stem of a site, layer and head: `attn_input.3`, `k_rope.3.head1`.
+    public static func key(_ site: ActivationSite, layer: Int, head: Int? = nil) -> String {
+        "\(site.rawValue).\(layer)" + (head.map { ".head\($0)" } ?? "")
+    }
+
+    public func observe(_ site: ActivationSite, layer: Int, rows: Int, width: Int, values: UnsafeBufferPointer<Float>) {
+        guard sites.contains(site) else { return }
+        if site.isPerHead {
+            for head in 0..<(width / headDim) {
+                accumulate(
+                    Self.key(site, layer: layer, head: head), values, rows: rows, stride: width, offset: head * headDim,
+                    width: headDim)
+            }
+        } else {
+            accumulate(Self.key(site, layer: layer), values, rows: rows, stride: width, offset: 0, width: width)
+        }
+    }
+
+    private func accumulate(
+        _ key: String, _ values: UnsafeBufferPointer<Float>, rows: Int, stride: Int, offset: Int, width: Int
+    ) {
+        var entry = moments[key] ?? Moments(width: width)
+        moments[key] = nil  // keep the arrays uniquely referenced while they are updated
+        var x = [Double](repeating: 0, count: rows * width)
+        for r in 0..<rows {
+            for c in 0..<width {
+                let v = Double(values[r * stride + offset + c])
+                x[r * width + c] = v
+                entry.sum[c] += v
+            }
+        }
+        x.withUnsafeBufferPointer { xp in
+            entry.secondMoment.withUnsafeMutableBufferPointer { mp in
+                // Σ xxᵀ += Xᵀ X, in double.
+                BLAS.gemm(
+                    transA: .transposed, m: width, n: width, k: rows, a: xp.baseAddress!, lda: width,
+                    b: xp.baseAddress!, ldb: width,
+                    beta: 1, c: mp.baseAddress!, ldc: width)
+            }
+        }
+        entry.count += rows
+        moments[key] = entry
+    }
+
+    /// Runs `windows` random windows of `length` tokens from `tokens` (seeded, so the same on every
+    /// machine) through `session` and accumulates the statistics.
+    public func collect(
+        _ session: LlamaSession, tokens: [Int], windows: Int, length: Int, seed: UInt64,
+        diagnostics: Diagnostics = .silent
+    ) throws {
+        guard tokens.count > length else {
+            throw LatheError.invalidValue(
+                field: "calibration text", value: "\(tokens.count) tokens",
+                expected: "more than the window length \(length)")
+        }
+        var generator = SeededGenerator(seed: seed)
+        let previous = session.observer
+        session.observer = self
+        defer { session.observer = previous }
+        for window in 0..<windows {
+            let start = generator.nextIndex(below: tokens.count - length)
+            session.reset()
+            _ = try session.forward(Array(tokens[start..<(start + length)]))
+            diagnostics.progress(
+                .calibrating, fraction: Double(window + 1) / Double(windows), "window \(window + 1)/\(windows)")
+        }
+    }
+
+    /// The statistics as F64 tensors `<key>.second_moment` [w, w], `<key>.sum` [w] and I64 `<key>.count` [].
+    public func graph(metadata: Metadata) throws -> ModelGraph {
+        var graph = try ModelGraph(source: "calibration", metadata: metadata)
+        for key in moments.keys.sorted() {
+            guard let m = moments[key] else { continue }
+            try graph.append(
+                Tensor(
+                    info: TensorInfo(name: key + ".second_moment", dtype: .f64, shape: [m.width, m.width]),
+                    storage: TensorStorage(values: m.secondMoment)))
+            try graph.append(
+                Tensor(
+                    info: TensorInfo(name: key + ".sum", dtype: .f64, shape: [m.width]),
+                    storage: TensorStorage(values: m.sum)))
+            try graph.append(
+                Tensor(
+                    info: TensorInfo(name: key + ".count", dtype: .i64, shape: []),
+                    storage: TensorStorage(values: [Int64(m.count)])))
+        }
+        return graph
+    }
+
+    /// Statistics read back from such a graph (from Lathe or from an external engine).
+    public convenience init(graph: ModelGraph, headDim: Int) throws {
+        self.init(headDim: headDim)
+        for tensor in graph.tensors where tensor.name.hasSuffix(".second_moment") {
+            let key = String(tensor.name.dropLast(".second_moment".count))
+            guard tensor.info.dtype == .f64, tensor.info.shape.rank == 2,
+                tensor.info.shape.dimensions[0] == tensor.info.shape.dimensions[1]
+            else {
+                throw LatheError.inTensor(
+                    tensor.name,
+                    .invalidValue(
+                        field: "calibration tensor", value: "\(tensor.info.dtype) \(tensor.info.shape)",
+                        expected: "F64 [w, w]"))
+            }
+            let width = tensor.info.shape.dimensions[0]
+            let sum = try graph.tensor(named: key + ".sum")
+            let count = try graph.tensor(named: key + ".count")
+            guard sum.info.dtype == .f64, sum.info.shape == [width], count.info.dtype == .i64 else {
+                throw LatheError.inTensor(
+                    key,
+                    .invalidValue(
+                        field: "calibration tensors",
+                        value: "sum \(sum.info.dtype) \(sum.info.shape), count \(count.info.dtype)",
+                        expected: "F64 [\(width)] and I64 []"))
+            }
+            var m = Moments(width: width)
+            m.secondMoment = try tensor.storage().values(as: Double.self)
+            m.sum = try sum.storage().values(as: Double.self)
+            m.count = Int(try count.storage().values(as: Int64.self).first ?? 0)
+            moments[key] = m
+        }
+    }
+}
