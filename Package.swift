@@ -99,7 +99,10 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(
             name: "LatheBuiltinsTests",
-            dependencies: ["LatheBuiltins", "LatheCLI", "LatheCore", "Compression", "FormatGGUF", "LatheTestSupport"],
+            dependencies: [
+                "LatheBuiltins", "LatheCLI", "LatheCore", "LathePipeline", "Compression", "FormatGGUF",
+                "LatheTestSupport",
+            ],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "LinearAlgebraTests", dependencies: ["LinearAlgebra", "LatheTestSupport"],

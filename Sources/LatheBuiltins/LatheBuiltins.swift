@@ -17,6 +17,7 @@ public enum LatheBuiltins {
             try builder.register(writer: SafetensorsWriter.self)
             try builder.register(pass: CastPass.self)
             try builder.register(pass: QuantizeGGMLPass.self)
+            try builder.register(pass: ExternalPass.self)
         } catch {
             preconditionFailure("built-in registrations conflict: \(error)")
         }

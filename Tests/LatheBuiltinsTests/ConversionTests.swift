@@ -4,6 +4,7 @@ import FormatGGUF
 import Foundation
 import LatheBuiltins
 import LatheCore
+import LathePipeline
 import LatheTestSupport
 import Testing
 
@@ -300,5 +301,65 @@ struct RecipeConversionTests {
                 "builtin:q4_0: outputs: tensor 'model.embed_tokens.weight' would be Q4_0, which safetensors cannot store"
             ))
         #expect(try listing(work) == ["tiny.gguf"])
+    }
+}
+
+@Suite("Out-of-process passes")
+struct ExternalPassTests {
+    @Test(
+        "the Python example pass clamps outliers inside a recipe",
+        .enabled(if: Oracle.isAvailable, Comment(rawValue: Oracle.skipReason)))
+    func clampOutliers() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let graph = try TinyModel.graph()
+        let input = work.appendingPathComponent("tiny.safetensors")
+        _ = try LatheBuiltins.registry.writer("safetensors").write(graph, to: input, options: WriteOptions())
+        let script = Fixtures.packageRoot.appendingPathComponent("Examples/plugins/clamp_outliers.py").path
+        let recipe = work.appendingPathComponent("clamp.yaml")
+        try """
+        name: clamp
+        description: clamp MLP weights at 1.5 sigma
+        steps:
+          - pass: external
+            options:
+              command: [\(Oracle.python.path), \(script)]
+              options: {k: 1.5, pattern: mlp}
+        outputs:
+          - format: safetensors
+        """.write(to: recipe, atomically: true, encoding: .utf8)
+        let output = work.appendingPathComponent("clamped.safetensors")
+        #expect(runLathe(["convert", input.path, "-o", output.path, "--recipe", recipe.path]) == nil)
+        let result = try ModelInput.open(output)
+        for tensor in graph.tensors {
+            let before = try TensorCodec.decode(tensor)
+            let after = try TensorCodec.decode(try result.tensor(named: tensor.name))
+            guard tensor.name.contains("mlp"), tensor.info.shape.rank == 2 else {
+                #expect(after == before, "\(tensor.name) is untouched")
+                continue
+            }
+            let mean = before.reduce(0.0) { $0 + Double($1) } / Double(before.count)
+            let sigma = (before.reduce(0.0) { $0 + (Double($1) - mean) * (Double($1) - mean) } / Double(before.count))
+                .squareRoot()
+            let limit = Float(1.5 * sigma)
+            // Tolerance: numpy computes σ in float64 and clips in float32; allow one ulp of the limit.
+            for (x, y) in zip(before, after) {
+                #expect(abs(y - max(-limit, min(limit, x))) <= limit.ulp, "\(tensor.name)")
+            }
+            #expect(before.contains { abs($0) > limit }, "\(tensor.name) had outliers to clamp")
+        }
+        let plan = try Pipeline.plan(RecipeLibrary.load(recipe.path), for: graph, registry: LatheBuiltins.registry).plan
+        #expect(plan.steps[0].plan.changedTensors.count == 6)
+    }
+
+    @Test("a plugin that fails is one error naming the command")
+    func failingPlugin() throws {
+        let pass = try ExternalPass(options: .init(command: ["sh", "-c", "echo broken >&2; exit 3"], options: nil))
+        #expect {
+            try pass.plan(TinyModel.graph())
+        } throws: { error in
+            let text = (error as? LatheError)?.errorDescription ?? ""
+            return text.contains("exited with status 3: broken") && text.contains("sh -c")
+        }
     }
 }

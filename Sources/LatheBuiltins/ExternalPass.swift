@@ -1,0 +1,191 @@
+import FormatSafetensors
+import Foundation
+import LatheCore
+
+/// `external`: a pass written in any language, run as a separate program speaking the JSON protocol
+/// of formats/plugin-protocol.md. Lathe sends a JSON request on the program's standard input and
+/// reads a JSON reply from its standard output; tensors travel as safetensors files in a private
+/// temporary directory.
+public struct ExternalPass: ModelPass {
+    public struct Options: Codable, Sendable {
+        /// The program and its arguments, e.g. ["python3", "Examples/plugins/clamp_outliers.py"].
+        public var command: [String]
+        /// Options handed to the program as they are.
+        public var options: JSONValueBox?
+
+        public init(command: [String], options: JSONValueBox? = nil) {
+            self.command = command
+            self.options = options
+        }
+    }
+
+    public static let passID = "external"
+    public static let summary =
+        "run a pass implemented by another program (JSON on stdin/stdout, tensors as safetensors)"
+    public static let protocolVersion = "lathe-pass/1"
+
+    let command: [String]
+    let options: JSONValue
+
+    public init(options: Options) throws {
+        guard let program = options.command.first, !program.isEmpty else {
+            throw LatheError.invalidValue(
+                field: "options of pass 'external': command", value: "[]", expected: "the program and its arguments")
+        }
+        command = options.command
+        self.options = options.options?.value ?? .object([])
+    }
+
+    public func plan(_ graph: ModelGraph) throws -> PassPlan {
+        let reply = try call(action: "plan", graph: graph, input: nil, output: nil)
+        var plan = PassPlan(notes: reply["notes"]?.arrayValue?.compactMap(\.stringValue) ?? [])
+        plan.requires = reply["requires"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        plan.produces = reply["produces"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        for entry in reply["changes"]?.arrayValue ?? [] {
+            guard let name = entry["name"]?.stringValue, let tensor = graph[name] else {
+                throw failure("the plan names an unknown tensor \(entry.serialized())")
+            }
+            let dtype =
+                try entry["dtype"]?.stringValue.map { try EncodingName.parse($0, field: "changes.dtype") }
+                ?? tensor.info.dtype
+            plan.decisions.append(TensorDecision(tensor: name, from: tensor.info.dtype, to: dtype, reason: Self.passID))
+            plan.changedTensors.append(name)
+            plan.peakBytes = max(plan.peakBytes, try tensor.info.shape.elementCount() * 4 * 2)
+        }
+        return plan
+    }
+
+    public func apply(_ graph: inout ModelGraph, context: inout PassContext) throws {
+        let plan = try plan(graph)
+        guard !plan.changedTensors.isEmpty else { return }
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "lathe-external-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let input = scratch.appendingPathComponent("input.safetensors")
+        let output = scratch.appendingPathComponent("output.safetensors")
+        // The program gets the tensors it asked for, as F32 in Lathe's canonical layout.
+        var subset = try ModelGraph(source: graph.source)
+        for name in plan.changedTensors {
+            let tensor = try graph.tensor(named: name)
+            try subset.append(tensor.info.dtype == .f32 ? tensor : TensorCodec.convert(tensor, to: .f32))
+        }
+        _ = try SafetensorsWriter().write(subset, to: input, options: WriteOptions())
+        let reply = try call(action: "apply", graph: graph, input: input, output: output)
+        for note in reply["notes"]?.arrayValue?.compactMap(\.stringValue) ?? [] {
+            context.diagnostics.info("\(Self.passID): \(note)")
+        }
+        let result = try SafetensorsReader().read(output, options: ReadOptions())
+        for decision in plan.decisions {
+            guard let tensor = result[decision.tensor] else {
+                throw failure("the output lacks tensor '\(decision.tensor)'")
+            }
+            guard tensor.info.shape == (try graph.tensor(named: decision.tensor)).info.shape else {
+                throw failure(
+                    "tensor '\(decision.tensor)' came back as \(tensor.info.shape), not \((try graph.tensor(named: decision.tensor)).info.shape)"
+                )
+            }
+            // Copy the bytes: the scratch directory goes away with this call.
+            let owned = Tensor(
+                info: tensor.info, storage: TensorStorage(bytes: try tensor.storage().withUnsafeBytes { Array($0) }))
+            try graph.replace(tensor.info.dtype == decision.to ? owned : TensorCodec.convert(owned, to: decision.to))
+        }
+    }
+
+    private func failure(_ problem: String) -> LatheError {
+        .invalidValue(
+            field: "pass 'external' (\(command.joined(separator: " ")))", value: problem,
+            expected: "a reply following \(Self.protocolVersion)")
+    }
+
+    /// Runs the program with one request and returns its reply.
+    private func call(action: String, graph: ModelGraph, input: URL?, output: URL?) throws -> JSONValue {
+        var request: [(key: String, value: JSONValue)] = [
+            ("protocol", .string(Self.protocolVersion)), ("action", .string(action)), ("options", options),
+            (
+                "tensors",
+                .array(
+                    graph.tensors.map {
+                        .object([
+                            ("name", .string($0.name)), ("dtype", .string("\($0.info.dtype)")),
+                            ("shape", .array($0.info.shape.dimensions.map(JSONValue.int))),
+                        ])
+                    })
+            ),
+        ]
+        if let config = graph.config {
+            request.append(
+                (
+                    "config",
+                    .object([
+                        ("hidden_size", .int(config.hiddenSize)), ("layers", .int(config.layerCount)),
+                        ("heads", .int(config.headCount)),
+                        ("kv_heads", .int(config.kvHeadCount)), ("head_dim", .int(config.headDim)),
+                        ("ffn_size", .int(config.ffnSize)),
+                    ])
+                ))
+        }
+        if let input { request.append(("input", .string(input.path))) }
+        if let output { request.append(("output", .string(output.path))) }
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = command
+        let stdin = Pipe()
+        let stdout = Pipe()
+        let stderr = Pipe()
+        process.standardInput = stdin
+        process.standardOutput = stdout
+        process.standardError = stderr
+        do { try process.run() } catch { throw failure("cannot start: \(error.localizedDescription)") }
+        stdin.fileHandleForWriting.write(Data(JSONValue.object(request).serialized().utf8))
+        try? stdin.fileHandleForWriting.close()
+        let replyData = stdout.fileHandleForReading.readDataToEndOfFile()
+        let errors = stderr.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            let message = String(decoding: errors, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? ""
+            throw failure("exited with status \(process.terminationStatus): \(message)")
+        }
+        let reply: JSONValue
+        do {
+            reply = try replyData.withUnsafeBytes { raw in
+                try Result { () throws(JSONParseError) in try JSONValue.parse(raw) }.get()
+            }
+        } catch {
+            throw failure("the reply is not JSON")
+        }
+        if let problem = reply["error"]?.stringValue { throw failure(problem) }
+        return reply
+    }
+}
+
+/// Arbitrary JSON inside Codable options (the plugin's own options, passed through untouched).
+public struct JSONValueBox: Codable, Sendable {
+    public var value: JSONValue
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() {
+            value = .null
+        } else if let bool = try? container.decode(Bool.self) {
+            value = .bool(bool)
+        } else if let int = try? container.decode(Int.self) {
+            value = .int(int)
+        } else if let double = try? container.decode(Double.self) {
+            value = .number("\(double)")
+        } else if let string = try? container.decode(String.self) {
+            value = .string(string)
+        } else if let array = try? container.decode([JSONValueBox].self) {
+            value = .array(array.map(\.value))
+        } else {
+            let object = try container.decode([String: JSONValueBox].self)
+            value = .object(object.keys.sorted().compactMap { key in object[key].map { (key, $0.value) } })
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(value.serialized())
+    }
+}
