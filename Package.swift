@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "lathe", targets: ["lathe"]),
         .library(name: "LatheCore", targets: ["LatheCore"]),
         .library(name: "LatheBuiltins", targets: ["LatheBuiltins"]),
+        .library(name: "LatheCLI", targets: ["LatheCLI"]),
         .plugin(name: "LatheCommand", targets: ["LatheCommand"]),
     ],
     dependencies: [

@@ -6,7 +6,11 @@ import PassEncoding
 /// The one place that lists every built-in format and pass. Adding a format or pass is one line here.
 public enum LatheBuiltins {
     /// The registry of everything built in, frozen. Readers are tried in this order when sniffing.
-    public static let registry: Registry = {
+    public static let registry: Registry = builder().build()
+
+    /// A builder holding every built-in registration, for a program that adds its own formats or
+    /// passes (an in-process plugin) before freezing it.
+    public static func builder() -> RegistryBuilder {
         var builder = RegistryBuilder()
         do {
             try builder.register(reader: GGUFReader.self)
@@ -21,6 +25,6 @@ public enum LatheBuiltins {
         } catch {
             preconditionFailure("built-in registrations conflict: \(error)")
         }
-        return builder.build()
-    }()
+        return builder
+    }
 }

@@ -71,7 +71,7 @@ struct Calibrate: ParsableCommand {
         metadata["lathe.calibration.seed"] = .uint64(seed)
         metadata["lathe.calibration.head_dim"] = .uint32(UInt32(loaded.weights.config.headDim))
         let graph = try statistics.graph(metadata: metadata)
-        let report = try LatheBuiltins.registry.writer("safetensors").write(
+        let report = try LatheEnvironment.registry.writer("safetensors").write(
             graph, to: URL(fileURLWithPath: output),
             options: WriteOptions(overwrite: force, diagnostics: printer.diagnostics))
         print(

@@ -56,7 +56,7 @@ struct Convert: ParsableCommand {
             ["gguf", "safetensors"].contains(outputURL.pathExtension.lowercased())
             ? outputURL.pathExtension.lowercased() : nil
         let formatID = try to ?? named ?? loadedRecipe?.outputs.first?.format ?? Self.inferFormat(outputURL)
-        let writer = try LatheBuiltins.registry.writer(formatID)
+        let writer = try LatheEnvironment.registry.writer(formatID)
         let plan = ConversionPlan(
             defaultType: try type.map(ConversionPlan.parseType), rules: try tensorTypes.map(ConversionPlan.Rule.init))
         if FileManager.default.fileExists(atPath: outputURL.path), !force {
@@ -66,11 +66,11 @@ struct Convert: ParsableCommand {
         var recipeUsed: Recipe?
         var source = try ModelInput.open(
             URL(fileURLWithPath: input), format: inputOptions.format,
-            options: ReadOptions(diagnostics: printer.diagnostics))
+            options: ReadOptions(diagnostics: printer.diagnostics), registry: LatheEnvironment.registry)
         if var loadedRecipe {
             // The recipe's steps run; its output is the one named on the command line.
             loadedRecipe.outputs = [Recipe.Output(format: formatID, options: [:])]
-            let (passes, _) = try Pipeline.plan(loadedRecipe, for: source, registry: LatheBuiltins.registry)
+            let (passes, _) = try Pipeline.plan(loadedRecipe, for: source, registry: LatheEnvironment.registry)
             source = try Pipeline.run(passes, on: source, diagnostics: printer.diagnostics)
             recipeUsed = loadedRecipe
         }

@@ -29,8 +29,10 @@ struct Diff: ParsableCommand {
     func run() throws {
         let printer = StderrDiagnostics(verbose: input.verbose)
         let options = ReadOptions(diagnostics: printer.diagnostics)
-        let a = try ModelInput.open(URL(fileURLWithPath: first), format: input.format, options: options)
-        let b = try ModelInput.open(URL(fileURLWithPath: second), format: input.format, options: options)
+        let a = try ModelInput.open(
+            URL(fileURLWithPath: first), format: input.format, options: options, registry: LatheEnvironment.registry)
+        let b = try ModelInput.open(
+            URL(fileURLWithPath: second), format: input.format, options: options, registry: LatheEnvironment.registry)
         let report = try ModelComparison(a, b, diagnostics: printer.diagnostics)
         if json {
             printJSON(report.json(all: all))

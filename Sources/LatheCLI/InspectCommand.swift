@@ -24,7 +24,8 @@ struct Inspect: ParsableCommand {
     func run() throws {
         let printer = StderrDiagnostics(verbose: input.verbose)
         let options = ReadOptions(diagnostics: printer.diagnostics, naming: hfNames ? .huggingface : .gguf)
-        let graph = try ModelInput.open(URL(fileURLWithPath: path), format: input.format, options: options)
+        let graph = try ModelInput.open(
+            URL(fileURLWithPath: path), format: input.format, options: options, registry: LatheEnvironment.registry)
         let summary = try ModelSummary(graph)
         if json {
             printJSON(summary.json(tensors: tensors, metadata: metadata ? graph.metadata : nil))

@@ -1,4 +1,5 @@
 import ArgumentParser
+import LatheBuiltins
 import LatheCore
 
 /// The root of the `lathe` command tree.
@@ -35,4 +36,18 @@ public struct LatheCommand: AsyncParsableCommand {
 /// Parses the process arguments and runs the command (the executable's whole job).
 public func main() async {
     await LatheCommand.main()
+}
+
+/// Runs the CLI with a registry extended by an in-process plugin (see Examples/InProcessPlugin).
+public func main(registry: Registry) async {
+    LatheEnvironment.install(registry)
+    await LatheCommand.main()
+}
+
+/// The registry the commands use: the built-ins, or what a plugin program installed before parsing.
+public enum LatheEnvironment {
+    // Written once, before any command runs, and only read afterwards.
+    public private(set) nonisolated(unsafe) static var registry: Registry = LatheBuiltins.registry
+
+    static func install(_ registry: Registry) { self.registry = registry }
 }

@@ -30,8 +30,9 @@ struct Plan: ParsableCommand {
         let printer = StderrDiagnostics(verbose: input.verbose)
         let recipe = try RecipeLibrary.load(recipe)
         let graph = try ModelInput.open(
-            URL(fileURLWithPath: model), format: input.format, options: ReadOptions(diagnostics: printer.diagnostics))
-        let (_, plan) = try Pipeline.plan(recipe, for: graph, registry: LatheBuiltins.registry, strict: strict)
+            URL(fileURLWithPath: model), format: input.format, options: ReadOptions(diagnostics: printer.diagnostics),
+            registry: LatheEnvironment.registry)
+        let (_, plan) = try Pipeline.plan(recipe, for: graph, registry: LatheEnvironment.registry, strict: strict)
         if json {
             printJSON(Self.json(plan, model: graph.source))
         } else {

@@ -14,7 +14,7 @@ struct Plugins: ParsableCommand {
     var json = false
 
     func run() throws {
-        print(Self.render(LatheBuiltins.registry.entries, json: json))
+        print(Self.render(LatheEnvironment.registry.entries, json: json))
     }
 
     static func render(_ entries: [Registry.Entry], json: Bool) -> String {

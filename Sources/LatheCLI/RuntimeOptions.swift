@@ -52,7 +52,8 @@ struct LoadedModel {
 
     init(_ path: String, format: String?, diagnostics: Diagnostics) throws {
         graph = try ModelInput.open(
-            URL(fileURLWithPath: path), format: format, options: ReadOptions(diagnostics: diagnostics))
+            URL(fileURLWithPath: path), format: format, options: ReadOptions(diagnostics: diagnostics),
+            registry: LatheEnvironment.registry)
         guard let description = graph.tokenizer else {
             throw LatheError.missingField(
                 "tokenizer", in: "\(path) (the runtime needs tokenizer.* metadata or tokenizer.json)")

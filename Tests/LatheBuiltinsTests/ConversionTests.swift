@@ -363,3 +363,57 @@ struct ExternalPassTests {
         }
     }
 }
+
+@Suite("In-process plugins")
+struct InProcessPluginTests {
+    /// Runs a program and returns its standard output; throws with its standard error on failure.
+    func run(_ arguments: [String], in directory: URL? = nil) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        if let directory { process.currentDirectoryURL = directory }
+        let output = Pipe()
+        let errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        let out = output.fileHandleForReading.readDataToEndOfFile()
+        let err = errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw LatheError.invalidValue(
+                field: arguments.joined(separator: " "), value: "status \(process.terminationStatus)",
+                expected: String(decoding: err, as: UTF8.self))
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    @Test("a separate package adds a pass to the registry and runs it in a recipe")
+    func examplePackage() throws {
+        let package = Fixtures.packageRoot.appendingPathComponent("Examples/InProcessPlugin")
+        _ = try run(["swift", "build", "--package-path", package.path])
+        let binary = try run(["swift", "build", "--package-path", package.path, "--show-bin-path"]).trimmingCharacters(
+            in: .whitespacesAndNewlines)
+        let tool = URL(fileURLWithPath: binary).appendingPathComponent("lathe-plus").path
+        #expect(try run([tool, "plugins"]).contains("scale-norms"))
+
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let graph = try TinyModel.graph()
+        let input = work.appendingPathComponent("tiny.safetensors")
+        _ = try LatheBuiltins.registry.writer("safetensors").write(graph, to: input, options: WriteOptions())
+        let recipe = work.appendingPathComponent("scale.yaml")
+        try "name: scale\ndescription: double the norms\nsteps:\n  - pass: scale-norms\n    options: {factor: 2}\n"
+            .write(to: recipe, atomically: true, encoding: .utf8)
+        let output = work.appendingPathComponent("scaled.safetensors")
+        _ = try run([tool, "convert", input.path, "-o", output.path, "--recipe", recipe.path])
+        let result = try ModelInput.open(output)
+        for tensor in graph.tensors {
+            let before = try TensorCodec.decode(tensor)
+            let after = try TensorCodec.decode(try result.tensor(named: tensor.name))
+            #expect(after == (tensor.name.hasSuffix("norm.weight") ? before.map { $0 * 2 } : before), "\(tensor.name)")
+        }
+        // The stock CLI does not know the plugin's pass.
+        #expect(message(runLathe(["plan", recipe.path, input.path])).contains("unknown pass 'scale-norms'"))
+    }
+}
