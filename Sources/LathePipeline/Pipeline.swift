@@ -23,9 +23,12 @@ public struct PipelinePlan: Sendable {
 
 public enum Pipeline {
     /// Builds, orders, validates and plans `recipe` on `graph`. Nothing is read beyond headers.
+    /// `provided` names artifacts available before the first step (the calibration statistics, when
+    /// the recipe calibrates).
     public static func plan(
-        _ recipe: Recipe, for graph: ModelGraph, registry: Registry, strict: Bool? = nil
+        _ recipe: Recipe, for graph: ModelGraph, registry: Registry, strict: Bool? = nil, provided: Set<String>? = nil
     ) throws -> (passes: [any ModelPass], plan: PipelinePlan) {
+        let provided = provided ?? (recipe.calibration == nil ? [] : [CalibrationArtifact.name])
         var built: [(index: Int, pass: any ModelPass)] = []
         for (index, step) in recipe.steps.enumerated() {
             do {
@@ -68,7 +71,7 @@ public enum Pipeline {
                     problem: (error as? LatheError)?.errorDescription ?? "\(error)")
             }
         }
-        let ordered = try order(planned, recipe: recipe)
+        let ordered = try order(planned, recipe: recipe, provided: provided)
         let isStrict = strict ?? recipe.strict
         var fallbacks: [TensorDecision] = []
         for output in recipe.outputs {
@@ -100,7 +103,7 @@ public enum Pipeline {
     /// Orders steps so every artifact is produced before it is consumed (recipe order otherwise),
     /// refusing missing artifacts and cycles.
     static func order(
-        _ steps: [(index: Int, pass: any ModelPass, plan: PassPlan)], recipe: Recipe
+        _ steps: [(index: Int, pass: any ModelPass, plan: PassPlan)], recipe: Recipe, provided: Set<String>
     ) throws -> [(index: Int, pass: any ModelPass, plan: PassPlan)] {
         var producers: [String: Int] = [:]
         for (position, step) in steps.enumerated() {
@@ -109,7 +112,7 @@ public enum Pipeline {
         var dependencies: [Set<Int>] = []
         for step in steps {
             var needs = Set<Int>()
-            for artifact in step.plan.requires {
+            for artifact in step.plan.requires where !provided.contains(artifact) {
                 guard let producer = producers[artifact] else {
                     throw PipelineError(
                         recipe: recipe.source, path: "steps[\(step.index)] (\(recipe.steps[step.index].pass))",
@@ -139,10 +142,12 @@ public enum Pipeline {
 
     /// Applies the planned passes in order. Conversions stay lazy: tensors are computed when written.
     public static func run(
-        _ passes: [any ModelPass], on graph: ModelGraph, seed: UInt64 = 0, diagnostics: Diagnostics = .silent
+        _ passes: [any ModelPass], on graph: ModelGraph, context: PassContext = PassContext(),
+        diagnostics: Diagnostics = .silent
     ) throws -> ModelGraph {
         var graph = graph
-        var context = PassContext(seed: seed, diagnostics: diagnostics)
+        var context = context
+        context.diagnostics = diagnostics
         for (index, pass) in passes.enumerated() {
             diagnostics.progress(
                 .transforming, fraction: Double(index) / Double(max(passes.count, 1)), "\(type(of: pass).passID)")

@@ -28,10 +28,13 @@ public struct Recipe: Sendable {
     }
 
     public struct Calibration: Sendable {
+        /// The calibration text (the validation split, never the evaluation text).
         public var file: String
         public var windows: Int
         public var length: Int
         public var seed: UInt64
+        /// Statistics from an earlier `lathe calibrate` (or another engine) to reuse instead of collecting.
+        public var statistics: String?
     }
 
     public var name: String
@@ -126,7 +129,7 @@ public struct Recipe: Sendable {
             recipe.calibration = Calibration(
                 file: file, windows: calibration["windows"]?.intValue ?? 128,
                 length: calibration["length"]?.intValue ?? 512,
-                seed: UInt64(calibration["seed"]?.intValue ?? 0))
+                seed: UInt64(calibration["seed"]?.intValue ?? 0), statistics: calibration["statistics"]?.stringValue)
         }
         if let strict = json["strict"] {
             guard let value = strict.boolValue else {

@@ -7,23 +7,7 @@ import LinearAlgebra
 /// are what PCA bases and GPTQ Hessians are computed from, and they travel as a ModelGraph of F64
 /// tensors (written as safetensors; schema in formats/calibration.md).
 public final class CalibrationStatistics: ActivationObserver {
-    /// One accumulator: `width × width` Σ xxᵀ, `width` Σ x, and the number of rows seen.
-    public struct Moments: Sendable {
-        public var width: Int
-        public var secondMoment: [Double]
-        public var sum: [Double]
-        public var count: Int
-
-        init(width: Int) {
-            self.width = width
-            secondMoment = [Double](repeating: 0, count: width * width)
-            sum = [Double](repeating: 0, count: width)
-            count = 0
-        }
-
-        /// The covariance-like matrix Σ xxᵀ / n (uncentred, as the rotation methods use it).
-        public var meanSecondMoment: [Double] { secondMoment.map { $0 / Double(max(count, 1)) } }
-    }
+    public typealias Moments = ActivationMoments
 
     public let headDim: Int
     public private(set) var moments: [String: Moments] = [:]

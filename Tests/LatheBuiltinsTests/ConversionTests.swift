@@ -417,3 +417,49 @@ struct InProcessPluginTests {
         #expect(message(runLathe(["plan", recipe.path, input.path])).contains("unknown pass 'scale-norms'"))
     }
 }
+
+@Suite("Recipes with calibration and evaluation")
+struct CalibratedRecipeTests {
+    @Test("calibration is collected or reused, evaluation runs, and the manifest records both")
+    func calibrateAndEvaluate() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let input = work.appendingPathComponent("tiny.gguf")
+        _ = try GGUFWriter().write(TinyModel.graph(), to: input, options: WriteOptions())
+        let text = work.appendingPathComponent("text.txt")
+        try String(repeating: "the quick brown fox jumps over the lazy dog and runs away ", count: 20).write(
+            to: text, atomically: true, encoding: .utf8)
+        let stats = work.appendingPathComponent("stats.safetensors")
+        #expect(
+            runLathe([
+                "calibrate", input.path, "--text", text.path, "--windows", "2", "--length", "16", "-o", stats.path,
+            ]) == nil)
+        for (name, extra) in [("collect", ""), ("reuse", "\n  statistics: \(stats.path)")] {
+            let recipe = work.appendingPathComponent("\(name).yaml")
+            try """
+            name: \(name)
+            description: test
+            calibration:
+              file: \(text.path)
+              windows: 2
+              length: 16\(extra)
+            evaluate:
+              text: \(text.path)
+              ctx: 16
+              chunks: 2
+            steps:
+              - pass: quantize-ggml
+                options: {type: q8_0}
+            """.write(to: recipe, atomically: true, encoding: .utf8)
+            let output = work.appendingPathComponent("\(name).gguf")
+            let error = runLathe(["convert", input.path, "-o", output.path, "--recipe", recipe.path])
+            #expect(error == nil, "\(message(error))")
+            let manifest = try JSONValue.parse(
+                try #require(ModelInput.open(output).metadata["lathe.manifest"]?.stringValue))
+            #expect(manifest["calibration_text"]?["sha256"] == .string(try SHA256.file(text.path)))
+            let agreement = try #require(manifest["verification"]?["top1_agreement"]?.doubleValue)
+            #expect(agreement > 0.5 && agreement <= 1, "Q8_0 keeps most top-1 choices")
+            #expect(manifest["verification"]?["chunks"] == .int(2))
+        }
+    }
+}

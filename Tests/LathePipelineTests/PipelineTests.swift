@@ -163,3 +163,38 @@ struct PipelineTests {
         _ = try Pipeline.plan(loaded, for: TinyModel.graph(), registry: LatheBuiltins.registry)
     }
 }
+
+/// Needs the calibration statistics and records how many it saw.
+struct CalibrationConsumer: ModelPass {
+    struct Options: Codable, Sendable {}
+    static let passID = "needs-calibration"
+    static let summary = "test: reads the calibration artifact"
+    init(options: Options) {}
+    func plan(_ graph: ModelGraph) throws -> PassPlan { PassPlan(requires: [CalibrationArtifact.name]) }
+    func apply(_ graph: inout ModelGraph, context: inout PassContext) throws {
+        let moments = try context.require(CalibrationArtifact.self, by: Self.passID)
+        graph.metadata["test.moments"] = .uint32(UInt32(moments.count))
+    }
+}
+
+@Suite("Pipeline calibration artifact")
+struct PipelineCalibrationTests {
+    @Test("a recipe that calibrates provides the artifact to the steps that need it")
+    func provided() throws {
+        var builder = RegistryBuilder()
+        try builder.register(pass: CalibrationConsumer.self)
+        let registry = builder.build()
+        let graph = try TinyModel.graph()
+        #expect(throws: PipelineError.self) {
+            try Pipeline.plan(recipe("steps:\n  - pass: needs-calibration\n"), for: graph, registry: registry)
+        }
+        let calibrating = try recipe(
+            "calibration: {file: valid.txt, windows: 2}\nsteps:\n  - pass: needs-calibration\n")
+        #expect(calibrating.calibration?.windows == 2)
+        let (passes, _) = try Pipeline.plan(calibrating, for: graph, registry: registry)
+        var context = PassContext()
+        context[CalibrationArtifact.self] = ["attn_input.0": ActivationMoments(width: 4)]
+        let result = try Pipeline.run(passes, on: graph, context: context)
+        #expect(result.metadata["test.moments"] == .uint32(1))
+    }
+}

@@ -1,0 +1,86 @@
+import Foundation
+import LatheBuiltins
+import LatheCore
+import LathePipeline
+import LatheRuntime
+
+/// What `convert --recipe` does around the passes: calibration before them (collected, or reused
+/// from a statistics file), evaluation after them, and the provenance manifest.
+struct RecipeRunner {
+    let recipe: Recipe
+    let input: URL
+    let diagnostics: Diagnostics
+
+    /// The statistics the recipe asks for, as a pass-context artifact.
+    func calibration(for source: ModelGraph) throws -> PassContext {
+        var context = PassContext()
+        guard let settings = recipe.calibration else { return context }
+        guard let config = source.config else {
+            throw LatheError.missingField("Llama config", in: "\(source.source) (calibration runs the model)")
+        }
+        if let path = settings.statistics {
+            let graph = try ModelInput.open(
+                URL(fileURLWithPath: path), options: ReadOptions(diagnostics: diagnostics),
+                registry: LatheEnvironment.registry)
+            context[CalibrationArtifact.self] = try CalibrationStatistics(graph: graph, headDim: config.headDim).moments
+            return context
+        }
+        guard let description = source.tokenizer else {
+            throw LatheError.missingField("tokenizer", in: "\(source.source) (calibration tokenizes its text)")
+        }
+        let url = URL(fileURLWithPath: settings.file)
+        guard let data = FileManager.default.contents(atPath: url.path) else {
+            throw LatheError.fileAccess(path: url.path, reason: "cannot read the calibration text")
+        }
+        let tokens = try BPETokenizer(description).encode(String(decoding: data, as: UTF8.self))
+        let statistics = CalibrationStatistics(headDim: config.headDim)
+        try statistics.collect(
+            LlamaSession(weights: try LlamaWeights(source, diagnostics: diagnostics), maxContext: settings.length),
+            tokens: tokens,
+            windows: settings.windows, length: settings.length, seed: settings.seed, diagnostics: diagnostics)
+        context[CalibrationArtifact.self] = statistics.moments
+        return context
+    }
+
+    /// Base versus converted model on the recipe's evaluation text, as the manifest records it.
+    func evaluation(base: ModelGraph, candidate: ModelGraph) throws -> JSONValue? {
+        guard let settings = recipe.evaluation, let description = base.tokenizer else { return nil }
+        let url = URL(fileURLWithPath: settings.text)
+        guard let data = FileManager.default.contents(atPath: url.path) else {
+            throw LatheError.fileAccess(path: url.path, reason: "cannot read the evaluation text")
+        }
+        let tokens = try BPETokenizer(description).encode(String(decoding: data, as: UTF8.self))
+        let result = try Verifier.compare(
+            base: LlamaSession(weights: try LlamaWeights(base), maxContext: settings.ctx),
+            candidate: LlamaSession(weights: try LlamaWeights(candidate), maxContext: settings.ctx), tokens: tokens,
+            context: settings.ctx, maxChunks: settings.chunks, diagnostics: diagnostics)
+        func number(_ value: Double) -> JSONValue { .number(String(format: "%.9g", value)) }
+        return .object([
+            ("text", .string(url.lastPathComponent)), ("ctx", .int(settings.ctx)), ("chunks", .int(result.chunks)),
+            ("kl_mean", number(result.kl.mean)), ("kl_p99", number(result.kl.p99)),
+            ("top1_agreement", number(result.topOneAgreement)),
+            ("base_perplexity", number(result.basePerplexity)), ("perplexity", number(result.candidatePerplexity)),
+        ])
+    }
+
+    /// Runs the recipe's passes, then `finish` (the writer's encoding fallbacks), and returns the
+    /// converted graph with its manifest (unless disabled).
+    func run(
+        on source: ModelGraph, registry: Registry, format: String, withManifest: Bool,
+        finish: (ModelGraph) throws -> ModelGraph
+    ) throws -> ModelGraph {
+        var resolved = recipe
+        resolved.outputs = [Recipe.Output(format: format)]
+        let (passes, _) = try Pipeline.plan(resolved, for: source, registry: registry)
+        var graph = try finish(
+            Pipeline.run(passes, on: source, context: try calibration(for: source), diagnostics: diagnostics))
+        guard withManifest else { return graph }
+        let verification = try evaluation(base: source, candidate: graph)
+        let manifest = try Provenance.manifest(
+            recipe: resolved, input: input, calibrationText: recipe.calibration.map { URL(fileURLWithPath: $0.file) },
+            seed: recipe.calibration?.seed ?? 0,
+            graph: graph, verification: verification)
+        graph.metadata[Provenance.metadataKey] = .string(manifest.serialized())
+        return graph
+    }
+}
