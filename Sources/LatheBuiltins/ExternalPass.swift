@@ -137,8 +137,10 @@ public struct ExternalPass: ModelPass {
         process.standardInput = stdin
         process.standardOutput = stdout
         process.standardError = stderr
+        // A program that exits without reading its request must not kill Lathe with SIGPIPE.
+        signal(SIGPIPE, SIG_IGN)
         do { try process.run() } catch { throw failure("cannot start: \(error.localizedDescription)") }
-        stdin.fileHandleForWriting.write(Data(JSONValue.object(request).serialized().utf8))
+        try? stdin.fileHandleForWriting.write(contentsOf: Data(JSONValue.object(request).serialized().utf8))
         try? stdin.fileHandleForWriting.close()
         let replyData = stdout.fileHandleForReading.readDataToEndOfFile()
         let errors = stderr.fileHandleForReading.readDataToEndOfFile()

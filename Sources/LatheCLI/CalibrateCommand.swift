@@ -35,7 +35,7 @@ struct Calibrate: ParsableCommand {
     @OptionGroup var input: InputOptions
 
     func run() throws {
-        try runtime.apply()
+        let threads = try runtime.apply(for: .batches)
         let printer = StderrDiagnostics(verbose: input.verbose)
         let selected =
             try sites.map { list in
@@ -58,7 +58,8 @@ struct Calibrate: ParsableCommand {
         let statistics = CalibrationStatistics(headDim: loaded.weights.config.headDim, sites: selected)
         let started = Date()
         try statistics.collect(
-            LlamaSession(weights: loaded.weights, maxContext: length), tokens: tokens, windows: windows, length: length,
+            LlamaSession(weights: loaded.weights, maxContext: length, threads: threads), tokens: tokens,
+            windows: windows, length: length,
             seed: seed,
             diagnostics: printer.diagnostics)
         var metadata = Metadata()

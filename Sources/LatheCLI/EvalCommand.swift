@@ -32,11 +32,11 @@ struct PerplexityCommand: ParsableCommand {
     @OptionGroup var input: InputOptions
 
     func run() throws {
-        try runtime.apply()
+        let threads = try runtime.apply(for: .batches)
         let printer = StderrDiagnostics(verbose: input.verbose)
         let loaded = try LoadedModel(model, format: input.format, diagnostics: printer.diagnostics)
         let tokens = try text.tokens(loaded.tokenizer)
-        let session = LlamaSession(weights: loaded.weights, maxContext: text.ctx)
+        let session = LlamaSession(weights: loaded.weights, maxContext: text.ctx, threads: threads)
         let result = try Perplexity.evaluate(
             session, tokens: tokens, context: text.ctx, maxChunks: text.chunks, protocol: try text.scoring,
             diagnostics: printer.diagnostics)

@@ -27,7 +27,7 @@ struct Run: ParsableCommand {
     @OptionGroup var input: InputOptions
 
     func run() throws {
-        try runtime.apply()
+        _ = try runtime.apply(for: .decoding)  // BLAS threads carry the decoding; the session stays single
         let printer = StderrDiagnostics(verbose: input.verbose)
         let loaded = try LoadedModel(model, format: input.format, diagnostics: printer.diagnostics)
         let text =

@@ -7,12 +7,28 @@ import LinearAlgebra
 
 /// Options for commands that run a model.
 struct RuntimeOptions: ParsableArguments {
-    @Option(help: "BLAS threads (default: OPENBLAS_NUM_THREADS or every core).") var threads: Int?
+    @Option(help: "Threads (default: OPENBLAS_NUM_THREADS, else every core).") var threads: Int?
 
-    func apply() throws {
-        if let threads {
-            guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
-            BLAS.threadCount = threads
+    /// How the threads are used: batches (prefill, perplexity, calibration) are split by the session
+    /// over single-threaded BLAS; decoding leaves the threads to BLAS. Set once, before any BLAS call.
+    enum Workload {
+        case batches
+        case decoding
+    }
+
+    /// Configures BLAS for the workload and returns the session's own thread count.
+    func apply(for workload: Workload) throws -> Int {
+        let count =
+            threads ?? ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"].flatMap(Int.init)
+            ?? ProcessInfo.processInfo.activeProcessorCount
+        guard count >= 1 else { throw ValidationError("--threads must be at least 1") }
+        switch workload {
+        case .batches:
+            BLAS.threadCount = 1
+            return count
+        case .decoding:
+            BLAS.threadCount = count
+            return 1
         }
     }
 }

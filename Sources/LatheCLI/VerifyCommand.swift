@@ -25,14 +25,15 @@ struct Verify: ParsableCommand {
     @OptionGroup var input: InputOptions
 
     func run() throws {
-        try runtime.apply()
+        let threads = try runtime.apply(for: .batches)
         let printer = StderrDiagnostics(verbose: input.verbose)
         let baseModel = try LoadedModel(base, format: input.format, diagnostics: printer.diagnostics)
         let candidateModel = try LoadedModel(candidate, format: input.format, diagnostics: printer.diagnostics)
         let tokens = try text.tokens(baseModel.tokenizer)
         let result = try Verifier.compare(
-            base: LlamaSession(weights: baseModel.weights, maxContext: text.ctx),
-            candidate: LlamaSession(weights: candidateModel.weights, maxContext: text.ctx), tokens: tokens,
+            base: LlamaSession(weights: baseModel.weights, maxContext: text.ctx, threads: threads),
+            candidate: LlamaSession(weights: candidateModel.weights, maxContext: text.ctx, threads: threads),
+            tokens: tokens,
             context: text.ctx,
             maxChunks: text.chunks, protocol: try text.scoring, diagnostics: printer.diagnostics)
         func number(_ value: Double) -> JSONValue { .number(String(format: "%.9g", value)) }

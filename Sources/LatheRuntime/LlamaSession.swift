@@ -8,9 +8,11 @@ import LinearAlgebra
 public final class LlamaSession {
     public let weights: LlamaWeights
     public let maxContext: Int
-    /// Cores the session uses. The session splits its own work (GEMM columns, attention heads,
-    /// element-wise loops) over them and keeps BLAS single-threaded while it runs: OpenBLAS's idle
-    /// workers spin between calls and would take the cores from everything that is not a GEMM.
+    /// Cores the session spreads its own work over (GEMM columns, attention heads, element-wise
+    /// loops). Use it with BLAS single-threaded (`BLAS.threadCount = 1`): OpenBLAS's idle workers spin
+    /// between calls and take the cores from everything that is not a GEMM. With BLAS threads and
+    /// `threads == 1`, BLAS alone parallelises (better for decoding, a chain of GEMVs). The session
+    /// never changes the process-wide BLAS setting, which is not safe while other threads use BLAS.
     public let threads: Int
     public private(set) var position = 0
     /// Sees the activations at the named sites of every layer (calibration statistics, hooks).
@@ -22,11 +24,10 @@ public final class LlamaSession {
     private let cosTable: [Float]
     private let sinTable: [Float]
 
-    /// `threads` defaults to the BLAS thread count (OPENBLAS_NUM_THREADS, `--threads`).
-    public init(weights: LlamaWeights, maxContext: Int, threads: Int? = nil) {
+    public init(weights: LlamaWeights, maxContext: Int, threads: Int = 1) {
         self.weights = weights
         self.maxContext = maxContext
-        self.threads = max(1, threads ?? BLAS.threadCount)
+        self.threads = max(1, threads)
         config = weights.config
         let kvDim = config.kvHeadCount * config.headDim
         keys = Array(repeating: [Float](repeating: 0, count: maxContext * kvDim), count: config.layerCount)
@@ -57,9 +58,7 @@ public final class LlamaSession {
         if let bad = tokens.first(where: { $0 < 0 || $0 >= config.vocabSize }) {
             throw LatheError.invalidValue(field: "token id", value: "\(bad)", expected: "0..<\(config.vocabSize)")
         }
-        // A batch is split over the cores by the session; one token (decoding) is a chain of GEMVs
-        // that OpenBLAS's own threads spread better.
-        return BLAS.withThreadCount(t > 1 ? 1 : threads) { run(tokens, observe: observe) }
+        return run(tokens, observe: observe)
     }
 
     private func run(_ tokens: [Int], observe: ((_ layer: Int, _ hidden: [Float]) -> Void)?) -> [Float] {
@@ -88,11 +87,7 @@ public final class LlamaSession {
         guard !rows.isEmpty else { return out }
         let rowStart = rows.lowerBound * h
         let x = Array(hidden[rowStart..<(rowStart + rows.count * h)])
-        BLAS.withThreadCount(rows.count > 1 ? 1 : threads) {
-            Self.multiply(
-                x, rows: rows.count, weights.outputHead, out: vocab, in: h, into: &out,
-                threads: rows.count > 1 ? threads : 1)
-        }
+        Self.multiply(x, rows: rows.count, weights.outputHead, out: vocab, in: h, into: &out, threads: threads)
         return out
     }
 
@@ -205,7 +200,7 @@ public final class LlamaSession {
     /// `x · Wᵀ` for `rows` rows, W stored `[out, in]` like a PyTorch weight.
     func project(_ x: [Float], rows: Int, _ w: [Float], out: Int, in: Int) -> [Float] {
         var y = [Float](repeating: 0, count: rows * out)
-        Self.multiply(x, rows: rows, w, out: out, in: `in`, into: &y, threads: rows > 1 ? threads : 1)
+        Self.multiply(x, rows: rows, w, out: out, in: `in`, into: &y, threads: threads)
         return y
     }
 

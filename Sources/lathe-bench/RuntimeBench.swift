@@ -36,8 +36,10 @@ struct RuntimeBench: ParsableCommand {
         for count in threads.split(separator: ",").compactMap({ Int($0) }) {
             BLAS.threadCount = count
             let peak = Self.sgemmPeak()
+            // Prefill as `lathe eval` runs it: the session splits the work over single-threaded BLAS.
+            BLAS.threadCount = 1
             for length in prompts.split(separator: ",").compactMap({ Int($0) }) {
-                let session = LlamaSession(weights: weights, maxContext: length)
+                let session = LlamaSession(weights: weights, maxContext: length, threads: count)
                 let tokens = (0..<length).map { ($0 * 7919) % c.vocabSize }
                 let seconds = try Self.median(repetitions) {
                     session.reset()
@@ -54,6 +56,8 @@ struct RuntimeBench: ParsableCommand {
                         count, length, seconds * 1000,
                         rate, peak, flops / seconds / 1e9 / peak * 100))
             }
+            // Decoding as `lathe run` runs it: BLAS's own threads over the GEMVs.
+            BLAS.threadCount = count
             let session = LlamaSession(weights: weights, maxContext: 128 + decode)
             let prompt = (0..<128).map { ($0 * 7919) % c.vocabSize }
             let seconds =

@@ -11,8 +11,10 @@ public final class BPETokenizer: @unchecked Sendable {
     private let preTokenizer: PreTokenizer
     /// Control, user-defined and unknown tokens, longest text first.
     private let specials: [(id: Int, text: String, type: Int32)]
-    // Per pre-token cache; the tokenizer is used from one task at a time.
+    // Per pre-token cache, shared by every caller: the lock makes the tokenizer safe to use from
+    // several tasks at once (the other state is immutable).
     private var cache: [String: [Int]] = [:]
+    private let cacheLock = NSLock()
 
     public var vocabularySize: Int { description.tokens.count }
 
@@ -104,7 +106,7 @@ public final class BPETokenizer: @unchecked Sendable {
     }
 
     private func encodePiece(_ piece: String) -> [Int] {
-        if let cached = cache[piece] { return cached }
+        if let cached = cacheLock.withLock({ cache[piece] }) { return cached }
         var symbols = ByteLevelAlphabet.encode(piece.utf8).unicodeScalars.map { String($0) }
         while symbols.count > 1 {
             var best: (rank: Int, index: Int)?
@@ -129,7 +131,7 @@ public final class BPETokenizer: @unchecked Sendable {
                 }
             }
         }
-        cache[piece] = ids
+        cacheLock.withLock { cache[piece] = ids }
         return ids
     }
 }
