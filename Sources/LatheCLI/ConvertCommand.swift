@@ -40,6 +40,9 @@ struct Convert: ParsableCommand {
     @Option(help: "Split safetensors output into shards of at most this many bytes.") var maxShardSize: Int?
     @Flag(help: "Overwrite an existing output.") var force = false
     @Flag(help: "With --recipe, do not embed the provenance manifest (lathe.manifest).") var noManifest = false
+    @Option(help: "With --recipe, keep a checkpoint after every step in this directory.") var workDir: String?
+    @Flag(help: "With --recipe and --work-dir, skip the steps whose checkpoints exist for this exact run.") var resume =
+        false
     @Flag(help: "Print the write report as JSON.") var json = false
     @OptionGroup var inputOptions: InputOptions
 
@@ -75,7 +78,10 @@ struct Convert: ParsableCommand {
         let graph =
             try loadedRecipe.map {
                 // The recipe's steps run; its output is the one named on the command line.
-                try RecipeRunner(recipe: $0, input: URL(fileURLWithPath: input), diagnostics: printer.diagnostics).run(
+                try RecipeRunner(
+                    recipe: $0, input: URL(fileURLWithPath: input), diagnostics: printer.diagnostics,
+                    workDirectory: workDir.map { URL(fileURLWithPath: $0) }, resume: resume
+                ).run(
                     on: source, registry: LatheEnvironment.registry, format: formatID, withManifest: !noManifest,
                     finish: finish)
             } ?? finish(source)

@@ -10,6 +10,9 @@ struct RecipeRunner {
     let recipe: Recipe
     let input: URL
     let diagnostics: Diagnostics
+    /// Where per-step checkpoints go (none without it), and whether to resume from them.
+    var workDirectory: URL?
+    var resume = false
 
     /// The statistics the recipe asks for, as a pass-context artifact.
     func calibration(for source: ModelGraph) throws -> PassContext {
@@ -72,8 +75,24 @@ struct RecipeRunner {
         var resolved = recipe
         resolved.outputs = [Recipe.Output(format: format)]
         let (passes, _) = try Pipeline.plan(resolved, for: source, registry: registry)
+        let checkpoints = try workDirectory.map {
+            try Checkpoints(
+                directory: $0, recipe: resolved, inputDigests: try Provenance.digests(input),
+                seed: recipe.calibration?.seed ?? 0)
+        }
+        var start = source
+        var first = 0
+        if resume, let checkpoints, let done = checkpoints.latestComplete() {
+            start = try checkpoints.load(after: done, source: source.source)
+            first = done + 1
+            diagnostics.info("resuming after step \(done + 1) of \(passes.count) from \(checkpoints.directory.path)")
+        }
+        let context = first < passes.count ? try calibration(for: source) : PassContext()
         var graph = try finish(
-            Pipeline.run(passes, on: source, context: try calibration(for: source), diagnostics: diagnostics))
+            Pipeline.run(passes, on: start, context: context, diagnostics: diagnostics, startingAt: first) {
+                step, graph in
+                try checkpoints?.save(graph, after: step)
+            })
         guard withManifest else { return graph }
         let verification = try evaluation(base: source, candidate: graph)
         let manifest = try Provenance.manifest(

@@ -143,15 +143,25 @@ public enum Pipeline {
     /// Applies the planned passes in order. Conversions stay lazy: tensors are computed when written.
     public static func run(
         _ passes: [any ModelPass], on graph: ModelGraph, context: PassContext = PassContext(),
-        diagnostics: Diagnostics = .silent
+        diagnostics: Diagnostics = .silent, startingAt first: Int = 0,
+        afterStep: (_ step: Int, _ graph: ModelGraph) throws -> Void = { _, _ in }
     ) throws -> ModelGraph {
         var graph = graph
         var context = context
         context.diagnostics = diagnostics
-        for (index, pass) in passes.enumerated() {
+        let started = Date()
+        for index in first..<passes.count {
+            let pass = passes[index]
+            let done = index - first
+            let elapsed = Date().timeIntervalSince(started)
+            let eta =
+                done > 0
+                ? String(format: ", about %.0f s left", elapsed / Double(done) * Double(passes.count - index)) : ""
             diagnostics.progress(
-                .transforming, fraction: Double(index) / Double(max(passes.count, 1)), "\(type(of: pass).passID)")
+                .transforming, fraction: Double(index) / Double(max(passes.count, 1)),
+                "step \(index + 1)/\(passes.count): \(type(of: pass).passID)\(eta)")
             try pass.apply(&graph, context: &context)
+            try afterStep(index, graph)
         }
         return graph
     }

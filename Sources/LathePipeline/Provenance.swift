@@ -51,7 +51,7 @@ public enum Provenance {
     }
 
     /// sha256 and size of the input: the file itself, or every file of a directory (relative paths, sorted).
-    static func digests(_ input: URL) throws -> [JSONValue] {
+    public static func digests(_ input: URL) throws -> [JSONValue] {
         var isDirectory: ObjCBool = false
         _ = FileManager.default.fileExists(atPath: input.path, isDirectory: &isDirectory)
         let files: [(name: String, url: URL)]

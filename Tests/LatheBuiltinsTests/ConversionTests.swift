@@ -463,3 +463,68 @@ struct CalibratedRecipeTests {
         }
     }
 }
+
+@Suite("Resumable recipe runs")
+struct ResumeTests {
+    @Test("resuming after an interruption gives the uninterrupted bytes, and skips only the finished steps")
+    func resume() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let input = work.appendingPathComponent("tiny.gguf")
+        _ = try GGUFWriter().write(TinyModel.graph(), to: input, options: WriteOptions())
+        // A plugin that only counts how often it is asked to plan (once when the run is planned, once
+        // more when its step is applied).
+        let counter = work.appendingPathComponent("calls.txt")
+        let plugin = work.appendingPathComponent("count.py")
+        try """
+        import json, sys
+        json.load(sys.stdin)
+        open(\(String(reflecting: counter.path)), "a").write("call\\n")
+        json.dump({"changes": []}, sys.stdout)
+        """.write(to: plugin, atomically: true, encoding: .utf8)
+        func recipe(_ type: String) throws -> URL {
+            let url = work.appendingPathComponent("recipe-\(type).yaml")
+            try """
+            name: resumable
+            description: test
+            steps:
+              - pass: external
+                options: {command: [python3, \(plugin.path)]}
+              - pass: quantize-ggml
+                options: {type: \(type)}
+            """.write(to: url, atomically: true, encoding: .utf8)
+            return url
+        }
+        func calls() throws -> Int { try String(contentsOf: counter, encoding: .utf8).split(separator: "\n").count }
+        let checkpoints = work.appendingPathComponent("checkpoints")
+        let straight = work.appendingPathComponent("straight.gguf")
+        let (q8, q5) = (try recipe("q8_0").path, try recipe("q5_0").path)
+        #expect(
+            runLathe(["convert", input.path, "-o", straight.path, "--recipe", q8, "--work-dir", checkpoints.path])
+                == nil)
+        #expect(try calls() == 2)
+
+        // Interrupted during step 2: its checkpoint never got its marker.
+        for marker in try listing(checkpoints) where marker.hasPrefix("step-2-") {
+            try FileManager.default.removeItem(at: checkpoints.appendingPathComponent(marker))
+        }
+        let resumed = work.appendingPathComponent("resumed.gguf")
+        #expect(
+            runLathe([
+                "convert", input.path, "-o", resumed.path, "--recipe", q8, "--work-dir", checkpoints.path, "--resume",
+            ]) == nil)
+        #expect(try Data(contentsOf: resumed) == Data(contentsOf: straight))
+        #expect(try calls() == 3, "step 1 was restored, not run again")
+
+        // Changing step 2 keeps step 1's checkpoint valid and reruns only step 2.
+        let changed = work.appendingPathComponent("changed.gguf")
+        let fresh = work.appendingPathComponent("fresh.gguf")
+        #expect(
+            runLathe([
+                "convert", input.path, "-o", changed.path, "--recipe", q5, "--work-dir", checkpoints.path, "--resume",
+            ]) == nil)
+        #expect(try calls() == 4)
+        #expect(runLathe(["convert", input.path, "-o", fresh.path, "--recipe", q5]) == nil)
+        #expect(try Data(contentsOf: changed) == Data(contentsOf: fresh))
+    }
+}
