@@ -73,6 +73,11 @@ public enum Pipeline {
         }
         let ordered = try order(planned, recipe: recipe, provided: provided)
         let isStrict = strict ?? recipe.strict
+        if isStrict, let step = planned.first(where: { !$0.plan.skipped.isEmpty }) {
+            throw PipelineError(
+                recipe: recipe.source, path: "steps[\(step.index)] (\(recipe.steps[step.index].pass))",
+                problem: "would skip \(step.plan.skipped.joined(separator: "; ")); set strict: false to allow it")
+        }
         var fallbacks: [TensorDecision] = []
         for output in recipe.outputs {
             let writer = try registry.writer(output.format)

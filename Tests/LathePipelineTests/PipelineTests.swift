@@ -198,3 +198,32 @@ struct PipelineCalibrationTests {
         #expect(result.metadata["test.moments"] == .uint32(1))
     }
 }
+
+/// Skips every tensor, to exercise strictness.
+struct SkippingPass: ModelPass {
+    struct Options: Codable, Sendable {}
+    static let passID = "skipper"
+    static let summary = "test: skips tensors"
+    init(options: Options) {}
+    func plan(_ graph: ModelGraph) throws -> PassPlan { PassPlan(skipped: ["model.norm.weight (test)"]) }
+    func apply(_ graph: inout ModelGraph, context: inout PassContext) throws {}
+}
+
+@Suite("Pipeline strictness")
+struct PipelineStrictnessTests {
+    @Test("a strict recipe fails on a skipped tensor; a lenient one lists it")
+    func skipped() throws {
+        var builder = RegistryBuilder()
+        try builder.register(pass: SkippingPass.self)
+        let registry = builder.build()
+        #expect {
+            try Pipeline.plan(recipe("steps:\n  - pass: skipper\n"), for: TinyModel.graph(), registry: registry)
+        } throws: { error in
+            (error as? PipelineError)?.errorDescription
+                == "test.yaml: steps[0] (skipper): would skip model.norm.weight (test); set strict: false to allow it"
+        }
+        let (_, plan) = try Pipeline.plan(
+            recipe("strict: false\nsteps:\n  - pass: skipper\n"), for: TinyModel.graph(), registry: registry)
+        #expect(plan.steps[0].plan.skipped == ["model.norm.weight (test)"])
+    }
+}
