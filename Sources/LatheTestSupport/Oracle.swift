@@ -21,9 +21,15 @@ public enum Oracle {
     /// Runs `Tests/Oracles/<script>` with `arguments`; throws with its stderr when it fails.
     @discardableResult
     public static func run(_ script: String, _ arguments: [String]) throws -> String {
+        try runProcess(
+            python, [Fixtures.packageRoot.appendingPathComponent("Tests/Oracles/\(script)").path] + arguments)
+    }
+
+    /// Runs a program and returns its standard output; throws with its standard error when it fails.
+    public static func runProcess(_ executable: URL, _ arguments: [String]) throws -> String {
         let process = Process()
-        process.executableURL = python
-        process.arguments = [Fixtures.packageRoot.appendingPathComponent("Tests/Oracles/\(script)").path] + arguments
+        process.executableURL = executable
+        process.arguments = arguments
         let output = Pipe()
         let errors = Pipe()
         process.standardOutput = output
@@ -34,7 +40,9 @@ public enum Oracle {
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
             throw Failure(
-                description: "\(script) failed (\(process.terminationStatus)): \(String(decoding: err, as: UTF8.self))")
+                description:
+                    "\(executable.lastPathComponent) \(arguments.first ?? "") failed (\(process.terminationStatus)): "
+                    + String(decoding: err, as: UTF8.self))
         }
         return String(decoding: out, as: UTF8.self)
     }

@@ -366,26 +366,9 @@ struct ExternalPassTests {
 
 @Suite("In-process plugins")
 struct InProcessPluginTests {
-    /// Runs a program and returns its standard output; throws with its standard error on failure.
-    func run(_ arguments: [String], in directory: URL? = nil) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        if let directory { process.currentDirectoryURL = directory }
-        let output = Pipe()
-        let errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let out = output.fileHandleForReading.readDataToEndOfFile()
-        let err = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw LatheError.invalidValue(
-                field: arguments.joined(separator: " "), value: "status \(process.terminationStatus)",
-                expected: String(decoding: err, as: UTF8.self))
-        }
-        return String(decoding: out, as: UTF8.self)
+    /// Runs a program found on PATH.
+    func run(_ arguments: [String]) throws -> String {
+        try Oracle.runProcess(URL(fileURLWithPath: "/usr/bin/env"), arguments)
     }
 
     @Test("a separate package adds a pass to the registry and runs it in a recipe")
