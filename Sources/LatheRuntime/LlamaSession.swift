@@ -100,9 +100,8 @@ public final class LlamaSession {
         let (qDim, kvDim) = (heads * hd, kvHeads * hd)
         let normed = Self.rmsNorm(x, w.attentionNorm, rows: t, epsilon: config.normEpsilon)
         notify(.attentionInput, layer, normed, rows: t, width: h)
-        var q = project(normed, rows: t, w.q, out: qDim, in: h)
-        var k = project(normed, rows: t, w.k, out: kvDim, in: h)
-        let v = project(normed, rows: t, w.v, out: kvDim, in: h)
+        let fused = project(normed, rows: t, w.qkv, out: qDim + 2 * kvDim, in: h)
+        var (q, k, v) = Self.splitColumns(fused, rows: t, widths: (qDim, kvDim, kvDim))
         applyRope(&q, rows: t, heads: heads)
         applyRope(&k, rows: t, heads: kvHeads)
         notify(.values, layer, v, rows: t, width: kvDim)
@@ -129,17 +128,27 @@ public final class LlamaSession {
                             let kvHead = head / groupSize
                             let scores = UnsafeMutablePointer<Float>.allocate(capacity: t * span)
                             defer { scores.deallocate() }
-                            // scores = Q_h · K_hᵀ / √d over every cached position, then softmax, then · V_h.
-                            BLAS.gemm(
-                                transB: .transposed, m: t, n: span, k: hd, alpha: scale, a: qq.value + head * hd,
-                                lda: qDim,
-                                b: kp.value + kvHead * hd, ldb: kvDim, c: scores, ldc: span)
-                            for row in 0..<t {
-                                Self.causalSoftmax(scores + row * span, visible: start + row + 1, width: span)
+                            // Rows in blocks, each against only the positions it can see: the causal mask
+                            // would zero the rest, so those scores are never computed.
+                            let block = 128
+                            for first in stride(from: 0, to: t, by: block) {
+                                let rows = min(block, t - first)
+                                let visible = start + first + rows
+                                // scores = Q_h · K_hᵀ / √d, then softmax, then · V_h.
+                                BLAS.gemm(
+                                    transB: .transposed, m: rows, n: visible, k: hd, alpha: scale,
+                                    a: qq.value + first * qDim + head * hd, lda: qDim, b: kp.value + kvHead * hd,
+                                    ldb: kvDim,
+                                    c: scores, ldc: visible)
+                                for row in 0..<rows {
+                                    Self.causalSoftmax(
+                                        scores + row * visible, visible: start + first + row + 1, width: visible)
+                                }
+                                BLAS.gemm(
+                                    m: rows, n: hd, k: visible, a: scores, lda: visible, b: vp.value + kvHead * hd,
+                                    ldb: kvDim,
+                                    c: op.value + first * qDim + head * hd, ldc: qDim)
                             }
-                            BLAS.gemm(
-                                m: t, n: hd, k: span, a: scores, lda: span, b: vp.value + kvHead * hd, ldb: kvDim,
-                                c: op.value + head * hd, ldc: qDim)
                         }
                         if threads > 1, t > 1 {
                             DispatchQueue.concurrentPerform(iterations: heads, execute: head)
@@ -160,8 +169,8 @@ public final class LlamaSession {
         let (h, f) = (config.hiddenSize, config.ffnSize)
         let normed = Self.rmsNorm(x, w.ffnNorm, rows: t, epsilon: config.normEpsilon)
         notify(.mlpInput, layer, normed, rows: t, width: h)
-        var gate = project(normed, rows: t, w.gate, out: f, in: h)
-        let up = project(normed, rows: t, w.up, out: f, in: h)
+        var (gate, up, _) = Self.splitColumns(
+            project(normed, rows: t, w.gateUp, out: 2 * f, in: h), rows: t, widths: (f, f, 0))
         gate.withUnsafeMutableBufferPointer { g in
             up.withUnsafeBufferPointer { u in
                 let (gp, up) = (UnsafeSendable(g.baseAddress!), UnsafeSendable(u.baseAddress!))
@@ -195,6 +204,24 @@ public final class LlamaSession {
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             for i in (worker * chunk)..<min(count, (worker + 1) * chunk) { body(i) }
         }
+    }
+
+    /// The three column blocks of a row-major `rows × (a + b + c)` matrix as separate matrices.
+    static func splitColumns(_ m: [Float], rows: Int, widths: (Int, Int, Int)) -> ([Float], [Float], [Float]) {
+        let (a, b, c) = widths
+        let width = a + b + c
+        var first = [Float](repeating: 0, count: rows * a)
+        var second = [Float](repeating: 0, count: rows * b)
+        var third = [Float](repeating: 0, count: rows * c)
+        m.withUnsafeBufferPointer { source in
+            for row in 0..<rows {
+                let base = row * width
+                for i in 0..<a { first[row * a + i] = source[base + i] }
+                for i in 0..<b { second[row * b + i] = source[base + a + i] }
+                for i in 0..<c { third[row * c + i] = source[base + a + b + i] }
+            }
+        }
+        return (first, second, third)
     }
 
     /// `x · Wᵀ` for `rows` rows, W stored `[out, in]` like a PyTorch weight.

@@ -10,15 +10,16 @@ public enum RopeStyle: Sendable {
 
 /// A Llama-family model's weights decoded once to F32, ready for the forward pass.
 public struct LlamaWeights: Sendable {
+    /// One block's weights. Projections that read the same input are stored stacked (q, k, v rows;
+    /// gate, up rows) so each is one GEMM: fewer, larger GEMMs run closer to the machine's peak.
     public struct Layer: Sendable {
         public var attentionNorm: [Float]
-        public var q: [Float]
-        public var k: [Float]
-        public var v: [Float]
+        /// `[q; k; v]`: `(heads + 2·kvHeads)·headDim` rows of `hidden`.
+        public var qkv: [Float]
         public var o: [Float]
         public var ffnNorm: [Float]
-        public var gate: [Float]
-        public var up: [Float]
+        /// `[gate; up]`: `2·ffn` rows of `hidden`.
+        public var gateUp: [Float]
         public var down: [Float]
     }
 
@@ -73,12 +74,12 @@ public struct LlamaWeights: Sendable {
             layers.append(
                 Layer(
                     attentionNorm: try load(p + "input_layernorm.weight", [h]),
-                    q: try load(p + "self_attn.q_proj.weight", [qDim, h]),
-                    k: try load(p + "self_attn.k_proj.weight", [kvDim, h]),
-                    v: try load(p + "self_attn.v_proj.weight", [kvDim, h]),
+                    qkv: try load(p + "self_attn.q_proj.weight", [qDim, h])
+                        + load(p + "self_attn.k_proj.weight", [kvDim, h])
+                        + load(p + "self_attn.v_proj.weight", [kvDim, h]),
                     o: try load(p + "self_attn.o_proj.weight", [h, qDim]),
                     ffnNorm: try load(p + "post_attention_layernorm.weight", [h]),
-                    gate: try load(p + "mlp.gate_proj.weight", [f, h]), up: try load(p + "mlp.up_proj.weight", [f, h]),
+                    gateUp: try load(p + "mlp.gate_proj.weight", [f, h]) + load(p + "mlp.up_proj.weight", [f, h]),
                     down: try load(p + "mlp.down_proj.weight", [h, f])))
             diagnostics.progress(.reading, fraction: Double(i + 1) / Double(config.layerCount), "decoded layer \(i)")
         }
