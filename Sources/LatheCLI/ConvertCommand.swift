@@ -90,6 +90,23 @@ struct Convert: ParsableCommand {
         let report = try writer.write(
             graph, to: outputURL,
             options: WriteOptions(overwrite: force, diagnostics: printer.diagnostics, parameters: parameters))
+        var reports = [(formatID, report)]
+        // A recipe's further outputs go beside the first: same name, their own extension.
+        for extra in (loadedRecipe?.outputs ?? []).map(\.format)
+        where extra != formatID && !reports.contains(where: { $0.0 == extra }) {
+            let extraWriter = try LatheEnvironment.registry.writer(extra)
+            let base = outputURL.deletingPathExtension()
+            let url = extra == "hf" ? base.appendingPathExtension("hf") : base.appendingPathExtension(extra)
+            let extraGraph = try plan.apply(
+                to: graph, supports: Swift.type(of: extraWriter).supports, writerID: extra,
+                diagnostics: printer.diagnostics)
+            reports.append(
+                (
+                    extra,
+                    try extraWriter.write(
+                        extraGraph, to: url, options: WriteOptions(overwrite: force, diagnostics: printer.diagnostics))
+                ))
+        }
         let seconds = Date().timeIntervalSince(started)
         if json {
             printJSON(
@@ -97,11 +114,24 @@ struct Convert: ParsableCommand {
                     ("input", .string(source.source)), ("output", .string(report.path)), ("format", .string(formatID)),
                     ("files", .array(report.files.map(JSONValue.string))), ("tensors", .int(report.tensorCount)),
                     ("bytes", .int(report.bytesWritten)), ("seconds", .number(String(format: "%.3f", seconds))),
+                    (
+                        "outputs",
+                        .array(
+                            reports.map {
+                                .object([
+                                    ("format", .string($0.0)), ("path", .string($0.1.path)),
+                                    ("bytes", .int($0.1.bytesWritten)),
+                                ])
+                            })
+                    ),
                 ]))
         } else {
-            print(
-                "wrote \(report.path) (\(formatID), \(report.tensorCount) tensors, \(formatBytes(report.bytesWritten))) in \(String(format: "%.2f", seconds)) s"
-            )
+            for (format, written) in reports {
+                print(
+                    "wrote \(written.path) (\(format), \(written.tensorCount) tensors, \(formatBytes(written.bytesWritten)))"
+                )
+            }
+            print(String(format: "done in %.2f s", seconds))
         }
     }
 

@@ -20,7 +20,7 @@ struct Plan: ParsableCommand {
     )
 
     @Argument(help: "A built-in recipe name or a recipe file.") var recipe: String
-    @Argument(help: "The input model.") var model: String
+    @Argument(help: "The input model (default: the recipe's input).") var model: String?
     @Flag(inversion: .prefixedNo, help: "Fail on any fallback (default: the recipe's setting).") var strict: Bool?
     @Flag(help: "List every per-tensor decision, not only a summary per step.") var tensors = false
     @Flag(help: "Print JSON.") var json = false
@@ -29,6 +29,9 @@ struct Plan: ParsableCommand {
     func run() throws {
         let printer = StderrDiagnostics(verbose: input.verbose)
         let recipe = try RecipeLibrary.load(recipe)
+        guard let model = model ?? recipe.input else {
+            throw ValidationError("name the input model, or give the recipe an `input:`")
+        }
         let graph = try ModelInput.open(
             URL(fileURLWithPath: model), format: input.format, options: ReadOptions(diagnostics: printer.diagnostics),
             registry: LatheEnvironment.registry)

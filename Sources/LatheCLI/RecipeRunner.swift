@@ -73,7 +73,8 @@ struct RecipeRunner {
         finish: (ModelGraph) throws -> ModelGraph
     ) throws -> ModelGraph {
         var resolved = recipe
-        resolved.outputs = [Recipe.Output(format: format)]
+        // The command line's output first, then the recipe's other formats (written beside it).
+        resolved.outputs = [Recipe.Output(format: format)] + recipe.outputs.filter { $0.format != format }
         let (passes, _) = try Pipeline.plan(resolved, for: source, registry: registry)
         let checkpoints = try workDirectory.map {
             try Checkpoints(

@@ -45,6 +45,8 @@ public struct Recipe: Sendable {
     public var outputs: [Output]
     public var evaluation: Evaluation?
     public var calibration: Calibration?
+    /// The model to read when the command line names none.
+    public var input: String?
     /// Built-in recipes fail on any fallback unless told otherwise.
     public var strict: Bool
 
@@ -74,6 +76,7 @@ public struct Recipe: Sendable {
             recipe = Recipe(name: "", description: "", source: source, steps: [], outputs: [], strict: true)
         }
         recipe.name = try string("name") ?? recipe.name
+        recipe.input = try string("input") ?? recipe.input
         recipe.description = try string("description") ?? recipe.description
         if let overrides = json["options"] {
             guard let entries = overrides.objectValue else {

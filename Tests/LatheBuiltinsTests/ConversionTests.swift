@@ -511,3 +511,33 @@ struct ResumeTests {
         #expect(try Data(contentsOf: changed) == Data(contentsOf: fresh))
     }
 }
+
+@Suite("Recipe inputs and outputs")
+struct RecipeOutputsTests {
+    @Test("a recipe names its input for plan, and every output is written beside the first")
+    func inputAndOutputs() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let input = work.appendingPathComponent("tiny.gguf")
+        _ = try GGUFWriter().write(TinyModel.graph(), to: input, options: WriteOptions())
+        let recipe = work.appendingPathComponent("two.yaml")
+        try """
+        name: two
+        description: F16 matrices in GGUF and safetensors
+        input: \(input.path)
+        steps:
+          - pass: cast
+            options: {to: f16, minRank: 2}
+        outputs:
+          - format: gguf
+          - format: safetensors
+        """.write(to: recipe, atomically: true, encoding: .utf8)
+        #expect(runLathe(["plan", recipe.path]) == nil)
+        let output = work.appendingPathComponent("out.gguf")
+        #expect(runLathe(["convert", input.path, "-o", output.path, "--recipe", recipe.path]) == nil)
+        let gguf = try ModelInput.open(output)
+        let st = try ModelInput.open(work.appendingPathComponent("out.safetensors"))
+        #expect(gguf["model.layers.0.mlp.up_proj.weight"]?.info.dtype == .f16)
+        #expect(try ModelComparison(gguf, st).identical)
+    }
+}
