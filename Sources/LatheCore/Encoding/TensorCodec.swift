@@ -191,10 +191,20 @@ public enum TensorCodec {
         _ targetType: DType,
         elements: Int
     ) throws(LatheError) {
-        let scratch = UnsafeMutableBufferPointer<Float>.allocate(capacity: elements)
-        defer { scratch.deallocate() }
-        try decode(sourceType, from: source, into: scratch)
-        let encoded = try encode(UnsafeBufferPointer(scratch), as: targetType)
+        // F32 input that is suitably aligned is read in place (mapped files align tensors); the block
+        // quantizers write straight into the output.
+        let direct = sourceType == .f32 && Int(bitPattern: source.baseAddress) % MemoryLayout<Float>.alignment == 0
+        let scratch = direct ? nil : UnsafeMutableBufferPointer<Float>.allocate(capacity: elements)
+        defer { scratch?.deallocate() }
+        if let scratch { try decode(sourceType, from: source, into: scratch) }
+        let values =
+            scratch.map { UnsafeBufferPointer($0) }
+            ?? UnsafeBufferPointer(start: source.baseAddress?.assumingMemoryBound(to: Float.self), count: elements)
+        if case .quantized(.ggml(let type)) = targetType, GGMLQuantize.supportedTypes.contains(type) {
+            GGMLQuantize.blocks(type, from: values, into: target)
+            return
+        }
+        let encoded = try encode(values, as: targetType)
         encoded.withUnsafeBytes { target.copyMemory(from: $0) }
     }
 }
