@@ -76,9 +76,17 @@ struct RecipeRunner {
         // The command line's output first, then the recipe's other formats (written beside it).
         resolved.outputs = [Recipe.Output(format: format)] + recipe.outputs.filter { $0.format != format }
         let (passes, _) = try Pipeline.plan(resolved, for: source, registry: registry)
+        // The input is hashed at most once, for the checkpoints' fingerprints and the manifest.
+        var inputDigests: [JSONValue]?
+        func digests() throws -> [JSONValue] {
+            if let inputDigests { return inputDigests }
+            let computed = try Provenance.digests(input)
+            inputDigests = computed
+            return computed
+        }
         let checkpoints = try workDirectory.map {
             try Checkpoints(
-                directory: $0, recipe: resolved, inputDigests: try Provenance.digests(input),
+                directory: $0, recipe: resolved, inputDigests: try digests(),
                 seed: recipe.calibration?.seed ?? 0)
         }
         var start = source
@@ -97,7 +105,8 @@ struct RecipeRunner {
         guard withManifest else { return graph }
         let verification = try evaluation(base: source, candidate: graph)
         let manifest = try Provenance.manifest(
-            recipe: resolved, input: input, calibrationText: recipe.calibration.map { URL(fileURLWithPath: $0.file) },
+            recipe: resolved, input: input, inputDigests: try digests(),
+            calibrationText: recipe.calibration.map { URL(fileURLWithPath: $0.file) },
             seed: recipe.calibration?.seed ?? 0,
             graph: graph, verification: verification)
         graph.metadata[Provenance.metadataKey] = .string(manifest.serialized())

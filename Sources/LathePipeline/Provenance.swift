@@ -8,9 +8,10 @@ import LatheCore
 public enum Provenance {
     public static let metadataKey = "lathe.manifest"
 
+    /// `inputDigests` (from `digests(_:)`) may be passed when the caller already computed them.
     public static func manifest(
-        recipe: Recipe, input: URL, calibrationText: URL? = nil, seed: UInt64, graph: ModelGraph,
-        verification: JSONValue? = nil
+        recipe: Recipe, input: URL, inputDigests: [JSONValue]? = nil, calibrationText: URL? = nil, seed: UInt64,
+        graph: ModelGraph, verification: JSONValue? = nil
     ) throws -> JSONValue {
         var fields: [(key: String, value: JSONValue)] = [
             ("lathe_version", .string(LatheVersion.current)),
@@ -33,7 +34,7 @@ public enum Provenance {
                 ])
             ),
             ("seed", .number(String(seed))),
-            ("inputs", .array(try digests(input))),
+            ("inputs", .array(try inputDigests ?? digests(input))),
         ]
         if let calibrationText {
             fields.append(
