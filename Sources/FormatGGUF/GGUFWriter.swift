@@ -56,9 +56,7 @@ public struct GGUFWriter: FormatWriter {
             }
             try writer.pad(to: alignment)
             for (index, (tensor, _, _)) in records.enumerated() {
-                let storage = try tensor.storage()
-                try storage.withUnsafeBytes { bytes in try writer.write(bytes) }
-                storage.dropCachedPages()
+                try tensor.forEachChunk { try writer.write($0) }
                 try writer.pad(to: alignment)
                 options.diagnostics.progress(
                     .writing, fraction: Double(index + 1) / Double(records.count),

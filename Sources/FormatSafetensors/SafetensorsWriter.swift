@@ -104,9 +104,7 @@ public struct SafetensorsWriter: FormatWriter {
         try writer.write(UInt64(header.count))
         try writer.write(header)
         for (index, tensor) in ordered.enumerated() {
-            let storage = try tensor.storage()
-            try storage.withUnsafeBytes { try writer.write($0) }
-            storage.dropCachedPages()
+            try tensor.forEachChunk { try writer.write($0) }
             options.diagnostics.progress(.writing, fraction: Double(index + 1) / Double(ordered.count), tensor.name)
         }
         try writer.close()

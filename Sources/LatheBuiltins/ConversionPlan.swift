@@ -70,7 +70,7 @@ public struct ConversionPlan {
             if defaultType == nil, rules.isEmpty || !rules.contains(where: { $0.matches(tensor.name) }) {
                 fallbacks += 1
             }
-            try result.replace(Tensor(info: info) { try TensorCodec.convert(tensor, to: dtype).storage() })
+            try result.replace(TensorCodec.streamingConversion(tensor, to: dtype))
         }
         if fallbacks > 0 {
             diagnostics.warning(

@@ -5,6 +5,8 @@ public struct Tensor: Sendable {
     public enum Payload: Sendable {
         case stored(TensorStorage)
         case computed(@Sendable () throws -> TensorStorage)
+        /// Produced piece by piece, in order, into a sink: a writer never holds the whole tensor.
+        case streamed(@Sendable (_ sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Void)
     }
 
     public var info: TensorInfo
@@ -20,24 +22,56 @@ public struct Tensor: Sendable {
         self.payload = .computed(compute)
     }
 
+    public init(
+        info: TensorInfo, stream: @escaping @Sendable (_ sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Void
+    ) {
+        self.info = info
+        self.payload = .streamed(stream)
+    }
+
     public var name: String { info.name }
 
-    /// The bytes, computing them if needed; checks that their size matches dtype and shape.
+    /// Hands the bytes to `body` in one or more pieces, in order, without materialising a streamed
+    /// tensor; checks that the total matches dtype and shape.
+    public func forEachChunk(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        guard case .streamed(let stream) = payload else {
+            let storage = try storage()
+            try storage.withUnsafeBytes(body)
+            storage.dropCachedPages()
+            return
+        }
+        var total = 0
+        try stream { chunk in
+            total += chunk.count
+            try body(chunk)
+        }
+        try checkSize(total)
+    }
+
+    /// The bytes, computing (or collecting) them if needed; checks that their size matches dtype and shape.
     public func storage() throws -> TensorStorage {
         let storage: TensorStorage
         switch payload {
         case .stored(let stored): storage = stored
         case .computed(let compute): storage = try compute()
+        case .streamed(let stream):
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(try info.byteCount())
+            try stream { bytes.append(contentsOf: $0) }
+            storage = TensorStorage(bytes: bytes)
         }
+        try checkSize(storage.byteCount)
+        return storage
+    }
+
+    private func checkSize(_ count: Int) throws {
         let expected = try info.byteCount()
-        guard storage.byteCount == expected else {
+        guard count == expected else {
             throw LatheError.inTensor(
                 info.name,
                 .invalidValue(
-                    field: "byte size", value: "\(storage.byteCount)",
-                    expected: "\(expected) for \(info.dtype) \(info.shape)"))
+                    field: "byte size", value: "\(count)", expected: "\(expected) for \(info.dtype) \(info.shape)"))
         }
-        return storage
     }
 }
 

@@ -50,9 +50,6 @@ func planEncoding(
 /// Replaces each planned tensor by one converted when a writer asks for its bytes.
 func applyEncoding(_ plan: PassPlan, to graph: inout ModelGraph) throws {
     for decision in plan.decisions {
-        let source = try graph.tensor(named: decision.tensor)
-        let info = TensorInfo(name: source.name, dtype: decision.to, shape: source.info.shape)
-        let target = decision.to
-        try graph.replace(Tensor(info: info) { try TensorCodec.convert(source, to: target).storage() })
+        try graph.replace(TensorCodec.streamingConversion(graph.tensor(named: decision.tensor), to: decision.to))
     }
 }

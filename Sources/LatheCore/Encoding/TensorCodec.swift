@@ -185,6 +185,66 @@ public enum TensorCodec {
         return Tensor(info: info, storage: TensorStorage(bytes: output))
     }
 
+    /// `tensor` re-encoded as `dtype`, produced in row chunks straight into the consumer: two chunks
+    /// at a time are converted on the cores into one reused buffer, then handed on in order, so no
+    /// tensor-sized buffer is ever allocated.
+    public static func streamingConversion(_ tensor: Tensor, to dtype: DType) throws -> Tensor {
+        if tensor.info.dtype == dtype { return tensor }
+        let info = TensorInfo(name: tensor.name, dtype: dtype, shape: tensor.info.shape)
+        let outputBytes = try info.byteCount()
+        return Tensor(info: info) { sink in
+            let source = try tensor.storage()
+            let count = try tensor.info.shape.elementCount()
+            let rowLength = max(tensor.info.shape.dimensions.last ?? 1, 1)
+            let rows = count / rowLength
+            guard rows > 0 else { return }
+            let (sourceRowBytes, targetRowBytes) = (source.byteCount / rows, outputBytes / rows)
+            let rowsPerChunk = max(1, (1 << 18) / rowLength)
+            let workers = 2
+            var buffer = [UInt8](repeating: 0, count: min(rows, rowsPerChunk * workers) * targetRowBytes)
+            var failure: (any Error)?
+            try source.withUnsafeBytes { input in
+                var row = 0
+                while row < rows {
+                    let batchRows = min(rowsPerChunk * workers, rows - row)
+                    let chunks = (batchRows + rowsPerChunk - 1) / rowsPerChunk
+                    var errors = [LatheError?](repeating: nil, count: chunks)
+                    buffer.withUnsafeMutableBytes { target in
+                        errors.withUnsafeMutableBufferPointer { slots in
+                            let (t, i, e) = (UnsafeShared(target), UnsafeShared(input), UnsafeShared(slots))
+                            let first = row
+                            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+                                let start = first + chunk * rowsPerChunk
+                                let n = min(rowsPerChunk, first + batchRows - start)
+                                let from = UnsafeRawBufferPointer(
+                                    rebasing: i.value[(start * sourceRowBytes)..<((start + n) * sourceRowBytes)])
+                                let local = (start - first) * targetRowBytes
+                                let into = UnsafeMutableRawBufferPointer(
+                                    rebasing: t.value[local..<(local + n * targetRowBytes)])
+                                do {
+                                    try convertRows(
+                                        from: from, tensor.info.dtype, into: into, dtype, elements: n * rowLength)
+                                } catch {
+                                    e.value[chunk] = error as? LatheError
+                                }
+                            }
+                        }
+                    }
+                    if let error = errors.lazy.compactMap({ $0 }).first {
+                        failure = error.inTensor(tensor.name)
+                        return
+                    }
+                    try buffer.withUnsafeBytes {
+                        try sink(UnsafeRawBufferPointer(rebasing: $0[0..<(batchRows * targetRowBytes)]))
+                    }
+                    row += batchRows
+                }
+            }
+            source.dropCachedPages()
+            if let failure { throw failure }
+        }
+    }
+
     /// Decodes a run of whole rows into scratch floats and encodes them straight into `target`.
     private static func convertRows(
         from source: UnsafeRawBufferPointer, _ sourceType: DType, into target: UnsafeMutableRawBufferPointer,
