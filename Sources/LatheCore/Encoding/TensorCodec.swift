@@ -140,49 +140,11 @@ public enum TensorCodec {
         }
     }
 
-    /// Re-encodes a tensor as `dtype`, checking that the shape fits the encoding. Rows are converted a
-    /// chunk at a time, so memory is the output plus about a megabyte of scratch.
+    /// Re-encodes a tensor as `dtype` into an owned buffer, checking that the shape fits the encoding
+    /// (the streaming conversion, collected).
     public static func convert(_ tensor: Tensor, to dtype: DType) throws -> Tensor {
-        if tensor.info.dtype == dtype { return tensor }
-        let info = TensorInfo(name: tensor.name, dtype: dtype, shape: tensor.info.shape)
-        let outputBytes = try info.byteCount()
-        let source = try tensor.storage()
-        let count = try tensor.info.shape.elementCount()
-        let rowLength = max(tensor.info.shape.dimensions.last ?? 1, 1)
-        let rows = count / rowLength
-        let (sourceRowBytes, targetRowBytes) = rows == 0 ? (0, 0) : (source.byteCount / rows, outputBytes / rows)
-        let rowsPerChunk = max(1, (1 << 18) / rowLength)
-        let chunks = rows == 0 ? 0 : (rows + rowsPerChunk - 1) / rowsPerChunk
-        var failures = [LatheError?](repeating: nil, count: chunks)
-        var output = [UInt8](repeating: 0, count: outputBytes)
-        // Chunks of rows are independent: convert them on every core.
-        output.withUnsafeMutableBytes { targetBuffer in
-            source.withUnsafeBytes { inputBuffer in
-                failures.withUnsafeMutableBufferPointer { failureBuffer in
-                    // Each iteration touches only its own rows and slot, so sharing the buffers is safe.
-                    let (target, input, failureSlots) = (
-                        UnsafeShared(targetBuffer), UnsafeShared(inputBuffer), UnsafeShared(failureBuffer)
-                    )
-                    DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
-                        let first = chunk * rowsPerChunk
-                        let count = min(rowsPerChunk, rows - first)
-                        let from = UnsafeRawBufferPointer(
-                            rebasing: input.value[(first * sourceRowBytes)..<((first + count) * sourceRowBytes)])
-                        let into = UnsafeMutableRawBufferPointer(
-                            rebasing: target.value[(first * targetRowBytes)..<((first + count) * targetRowBytes)])
-                        do {
-                            try convertRows(
-                                from: from, tensor.info.dtype, into: into, dtype, elements: count * rowLength)
-                        } catch {
-                            failureSlots.value[chunk] = error as? LatheError
-                        }
-                    }
-                }
-            }
-        }
-        if let failure = failures.lazy.compactMap({ $0 }).first { throw failure.inTensor(tensor.name) }
-        source.dropCachedPages()
-        return Tensor(info: info, storage: TensorStorage(bytes: output))
+        let streamed = try streamingConversion(tensor, to: dtype)
+        return Tensor(info: streamed.info, storage: try streamed.storage())
     }
 
     /// `tensor` re-encoded as `dtype`, produced in row chunks straight into the consumer: two chunks
