@@ -51,10 +51,7 @@ struct Calibrate: ParsableCommand {
             } ?? Set(ActivationSite.allCases)
         let loaded = try LoadedModel(model, format: input.format, diagnostics: printer.diagnostics)
         let textURL = URL(fileURLWithPath: text)
-        guard let data = FileManager.default.contents(atPath: textURL.path) else {
-            throw LatheError.fileAccess(path: textURL.path, reason: "cannot read the calibration text")
-        }
-        let tokens = loaded.tokenizer.encode(String(decoding: data, as: UTF8.self))
+        let tokens = try loaded.tokenizer.encodeFile(textURL, purpose: "calibration text")
         let statistics = CalibrationStatistics(headDim: loaded.weights.config.headDim, sites: selected)
         let started = Date()
         try statistics.collect(

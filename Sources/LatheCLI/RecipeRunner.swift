@@ -14,8 +14,9 @@ struct RecipeRunner {
     var workDirectory: URL?
     var resume = false
 
-    /// The statistics the recipe asks for, as a pass-context artifact.
-    func calibration(for source: ModelGraph) throws -> PassContext {
+    /// The statistics the recipe asks for, as a pass-context artifact. `weights` decodes the source
+    /// model (once, shared with the evaluation).
+    func calibration(for source: ModelGraph, weights: () throws -> LlamaWeights) throws -> PassContext {
         var context = PassContext()
         guard let settings = recipe.calibration else { return context }
         guard let config = source.config else {
@@ -31,14 +32,11 @@ struct RecipeRunner {
         guard let description = source.tokenizer else {
             throw LatheError.missingField("tokenizer", in: "\(source.source) (calibration tokenizes its text)")
         }
-        let url = URL(fileURLWithPath: settings.file)
-        guard let data = FileManager.default.contents(atPath: url.path) else {
-            throw LatheError.fileAccess(path: url.path, reason: "cannot read the calibration text")
-        }
-        let tokens = try BPETokenizer(description).encode(String(decoding: data, as: UTF8.self))
+        let tokens = try BPETokenizer(description).encodeFile(
+            URL(fileURLWithPath: settings.file), purpose: "calibration text")
         let statistics = CalibrationStatistics(headDim: config.headDim)
         try statistics.collect(
-            LlamaSession(weights: try LlamaWeights(source, diagnostics: diagnostics), maxContext: settings.length),
+            LlamaSession(weights: try weights(), maxContext: settings.length),
             tokens: tokens,
             windows: settings.windows, length: settings.length, seed: settings.seed, diagnostics: diagnostics)
         context[CalibrationArtifact.self] = statistics.moments
@@ -46,15 +44,12 @@ struct RecipeRunner {
     }
 
     /// Base versus converted model on the recipe's evaluation text, as the manifest records it.
-    func evaluation(base: ModelGraph, candidate: ModelGraph) throws -> JSONValue? {
+    func evaluation(base: ModelGraph, weights: () throws -> LlamaWeights, candidate: ModelGraph) throws -> JSONValue? {
         guard let settings = recipe.evaluation, let description = base.tokenizer else { return nil }
         let url = URL(fileURLWithPath: settings.text)
-        guard let data = FileManager.default.contents(atPath: url.path) else {
-            throw LatheError.fileAccess(path: url.path, reason: "cannot read the evaluation text")
-        }
-        let tokens = try BPETokenizer(description).encode(String(decoding: data, as: UTF8.self))
+        let tokens = try BPETokenizer(description).encodeFile(url, purpose: "evaluation text")
         let result = try Verifier.compare(
-            base: LlamaSession(weights: try LlamaWeights(base), maxContext: settings.ctx),
+            base: LlamaSession(weights: try weights(), maxContext: settings.ctx),
             candidate: LlamaSession(weights: try LlamaWeights(candidate), maxContext: settings.ctx), tokens: tokens,
             context: settings.ctx, maxChunks: settings.chunks, diagnostics: diagnostics)
         func number(_ value: Double) -> JSONValue { .number(String(format: "%.9g", value)) }
@@ -96,14 +91,22 @@ struct RecipeRunner {
             first = done + 1
             diagnostics.info("resuming after step \(done + 1) of \(passes.count) from \(checkpoints.directory.path)")
         }
-        let context = first < passes.count ? try calibration(for: source) : PassContext()
+        // The source's weights are decoded at most once, for calibration and evaluation alike.
+        var decoded: LlamaWeights?
+        func sourceWeights() throws -> LlamaWeights {
+            if let decoded { return decoded }
+            let weights = try LlamaWeights(source, diagnostics: diagnostics)
+            decoded = weights
+            return weights
+        }
+        let context = first < passes.count ? try calibration(for: source, weights: sourceWeights) : PassContext()
         var graph = try finish(
             Pipeline.run(passes, on: start, context: context, diagnostics: diagnostics, startingAt: first) {
                 step, graph in
                 try checkpoints?.save(graph, after: step)
             })
         guard withManifest else { return graph }
-        let verification = try evaluation(base: source, candidate: graph)
+        let verification = try evaluation(base: source, weights: sourceWeights, candidate: graph)
         let manifest = try Provenance.manifest(
             recipe: resolved, input: input, inputDigests: try digests(),
             calibrationText: recipe.calibration.map { URL(fileURLWithPath: $0.file) },

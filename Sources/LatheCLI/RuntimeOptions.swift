@@ -52,11 +52,7 @@ struct TextOptions: ParsableArguments {
 
     /// The whole text tokenized in one call, as llama-perplexity does.
     func tokens(_ tokenizer: BPETokenizer) throws -> [Int] {
-        let url = URL(fileURLWithPath: text)
-        guard let data = FileManager.default.contents(atPath: url.path) else {
-            throw LatheError.fileAccess(path: url.path, reason: "cannot read the text file")
-        }
-        return tokenizer.encode(String(decoding: data, as: UTF8.self), addSpecial: true, parseSpecial: false)
+        try tokenizer.encodeFile(URL(fileURLWithPath: text), purpose: "text file")
     }
 }
 
@@ -76,5 +72,16 @@ struct LoadedModel {
         }
         tokenizer = try BPETokenizer(description)
         weights = try LlamaWeights(graph, diagnostics: diagnostics)
+    }
+}
+
+extension BPETokenizer {
+    /// A whole UTF-8 file tokenized in one call (llama-perplexity's way: no BOS added by the text,
+    /// control-token spellings read as plain text); `purpose` names the file in the error.
+    func encodeFile(_ url: URL, purpose: String) throws -> [Int] {
+        guard let data = FileManager.default.contents(atPath: url.path) else {
+            throw LatheError.fileAccess(path: url.path, reason: "cannot read the \(purpose)")
+        }
+        return encode(String(decoding: data, as: UTF8.self), addSpecial: true, parseSpecial: false)
     }
 }
