@@ -16,7 +16,7 @@ LATHE        := .build/release/lathe
 VENV         := .cache/venv
 ORACLES      := gguf==0.19.0 safetensors==0.8.0 numpy
 
-.PHONY: setup system-deps model oracles build test demo bench lint format ci clean
+.PHONY: setup system-deps model oracles build test demo bench results lint format ci clean
 
 setup: system-deps model
 
@@ -85,6 +85,19 @@ demo: build model
 	$(LATHE) verify $(MODEL) $(DEMO)/smollm2-f32.safetensors --text $(WIKITEXT) --ctx 512 --chunks 2
 	@echo
 	$(LATHE) run $(MODEL) --chat -p "What is the capital of France?" -n 32
+	@echo
+	$(LATHE) plan resq-w4a4kv4 $(MODEL)
+	$(LATHE) convert $(MODEL) --recipe resq-w4a4kv4 -o $(DEMO)/smollm2-resq-w4a4kv4.safetensors --force
+	$(LATHE) verify $(MODEL) $(DEMO)/smollm2-resq-w4a4kv4.safetensors --text $(WIKITEXT) --protocol all --ctx 2048 --chunks 2
+	@echo
+	@echo "The comparison on 20 windows (make results; README.md, BENCHMARKS.md):"
+	@sed -n '/<!-- resq-results -->/,/<!-- \/resq-results -->/p' README.md | grep -v '^<!--'
+
+## The ResQ issue's results: every recipe built from SmolLM2 and verified against it (about an hour
+## on 2 cores). Tables in .cache/results/results.md; copy them into README.md and BENCHMARKS.md.
+results: build model
+	Benchmarks/resq_results.sh $(LATHE) $(MODEL) .cache/results 20
+	python3 Benchmarks/resq_table.py .cache/results | tee .cache/results/results.md
 
 bench: system-deps model oracles
 	swift build -c release $(SWIFT_FLAGS)

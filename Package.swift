@@ -37,6 +37,12 @@ let package = Package(
         .target(name: "FormatGGUF", dependencies: ["LatheCore"], swiftSettings: swiftSettings),
         .target(name: "FormatSafetensors", dependencies: ["LatheCore"], swiftSettings: swiftSettings),
         .target(name: "PassEncoding", dependencies: ["LatheCore"], swiftSettings: swiftSettings),
+        .target(name: "PassSurgery", dependencies: ["LatheCore"], swiftSettings: swiftSettings),
+        .target(name: "PassCalibration", dependencies: ["LatheCore"], swiftSettings: swiftSettings),
+        .target(name: "PassPCA", dependencies: ["LatheCore", "LinearAlgebra"], swiftSettings: swiftSettings),
+        .target(name: "PassRotate", dependencies: ["LatheCore", "LinearAlgebra"], swiftSettings: swiftSettings),
+        .target(name: "PassWeightQuant", dependencies: ["LatheCore", "LinearAlgebra"], swiftSettings: swiftSettings),
+        .target(name: "PassActivationQuant", dependencies: ["LatheCore"], swiftSettings: swiftSettings),
 
         // MARK: - Pipeline: recipes, planning, running
         .target(
@@ -49,7 +55,10 @@ let package = Package(
         // MARK: - Assembly
         .target(
             name: "LatheBuiltins",
-            dependencies: ["LatheCore", "Compression", "FormatGGUF", "FormatSafetensors", "PassEncoding"],
+            dependencies: [
+                "LatheCore", "Compression", "FormatGGUF", "FormatSafetensors", "PassEncoding", "PassSurgery",
+                "PassCalibration", "PassPCA", "PassRotate", "PassWeightQuant", "PassActivationQuant",
+            ],
             swiftSettings: swiftSettings),
         .target(
             name: "LatheCLI",
@@ -102,7 +111,7 @@ let package = Package(
             name: "LatheBuiltinsTests",
             dependencies: [
                 "LatheBuiltins", "LatheCLI", "LatheCore", "LathePipeline", "Compression", "FormatGGUF",
-                "LatheTestSupport",
+                "LatheTestSupport", "LatheRuntime", "LinearAlgebra",
             ],
             swiftSettings: swiftSettings),
         .testTarget(

@@ -1,7 +1,13 @@
 import FormatGGUF
 import FormatSafetensors
 import LatheCore
+import PassActivationQuant
+import PassCalibration
 import PassEncoding
+import PassPCA
+import PassRotate
+import PassSurgery
+import PassWeightQuant
 
 /// The one place that lists every built-in format and pass. Adding a format or pass is one line here.
 public enum LatheBuiltins {
@@ -22,6 +28,15 @@ public enum LatheBuiltins {
             try builder.register(pass: CastPass.self)
             try builder.register(pass: QuantizeGGMLPass.self)
             try builder.register(pass: ExternalPass.self)
+            try builder.register(pass: UntieEmbeddingsPass.self)
+            try builder.register(pass: FuseNormsPass.self)
+            try builder.register(pass: CalibratePass.self)
+            try builder.register(pass: PCABasisPass.self)
+            try builder.register(pass: RotatePass.self)
+            try builder.register(pass: OnlineHadamardPass.self)
+            try builder.register(pass: QuantizeWeightsPass.self)
+            try builder.register(pass: QuantizeActivationsPass.self)
+            try builder.register(pass: QuantizeKVPass.self)
         } catch {
             preconditionFailure("built-in registrations conflict: \(error)")
         }

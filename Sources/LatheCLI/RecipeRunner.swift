@@ -3,6 +3,7 @@ import LatheBuiltins
 import LatheCore
 import LathePipeline
 import LatheRuntime
+import LinearAlgebra
 
 /// What `convert --recipe` does around the passes: calibration before them (collected, or reused
 /// from a statistics file), evaluation after them, and the provenance manifest.
@@ -16,9 +17,22 @@ struct RecipeRunner {
 
     /// The statistics the recipe asks for, as a pass-context artifact. `weights` decodes the source
     /// model (once, shared with the evaluation).
-    func calibration(for source: ModelGraph, weights: () throws -> LlamaWeights) throws -> PassContext {
+    func calibration(
+        for source: ModelGraph, weights: () throws -> LlamaWeights, calibratesInPipeline: Bool
+    ) throws -> PassContext {
         var context = PassContext()
         guard let settings = recipe.calibration else { return context }
+        if calibratesInPipeline {
+            // A `calibrate` step runs the model as it stands then; it needs only the tokens.
+            guard let description = source.tokenizer else {
+                throw LatheError.missingField("tokenizer", in: "\(source.source) (calibration tokenizes its text)")
+            }
+            let tokens = try BPETokenizer(description).encodeFile(
+                URL(fileURLWithPath: settings.file), purpose: "calibration text")
+            context.calibrator = RuntimeCalibrator(
+                tokens: tokens, windows: settings.windows, length: settings.length, seed: settings.seed)
+            return context
+        }
         guard let config = source.config else {
             throw LatheError.missingField("Llama config", in: "\(source.source) (calibration runs the model)")
         }
@@ -70,7 +84,7 @@ struct RecipeRunner {
         var resolved = recipe
         // The command line's output first, then the recipe's other formats (written beside it).
         resolved.outputs = [Recipe.Output(format: format)] + recipe.outputs.filter { $0.format != format }
-        let (passes, _) = try Pipeline.plan(resolved, for: source, registry: registry)
+        let (passes, plan) = try Pipeline.plan(resolved, for: source, registry: registry)
         // The input is hashed at most once, for the checkpoints' fingerprints and the manifest.
         var inputDigests: [JSONValue]?
         func digests() throws -> [JSONValue] {
@@ -99,7 +113,11 @@ struct RecipeRunner {
             decoded = weights
             return weights
         }
-        let context = first < passes.count ? try calibration(for: source, weights: sourceWeights) : PassContext()
+        let calibratesInPipeline = plan.steps.contains { $0.plan.produces.contains(CalibrationArtifact.name) }
+        let context =
+            first < passes.count
+            ? try calibration(for: source, weights: sourceWeights, calibratesInPipeline: calibratesInPipeline)
+            : PassContext()
         var graph = try finish(
             Pipeline.run(passes, on: start, context: context, diagnostics: diagnostics, startingAt: first) {
                 step, graph in
@@ -114,5 +132,30 @@ struct RecipeRunner {
             graph: graph, verification: verification)
         graph.metadata[Provenance.metadataKey] = .string(manifest.serialized())
         return graph
+    }
+}
+
+/// Calibration backed by the runtime: the graph as it stands is decoded and run over seeded windows
+/// of the calibration tokens, the session's threads splitting each batch over single-threaded BLAS.
+struct RuntimeCalibrator: Calibrator {
+    let tokens: [Int]
+    let windows: Int
+    let length: Int
+    let seed: UInt64
+
+    func statistics(of graph: ModelGraph, diagnostics: Diagnostics) throws -> [String: ActivationMoments] {
+        guard let config = graph.config else {
+            throw LatheError.missingField("Llama config", in: "\(graph.source) (calibration runs the model)")
+        }
+        let weights = try LlamaWeights(graph)
+        let statistics = CalibrationStatistics(headDim: config.headDim)
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        statistics.threads = cores
+        try BLAS.withThreadCount(1) {
+            let session = LlamaSession(weights: weights, maxContext: length, threads: cores)
+            try statistics.collect(
+                session, tokens: tokens, windows: windows, length: length, seed: seed, diagnostics: diagnostics)
+        }
+        return statistics.moments
     }
 }

@@ -18,46 +18,61 @@ struct Verify: ParsableCommand {
     )
 
     @Argument(help: "The original (base) model.") var base: String
-    @Argument(help: "The converted (candidate) model.") var candidate: String
+    @Argument(help: "The converted (candidate) models: several are compared in one pass over the text.")
+    var candidates: [String]
     @OptionGroup var text: TextOptions
     @OptionGroup var runtime: RuntimeOptions
     @Flag(help: "Print JSON.") var json = false
     @OptionGroup var input: InputOptions
 
     func run() throws {
+        guard !candidates.isEmpty else { throw ValidationError("name at least one candidate model") }
         let threads = try runtime.apply(for: .batches)
         let printer = StderrDiagnostics(verbose: input.verbose)
         let baseModel = try LoadedModel(base, format: input.format, diagnostics: printer.diagnostics)
-        let candidateModel = try LoadedModel(candidate, format: input.format, diagnostics: printer.diagnostics)
+        let candidateModels = try candidates.map {
+            try LoadedModel($0, format: input.format, diagnostics: printer.diagnostics)
+        }
         let tokens = try text.tokens(baseModel.tokenizer)
-        let result = try Verifier.compare(
+        let results = try Verifier.compare(
             base: LlamaSession(weights: baseModel.weights, maxContext: text.ctx, threads: threads),
-            candidate: LlamaSession(weights: candidateModel.weights, maxContext: text.ctx, threads: threads),
-            tokens: tokens,
-            context: text.ctx,
-            maxChunks: text.chunks, protocol: try text.scoring, diagnostics: printer.diagnostics)
-        func number(_ value: Double) -> JSONValue { .number(String(format: "%.9g", value)) }
+            candidates: candidateModels.map {
+                LlamaSession(weights: $0.weights, maxContext: text.ctx, threads: threads)
+            },
+            tokens: tokens, context: text.ctx, maxChunks: text.chunks, protocol: try text.scoring,
+            diagnostics: printer.diagnostics)
         if json {
-            printJSON(
-                .object([
-                    ("base", .string(baseModel.graph.source)), ("candidate", .string(candidateModel.graph.source)),
-                    ("chunks", .int(result.chunks)), ("scored_tokens", .int(result.scoredTokens)),
-                    (
-                        "kl",
-                        .object([
-                            ("mean", number(result.kl.mean)), ("median", number(result.kl.median)),
-                            ("p99", number(result.kl.p99)),
-                            ("max", number(result.kl.max)),
-                        ])
-                    ),
-                    ("top1_agreement", number(result.topOneAgreement)),
-                    ("base_perplexity", number(result.basePerplexity)),
-                    ("candidate_perplexity", number(result.candidatePerplexity)),
-                    ("perplexity_ratio", number(result.perplexityRatio)),
-                    ("layer_relative_rms_error", .array(result.layerErrors.map(number))),
-                ]))
+            let reports = zip(candidateModels, results).map { Self.json(base: baseModel, candidate: $0, result: $1) }
+            printJSON(reports.count == 1 ? reports[0] : .array(reports))
             return
         }
+        for (model, result) in zip(candidateModels, results) {
+            if results.count > 1 { print("\(model.graph.source):") }
+            report(result)
+        }
+    }
+
+    static func json(base: LoadedModel, candidate: LoadedModel, result: VerificationResult) -> JSONValue {
+        func number(_ value: Double) -> JSONValue { .number(String(format: "%.9g", value)) }
+        return .object([
+            ("base", .string(base.graph.source)), ("candidate", .string(candidate.graph.source)),
+            ("chunks", .int(result.chunks)), ("scored_tokens", .int(result.scoredTokens)),
+            (
+                "kl",
+                .object([
+                    ("mean", number(result.kl.mean)), ("median", number(result.kl.median)),
+                    ("p99", number(result.kl.p99)), ("max", number(result.kl.max)),
+                ])
+            ),
+            ("top1_agreement", number(result.topOneAgreement)),
+            ("base_perplexity", number(result.basePerplexity)),
+            ("candidate_perplexity", number(result.candidatePerplexity)),
+            ("perplexity_ratio", number(result.perplexityRatio)),
+            ("layer_relative_rms_error", .array(result.layerErrors.map(number))),
+        ])
+    }
+
+    func report(_ result: VerificationResult) {
         print(
             "Verified \(result.scoredTokens) tokens in \(result.chunks) chunks of \(text.ctx) (\(String(format: "%.1f", result.seconds)) s)"
         )

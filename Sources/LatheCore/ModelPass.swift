@@ -12,10 +12,13 @@ public struct PassContext: Sendable {
     public var diagnostics: Diagnostics
     /// Seed for everything random in the pipeline; each pass derives its own stream from it.
     public var seed: UInt64
+    /// Runs the model on calibration text, when the pipeline has text to calibrate on.
+    public var calibrator: (any Calibrator)?
 
-    public init(seed: UInt64 = 0, diagnostics: Diagnostics = .silent) {
+    public init(seed: UInt64 = 0, diagnostics: Diagnostics = .silent, calibrator: (any Calibrator)? = nil) {
         self.seed = seed
         self.diagnostics = diagnostics
+        self.calibrator = calibrator
     }
 
     public subscript<Key: PassArtifactKey>(key: Key.Type) -> Key.Value? {
@@ -65,6 +68,8 @@ public struct PassPlan: Sendable, Equatable {
     public var skipped: [String]
     /// The most memory the pass holds at once beyond the mapped inputs, in bytes (an estimate).
     public var peakBytes: Int
+    /// Tensors the pass adds (the planner adds them to its shadow of the model).
+    public var addedTensors: [TensorInfo] = []
 
     public init(
         changedTensors: [String] = [], requires: [String] = [], produces: [String] = [], notes: [String] = [],

@@ -52,6 +52,13 @@ public enum Pipeline {
         for (index, pass) in built {
             do {
                 let plan = try pass.plan(shadow)
+                for info in plan.addedTensors where shadow[info.name] == nil {
+                    try shadow.append(
+                        Tensor(info: info) {
+                            throw LatheError.notImplemented(
+                                capability: "reading a planned tensor", detail: "plans never read data")
+                        })
+                }
                 for decision in plan.decisions {
                     let info = TensorInfo(
                         name: decision.tensor, dtype: decision.to,
@@ -114,6 +121,8 @@ public enum Pipeline {
         for (position, step) in steps.enumerated() {
             for artifact in step.plan.produces { producers[artifact] = producers[artifact] ?? position }
         }
+        // An artifact a step produces comes from that step, even if the caller could provide it.
+        let provided = provided.subtracting(producers.keys)
         var dependencies: [Set<Int>] = []
         for step in steps {
             var needs = Set<Int>()
@@ -165,7 +174,15 @@ public enum Pipeline {
             diagnostics.progress(
                 .transforming, fraction: Double(index) / Double(max(passes.count, 1)),
                 "step \(index + 1)/\(passes.count): \(type(of: pass).passID)\(eta)")
+            let stepStarted = Date()
             try pass.apply(&graph, context: &context)
+            let peak = ProcessMemory.peakResidentBytes().map {
+                String(format: ", peak RSS so far %.0f MiB", Double($0) / 1_048_576)
+            }
+            diagnostics.info(
+                String(
+                    format: "step %d/%d %@: %.1f s%@", index + 1, passes.count, type(of: pass).passID,
+                    Date().timeIntervalSince(stepStarted), peak ?? ""))
             try afterStep(index, graph)
         }
         return graph

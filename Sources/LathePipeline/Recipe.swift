@@ -78,6 +78,19 @@ public struct Recipe: Sendable {
         recipe.name = try string("name") ?? recipe.name
         recipe.input = try string("input") ?? recipe.input
         recipe.description = try string("description") ?? recipe.description
+        if let removed = json["without"] {
+            guard let list = removed.arrayValue?.compactMap(\.stringValue), list.count == removed.arrayValue?.count
+            else {
+                throw PipelineError(recipe: source, path: "without", problem: "must be a list of pass ids")
+            }
+            for passID in list {
+                guard recipe.steps.contains(where: { $0.pass == passID }) else {
+                    throw PipelineError(
+                        recipe: source, path: "without", problem: "the included recipe has no '\(passID)' step")
+                }
+                recipe.steps.removeAll { $0.pass == passID }
+            }
+        }
         if let overrides = json["options"] {
             guard let entries = overrides.objectValue else {
                 throw PipelineError(recipe: source, path: "options", problem: "must map pass ids to options")

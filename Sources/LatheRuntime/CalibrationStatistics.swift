@@ -3,7 +3,7 @@ import LatheCore
 import LinearAlgebra
 
 /// Second-moment statistics of activations at every site and layer (per KV head where the site is
-/// per head), accumulated in Float64 over calibration windows: Σ xxᵀ, Σ x and the row count. They
+/// per head), products formed in Float32 per batch and accumulated in Float64 over calibration windows: Σ xxᵀ, Σ x and the row count. They
 /// are what PCA bases and GPTQ Hessians are computed from, and they travel as a ModelGraph of F64
 /// tensors (written as safetensors; schema in formats/calibration.md).
 public final class CalibrationStatistics: ActivationObserver {
@@ -12,6 +12,8 @@ public final class CalibrationStatistics: ActivationObserver {
     public let headDim: Int
     public private(set) var moments: [String: Moments] = [:]
     public var sites: Set<ActivationSite>
+    /// Workers for forming each batch's products (use with single-threaded BLAS).
+    public var threads = 1
 
     public init(headDim: Int, sites: Set<ActivationSite> = Set(ActivationSite.allCases)) {
         self.headDim = headDim
@@ -41,22 +43,35 @@ public final class CalibrationStatistics: ActivationObserver {
     ) {
         var entry = moments[key] ?? Moments(width: width)
         moments[key] = nil  // keep the arrays uniquely referenced while they are updated
-        var x = [Double](repeating: 0, count: rows * width)
+        var x = [Float](repeating: 0, count: rows * width)
         for r in 0..<rows {
             for c in 0..<width {
-                let v = Double(values[r * stride + offset + c])
+                let v = values[r * stride + offset + c]
                 x[r * width + c] = v
-                entry.sum[c] += v
+                entry.sum[c] += Double(v)
             }
         }
+        // This call's XᵀX in Float32 (as the reference forms its products), added into the Float64
+        // running sums; the output columns are split over the workers.
+        var product = [Float](repeating: 0, count: width * width)
+        let parts = width * width * rows >= 1 << 20 ? max(1, threads) : 1
+        let columns = (width + parts - 1) / parts
         x.withUnsafeBufferPointer { xp in
-            entry.secondMoment.withUnsafeMutableBufferPointer { mp in
-                // Σ xxᵀ += Xᵀ X, in double.
-                BLAS.gemm(
-                    transA: .transposed, m: width, n: width, k: rows, a: xp.baseAddress!, lda: width,
-                    b: xp.baseAddress!, ldb: width,
-                    beta: 1, c: mp.baseAddress!, ldc: width)
+            product.withUnsafeMutableBufferPointer { pp in
+                let (a, c) = (UnsafeSendable(xp.baseAddress!), UnsafeSendable(pp.baseAddress!))
+                let run: @Sendable (Int) -> Void = { part in
+                    let first = part * columns
+                    let count = min(columns, width - first)
+                    guard count > 0 else { return }
+                    BLAS.gemm(
+                        transA: .transposed, m: width, n: count, k: rows, a: a.value, lda: width,
+                        b: a.value + first, ldb: width, c: c.value + first, ldc: width)
+                }
+                if parts == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: run) }
             }
+        }
+        entry.secondMoment.withUnsafeMutableBufferPointer { m in
+            for i in 0..<(width * width) { m[i] += Double(product[i]) }
         }
         entry.count += rows
         moments[key] = entry

@@ -23,6 +23,7 @@ public final class LlamaSession {
     private var values: [[Float]]
     private let cosTable: [Float]
     private let sinTable: [Float]
+    private let downHadamard: HadamardPlan?
 
     public init(weights: LlamaWeights, maxContext: Int, threads: Int = 1) {
         self.weights = weights
@@ -33,6 +34,8 @@ public final class LlamaSession {
         keys = Array(repeating: [Float](repeating: 0, count: maxContext * kvDim), count: config.layerCount)
         values = keys
         (cosTable, sinTable) = Self.ropeTables(config, maxContext: maxContext)
+        // LlamaWeights checked the order against the FFN size, which Hadamard supports or refuses here.
+        downHadamard = weights.online.downProjectionHadamard.flatMap { try? HadamardPlan(order: $0) }
     }
 
     /// Forgets the sequence (the cache is reused).
@@ -98,14 +101,21 @@ public final class LlamaSession {
         let (h, hd) = (config.hiddenSize, config.headDim)
         let (heads, kvHeads) = (config.headCount, config.kvHeadCount)
         let (qDim, kvDim) = (heads * hd, kvHeads * hd)
-        let normed = Self.rmsNorm(x, w.attentionNorm, rows: t, epsilon: config.normEpsilon)
+        var normed = Self.rmsNorm(x, w.attentionNorm, rows: t, epsilon: config.normEpsilon)
         notify(.attentionInput, layer, normed, rows: t, width: h)
+        quantize(&normed, weights.quantization.activations[ActivationSite.attentionInput.rawValue], rows: t)
         let fused = project(normed, rows: t, w.qkv, out: qDim + 2 * kvDim, in: h)
         var (q, k, v) = Self.splitColumns(fused, rows: t, widths: (qDim, kvDim, kvDim))
+        notify(.values, layer, v, rows: t, width: kvDim)
+        quantize(&v, weights.quantization.values, rows: t)
         applyRope(&q, rows: t, heads: heads)
         applyRope(&k, rows: t, heads: kvHeads)
-        notify(.values, layer, v, rows: t, width: kvDim)
+        if let rotation = w.queryKeyRotation {
+            rotateHeads(&q, rows: t * heads, by: rotation)
+            rotateHeads(&k, rows: t * kvHeads, by: rotation)
+        }
         notify(.rotatedKeys, layer, k, rows: t, width: kvDim)
+        quantize(&k, weights.quantization.keys, rows: t)
         let start = position
         keys[layer].withUnsafeMutableBufferPointer { cache in
             for i in 0..<(t * kvDim) { cache[start * kvDim + i] = k[i] }
@@ -160,6 +170,7 @@ public final class LlamaSession {
             }
         }
         notify(.attentionOutputInput, layer, attended, rows: t, width: qDim)
+        quantize(&attended, weights.quantization.activations[ActivationSite.attentionOutputInput.rawValue], rows: t)
         let projected = project(attended, rows: t, w.o, out: h, in: qDim)
         for i in x.indices { x[i] += projected[i] }
     }
@@ -167,8 +178,9 @@ public final class LlamaSession {
     private func feedForwardBlock(_ layer: Int, _ x: inout [Float], tokens t: Int) {
         let w = weights.layers[layer]
         let (h, f) = (config.hiddenSize, config.ffnSize)
-        let normed = Self.rmsNorm(x, w.ffnNorm, rows: t, epsilon: config.normEpsilon)
+        var normed = Self.rmsNorm(x, w.ffnNorm, rows: t, epsilon: config.normEpsilon)
         notify(.mlpInput, layer, normed, rows: t, width: h)
+        quantize(&normed, weights.quantization.activations[ActivationSite.mlpInput.rawValue], rows: t)
         var (gate, up, _) = Self.splitColumns(
             project(normed, rows: t, w.gateUp, out: 2 * f, in: h), rows: t, widths: (f, f, 0))
         gate.withUnsafeMutableBufferPointer { g in
@@ -182,7 +194,19 @@ public final class LlamaSession {
                 }
             }
         }
+        if let downHadamard {
+            gate.withUnsafeMutableBufferPointer { g in
+                let base = UnsafeSendable(g.baseAddress!)
+                let scale = 1 / Float(f).squareRoot()
+                Self.parallelFor(t, threads: threads, minimumWork: 16) { row in
+                    // Cannot fail: each row is one vector of the plan's order.
+                    try? downHadamard.apply(
+                        to: UnsafeMutableBufferPointer(start: base.value + row * f, count: f), scale: scale)
+                }
+            }
+        }
         notify(.downInput, layer, gate, rows: t, width: f)
+        quantize(&gate, weights.quantization.activations[ActivationSite.downInput.rawValue], rows: t)
         let down = project(gate, rows: t, w.down, out: h, in: f)
         for i in x.indices { x[i] += down[i] }
     }
@@ -190,6 +214,40 @@ public final class LlamaSession {
     private func notify(_ site: ActivationSite, _ layer: Int, _ values: [Float], rows: Int, width: Int) {
         guard let observer else { return }
         values.withUnsafeBufferPointer { observer.observe(site, layer: layer, rows: rows, width: width, values: $0) }
+    }
+
+    // MARK: - Simulated quantization and online transforms
+
+    /// Fake-quantizes each of the `rows` rows of `x` as `quantizer` says (nothing when nil).
+    private func quantize(_ x: inout [Float], _ quantizer: ActivationQuantizer?, rows: Int) {
+        guard let quantizer, rows > 0 else { return }
+        let width = x.count / rows
+        x.withUnsafeMutableBufferPointer { p in
+            let base = UnsafeSendable(p.baseAddress!)
+            Self.parallelFor(rows, threads: threads, minimumWork: 64) { row in
+                quantizer.apply(base.value + row * width, rows: 1, width: width)
+            }
+        }
+    }
+
+    /// `x ← x · U` for each head vector of `x` (`rows × head_dim`), after quantizing each vector to
+    /// the scheme's q/k bits when it has them (the rotation's integer input).
+    private func rotateHeads(_ x: inout [Float], rows: Int, by rotation: [Float]) {
+        let hd = config.headDim
+        if let bits = weights.quantization.queryKeyBits {
+            quantize(&x, ActivationQuantizer(bits: bits, includeZero: true), rows: rows)
+        }
+        var rotated = [Float](repeating: 0, count: x.count)
+        x.withUnsafeBufferPointer { xp in
+            rotation.withUnsafeBufferPointer { up in
+                rotated.withUnsafeMutableBufferPointer { out in
+                    BLAS.gemm(
+                        m: rows, n: hd, k: hd, a: xp.baseAddress!, lda: hd, b: up.baseAddress!, ldb: hd,
+                        c: out.baseAddress!, ldc: hd)
+                }
+            }
+        }
+        x = rotated
     }
 
     // MARK: - Kernels

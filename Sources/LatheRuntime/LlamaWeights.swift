@@ -21,6 +21,8 @@ public struct LlamaWeights: Sendable {
         /// `[gate; up]`: `2·ffn` rows of `hidden`.
         public var gateUp: [Float]
         public var down: [Float]
+        /// U_C: the online rotation of q and k after RoPE (`head_dim × head_dim`, `x ← x·U`).
+        public var queryKeyRotation: [Float]?
     }
 
     public var config: LlamaConfig
@@ -30,6 +32,10 @@ public struct LlamaWeights: Sendable {
     public var output: [Float]?
     public var finalNorm: [Float]
     public var layers: [Layer]
+    /// Activation and KV-cache quantization the session simulates (empty: full precision).
+    public var quantization: QuantizationScheme
+    /// Transforms applied to activations on the fly (recorded by the rotation passes).
+    public var online: OnlineTransforms
 
     public var outputHead: [Float] { output ?? embedding }
 
@@ -68,9 +74,15 @@ public struct LlamaWeights: Sendable {
         let hasOutput = graph[graph.naming == .gguf ? "output.weight" : "lm_head.weight"] != nil
         output = hasOutput ? try load("lm_head.weight", [config.vocabSize, h]) : nil
         finalNorm = try load("model.norm.weight", [h])
+        quantization = try QuantizationScheme(metadata: graph.metadata)
+        online = try OnlineTransforms(metadata: graph.metadata)
+        try Self.validate(quantization, online, config)
         layers = []
         for i in 0..<config.layerCount {
             let p = "model.layers.\(i)."
+            let rotationName = OnlineTransforms.queryKeyRotationTensor(layer: i)
+            let rotation =
+                online.queryKeyRotation ? try load(rotationName, [config.headDim, config.headDim]) : nil
             layers.append(
                 Layer(
                     attentionNorm: try load(p + "input_layernorm.weight", [h]),
@@ -80,8 +92,32 @@ public struct LlamaWeights: Sendable {
                     o: try load(p + "self_attn.o_proj.weight", [h, qDim]),
                     ffnNorm: try load(p + "post_attention_layernorm.weight", [h]),
                     gateUp: try load(p + "mlp.gate_proj.weight", [f, h]) + load(p + "mlp.up_proj.weight", [f, h]),
-                    down: try load(p + "mlp.down_proj.weight", [h, f])))
+                    down: try load(p + "mlp.down_proj.weight", [h, f]), queryKeyRotation: rotation))
             diagnostics.progress(.reading, fraction: Double(i + 1) / Double(config.layerCount), "decoded layer \(i)")
+        }
+    }
+
+    /// Refuses schemes the session could not apply to this model's shapes.
+    static func validate(_ scheme: QuantizationScheme, _ online: OnlineTransforms, _ config: LlamaConfig) throws {
+        let widths = [
+            "attn_input": config.hiddenSize, "mlp_input": config.hiddenSize,
+            "o_proj_input": config.headCount * config.headDim, "down_proj_input": config.ffnSize,
+        ]
+        for (site, quantizer) in scheme.activations {
+            guard let width = widths[site] else {
+                throw LatheError.invalidValue(
+                    field: "metadata \(QuantizationScheme.metadataKey): activations", value: site,
+                    expected: "one of " + widths.keys.sorted().joined(separator: ", "))
+            }
+            try quantizer.validate(width: width, field: "metadata \(QuantizationScheme.metadataKey): \(site)")
+        }
+        let kvWidth = config.kvHeadCount * config.headDim
+        try scheme.keys?.validate(width: kvWidth, field: "metadata \(QuantizationScheme.metadataKey): keys")
+        try scheme.values?.validate(width: kvWidth, field: "metadata \(QuantizationScheme.metadataKey): values")
+        if let order = online.downProjectionHadamard, order != config.ffnSize {
+            throw LatheError.invalidValue(
+                field: "metadata \(OnlineTransforms.metadataKey): downProjectionHadamard", value: "\(order)",
+                expected: "the FFN size \(config.ffnSize)")
         }
     }
 }

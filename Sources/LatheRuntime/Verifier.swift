@@ -32,11 +32,26 @@ public enum Verifier {
         base: LlamaSession, candidate: LlamaSession, tokens: [Int], context: Int, maxChunks: Int?,
         protocol scoring: PerplexityProtocol = .llama, diagnostics: Diagnostics = .silent
     ) throws -> VerificationResult {
-        let (bc, cc) = (base.weights.config, candidate.weights.config)
-        guard bc.vocabSize == cc.vocabSize, bc.hiddenSize == cc.hiddenSize, bc.layerCount == cc.layerCount else {
-            throw LatheError.invalidValue(
-                field: "candidate", value: "vocab \(cc.vocabSize), hidden \(cc.hiddenSize), \(cc.layerCount) layers",
-                expected: "the base's vocab \(bc.vocabSize), hidden \(bc.hiddenSize), \(bc.layerCount) layers")
+        try compare(
+            base: base, candidates: [candidate], tokens: tokens, context: context, maxChunks: maxChunks,
+            protocol: scoring, diagnostics: diagnostics)[0]
+    }
+
+    /// Several candidates against one base: the base runs once per chunk, and each candidate is
+    /// compared with it in turn (only one chunk's base distributions are held at a time).
+    public static func compare(
+        base: LlamaSession, candidates: [LlamaSession], tokens: [Int], context: Int, maxChunks: Int?,
+        protocol scoring: PerplexityProtocol = .llama, diagnostics: Diagnostics = .silent
+    ) throws -> [VerificationResult] {
+        let bc = base.weights.config
+        for candidate in candidates {
+            let cc = candidate.weights.config
+            guard bc.vocabSize == cc.vocabSize, bc.hiddenSize == cc.hiddenSize, bc.layerCount == cc.layerCount else {
+                throw LatheError.invalidValue(
+                    field: "candidate",
+                    value: "vocab \(cc.vocabSize), hidden \(cc.hiddenSize), \(cc.layerCount) layers",
+                    expected: "the base's vocab \(bc.vocabSize), hidden \(bc.hiddenSize), \(bc.layerCount) layers")
+            }
         }
         guard tokens.count >= 2 * context else {
             throw LatheError.invalidValue(
@@ -45,34 +60,35 @@ public enum Verifier {
         let available = tokens.count / context
         let chunks = min(available, maxChunks ?? available)
         let vocab = bc.vocabSize
-        var klValues: [Double] = []
-        var agreements = 0
+        var tallies = candidates.map { _ in Tally(layers: bc.layerCount) }
         var baseNLL = LikelihoodAccumulator()
-        var candidateNLL = LikelihoodAccumulator()
-        var layerDifference = [Double](repeating: 0, count: bc.layerCount)
-        var layerNorm = [Double](repeating: 0, count: bc.layerCount)
         let started = Date()
         for chunk in 0..<chunks {
             let window = Array(tokens[(chunk * context)..<((chunk + 1) * context)])
             var baseStates: [[Float]] = []
             base.reset()
             let baseHidden = try base.forward(window) { _, hidden in baseStates.append(hidden) }
-            candidate.reset()
-            let candidateHidden = try candidate.forward(window) { layer, hidden in
-                for (a, b) in zip(baseStates[layer], hidden) {
-                    layerDifference[layer] += Double(b - a) * Double(b - a)
-                    layerNorm[layer] += Double(a) * Double(a)
-                }
-            }
             let rows = scoring.scoredRows(context: context)
             let baseLogits = base.logits(baseHidden, rows: rows)
-            let candidateLogits = candidate.logits(candidateHidden, rows: rows)
-            baseLogits.withUnsafeBufferPointer { bl in
+            let baseLog: [[Double]] = baseLogits.withUnsafeBufferPointer { bl in
+                (0..<rows.count).map { offset in
+                    logSoftmax(UnsafeBufferPointer(rebasing: bl[(offset * vocab)..<((offset + 1) * vocab)]))
+                }
+            }
+            for (offset, row) in rows.enumerated() { baseNLL.add(-baseLog[offset][window[row + 1]]) }
+            for (index, candidate) in candidates.enumerated() {
+                candidate.reset()
+                let candidateHidden = try candidate.forward(window) { layer, hidden in
+                    for (a, b) in zip(baseStates[layer], hidden) {
+                        tallies[index].layerDifference[layer] += Double(b - a) * Double(b - a)
+                        tallies[index].layerNorm[layer] += Double(a) * Double(a)
+                    }
+                }
+                let candidateLogits = candidate.logits(candidateHidden, rows: rows)
                 candidateLogits.withUnsafeBufferPointer { cl in
                     for (offset, row) in rows.enumerated() {
-                        let slice = (offset * vocab)..<((offset + 1) * vocab)
-                        let p = logSoftmax(UnsafeBufferPointer(rebasing: bl[slice]))
-                        let q = logSoftmax(UnsafeBufferPointer(rebasing: cl[slice]))
+                        let p = baseLog[offset]
+                        let q = logSoftmax(UnsafeBufferPointer(rebasing: cl[(offset * vocab)..<((offset + 1) * vocab)]))
                         var kl = 0.0
                         var (bestP, bestQ) = (0, 0)
                         for i in 0..<vocab {
@@ -80,30 +96,48 @@ public enum Verifier {
                             if p[i] > p[bestP] { bestP = i }
                             if q[i] > q[bestQ] { bestQ = i }
                         }
-                        klValues.append(max(0, kl))
-                        if bestP == bestQ { agreements += 1 }
-                        baseNLL.add(-p[window[row + 1]])
-                        candidateNLL.add(-q[window[row + 1]])
+                        tallies[index].kl.append(max(0, kl))
+                        if bestP == bestQ { tallies[index].agreements += 1 }
+                        tallies[index].nll.add(-q[window[row + 1]])
                     }
                 }
             }
+            let first = tallies[0].kl
             diagnostics.progress(
                 .verifying, fraction: Double(chunk + 1) / Double(chunks),
-                String(
-                    format: "chunk %d/%d: mean KL %.6f", chunk + 1, chunks,
-                    klValues.reduce(0, +) / Double(klValues.count)))
+                String(format: "chunk %d/%d: mean KL %.6f", chunk + 1, chunks, first.reduce(0, +) / Double(first.count))
+            )
         }
-        let sorted = klValues.sorted()
-        func quantile(_ q: Double) -> Double {
-            sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(q * Double(sorted.count - 1) + 0.5))]
+        let seconds = Date().timeIntervalSince(started)
+        return tallies.map { $0.result(basePerplexity: baseNLL.perplexity, chunks: chunks, seconds: seconds) }
+    }
+
+    /// One candidate's running comparison.
+    struct Tally {
+        var kl: [Double] = []
+        var agreements = 0
+        var nll = LikelihoodAccumulator()
+        var layerDifference: [Double]
+        var layerNorm: [Double]
+
+        init(layers: Int) {
+            layerDifference = [Double](repeating: 0, count: layers)
+            layerNorm = layerDifference
         }
-        return VerificationResult(
-            kl: .init(
-                mean: klValues.reduce(0, +) / Double(max(klValues.count, 1)), median: quantile(0.5),
-                p99: quantile(0.99), max: sorted.last ?? 0),
-            topOneAgreement: Double(agreements) / Double(max(klValues.count, 1)), basePerplexity: baseNLL.perplexity,
-            candidatePerplexity: candidateNLL.perplexity,
-            layerErrors: zip(layerDifference, layerNorm).map { $1 > 0 ? ($0 / $1).squareRoot() : $0.squareRoot() },
-            scoredTokens: klValues.count, chunks: chunks, seconds: Date().timeIntervalSince(started))
+
+        func result(basePerplexity: Double, chunks: Int, seconds: Double) -> VerificationResult {
+            let sorted = kl.sorted()
+            func quantile(_ q: Double) -> Double {
+                sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(q * Double(sorted.count - 1) + 0.5))]
+            }
+            return VerificationResult(
+                kl: .init(
+                    mean: kl.reduce(0, +) / Double(max(kl.count, 1)), median: quantile(0.5), p99: quantile(0.99),
+                    max: sorted.last ?? 0),
+                topOneAgreement: Double(agreements) / Double(max(kl.count, 1)), basePerplexity: basePerplexity,
+                candidatePerplexity: nll.perplexity,
+                layerErrors: zip(layerDifference, layerNorm).map { $1 > 0 ? ($0 / $1).squareRoot() : $0.squareRoot() },
+                scoredTokens: kl.count, chunks: chunks, seconds: seconds)
+        }
     }
 }

@@ -26,7 +26,7 @@ final class Recorder: ActivationObserver {
 
 @Suite("Calibration statistics")
 struct CalibrationTests {
-    @Test("accumulated moments equal a direct computation over the same windows (1e-9 relative)")
+    @Test("accumulated moments equal a direct computation over the same windows (Float32 products: 1e-5 relative)")
     func matchesDirectComputation() throws {
         let graph = try TinyModel.graph()
         let weights = try LlamaWeights(graph)
@@ -61,7 +61,7 @@ struct CalibrationTests {
                 let sum = rows.reduce(0.0) { $0 + $1[i] }
                 #expect(abs(sum - m.sum[i]) <= 1e-9 * max(1, abs(sum)), "\(key) sum[\(i)]")
             }
-            #expect(worst <= 1e-9 * scale, "\(key): \(worst) vs scale \(scale)")
+            #expect(worst <= 1e-5 * scale, "\(key): \(worst) vs scale \(scale)")
         }
     }
 

@@ -1,0 +1,109 @@
+import LatheCore
+import LinearAlgebra
+
+/// A weight matrix's quantization grid: for each input column, its bit width and scale group;
+/// per output row, one scale per group.
+struct ColumnGrid {
+    var bits: [Int]
+    var group: [Int]
+    var groupCount: Int
+    /// `rows × groupCount`.
+    var scales: [Float]
+
+    func scale(row: Int, column: Int) -> Float { scales[row * groupCount + group[column]] }
+}
+
+/// GPTQ (Frantar et al.): quantizes columns one at a time in `order` and spreads each column's
+/// error over the columns not yet quantized, weighted by the inverse Hessian of the layer's
+/// inputs (`H = E[xxᵀ]`), in blocks of `blockSize` with lazy updates. Without a Hessian it is
+/// round-to-nearest on the same grid.
+enum GPTQ {
+    /// The dequantized weights (`rows × columns`, row-major) on `grid`.
+    static func quantize(
+        _ weights: [Float], rows: Int, columns: Int, grid: ColumnGrid, order: [Int], hessian: [Double]?,
+        blockSize: Int = 128, damping: Double = 0.01
+    ) throws -> [Float] {
+        // Work transposed and permuted: row a of `wt` is input column order[a], contiguous over outputs.
+        var wt = [Float](repeating: 0, count: rows * columns)
+        for a in 0..<columns {
+            let c = order[a]
+            for r in 0..<rows { wt[a * rows + r] = weights[r * columns + c] }
+        }
+        func quantize(_ a: Int, _ r: Int, _ value: Float) -> Float {
+            let c = order[a]
+            let s = grid.scale(row: r, column: c)
+            return UniformQuantizer.symmetricCode(value, bits: grid.bits[c], scale: s) * s
+        }
+        if let hessian {
+            try feedback(
+                &wt, rows: rows, columns: columns, order: order, hessian: hessian, quantize: quantize,
+                blockSize: blockSize, damping: damping)
+        } else {
+            for a in 0..<columns {
+                for r in 0..<rows { wt[a * rows + r] = quantize(a, r, wt[a * rows + r]) }
+            }
+        }
+        var result = [Float](repeating: 0, count: rows * columns)
+        for a in 0..<columns {
+            let c = order[a]
+            for r in 0..<rows { result[r * columns + c] = wt[a * rows + r] }
+        }
+        return result
+    }
+
+    private static func feedback(
+        _ wt: inout [Float], rows: Int, columns n: Int, order: [Int], hessian: [Double],
+        quantize: (Int, Int, Float) -> Float, blockSize: Int, damping: Double
+    ) throws {
+        var h = [Double](repeating: 0, count: n * n)
+        for a in 0..<n {
+            for b in 0..<n { h[a * n + b] = hessian[order[a] * n + order[b]] }
+        }
+        // Inputs that never fire carry no information: pin their diagonal and zero their weights.
+        for a in 0..<n where h[a * n + a] == 0 {
+            h[a * n + a] = 1
+            for r in 0..<rows { wt[a * rows + r] = 0 }
+        }
+        let mean = (0..<n).reduce(0.0) { $0 + h[$1 * n + $1] } / Double(n)
+        for a in 0..<n { h[a * n + a] += damping * mean }
+        let hinv = try Matrix(rows: n, columns: n, elements: h).inverseCholeskyUpper().elements.map(Float.init)
+        var errors = [Float](repeating: 0, count: blockSize * rows)
+        try wt.withUnsafeMutableBufferPointer { w in
+            try hinv.withUnsafeBufferPointer { u in
+                try errors.withUnsafeMutableBufferPointer { e in
+                    for first in stride(from: 0, to: n, by: blockSize) {
+                        let count = min(blockSize, n - first)
+                        for i in 0..<count {
+                            let a = first + i
+                            let d = u[a * n + a]
+                            guard d > 0 else {
+                                throw LatheError.invalidValue(
+                                    field: "GPTQ inverse Hessian", value: "a non-positive pivot",
+                                    expected: "a positive-definite Hessian")
+                            }
+                            for r in 0..<rows {
+                                let value = w[a * rows + r]
+                                let q = quantize(a, r, value)
+                                w[a * rows + r] = q
+                                e[i * rows + r] = (value - q) / d
+                            }
+                            for j in (i + 1)..<count {
+                                let factor = u[a * n + first + j]
+                                guard factor != 0 else { continue }
+                                let target = (first + j) * rows
+                                for r in 0..<rows { w[target + r] -= e[i * rows + r] * factor }
+                            }
+                        }
+                        let rest = n - first - count
+                        guard rest > 0 else { continue }
+                        // Later columns: W[rest] -= Hinv[block, rest]ᵀ · E.
+                        BLAS.gemm(
+                            transA: .transposed, m: rest, n: rows, k: count, alpha: -1,
+                            a: u.baseAddress! + first * n + first + count, lda: n, b: e.baseAddress!, ldb: rows,
+                            beta: 1, c: w.baseAddress! + (first + count) * rows, ldc: rows)
+                    }
+                }
+            }
+        }
+    }
+}

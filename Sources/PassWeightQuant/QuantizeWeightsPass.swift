@@ -1,0 +1,266 @@
+import Foundation
+import LatheCore
+
+/// `quantize-weights`: per-output-channel symmetric quantization of the decoder's linear layers,
+/// by RTN or GPTQ (Hessians from the calibration statistics of the model as it stands), with the
+/// high-precision input columns (the subspace tail recorded by `pca-basis`; per head for o_proj)
+/// on their own 8-bit scale. The weights are stored dequantized (F32): the runtime simulates
+/// exactly the grid a packed writer will store.
+public struct QuantizeWeightsPass: ModelPass {
+    public struct Options: Codable, Sendable {
+        /// rtn or gptq (default).
+        public var method: String?
+        public var bits: Int?
+        public var highBits: Int?
+        /// MSE clip search per row and part (default true).
+        public var clipSearch: Bool?
+        /// Columns per scale group within each part (default: one scale per row and part).
+        public var groupSize: Int?
+        /// GPTQ visits columns by decreasing Hessian diagonal within each part (default false).
+        public var actOrder: Bool?
+        public var blockSize: Int?
+        public var damping: Double?
+        /// Regex over tensor names to quantize (default: every decoder linear layer).
+        public var tensors: String?
+        /// Token embedding and output head: keep (default), f16, bf16, int8 or int4 (per row).
+        public var embeddings: String?
+        public var head: String?
+    }
+
+    public static let passID = "quantize-weights"
+    public static let summary =
+        "RTN or GPTQ weight quantization, per output channel, with the high-precision subspace at 8 bit"
+
+    let method: String
+    let bits: Int
+    let highBits: Int
+    let search: ScaleSearch
+    let groupSize: Int?
+    let actOrder: Bool
+    let blockSize: Int
+    let damping: Double
+    let selection: TensorPattern?
+    let embeddings: String
+    let head: String
+
+    static let linearKinds = [
+        "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj",
+        "mlp.down_proj",
+    ]
+    static let tableEncodings = ["keep", "f16", "bf16", "int8", "int4"]
+
+    public init(options: Options) throws {
+        let field = "options of pass 'quantize-weights'"
+        method = options.method ?? "gptq"
+        guard ["rtn", "gptq"].contains(method) else {
+            throw LatheError.invalidValue(field: field + ": method", value: method, expected: "rtn or gptq")
+        }
+        bits = options.bits ?? 4
+        highBits = options.highBits ?? 8
+        guard (2...8).contains(bits), (2...8).contains(highBits) else {
+            throw LatheError.invalidValue(field: field + ": bits", value: "\(bits)/\(highBits)", expected: "2 to 8")
+        }
+        search = ScaleSearch(clipSearch: options.clipSearch ?? true)
+        groupSize = options.groupSize
+        if let groupSize, groupSize < 1 {
+            throw LatheError.invalidValue(field: field + ": groupSize", value: "\(groupSize)", expected: "at least 1")
+        }
+        actOrder = options.actOrder ?? false
+        blockSize = max(1, options.blockSize ?? 128)
+        damping = options.damping ?? 0.01
+        selection = try options.tensors.map { try TensorPattern($0, field: field + ": tensors") }
+        embeddings = options.embeddings ?? "keep"
+        head = options.head ?? "keep"
+        for (name, value) in [("embeddings", embeddings), ("head", head)] where !Self.tableEncodings.contains(value) {
+            throw LatheError.invalidValue(
+                field: field + ": \(name)", value: value, expected: Self.tableEncodings.joined(separator: ", "))
+        }
+    }
+
+    /// The quantized linears as (tensor, layer, kind).
+    func targets(_ graph: ModelGraph, _ config: LlamaConfig) -> [(name: String, layer: Int, kind: String)] {
+        (0..<config.layerCount).flatMap { layer in
+            Self.linearKinds.compactMap { kind in
+                let name = "model.layers.\(layer).\(kind).weight"
+                guard graph[name] != nil, selection?.matches(name) ?? true else { return nil }
+                return (name, layer, kind)
+            }
+        }
+    }
+
+    public func plan(_ graph: ModelGraph) throws -> PassPlan {
+        guard let config = graph.config else { throw LatheError.missingField("Llama config", in: graph.source) }
+        let layout = try SubspaceLayout(metadata: graph.metadata)
+        let names = targets(graph, config).map(\.name)
+        var decisions = try names.map {
+            TensorDecision(
+                tensor: $0, from: try graph.tensor(named: $0).info.dtype, to: .f32,
+                reason: "\(method) W\(bits) (dequantized)")
+        }
+        for (name, choice) in [("model.embed_tokens.weight", embeddings), ("lm_head.weight", head)]
+        where choice != "keep" {
+            guard let tensor = graph[name] else { continue }
+            let to: DType = choice == "f16" ? .f16 : choice == "bf16" ? .bf16 : .f32
+            decisions.append(TensorDecision(tensor: name, from: tensor.info.dtype, to: to, reason: choice))
+        }
+        let largest = try names.map { try graph.tensor(named: $0).info.shape.elementCount() }.max() ?? 0
+        return PassPlan(
+            changedTensors: decisions.map(\.tensor), requires: method == "gptq" ? [CalibrationArtifact.name] : [],
+            notes: [
+                "\(names.count) matrices, \(bits)-bit with the last \(layout.hiddenHigh) input columns (\(layout.headHigh) per head of o_proj) at \(highBits) bit"
+            ],
+            decisions: decisions, peakBytes: 7 * largest * 4 * 3 + config.ffnSize * config.ffnSize * 8 * 2)
+    }
+
+    public func apply(_ graph: inout ModelGraph, context: inout PassContext) throws {
+        guard let config = graph.config else { throw LatheError.missingField("Llama config", in: graph.source) }
+        _ = try plan(graph)
+        let layout = try SubspaceLayout(metadata: graph.metadata)
+        let statistics = method == "gptq" ? try context.require(CalibrationArtifact.self, by: Self.passID) : nil
+        let all = targets(graph, config)
+        for layer in 0..<config.layerCount {
+            let jobs = all.filter { $0.layer == layer }
+            let inputs = try jobs.map { job in
+                let (rows, columns) = try graph.matrixShape(job.name)
+                let hessian = try statistics.map { stats -> [Double] in
+                    let key = Self.hessianSite(job.kind) + ".\(layer)"
+                    guard let m = stats[key], m.width == columns else {
+                        throw LatheError.missingField(
+                            key, in: "the calibration statistics (GPTQ needs the input moments of \(job.name))")
+                    }
+                    return m.meanSecondMoment
+                }
+                return (weights: try graph.floats(job.name), rows: rows, columns: columns, hessian: hessian)
+            }
+            let results = ResultSlots(count: jobs.count)
+            DispatchQueue.concurrentPerform(iterations: jobs.count) { index in
+                let job = jobs[index]
+                let input = inputs[index]
+                results.set(index) {
+                    let high = Self.highColumns(job.kind, columns: input.columns, layout: layout, config: config)
+                    return try quantize(
+                        input.weights, rows: input.rows, columns: input.columns, high: high, hessian: input.hessian)
+                }
+            }
+            for (index, job) in jobs.enumerated() { try graph.setFloats(job.name, try results.get(index)) }
+            context.diagnostics.progress(
+                .quantizing, fraction: Double(layer + 1) / Double(config.layerCount),
+                "quantize-weights (\(method)): layer \(layer)")
+        }
+        try encodeTable(&graph, "model.embed_tokens.weight", as: embeddings)
+        try encodeTable(&graph, "lm_head.weight", as: head)
+        var scheme = try QuantizationScheme(metadata: graph.metadata)
+        scheme.weights = WeightQuantizationRecord(
+            method: method, bits: bits, highBits: highBits, hiddenHighColumns: layout.hiddenHigh,
+            headHighColumns: layout.headHigh, groupSize: groupSize, tensors: Self.linearKinds)
+        try scheme.store(in: &graph.metadata)
+    }
+
+    static func hessianSite(_ kind: String) -> String {
+        switch kind {
+        case "self_attn.o_proj": "o_proj_input"
+        case "mlp.gate_proj", "mlp.up_proj": "mlp_input"
+        case "mlp.down_proj": "down_proj_input"
+        default: "attn_input"
+        }
+    }
+
+    /// Which input columns are high precision: the hidden tail for readers of the residual stream,
+    /// each head's tail for o_proj, none for down_proj (its input is Hadamard-mixed, uniform).
+    static func highColumns(_ kind: String, columns: Int, layout: SubspaceLayout, config: LlamaConfig) -> Set<Int> {
+        switch kind {
+        case "mlp.down_proj": return []
+        case "self_attn.o_proj":
+            let hd = config.headDim
+            return Set((0..<(columns / hd)).flatMap { head in ((head + 1) * hd - layout.headHigh)..<((head + 1) * hd) })
+        default:
+            return Set((columns - layout.hiddenHigh)..<columns)
+        }
+    }
+
+    /// One matrix on its grid: low columns first, then high (as the reference orders o_proj), each
+    /// part cut into scale groups, scales searched on the original weights.
+    func quantize(_ w: [Float], rows: Int, columns: Int, high: Set<Int>, hessian: [Double]?) throws -> [Float] {
+        var low = (0..<columns).filter { !high.contains($0) }
+        var highPart = (0..<columns).filter { high.contains($0) }
+        if actOrder, let hessian {
+            let diagonal = { (c: Int) in hessian[c * columns + c] }
+            low.sort { diagonal($0) > diagonal($1) }
+            highPart.sort { diagonal($0) > diagonal($1) }
+        }
+        var grid = ColumnGrid(
+            bits: [Int](repeating: bits, count: columns), group: [Int](repeating: 0, count: columns), groupCount: 0,
+            scales: [])
+        var groups: [[Int]] = []
+        for (part, partBits) in [(low, bits), (highPart, highBits)] where !part.isEmpty {
+            let size = groupSize ?? part.count
+            for start in stride(from: 0, to: part.count, by: size) {
+                let members = Array(part[start..<min(start + size, part.count)])
+                for c in members {
+                    grid.bits[c] = partBits
+                    grid.group[c] = groups.count
+                }
+                groups.append(members)
+            }
+        }
+        grid.groupCount = groups.count
+        grid.scales = [Float](repeating: 0, count: rows * groups.count)
+        var buffer = [Float](repeating: 0, count: columns)
+        for r in 0..<rows {
+            for (g, members) in groups.enumerated() {
+                for (i, c) in members.enumerated() { buffer[i] = w[r * columns + c] }
+                let partBits = grid.bits[members[0]]
+                grid.scales[r * groups.count + g] = buffer.withUnsafeBufferPointer {
+                    search.scale(UnsafeBufferPointer(rebasing: $0[0..<members.count]), bits: partBits)
+                }
+            }
+        }
+        return try GPTQ.quantize(
+            w, rows: rows, columns: columns, grid: grid, order: low + highPart, hessian: hessian,
+            blockSize: blockSize, damping: damping)
+    }
+
+    /// The embedding or head in a 16-bit float, or fake-quantized per row (absmax scale).
+    func encodeTable(_ graph: inout ModelGraph, _ name: String, as choice: String) throws {
+        guard choice != "keep", let tensor = graph[name] else { return }
+        switch choice {
+        case "f16": try graph.replace(TensorCodec.convert(tensor, to: .f16))
+        case "bf16": try graph.replace(TensorCodec.convert(tensor, to: .bf16))
+        default:
+            let tableBits = choice == "int8" ? 8 : 4
+            let (rows, columns) = try graph.matrixShape(name)
+            var w = try graph.floats(name)
+            w.withUnsafeMutableBufferPointer { p in
+                for r in 0..<rows {
+                    let row = p.baseAddress! + r * columns
+                    var largest: Float = 0
+                    for c in 0..<columns { largest = max(largest, abs(row[c])) }
+                    UniformQuantizer.symmetric(
+                        row, count: columns, bits: tableBits,
+                        scale: UniformQuantizer.symmetricScale(maxMagnitude: largest, bits: tableBits))
+                }
+            }
+            try graph.setFloats(name, w)
+        }
+    }
+}
+
+/// Results written by parallel workers, one slot each.
+final class ResultSlots: @unchecked Sendable {
+    private var slots: [Result<[Float], any Error>?]
+    private let lock = NSLock()
+
+    init(count: Int) { slots = Array(repeating: nil, count: count) }
+
+    func set(_ index: Int, _ body: () throws -> [Float]) {
+        let result = Result { try body() }
+        lock.withLock { slots[index] = result }
+    }
+
+    func get(_ index: Int) throws -> [Float] {
+        guard let result = lock.withLock({ slots[index] }) else {
+            throw LatheError.notImplemented(capability: "a missing worker result", detail: "slot \(index) unset")
+        }
+        return try result.get()
+    }
+}

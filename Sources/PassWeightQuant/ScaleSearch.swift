@@ -1,0 +1,40 @@
+import Foundation
+import LatheCore
+
+/// Per-row symmetric scales for column groups of a weight, found by the reference's MSE clip search:
+/// shrink the range by p = 1 − i/100 (i < 80) and keep the scale with the least Σ|Q(w) − w|^2.4.
+/// The search walks every fourth step, then the neighbours of the best one: the error is
+/// unimodal in p in practice, and this does a third of the work.
+struct ScaleSearch {
+    static let steps = 80
+    static let exponent: Float = 2.4
+
+    var clipSearch: Bool
+
+    /// The scale of `values` (one row's group) on the `bits`-bit symmetric grid.
+    func scale(_ values: UnsafeBufferPointer<Float>, bits: Int) -> Float {
+        var largest: Float = 0
+        for v in values { largest = max(largest, abs(v)) }
+        let top = Float((1 << (bits - 1)) - 1)
+        guard clipSearch, largest > 0 else { return UniformQuantizer.symmetricScale(maxMagnitude: largest, bits: bits) }
+        func error(_ step: Int) -> (Float, Float) {
+            let scale = max(largest * (1 - Float(step) / 100), 1e-5) / top
+            var total: Float = 0
+            for v in values {
+                let e = abs(UniformQuantizer.symmetricCode(v, bits: bits, scale: scale) * scale - v)
+                if e > 0 { total += pow(e, Self.exponent) }
+            }
+            return (total, scale)
+        }
+        var best = (error: Float.infinity, scale: Float(0), step: 0)
+        for step in stride(from: 0, to: Self.steps, by: 4) {
+            let (e, s) = error(step)
+            if e < best.error { best = (e, s, step) }
+        }
+        for step in max(0, best.step - 3)...min(Self.steps - 1, best.step + 3) where step % 4 != 0 {
+            let (e, s) = error(step)
+            if e < best.error { best = (e, s, step) }
+        }
+        return best.scale
+    }
+}
