@@ -73,7 +73,7 @@ struct Calibrate: ParsableCommand {
             graph, to: URL(fileURLWithPath: output),
             options: WriteOptions(overwrite: force, diagnostics: printer.diagnostics))
         print(
-            "wrote \(report.path): \(statistics.moments.count) statistics over \(windows) windows of \(length) tokens "
+            "wrote \(report.path): \(statistics.count) statistics over \(windows) windows of \(length) tokens "
                 + "(\(formatBytes(report.bytesWritten))) in \(String(format: "%.1f", Date().timeIntervalSince(started))) s"
         )
     }

@@ -75,6 +75,22 @@ struct RecipeRunner {
         ])
     }
 
+    /// The first step to run when the steps up to `done` have checkpoints. Artifacts (statistics,
+    /// bases) live only in memory, so a later step that needs one made earlier sends the run back to
+    /// the step that made it.
+    static func restartPoint(after done: Int, _ steps: [PassPlan]) -> Int {
+        var restart = done + 1
+        while restart > 0 {
+            let needed = Set(steps[min(restart, steps.count)...].flatMap(\.requires))
+            guard
+                let producer = steps[..<restart].lastIndex(where: { !Set($0.produces).isDisjoint(with: needed) }),
+                producer < restart
+            else { break }
+            restart = producer
+        }
+        return restart
+    }
+
     /// Runs the recipe's passes, then `finish` (the writer's encoding fallbacks), and returns the
     /// converted graph with its manifest (unless disabled).
     func run(
@@ -101,9 +117,12 @@ struct RecipeRunner {
         var start = source
         var first = 0
         if resume, let checkpoints, let done = checkpoints.latestComplete() {
-            start = try checkpoints.load(after: done, source: source.source)
-            first = done + 1
-            diagnostics.info("resuming after step \(done + 1) of \(passes.count) from \(checkpoints.directory.path)")
+            let restart = Self.restartPoint(after: done, plan.steps.map(\.plan))
+            if restart > 0 {
+                start = try checkpoints.load(after: restart - 1, source: source.source)
+                first = restart
+                diagnostics.info("resuming after step \(restart) of \(passes.count) from \(checkpoints.directory.path)")
+            }
         }
         // The source's weights are decoded at most once, for calibration and evaluation alike.
         var decoded: LlamaWeights?
@@ -147,15 +166,19 @@ struct RuntimeCalibrator: Calibrator {
         guard let config = graph.config else {
             throw LatheError.missingField("Llama config", in: "\(graph.source) (calibration runs the model)")
         }
-        let weights = try LlamaWeights(graph)
         let statistics = CalibrationStatistics(headDim: config.headDim)
+        try collect(into: statistics, graph, diagnostics: diagnostics)
+        // The decoded weights are gone by now: the full matrices never coexist with them.
+        return statistics.moments
+    }
+
+    private func collect(into statistics: CalibrationStatistics, _ graph: ModelGraph, diagnostics: Diagnostics) throws {
         let cores = ProcessInfo.processInfo.activeProcessorCount
         statistics.threads = cores
+        let session = LlamaSession(weights: try LlamaWeights(graph), maxContext: length, threads: cores)
         try BLAS.withThreadCount(1) {
-            let session = LlamaSession(weights: weights, maxContext: length, threads: cores)
             try statistics.collect(
                 session, tokens: tokens, windows: windows, length: length, seed: seed, diagnostics: diagnostics)
         }
-        return statistics.moments
     }
 }

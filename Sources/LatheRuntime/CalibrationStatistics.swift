@@ -10,7 +10,9 @@ public final class CalibrationStatistics: ActivationObserver {
     public typealias Moments = ActivationMoments
 
     public let headDim: Int
-    public private(set) var moments: [String: Moments] = [:]
+    /// Running sums while collecting. Σxxᵀ is symmetric, so only its upper triangle is kept (packed
+    /// row by row): half the memory of the full matrices, which dominate calibration's footprint.
+    private var accumulators: [String: Accumulator] = [:]
     public var sites: Set<ActivationSite>
     /// Workers for forming each batch's products (use with single-threaded BLAS).
     public var threads = 1
@@ -18,6 +20,53 @@ public final class CalibrationStatistics: ActivationObserver {
     public init(headDim: Int, sites: Set<ActivationSite> = Set(ActivationSite.allCases)) {
         self.headDim = headDim
         self.sites = sites
+    }
+
+    /// The statistics as full matrices (unpacked on each call: take it once).
+    public var moments: [String: Moments] { accumulators.mapValues(\.moments) }
+
+    /// Number of statistics collected.
+    public var count: Int { accumulators.count }
+
+    struct Accumulator {
+        var width: Int
+        var upper: [Double]
+        var sum: [Double]
+        var count = 0
+
+        init(width: Int) {
+            self.width = width
+            upper = [Double](repeating: 0, count: width * (width + 1) / 2)
+            sum = [Double](repeating: 0, count: width)
+        }
+
+        init(_ moments: Moments) {
+            self.init(width: moments.width)
+            var index = 0
+            for i in 0..<width {
+                for j in i..<width {
+                    upper[index] = moments.secondMoment[i * width + j]
+                    index += 1
+                }
+            }
+            sum = moments.sum
+            count = moments.count
+        }
+
+        var moments: Moments {
+            var m = Moments(width: width)
+            var index = 0
+            for i in 0..<width {
+                for j in i..<width {
+                    m.secondMoment[i * width + j] = upper[index]
+                    m.secondMoment[j * width + i] = upper[index]
+                    index += 1
+                }
+            }
+            m.sum = sum
+            m.count = count
+            return m
+        }
     }
 
     /// The tensor-name stem of a site, layer and head: `attn_input.3`, `k_rope.3.head1`.
@@ -41,8 +90,8 @@ public final class CalibrationStatistics: ActivationObserver {
     private func accumulate(
         _ key: String, _ values: UnsafeBufferPointer<Float>, rows: Int, stride: Int, offset: Int, width: Int
     ) {
-        var entry = moments[key] ?? Moments(width: width)
-        moments[key] = nil  // keep the arrays uniquely referenced while they are updated
+        var entry = accumulators[key] ?? Accumulator(width: width)
+        accumulators[key] = nil  // keep the arrays uniquely referenced while they are updated
         var x = [Float](repeating: 0, count: rows * width)
         for r in 0..<rows {
             for c in 0..<width {
@@ -70,11 +119,17 @@ public final class CalibrationStatistics: ActivationObserver {
                 if parts == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: run) }
             }
         }
-        entry.secondMoment.withUnsafeMutableBufferPointer { m in
-            for i in 0..<(width * width) { m[i] += Double(product[i]) }
+        entry.upper.withUnsafeMutableBufferPointer { m in
+            var index = 0
+            for i in 0..<width {
+                for j in i..<width {
+                    m[index] += Double(product[i * width + j])
+                    index += 1
+                }
+            }
         }
         entry.count += rows
-        moments[key] = entry
+        accumulators[key] = entry
     }
 
     /// Runs `windows` random windows of `length` tokens from `tokens` (seeded, so the same on every
@@ -104,8 +159,9 @@ public final class CalibrationStatistics: ActivationObserver {
     /// The statistics as F64 tensors `<key>.second_moment` [w, w], `<key>.sum` [w] and I64 `<key>.count` [].
     public func graph(metadata: Metadata) throws -> ModelGraph {
         var graph = try ModelGraph(source: "calibration", metadata: metadata)
-        for key in moments.keys.sorted() {
-            guard let m = moments[key] else { continue }
+        let all = moments
+        for key in all.keys.sorted() {
+            guard let m = all[key] else { continue }
             try graph.append(
                 Tensor(
                     info: TensorInfo(name: key + ".second_moment", dtype: .f64, shape: [m.width, m.width]),
@@ -151,7 +207,7 @@ public final class CalibrationStatistics: ActivationObserver {
             m.secondMoment = try tensor.storage().values(as: Double.self)
             m.sum = try sum.storage().values(as: Double.self)
             m.count = Int(try count.storage().values(as: Int64.self).first ?? 0)
-            moments[key] = m
+            accumulators[key] = Accumulator(m)
         }
     }
 }

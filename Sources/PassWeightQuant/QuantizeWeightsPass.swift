@@ -107,7 +107,10 @@ public struct QuantizeWeightsPass: ModelPass {
         return PassPlan(
             changedTensors: decisions.map(\.tensor), requires: method == "gptq" ? [CalibrationArtifact.name] : [],
             notes: [
-                "\(names.count) matrices, \(bits)-bit with the last \(layout.hiddenHigh) input columns (\(layout.headHigh) per head of o_proj) at \(highBits) bit"
+                "\(names.count) matrices, \(bits)-bit per output row; the input columns of the high-precision subspace "
+                    + (layout.basis == "none"
+                        ? "(if an earlier pca-basis step records one)"
+                        : "(\(layout.hiddenHigh), \(layout.headHigh) per head of o_proj)") + " at \(highBits) bit"
             ],
             decisions: decisions, peakBytes: 7 * largest * 4 * 3 + config.ffnSize * config.ffnSize * 8 * 2)
     }

@@ -8,6 +8,8 @@ import LatheTestSupport
 import LinearAlgebra
 import Testing
 
+@testable import LatheCLI
+
 /// Calibration on fixed token windows, through the runtime (what the command line provides).
 struct TokenCalibrator: Calibrator {
     var tokens: [Int]
@@ -263,5 +265,20 @@ struct MultiCandidateVerifyTests {
             #expect(together[index].layerErrors == alone.layerErrors)
         }
         #expect(together[0].kl.mean > 0 && together[0].kl.mean != together[1].kl.mean)
+    }
+}
+
+@Suite("Resuming recipes with artifacts")
+struct ResumeArtifactTests {
+    @Test("a resumed run goes back to the step that made an artifact a remaining step needs")
+    func restartPoint() {
+        let steps = [
+            PassPlan(produces: ["calibration"]), PassPlan(requires: ["calibration"], produces: ["bases"]),
+            PassPlan(requires: ["bases"]), PassPlan(), PassPlan(requires: ["calibration"]), PassPlan(),
+        ]
+        #expect(RecipeRunner.restartPoint(after: 3, steps) == 0)  // step 4 needs the calibration
+        #expect(RecipeRunner.restartPoint(after: 1, steps) == 0)  // step 2 needs the bases, which need it too
+        #expect(RecipeRunner.restartPoint(after: 4, steps) == 5)  // nothing left needs an artifact
+        #expect(RecipeRunner.restartPoint(after: 5, steps) == 6)
     }
 }
