@@ -9,12 +9,15 @@ public enum ProcessMemory {
     public static func residentBytes() -> Int? { field("VmRSS:") }
 
     private static func field(_ name: String) -> Int? {
-        // /proc files report a size of 0, so read until the end instead of trusting it.
-        guard let handle = FileHandle(forReadingAtPath: "/proc/self/status") else { return nil }
-        defer { try? handle.close() }
-        let status = String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
-        for line in status.split(separator: "\n") where line.hasPrefix(name) {
-            let kilobytes = line.dropFirst(name.count).split(separator: " ").first.flatMap { Int($0) }
+        // /proc files report a size of 0, so Foundation's whole-file readers return nothing: read lines.
+        guard let file = fopen("/proc/self/status", "r") else { return nil }
+        defer { fclose(file) }
+        var buffer = [CChar](repeating: 0, count: 256)
+        while fgets(&buffer, Int32(buffer.count), file) != nil {
+            let line = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            guard line.hasPrefix(name) else { continue }
+            let kilobytes = line.dropFirst(name.count).split(whereSeparator: { $0 == " " || $0 == "\t" }).first
+                .flatMap { Int($0) }
             return kilobytes.map { $0 * 1024 }
         }
         return nil

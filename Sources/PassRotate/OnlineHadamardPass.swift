@@ -44,6 +44,8 @@ public struct OnlineHadamardPass: ModelPass {
         let transform = try HadamardPlan(order: f)
         let scale = 1 / Float(f).squareRoot()
         var statistics = context[CalibrationArtifact.self]
+        // Taken out of the context while updated, so each replaced matrix is freed rather than copied.
+        context[CalibrationArtifact.self] = nil
         for layer in 0..<config.layerCount {
             // Each row w of W_down becomes w · U_D = (M wᵀ)ᵀ / √f: the same fast transform.
             let name = "model.layers.\(layer).mlp.down_proj.weight"

@@ -124,6 +124,8 @@ public struct RotatePass: ModelPass {
             return Dense.multiply(basis, rotation, m: n, k: n, n: n)
         }
         var statistics = context[CalibrationArtifact.self]
+        // Taken out of the context while updated, so each replaced matrix is freed rather than copied.
+        context[CalibrationArtifact.self] = nil
 
         if residual {
             let u = compose(bases?.residual, residualRotation, n: hidden)

@@ -84,3 +84,15 @@ struct UniformQuantizerTests {
         }
     }
 }
+
+@Suite("Process memory")
+struct ProcessMemoryTests {
+    @Test("the peak resident size is known on Linux and at least the current size")
+    func peakResident() throws {
+        #if os(Linux)
+            let now = try #require(ProcessMemory.residentBytes())
+            let peak = try #require(ProcessMemory.peakResidentBytes())  // read second: it only grows
+            #expect(peak >= now && now > 1 << 20)
+        #endif
+    }
+}
