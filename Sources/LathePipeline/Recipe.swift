@@ -3,8 +3,8 @@ import LatheCore
 import Yams
 
 /// A conversion written as data: steps (pass id + options), outputs, and optional calibration and
-/// evaluation settings. YAML or JSON; a recipe may `include` another and override the options of
-/// its steps by pass id.
+/// evaluation settings. YAML or JSON; a recipe may `include` another, drop its steps by pass id
+/// (`without`) and override the options of its steps by pass id.
 public struct Recipe: Sendable {
     public struct Step: Sendable {
         public var pass: String

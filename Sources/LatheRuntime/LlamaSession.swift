@@ -79,7 +79,7 @@ public final class LlamaSession {
             observe?(layer, x)
         }
         position += t
-        return Self.rmsNorm(x, weights.finalNorm, rows: t, epsilon: config.normEpsilon)
+        return Self.rmsNorm(x, weights.finalNorm, rows: t, epsilon: config.normEpsilon, threads: threads)
     }
 
     /// Logits for the given rows of `hidden` (`rows.count × vocab`).
@@ -101,7 +101,7 @@ public final class LlamaSession {
         let (h, hd) = (config.hiddenSize, config.headDim)
         let (heads, kvHeads) = (config.headCount, config.kvHeadCount)
         let (qDim, kvDim) = (heads * hd, kvHeads * hd)
-        var normed = Self.rmsNorm(x, w.attentionNorm, rows: t, epsilon: config.normEpsilon)
+        var normed = Self.rmsNorm(x, w.attentionNorm, rows: t, epsilon: config.normEpsilon, threads: threads)
         notify(.attentionInput, layer, normed, rows: t, width: h)
         quantize(&normed, weights.quantization.activations[ActivationSite.attentionInput.rawValue], rows: t)
         let fused = project(normed, rows: t, w.qkv, out: qDim + 2 * kvDim, in: h)
@@ -178,7 +178,7 @@ public final class LlamaSession {
     private func feedForwardBlock(_ layer: Int, _ x: inout [Float], tokens t: Int) {
         let w = weights.layers[layer]
         let (h, f) = (config.hiddenSize, config.ffnSize)
-        var normed = Self.rmsNorm(x, w.ffnNorm, rows: t, epsilon: config.normEpsilon)
+        var normed = Self.rmsNorm(x, w.ffnNorm, rows: t, epsilon: config.normEpsilon, threads: threads)
         notify(.mlpInput, layer, normed, rows: t, width: h)
         quantize(&normed, weights.quantization.activations[ActivationSite.mlpInput.rawValue], rows: t)
         var (gate, up, _) = Self.splitColumns(
@@ -316,18 +316,27 @@ public final class LlamaSession {
         }
     }
 
-    /// RMSNorm per row: x / √(mean(x²) + ε) · w, the mean accumulated in double as ggml does.
-    static func rmsNorm(_ x: [Float], _ weight: [Float], rows: Int, epsilon: Double) -> [Float] {
+    /// RMSNorm per row: x / √(mean(x²) + ε) · w, the mean accumulated in double as ggml does; rows
+    /// spread over `threads` when there are enough of them.
+    static func rmsNorm(_ x: [Float], _ weight: [Float], rows: Int, epsilon: Double, threads: Int = 1) -> [Float] {
         let width = weight.count
         var y = [Float](repeating: 0, count: x.count)
-        for row in 0..<rows {
-            var sum = 0.0
-            for j in 0..<width {
-                let v = x[row * width + j]
-                sum += Double(v * v)
+        x.withUnsafeBufferPointer { xp in
+            weight.withUnsafeBufferPointer { wp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    let (source, gamma, out) = (
+                        UnsafeSendable(xp.baseAddress!), UnsafeSendable(wp.baseAddress!),
+                        UnsafeSendable(yp.baseAddress!)
+                    )
+                    parallelFor(rows, threads: threads, minimumWork: 64) { row in
+                        let input = source.value + row * width
+                        var sum = 0.0
+                        for j in 0..<width { sum += Double(input[j] * input[j]) }
+                        let scale = 1 / (Float(sum / Double(width)) + Float(epsilon)).squareRoot()
+                        for j in 0..<width { out.value[row * width + j] = input[j] * scale * gamma.value[j] }
+                    }
+                }
             }
-            let scale = 1 / (Float(sum / Double(width)) + Float(epsilon)).squareRoot()
-            for j in 0..<width { y[row * width + j] = x[row * width + j] * scale * weight[j] }
         }
         return y
     }
@@ -352,16 +361,28 @@ public final class LlamaSession {
         let hd = config.headDim
         let half = hd / 2
         let interleaved = weights.ropeStyle == .interleaved
-        for row in 0..<rows {
-            let table = (position + row) * half
-            for head in 0..<heads {
-                let base = (row * heads + head) * hd
-                for i in 0..<half {
-                    let (a, b) = interleaved ? (base + 2 * i, base + 2 * i + 1) : (base + i, base + i + half)
-                    let (c, s) = (cosTable[table + i], sinTable[table + i])
-                    let (x0, x1) = (x[a], x[b])
-                    x[a] = x0 * c - x1 * s
-                    x[b] = x0 * s + x1 * c
+        let position = position
+        cosTable.withUnsafeBufferPointer { cp in
+            sinTable.withUnsafeBufferPointer { sp in
+                x.withUnsafeMutableBufferPointer { xp in
+                    let (cosines, sines, values) = (
+                        UnsafeSendable(cp.baseAddress!), UnsafeSendable(sp.baseAddress!),
+                        UnsafeSendable(xp.baseAddress!)
+                    )
+                    Self.parallelFor(rows, threads: threads, minimumWork: 64) { row in
+                        let table = (position + row) * half
+                        for head in 0..<heads {
+                            let base = (row * heads + head) * hd
+                            for i in 0..<half {
+                                let (a, b) =
+                                    interleaved ? (base + 2 * i, base + 2 * i + 1) : (base + i, base + i + half)
+                                let (c, s) = (cosines.value[table + i], sines.value[table + i])
+                                let (x0, x1) = (values.value[a], values.value[b])
+                                values.value[a] = x0 * c - x1 * s
+                                values.value[b] = x0 * s + x1 * c
+                            }
+                        }
+                    }
                 }
             }
         }

@@ -227,3 +227,25 @@ struct PipelineStrictnessTests {
         #expect(plan.steps[0].plan.skipped == ["model.norm.weight (test)"])
     }
 }
+
+@Suite("Recipe without")
+struct RecipeWithoutTests {
+    @Test("without drops the included recipe's steps by pass id; a pass it lacks is an error naming the field")
+    func without() throws {
+        let recipe = try Recipe.parse(
+            "include: resq-w4a4kv4\nwithout: [quantize-kv, quantize-activations]", source: "t.yaml",
+            resolve: { try RecipeLibrary.load($0) })
+        let full = try RecipeLibrary.load("resq-w4a4kv4")
+        #expect(
+            recipe.steps.map(\.pass)
+                == full.steps.map(\.pass).filter { !$0.hasPrefix("quantize-a") && $0 != "quantize-kv" })
+        #expect(recipe.steps.count == full.steps.count - 2)
+        do {
+            _ = try Recipe.parse(
+                "include: q4_0\nwithout: [rotate]", source: "u.yaml", resolve: { try RecipeLibrary.load($0) })
+            Issue.record("expected an error")
+        } catch let error as PipelineError {
+            #expect("\(error.localizedDescription)".contains("without"))
+        }
+    }
+}
