@@ -36,6 +36,8 @@ public struct LlamaWeights: Sendable {
     public var quantization: QuantizationScheme
     /// Transforms applied to activations on the fly (recorded by the rotation passes).
     public var online: OnlineTransforms
+    /// U with hidden states = the original model's · U, when a rotation was fused (`hidden × hidden`).
+    public var residualRotation: [Float]?
 
     public var outputHead: [Float] { output ?? embedding }
 
@@ -74,6 +76,9 @@ public struct LlamaWeights: Sendable {
         let hasOutput = graph[graph.naming == .gguf ? "output.weight" : "lm_head.weight"] != nil
         output = hasOutput ? try load("lm_head.weight", [config.vocabSize, h]) : nil
         finalNorm = try load("model.norm.weight", [h])
+        residualRotation =
+            graph[OnlineTransforms.residualRotationTensor] == nil
+            ? nil : try load(OnlineTransforms.residualRotationTensor, [h, h])
         quantization = try QuantizationScheme(metadata: graph.metadata)
         online = try OnlineTransforms(metadata: graph.metadata)
         try Self.validate(quantization, online, config)

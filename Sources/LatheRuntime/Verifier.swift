@@ -1,5 +1,6 @@
 import Foundation
 import LatheCore
+import LinearAlgebra
 
 /// How closely a candidate model follows its base, token by token.
 public struct VerificationResult: Sendable {
@@ -67,7 +68,10 @@ public enum Verifier {
             let window = Array(tokens[(chunk * context)..<((chunk + 1) * context)])
             var baseStates: [[Float]] = []
             base.reset()
-            let baseHidden = try base.forward(window) { _, hidden in baseStates.append(hidden) }
+            let baseRotation = base.weights.residualRotation
+            let baseHidden = try base.forward(window) { _, hidden in
+                baseStates.append(originalBasis(hidden, rotation: baseRotation, width: bc.hiddenSize))
+            }
             let rows = scoring.scoredRows(context: context)
             let baseLogits = base.logits(baseHidden, rows: rows)
             let baseLog: [[Double]] = baseLogits.withUnsafeBufferPointer { bl in
@@ -78,7 +82,9 @@ public enum Verifier {
             for (offset, row) in rows.enumerated() { baseNLL.add(-baseLog[offset][window[row + 1]]) }
             for (index, candidate) in candidates.enumerated() {
                 candidate.reset()
+                let rotation = candidate.weights.residualRotation
                 let candidateHidden = try candidate.forward(window) { layer, hidden in
+                    let hidden = originalBasis(hidden, rotation: rotation, width: bc.hiddenSize)
                     for (a, b) in zip(baseStates[layer], hidden) {
                         tallies[index].layerDifference[layer] += Double(b - a) * Double(b - a)
                         tallies[index].layerNorm[layer] += Double(a) * Double(a)
@@ -110,6 +116,23 @@ public enum Verifier {
         }
         let seconds = Date().timeIntervalSince(started)
         return tallies.map { $0.result(basePerplexity: baseNLL.perplexity, chunks: chunks, seconds: seconds) }
+    }
+
+    /// Hidden states in the original model's basis: a model whose residual stream was rotated holds
+    /// h·U, so h = (h·U)·Uᵀ. Per-layer errors are measured there, not between two different bases.
+    static func originalBasis(_ hidden: [Float], rotation: [Float]?, width: Int) -> [Float] {
+        guard let rotation, !hidden.isEmpty else { return hidden }
+        var result = [Float](repeating: 0, count: hidden.count)
+        hidden.withUnsafeBufferPointer { h in
+            rotation.withUnsafeBufferPointer { u in
+                result.withUnsafeMutableBufferPointer { out in
+                    BLAS.gemm(
+                        transB: .transposed, m: hidden.count / width, n: width, k: width, a: h.baseAddress!,
+                        lda: width, b: u.baseAddress!, ldb: width, c: out.baseAddress!, ldc: width)
+                }
+            }
+        }
+        return result
     }
 
     /// One candidate's running comparison.

@@ -92,6 +92,12 @@ public struct RotatePass: ModelPass {
                 .filter { graph[$0] == nil }
                 .map { TensorInfo(name: $0, dtype: .f32, shape: [config.headDim, config.headDim]) }
         }
+        if residual, graph[OnlineTransforms.residualRotationTensor] == nil {
+            plan.addedTensors.append(
+                TensorInfo(
+                    name: OnlineTransforms.residualRotationTensor, dtype: .f32,
+                    shape: [config.hiddenSize, config.hiddenSize]))
+        }
         return plan
     }
 
@@ -129,6 +135,12 @@ public struct RotatePass: ModelPass {
 
         if residual {
             let u = compose(bases?.residual, residualRotation, n: hidden)
+            // Kept for verifiers (hidden states are now h·U); a second rotation composes with it.
+            let name = OnlineTransforms.residualRotationTensor
+            let recorded =
+                graph[name] == nil
+                ? u : Dense.multiply(try graph.floats(name).map(Double.init), u, m: hidden, k: hidden, n: hidden)
+            try graph.setFloats(name, recorded.map(Float.init), shape: [hidden, hidden])
             for name in ["model.embed_tokens.weight", "lm_head.weight"] {
                 try graph.rotateInputs(name, by: u, n: hidden)
             }

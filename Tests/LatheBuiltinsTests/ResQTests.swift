@@ -282,3 +282,23 @@ struct ResumeArtifactTests {
         #expect(RecipeRunner.restartPoint(after: 5, steps) == 6)
     }
 }
+
+@Suite("Verifying rotated models")
+struct RotatedVerifyTests {
+    @Test("per-layer errors are measured in the original basis: a rotated FP model is 1e-4 close at every layer")
+    func originalBasis() throws {
+        let graph = try TinyModel.graph()
+        let calibrator = TokenCalibrator(tokens: (0..<400).map { ($0 * 37 + 11) % 96 })
+        let (rotated, _) = try runPasses(
+            prepared + [("rotate", "{}"), ("online-hadamard", "{}")], on: graph, calibrator: calibrator)
+        #expect(rotated[OnlineTransforms.residualRotationTensor] != nil)
+        let tokens = (0..<96).map { ($0 * 13 + 1) % 96 }
+        func session(_ g: ModelGraph) throws -> LlamaSession {
+            LlamaSession(weights: try LlamaWeights(g), maxContext: 32)
+        }
+        let result = try Verifier.compare(
+            base: session(graph), candidate: session(rotated), tokens: tokens, context: 32, maxChunks: nil)
+        #expect(result.layerErrors.allSatisfy { $0 < 1e-4 }, "\(result.layerErrors)")
+        #expect(result.kl.max < 1e-6 && result.topOneAgreement == 1)
+    }
+}

@@ -19,6 +19,11 @@ public struct OnlineTransforms: Codable, Sendable, Equatable {
 
     public var isEmpty: Bool { downProjectionHadamard == nil && !queryKeyRotation }
 
+    /// The `hidden × hidden` rotation U_A of the residual stream (the model's hidden states are the
+    /// original's times U), when one is fused. Never applied at run time: it lets a verifier compare
+    /// hidden states with the original model's in the original basis.
+    public static let residualRotationTensor = "lathe.residual_rotation"
+
     public static func queryKeyRotationTensor(layer: Int) -> String {
         "model.layers.\(layer).self_attn.qk_rotation.weight"
     }
