@@ -115,6 +115,24 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
         .testTarget(
+            name: "PassSurgeryTests", dependencies: ["PassSurgery", "LatheCore", "LatheTestSupport"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "PassCalibrationTests", dependencies: ["PassCalibration", "LatheCore", "LatheTestSupport"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "PassPCATests", dependencies: ["PassPCA", "LatheCore", "LatheTestSupport", "LinearAlgebra"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "PassRotateTests", dependencies: ["PassRotate", "LatheCore", "LinearAlgebra"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "PassWeightQuantTests", dependencies: ["PassWeightQuant", "LatheCore", "LinearAlgebra"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "PassActivationQuantTests",
+            dependencies: ["PassActivationQuant", "LatheCore", "LatheTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(
             name: "LinearAlgebraTests", dependencies: ["LinearAlgebra", "LatheTestSupport"],
             swiftSettings: swiftSettings),
         .testTarget(

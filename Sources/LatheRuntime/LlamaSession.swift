@@ -292,25 +292,36 @@ public final class LlamaSession {
     /// `y = x · Wᵀ` with the output columns split over `threads` single-threaded GEMMs.
     static func multiply(_ x: [Float], rows: Int, _ w: [Float], out: Int, in: Int, into y: inout [Float], threads: Int)
     {
-        x.withUnsafeBufferPointer { xp in
-            w.withUnsafeBufferPointer { wp in
-                y.withUnsafeMutableBufferPointer { yp in
-                    let (a, b, c) = (
-                        UnsafeSendable(xp.baseAddress!), UnsafeSendable(wp.baseAddress!),
-                        UnsafeSendable(yp.baseAddress!)
-                    )
-                    let parts = out * `in` >= 1 << 16 ? threads : 1
-                    let width = (out + parts - 1) / parts
-                    let run: @Sendable (Int) -> Void = { part in
-                        let first = part * width
-                        let count = min(width, out - first)
-                        guard count > 0 else { return }
-                        BLAS.gemm(
-                            transB: .transposed, m: rows, n: count, k: `in`, a: a.value, lda: `in`,
-                            b: b.value + first * `in`,
-                            ldb: `in`, c: c.value + first, ldc: out)
-                    }
-                    if parts == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: run) }
+        withSendablePointers(x, w, &y) { a, b, c in
+            let parts = out * `in` >= 1 << 16 ? threads : 1
+            let width = (out + parts - 1) / parts
+            let run: @Sendable (Int) -> Void = { part in
+                let first = part * width
+                let count = min(width, out - first)
+                guard count > 0 else { return }
+                BLAS.gemm(
+                    transB: .transposed, m: rows, n: count, k: `in`, a: a.value, lda: `in`, b: b.value + first * `in`,
+                    ldb: `in`, c: c.value + first, ldc: out)
+            }
+            if parts == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: run) }
+        }
+    }
+
+    /// The base addresses of two inputs and an output, wrapped for workers that touch disjoint parts.
+    static func withSendablePointers(
+        _ a: [Float], _ b: [Float], _ c: inout [Float],
+        _ body: (
+            UnsafeSendable<UnsafePointer<Float>>, UnsafeSendable<UnsafePointer<Float>>,
+            UnsafeSendable<UnsafeMutablePointer<Float>>
+        ) -> Void
+    ) {
+        guard !a.isEmpty, !b.isEmpty, !c.isEmpty else { return }
+        a.withUnsafeBufferPointer { ap in
+            b.withUnsafeBufferPointer { bp in
+                c.withUnsafeMutableBufferPointer { cp in
+                    body(
+                        UnsafeSendable(ap.baseAddress!), UnsafeSendable(bp.baseAddress!),
+                        UnsafeSendable(cp.baseAddress!))
                 }
             }
         }
@@ -321,21 +332,13 @@ public final class LlamaSession {
     static func rmsNorm(_ x: [Float], _ weight: [Float], rows: Int, epsilon: Double, threads: Int = 1) -> [Float] {
         let width = weight.count
         var y = [Float](repeating: 0, count: x.count)
-        x.withUnsafeBufferPointer { xp in
-            weight.withUnsafeBufferPointer { wp in
-                y.withUnsafeMutableBufferPointer { yp in
-                    let (source, gamma, out) = (
-                        UnsafeSendable(xp.baseAddress!), UnsafeSendable(wp.baseAddress!),
-                        UnsafeSendable(yp.baseAddress!)
-                    )
-                    parallelFor(rows, threads: threads, minimumWork: 64) { row in
-                        let input = source.value + row * width
-                        var sum = 0.0
-                        for j in 0..<width { sum += Double(input[j] * input[j]) }
-                        let scale = 1 / (Float(sum / Double(width)) + Float(epsilon)).squareRoot()
-                        for j in 0..<width { out.value[row * width + j] = input[j] * scale * gamma.value[j] }
-                    }
-                }
+        withSendablePointers(x, weight, &y) { source, gamma, out in
+            parallelFor(rows, threads: threads, minimumWork: 64) { row in
+                let input = source.value + row * width
+                var sum = 0.0
+                for j in 0..<width { sum += Double(input[j] * input[j]) }
+                let scale = 1 / (Float(sum / Double(width)) + Float(epsilon)).squareRoot()
+                for j in 0..<width { out.value[row * width + j] = input[j] * scale * gamma.value[j] }
             }
         }
         return y
