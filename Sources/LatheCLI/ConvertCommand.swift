@@ -43,6 +43,11 @@ struct Convert: ParsableCommand {
     @Option(help: "With --recipe, keep a checkpoint after every step in this directory.") var workDir: String?
     @Flag(help: "With --recipe and --work-dir, skip the steps whose checkpoints exist for this exact run.") var resume =
         false
+    @Option(
+        help: ArgumentHelp(
+            "With --recipe, calibrate on this text instead of the recipe's calibration.file (relative to the working directory).",
+            valueName: "path"))
+    var calibrationText: String?
     @Flag(help: "Print the write report as JSON.") var json = false
     @OptionGroup var inputOptions: InputOptions
 
@@ -50,7 +55,13 @@ struct Convert: ParsableCommand {
         let started = Date()
         let printer = StderrDiagnostics(verbose: inputOptions.verbose)
         let outputURL = URL(fileURLWithPath: output)
-        let loadedRecipe = try recipe.map { try RecipeLibrary.load($0) }
+        var loadedRecipe = try recipe.map { try RecipeLibrary.load($0) }
+        if let calibrationText {
+            guard loadedRecipe?.calibration != nil else {
+                throw ValidationError("--calibration-text needs a --recipe with a calibration section")
+            }
+            loadedRecipe?.calibration?.file = calibrationText
+        }
         if loadedRecipe != nil, type != nil || !tensorTypes.isEmpty {
             throw ValidationError("--recipe decides every encoding; drop --type and --tensor-type")
         }

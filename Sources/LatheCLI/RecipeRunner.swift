@@ -28,7 +28,9 @@ struct RecipeRunner {
                 throw LatheError.missingField("tokenizer", in: "\(source.source) (calibration tokenizes its text)")
             }
             let tokens = try BPETokenizer(description).encodeFile(
-                URL(fileURLWithPath: settings.file), purpose: "calibration text")
+                URL(fileURLWithPath: settings.file),
+                purpose:
+                    "calibration text (recipe paths are relative to the working directory; or pass --calibration-text)")
             context.calibrator = RuntimeCalibrator(
                 tokens: tokens, windows: settings.windows, length: settings.length, seed: settings.seed)
             return context
@@ -47,7 +49,9 @@ struct RecipeRunner {
             throw LatheError.missingField("tokenizer", in: "\(source.source) (calibration tokenizes its text)")
         }
         let tokens = try BPETokenizer(description).encodeFile(
-            URL(fileURLWithPath: settings.file), purpose: "calibration text")
+            URL(fileURLWithPath: settings.file),
+            purpose: "calibration text (recipe paths are relative to the working directory; or pass --calibration-text)"
+        )
         let statistics = CalibrationStatistics(headDim: config.headDim)
         try statistics.collect(
             LlamaSession(weights: try weights(), maxContext: settings.length),

@@ -302,3 +302,25 @@ struct RotatedVerifyTests {
         #expect(result.kl.max < 1e-6 && result.topOneAgreement == 1)
     }
 }
+
+@Suite("convert --calibration-text")
+struct CalibrationTextOptionTests {
+    @Test("it is refused without a calibrating recipe, and a missing text names the file and the option")
+    func option() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let model = work.appendingPathComponent("tiny.gguf")
+        _ = try GGUFWriter().write(try TinyModel.graph(), to: model, options: WriteOptions())
+        let out = work.appendingPathComponent("out.safetensors").path
+        let refused = message(
+            runLathe(["convert", model.path, "-o", out, "--recipe", "q8_0", "--calibration-text", "x"]))
+        #expect(refused.contains("needs a --recipe with a calibration section"))
+        let missing = message(
+            runLathe([
+                "convert", model.path, "-o", out, "--recipe", "resq-w4a4kv4", "--calibration-text",
+                work.appendingPathComponent("absent.txt").path,
+            ]))
+        #expect(missing.contains("absent.txt") && missing.contains("--calibration-text"))
+        #expect(!FileManager.default.fileExists(atPath: out))
+    }
+}
