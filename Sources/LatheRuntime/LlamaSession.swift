@@ -172,7 +172,7 @@ public final class LlamaSession {
         notify(.attentionOutputInput, layer, attended, rows: t, width: qDim)
         quantize(&attended, weights.quantization.activations[ActivationSite.attentionOutputInput.rawValue], rows: t)
         let projected = project(attended, rows: t, w.o, out: h, in: qDim)
-        for i in x.indices { x[i] += projected[i] }
+        Self.addInPlace(&x, projected)
     }
 
     private func feedForwardBlock(_ layer: Int, _ x: inout [Float], tokens t: Int) {
@@ -208,7 +208,7 @@ public final class LlamaSession {
         notify(.downInput, layer, gate, rows: t, width: f)
         quantize(&gate, weights.quantization.activations[ActivationSite.downInput.rawValue], rows: t)
         let down = project(gate, rows: t, w.down, out: h, in: f)
-        for i in x.indices { x[i] += down[i] }
+        Self.addInPlace(&x, down)
     }
 
     private func notify(_ site: ActivationSite, _ layer: Int, _ values: [Float], rows: Int, width: Int) {
@@ -271,15 +271,31 @@ public final class LlamaSession {
         var first = [Float](repeating: 0, count: rows * a)
         var second = [Float](repeating: 0, count: rows * b)
         var third = [Float](repeating: 0, count: rows * c)
+        // Row by row with memcpy-speed copies (the bounds-checked element loop cost a few % of prefill).
         m.withUnsafeBufferPointer { source in
-            for row in 0..<rows {
-                let base = row * width
-                for i in 0..<a { first[row * a + i] = source[base + i] }
-                for i in 0..<b { second[row * b + i] = source[base + a + i] }
-                for i in 0..<c { third[row * c + i] = source[base + a + b + i] }
+            first.withUnsafeMutableBufferPointer { p1 in
+                second.withUnsafeMutableBufferPointer { p2 in
+                    third.withUnsafeMutableBufferPointer { p3 in
+                        for row in 0..<rows {
+                            let base = source.baseAddress! + row * width
+                            if a > 0 { (p1.baseAddress! + row * a).update(from: base, count: a) }
+                            if b > 0 { (p2.baseAddress! + row * b).update(from: base + a, count: b) }
+                            if c > 0 { (p3.baseAddress! + row * c).update(from: base + a + b, count: c) }
+                        }
+                    }
+                }
             }
         }
         return (first, second, third)
+    }
+
+    /// `x += y`, element-wise, without bounds checks in the loop.
+    static func addInPlace(_ x: inout [Float], _ y: [Float]) {
+        x.withUnsafeMutableBufferPointer { xp in
+            y.withUnsafeBufferPointer { yp in
+                for i in 0..<min(xp.count, yp.count) { xp[i] += yp[i] }
+            }
+        }
     }
 
     /// `x · Wᵀ` for `rows` rows, W stored `[out, in]` like a PyTorch weight.
