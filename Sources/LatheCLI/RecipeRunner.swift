@@ -22,23 +22,18 @@ struct RecipeRunner {
     ) throws -> PassContext {
         var context = PassContext()
         guard let settings = recipe.calibration else { return context }
-        if calibratesInPipeline {
-            // A `calibrate` step runs the model as it stands then; it needs only the tokens.
-            guard let description = source.tokenizer else {
-                throw LatheError.missingField("tokenizer", in: "\(source.source) (calibration tokenizes its text)")
-            }
-            let tokens = try BPETokenizer(description).encodeFile(
-                URL(fileURLWithPath: settings.file),
-                purpose:
-                    "calibration text (recipe paths are relative to the working directory; or pass --calibration-text)")
-            context.calibrator = RuntimeCalibrator(
-                tokens: tokens, windows: settings.windows, length: settings.length, seed: settings.seed)
-            return context
-        }
-        guard let config = source.config else {
-            throw LatheError.missingField("Llama config", in: "\(source.source) (calibration runs the model)")
-        }
         if let path = settings.statistics {
+            guard !calibratesInPipeline else {
+                throw LatheError.invalidValue(
+                    field: "\(recipe.source): calibration.statistics", value: path,
+                    expected:
+                        "no statistics file in a recipe with a calibrate step (that step measures the model as it stands then)"
+                )
+            }
+            guard let config = source.config else {
+                throw LatheError.missingField(
+                    "Llama config", in: "\(source.source) (calibration statistics need head_dim)")
+            }
             let graph = try ModelInput.open(
                 URL(fileURLWithPath: path), options: ReadOptions(diagnostics: diagnostics),
                 registry: LatheEnvironment.registry)
@@ -52,6 +47,15 @@ struct RecipeRunner {
             URL(fileURLWithPath: settings.file),
             purpose: "calibration text (recipe paths are relative to the working directory; or pass --calibration-text)"
         )
+        if calibratesInPipeline {
+            // A `calibrate` step runs the model as it stands then; it needs only the tokens.
+            context.calibrator = RuntimeCalibrator(
+                tokens: tokens, windows: settings.windows, length: settings.length, seed: settings.seed)
+            return context
+        }
+        guard let config = source.config else {
+            throw LatheError.missingField("Llama config", in: "\(source.source) (calibration runs the model)")
+        }
         let statistics = CalibrationStatistics(headDim: config.headDim)
         try statistics.collect(
             LlamaSession(weights: try weights(), maxContext: settings.length),

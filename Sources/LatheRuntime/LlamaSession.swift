@@ -34,7 +34,7 @@ public final class LlamaSession {
         keys = Array(repeating: [Float](repeating: 0, count: maxContext * kvDim), count: config.layerCount)
         values = keys
         (cosTable, sinTable) = Self.ropeTables(config, maxContext: maxContext)
-        // LlamaWeights checked the order against the FFN size, which Hadamard supports or refuses here.
+        // LlamaWeights checked that the order is the FFN size and has a Hadamard matrix.
         downHadamard = weights.online.downProjectionHadamard.flatMap { try? HadamardPlan(order: $0) }
     }
 

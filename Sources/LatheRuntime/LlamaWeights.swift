@@ -1,4 +1,5 @@
 import LatheCore
+import LinearAlgebra
 
 /// How a model's q/k projections order the dimensions RoPE rotates together.
 public enum RopeStyle: Sendable {
@@ -119,10 +120,10 @@ public struct LlamaWeights: Sendable {
         let kvWidth = config.kvHeadCount * config.headDim
         try scheme.keys?.validate(width: kvWidth, field: "metadata \(QuantizationScheme.metadataKey): keys")
         try scheme.values?.validate(width: kvWidth, field: "metadata \(QuantizationScheme.metadataKey): values")
-        if let order = online.downProjectionHadamard, order != config.ffnSize {
+        if let order = online.downProjectionHadamard, order != config.ffnSize || !Hadamard.isSupported(order) {
             throw LatheError.invalidValue(
                 field: "metadata \(OnlineTransforms.metadataKey): downProjectionHadamard", value: "\(order)",
-                expected: "the FFN size \(config.ffnSize)")
+                expected: "the FFN size \(config.ffnSize), with a Hadamard matrix of that order")
         }
     }
 }

@@ -63,12 +63,9 @@ public struct QuantizeKVPass: ModelPass {
             for layer in 0..<config.layerCount {
                 let name = OnlineTransforms.queryKeyRotationTensor(layer: layer)
                 var u = try graph.floats(name)
-                var largest: Float = 0
-                for v in u { largest = max(largest, abs(v)) }
-                let scale = largest / Float((1 << (rotationBits - 1)) - 1)
                 // The reference's per-tensor INT8 weight quantizer (levels −128…127).
                 u.withUnsafeMutableBufferPointer {
-                    UniformQuantizer.symmetric($0.baseAddress!, count: $0.count, bits: rotationBits, scale: scale)
+                    UniformQuantizer.symmetricAbsMax($0.baseAddress!, count: $0.count, bits: rotationBits)
                 }
                 try graph.setFloats(name, u)
             }

@@ -47,20 +47,14 @@ enum RotationKind: String, Codable, Sendable {
 
 /// Dense products on row-major buffers, in Float64.
 enum Dense {
-    /// `a (m×k) · b (k×n)`.
+    /// `a (m×k) · b (k×n)`, or `aᵀ · b` with `a` stored `k×m`: LinearAlgebra's checked GEMM on
+    /// plain row-major arrays.
     static func multiply(_ a: [Double], _ b: [Double], m: Int, k: Int, n: Int, transA: Bool = false) -> [Double] {
-        var c = [Double](repeating: 0, count: m * n)
-        guard m > 0, n > 0, k > 0 else { return c }
-        a.withUnsafeBufferPointer { pa in
-            b.withUnsafeBufferPointer { pb in
-                c.withUnsafeMutableBufferPointer { pc in
-                    BLAS.gemm(
-                        transA: transA ? .transposed : .none, m: m, n: n, k: k, a: pa.baseAddress!,
-                        lda: transA ? m : k, b: pb.baseAddress!, ldb: n, c: pc.baseAddress!, ldc: n)
-                }
-            }
-        }
-        return c
+        var c = Matrix<Double>(rows: m, columns: n)
+        BLAS.gemm(
+            Matrix(rows: transA ? k : m, columns: transA ? m : k, elements: a), transA: transA ? .transposed : .none,
+            Matrix(rows: k, columns: n, elements: b), into: &c)
+        return c.elements
     }
 
     /// `Uᵀ M U` and `Uᵀ s` for statistics of an activation that becomes `x · U`.

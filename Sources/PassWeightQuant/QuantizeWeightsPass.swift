@@ -235,12 +235,7 @@ public struct QuantizeWeightsPass: ModelPass {
             var w = try graph.floats(name)
             w.withUnsafeMutableBufferPointer { p in
                 for r in 0..<rows {
-                    let row = p.baseAddress! + r * columns
-                    var largest: Float = 0
-                    for c in 0..<columns { largest = max(largest, abs(row[c])) }
-                    UniformQuantizer.symmetric(
-                        row, count: columns, bits: tableBits,
-                        scale: UniformQuantizer.symmetricScale(maxMagnitude: largest, bits: tableBits))
+                    UniformQuantizer.symmetricAbsMax(p.baseAddress! + r * columns, count: columns, bits: tableBits)
                 }
             }
             try graph.setFloats(name, w)

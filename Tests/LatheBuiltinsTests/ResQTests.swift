@@ -324,3 +324,36 @@ struct CalibrationTextOptionTests {
         #expect(!FileManager.default.fileExists(atPath: out))
     }
 }
+
+@Suite("Recipe calibration sources")
+struct CalibrationSourceTests {
+    @Test("a statistics file next to a calibrate step is refused, naming the field, and nothing is written")
+    func statisticsWithCalibrateStep() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let model = work.appendingPathComponent("tiny.gguf")
+        _ = try GGUFWriter().write(try TinyModel.graph(), to: model, options: WriteOptions())
+        let recipe = work.appendingPathComponent("r.yaml")
+        try "include: resq-w4a4kv4\ncalibration:\n  file: text.txt\n  statistics: stats.safetensors\n".write(
+            to: recipe, atomically: true, encoding: .utf8)
+        let out = work.appendingPathComponent("out.safetensors").path
+        let error = message(runLathe(["convert", model.path, "-o", out, "--recipe", recipe.path]))
+        #expect(error.contains("calibration.statistics") && error.contains("calibrate step"))
+        #expect(!FileManager.default.fileExists(atPath: out))
+    }
+}
+
+@Suite("Online transform records")
+struct OnlineRecordTests {
+    @Test("a down-projection Hadamard the runtime cannot build is refused at load, naming the key")
+    func unsupportedHadamard() throws {
+        var graph = try TinyModel.graph(TinyModel.config(ffn: 136))  // 136 = 17 · 8: no Hadamard matrix
+        try OnlineTransforms(downProjectionHadamard: 136).store(in: &graph.metadata)
+        do {
+            _ = try LlamaWeights(graph)
+            Issue.record("expected an error")
+        } catch let error as LatheError {
+            #expect(error.errorDescription?.contains("downProjectionHadamard") == true)
+        }
+    }
+}

@@ -44,10 +44,11 @@ struct CalibrationTests {
             session.reset()
             _ = try session.forward(Array(tokens[start..<(start + 16)]))
         }
-        #expect(statistics.moments.count == recorder.rows.count)
-        #expect(statistics.moments.count == weights.config.layerCount * (4 + 2 * weights.config.kvHeadCount))
+        let moments = statistics.moments  // unpacked on each access: take it once
+        #expect(moments.count == recorder.rows.count)
+        #expect(moments.count == weights.config.layerCount * (4 + 2 * weights.config.kvHeadCount))
         for (key, rows) in recorder.rows {
-            let m = try #require(statistics.moments[key])
+            let m = try #require(moments[key])
             #expect(m.count == 48)
             let w = m.width
             var worst = 0.0
@@ -79,10 +80,11 @@ struct CalibrationTests {
             options: WriteOptions())
         let back = try CalibrationStatistics(
             graph: SafetensorsReader().read(url, options: ReadOptions()), headDim: weights.config.headDim)
-        #expect(back.moments.keys.sorted() == statistics.moments.keys.sorted())
-        for (key, m) in statistics.moments {
-            #expect(back.moments[key]?.secondMoment == m.secondMoment)
-            #expect(back.moments[key]?.count == m.count)
+        let (original, read) = (statistics.moments, back.moments)
+        #expect(read.keys.sorted() == original.keys.sorted())
+        for (key, m) in original {
+            #expect(read[key]?.secondMoment == m.secondMoment)
+            #expect(read[key]?.count == m.count)
         }
     }
 }

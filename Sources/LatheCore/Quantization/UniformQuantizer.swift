@@ -44,6 +44,14 @@ public enum UniformQuantizer {
         }
     }
 
+    /// Symmetric quantization on the grid whose top level is the largest magnitude (no clipping),
+    /// as the reference's per-tensor or per-row weight quantizer without a clip search.
+    public static func symmetricAbsMax(_ x: UnsafeMutablePointer<Float>, count: Int, bits: Int) {
+        var largest: Float = 0
+        for i in 0..<count { largest = max(largest, abs(x[i])) }
+        symmetric(x, count: count, bits: bits, scale: symmetricScale(maxMagnitude: largest, bits: bits))
+    }
+
     /// The integer code of `value` on the symmetric grid of `scale`.
     public static func symmetricCode(_ value: Float, bits: Int, scale: Float) -> Float {
         let (lowest, highest) = symmetricRange(bits: bits)
