@@ -16,7 +16,7 @@ LATHE        := .build/release/lathe
 VENV         := .cache/venv
 ORACLES      := gguf==0.19.0 safetensors==0.8.0 numpy
 
-.PHONY: setup system-deps model oracles build test demo bench results lint format ci clean
+.PHONY: setup system-deps model oracles build test demo bench results docs report-screenshot lint format ci clean
 
 setup: system-deps model
 
@@ -60,8 +60,9 @@ test: setup oracles
 ## recipe q4_1-q8-embed (planned first) and shows with `lathe diff` (and cmp) that nothing changed,
 ## measures perplexity on a WikiText-2 slice, verifies the safetensors conversion against the original
 ## (KL 0) and answers a question; then plans and runs the ResQ W4A4KV4 recipe (calibrate, transform,
-## quantize, write), verifies the result against the original and prints the comparison table that
-## `make results` produced (about 5 minutes in all on 2 cores).
+## quantize, write) and prints the comparison table that `make results` produced; ends by packing the
+## ResQ model into an lpack file, checking it, running it with the low-bit kernels next to the F32
+## simulation (speed) and verifying both against the original (KL); about 5 minutes on 2 cores.
 DEMO := .cache/demo
 WIKITEXT := data/wikitext-2/wiki.test.raw
 demo: build model
@@ -88,10 +89,25 @@ demo: build model
 	@echo
 	$(LATHE) plan resq-w4a4kv4 $(MODEL)
 	$(LATHE) convert $(MODEL) --recipe resq-w4a4kv4 -o $(DEMO)/smollm2-resq-w4a4kv4.safetensors --force
-	$(LATHE) verify $(MODEL) $(DEMO)/smollm2-resq-w4a4kv4.safetensors --text $(WIKITEXT) --protocol all --ctx 2048 --chunks 2
 	@echo
 	@echo "The comparison on 20 windows (make results; README.md, BENCHMARKS.md):"
 	@sed -n '/<!-- resq-results -->/,/<!-- \/resq-results -->/p' README.md | grep -v '^<!--'
+	@echo
+	@echo "== The same model as a packed lpack file (int4/int8 codes with scales), run by the low-bit kernels"
+	$(LATHE) convert $(DEMO)/smollm2-resq-w4a4kv4.safetensors -o $(DEMO)/smollm2-resq-w4a4kv4.lpack --force
+	$(LATHE) check $(DEMO)/smollm2-resq-w4a4kv4.lpack
+	$(LATHE) inspect $(DEMO)/smollm2-resq-w4a4kv4.lpack | grep -E "^(Format|Tensors)"
+	@echo "-- speed: the simulated model on F32 weights, then the packed one (greedy text may part ways: at 4-bit"
+	@echo "   activations a last-bit difference between two correct kernels flips a rounding; BENCHMARKS.md)"
+	$(LATHE) run $(DEMO)/smollm2-resq-w4a4kv4.safetensors -p "The capital of France is" -n 48 --stats
+	$(LATHE) run $(DEMO)/smollm2-resq-w4a4kv4.lpack -p "The capital of France is" -n 48 --stats
+	@echo "-- the packed file against the F32 simulation: evaluation is bit-identical (KL 0, 100 % agreement)"
+	$(LATHE) verify $(DEMO)/smollm2-resq-w4a4kv4.safetensors $(DEMO)/smollm2-resq-w4a4kv4.lpack \
+	  --text $(WIKITEXT) --ctx 512 --chunks 1
+	@echo "-- the packed file against the original, with an HTML report"
+	$(LATHE) verify $(MODEL) $(DEMO)/smollm2-resq-w4a4kv4.lpack --text $(WIKITEXT) --protocol all --ctx 2048 \
+	  --chunks 2 --report $(DEMO)/smollm2-resq-w4a4kv4-report.html
+	@echo "report: $(DEMO)/smollm2-resq-w4a4kv4-report.html"
 
 ## The ResQ issue's results: every recipe built from SmolLM2 and verified against it (about an hour
 ## on 2 cores). Tables in .cache/results/results.md; copy them into README.md and BENCHMARKS.md.
@@ -104,7 +120,37 @@ bench: system-deps model oracles
 	.build/release/lathe-bench sgemm
 	$(VENV)/bin/python Benchmarks/convert_bench.py .build/release/lathe $(MODEL) .cache/bench 5
 	.build/release/lathe-bench runtime $(MODEL)
+	$(LATHE) convert $(MODEL) --recipe resq-w4a4kv4 -o .cache/bench/resq-w4a4kv4.lpack --force
+	$(LATHE) convert .cache/bench/resq-w4a4kv4.lpack -o .cache/bench/resq-w4a4kv4-zstd.lpack --compress zstd --force
+	.build/release/lathe-bench packed .cache/bench/resq-w4a4kv4.lpack --compressed .cache/bench/resq-w4a4kv4-zstd.lpack
 	$(LATHE) eval ppl $(MODEL) --text $(WIKITEXT) --ctx 512 --chunks 40 --protocol llama
+
+## DocC documentation of the library products (LatheCore, LatheBuiltins, LatheCLI) into .build/docs,
+## with warnings as errors: the docc in the Swift toolchain, over the public symbol graphs.
+docs:
+	swift package dump-symbol-graph --minimum-access-level public > /dev/null
+	@rm -rf .build/docs && mkdir -p .build/docs
+	@graphs=$$(find .build -type d -name symbolgraph | head -1); \
+	for module in LatheCore LatheBuiltins LatheCLI; do \
+	  mkdir -p .build/docs/graphs-$$module; \
+	  cp $$graphs/$$module.symbols.json .build/docs/graphs-$$module/; \
+	  cp $$graphs/$$module@*.symbols.json .build/docs/graphs-$$module/ 2>/dev/null || true; \
+	  docc convert Sources/$$module/$$module.docc --additional-symbol-graph-dir .build/docs/graphs-$$module \
+	    --fallback-display-name $$module --fallback-bundle-identifier org.lathe.$$module \
+	    --output-path .build/docs/$$module.doccarchive --warnings-as-errors || exit 1; \
+	  echo "docs: .build/docs/$$module.doccarchive"; \
+	done
+
+## A screenshot of the HTML report `make demo` writes, by headless Chromium from Debian's packages
+## (installed when missing, as root); fails if the page does not render.
+REPORT := $(DEMO)/smollm2-resq-w4a4kv4-report.html
+report-screenshot:
+	@test -f $(REPORT) || { echo "run make demo first: $(REPORT) is missing" >&2; exit 1; }
+	@command -v chromium > /dev/null || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null; }
+	@mkdir -p docs/images
+	chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1280,2600 \
+	  --screenshot=docs/images/report.png file://$(abspath $(REPORT)) 2> .cache/chromium.log
+	@test -s docs/images/report.png && echo "wrote docs/images/report.png"
 
 lint:
 	swift format lint --strict -r $(FORMAT_PATHS)

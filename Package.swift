@@ -32,10 +32,13 @@ let package = Package(
         .target(name: "Compression", dependencies: ["CZstd", "CArchive"], swiftSettings: swiftSettings),
         .target(name: "LinearAlgebra", dependencies: ["COpenBLAS", "CLAPACKE"], swiftSettings: swiftSettings),
         .target(name: "LatheCore", swiftSettings: swiftSettings),
+        // Low-bit kernels (AVX2 with a portable fallback, chosen at run time).
+        .target(name: "CKernels"),
 
         // MARK: - Formats and passes (each depends on LatheCore only; registered in LatheBuiltins)
         .target(name: "FormatGGUF", dependencies: ["LatheCore"], swiftSettings: swiftSettings),
         .target(name: "FormatSafetensors", dependencies: ["LatheCore"], swiftSettings: swiftSettings),
+        .target(name: "FormatPacked", dependencies: ["LatheCore", "Compression"], swiftSettings: swiftSettings),
         .target(name: "PassEncoding", dependencies: ["LatheCore"], swiftSettings: swiftSettings),
         .target(name: "PassSurgery", dependencies: ["LatheCore"], swiftSettings: swiftSettings),
         .target(name: "PassCalibration", dependencies: ["LatheCore"], swiftSettings: swiftSettings),
@@ -50,20 +53,26 @@ let package = Package(
             resources: [.copy("Recipes")], swiftSettings: swiftSettings),
 
         // MARK: - Runtime (never imports formats or passes)
-        .target(name: "LatheRuntime", dependencies: ["LatheCore", "LinearAlgebra"], swiftSettings: swiftSettings),
+        .target(
+            name: "LatheRuntime", dependencies: ["LatheCore", "LinearAlgebra", "CKernels"], swiftSettings: swiftSettings
+        ),
+
+        // MARK: - Reports (plain data to self-contained HTML)
+        .target(name: "LatheReport", dependencies: ["LatheCore"], swiftSettings: swiftSettings),
 
         // MARK: - Assembly
         .target(
             name: "LatheBuiltins",
             dependencies: [
-                "LatheCore", "Compression", "FormatGGUF", "FormatSafetensors", "PassEncoding", "PassSurgery",
+                "LatheCore", "Compression", "FormatGGUF", "FormatSafetensors", "FormatPacked", "PassEncoding",
+                "PassSurgery",
                 "PassCalibration", "PassPCA", "PassRotate", "PassWeightQuant", "PassActivationQuant",
             ],
             swiftSettings: swiftSettings),
         .target(
             name: "LatheCLI",
             dependencies: [
-                "LatheCore", "LatheBuiltins", "LatheRuntime", "LathePipeline", "LinearAlgebra",
+                "LatheCore", "LatheBuiltins", "LatheRuntime", "LathePipeline", "LinearAlgebra", "LatheReport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -72,7 +81,7 @@ let package = Package(
         .executableTarget(
             name: "lathe-bench",
             dependencies: [
-                "LinearAlgebra", "LatheCore", "LatheBuiltins", "LatheRuntime",
+                "LinearAlgebra", "LatheCore", "LatheBuiltins", "LatheRuntime", "FormatPacked",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -94,6 +103,13 @@ let package = Package(
             name: "FormatGGUFTests", dependencies: ["FormatGGUF", "LatheCore", "LatheTestSupport", "LinearAlgebra"],
             swiftSettings: swiftSettings),
         .testTarget(
+            name: "LatheReportTests", dependencies: ["LatheReport", "LatheCore", "LatheTestSupport"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "FormatPackedTests",
+            dependencies: ["FormatPacked", "PassEncoding", "LatheCore", "LatheTestSupport"],
+            swiftSettings: swiftSettings),
+        .testTarget(
             name: "FormatSafetensorsTests",
             dependencies: ["FormatSafetensors", "LatheCore", "LatheTestSupport", "LinearAlgebra"],
             swiftSettings: swiftSettings),
@@ -101,6 +117,7 @@ let package = Package(
             name: "LatheRuntimeTests",
             dependencies: [
                 "LatheRuntime", "LatheCore", "LatheBuiltins", "FormatGGUF", "LatheTestSupport", "LinearAlgebra",
+                "CKernels", "PassWeightQuant", "PassActivationQuant", "PassEncoding",
             ],
             swiftSettings: swiftSettings),
         .testTarget(

@@ -1,4 +1,5 @@
 import FormatGGUF
+import FormatPacked
 import FormatSafetensors
 import LatheCore
 import PassActivationQuant
@@ -22,9 +23,11 @@ public enum LatheBuiltins {
             try builder.register(reader: GGUFReader.self)
             try builder.register(reader: HFDirectoryReader.self)
             try builder.register(reader: SafetensorsReader.self)
+            try builder.register(reader: PackedReader.self)
             try builder.register(writer: GGUFWriter.self)
             try builder.register(writer: HFDirectoryWriter.self)
             try builder.register(writer: SafetensorsWriter.self)
+            try builder.register(writer: PackedWriter.self)
             try builder.register(pass: CastPass.self)
             try builder.register(pass: QuantizeGGMLPass.self)
             try builder.register(pass: ExternalPass.self)
@@ -37,6 +40,7 @@ public enum LatheBuiltins {
             try builder.register(pass: QuantizeWeightsPass.self)
             try builder.register(pass: QuantizeActivationsPass.self)
             try builder.register(pass: QuantizeKVPass.self)
+            try builder.register(pass: PackWeightsPass.self)
         } catch {
             preconditionFailure("built-in registrations conflict: \(error)")
         }

@@ -41,7 +41,9 @@ func printError(_ message: String) {
 
 /// Options every command that reads a model shares.
 struct InputOptions: ParsableArguments {
-    @Option(name: .customLong("from"), help: "Force the input format (gguf, safetensors, hf) instead of detecting it.")
+    @Option(
+        name: .customLong("from"),
+        help: "Force the input format (gguf, safetensors, lpack, hf) instead of detecting it.")
     var format: String?
 
     @Flag(name: .shortAndLong, help: "Print informational messages on stderr.")

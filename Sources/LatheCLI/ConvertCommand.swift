@@ -3,14 +3,19 @@ import Foundation
 import LatheBuiltins
 import LatheCore
 import LathePipeline
+import LatheReport
+import LatheRuntime
+import LinearAlgebra
 
 /// `lathe convert`: one checkpoint format or encoding to another.
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Convert a checkpoint between formats and encodings.",
         discussion: """
-            The output format comes from --to, or from the output name (.gguf, .safetensors; a name without \
-            an extension is an HF directory). --type sets the encoding of every matrix (1-D tensors such as norms \
+            The output format comes from --to, or from the output name (.gguf, .safetensors, .lpack; a name \
+            without an extension is an HF directory). Writing lpack packs the matrices a recipe quantized \
+            (quantize-weights) as int4/int8 codes with per-row scales, losslessly; --compress zstd compresses \
+            each member (smaller, but no longer mapped in place). --type sets the encoding of every matrix (1-D tensors such as norms \
             keep theirs); --tensor-type REGEX=TYPE overrides it for tensors whose HF or GGUF name matches (first \
             match wins). A type that does not fit a tensor (a row that is not a whole number of blocks) is an error \
             naming the tensor. Without --type, encodings the target cannot store (ggml blocks in safetensors) are \
@@ -25,12 +30,13 @@ struct Convert: ParsableCommand {
               lathe convert model.safetensors -o model-f16.gguf --type f16
               lathe convert model.gguf -o model-q8.gguf --type q8_0 --tensor-type 'token_embd=f16'
               lathe convert model.gguf -o smollm2-hf --to hf
+              lathe convert model.gguf --recipe resq-w4a4kv4 -o smollm2-resq.lpack
             """
     )
 
     @Argument(help: "The input model (file, HF directory or archive).") var input: String
     @Option(name: .shortAndLong, help: "The output path.") var output: String
-    @Option(help: "Output format: gguf, safetensors or hf.") var to: String?
+    @Option(help: "Output format: gguf, safetensors, lpack or hf.") var to: String?
     @Option(help: "Encoding for matrices: \(ConversionPlan.typeNames.keys.sorted().joined(separator: ", ")).")
     var type: String?
     @Option(
@@ -38,6 +44,7 @@ struct Convert: ParsableCommand {
     var tensorTypes: [String] = []
     @Option(help: "Run a recipe (built-in name or file) instead of --type/--tensor-type.") var recipe: String?
     @Option(help: "Split safetensors output into shards of at most this many bytes.") var maxShardSize: Int?
+    @Option(help: "lpack member compression: none (mappable, the default) or zstd.") var compress: String?
     @Flag(help: "Overwrite an existing output.") var force = false
     @Flag(help: "With --recipe, do not embed the provenance manifest (lathe.manifest).") var noManifest = false
     @Option(help: "With --recipe, keep a checkpoint after every step in this directory.") var workDir: String?
@@ -48,6 +55,22 @@ struct Convert: ParsableCommand {
             "With --recipe, calibrate on this text instead of the recipe's calibration.file (relative to the working directory).",
             valueName: "path"))
     var calibrationText: String?
+    @Flag(
+        help: ArgumentHelp(
+            "For GGUF: refuse transforms llama.cpp cannot run (online rotations) and drop Lathe's own tensors.",
+            valueName: "for-llama-cpp"))
+    var forLlamaCpp = false
+    @Option(
+        name: .customLong("report"),
+        help: ArgumentHelp(
+            "Verify the output against the input and write a self-contained HTML report (as lathe verify --report).",
+            valueName: "file.html"))
+    var htmlReport: String?
+    @Option(
+        help: ArgumentHelp(
+            "With --report: the text to verify on (default: the recipe's evaluate.text, else data/wikitext-2/wiki.test.raw, 4 windows of 512).",
+            valueName: "path"))
+    var reportText: String?
     @Flag(help: "Print the write report as JSON.") var json = false
     @OptionGroup var inputOptions: InputOptions
 
@@ -67,7 +90,7 @@ struct Convert: ParsableCommand {
         }
         // --to, then the output's extension, then the recipe's first output, then a directory (hf).
         let named =
-            ["gguf", "safetensors"].contains(outputURL.pathExtension.lowercased())
+            ["gguf", "safetensors", "lpack"].contains(outputURL.pathExtension.lowercased())
             ? outputURL.pathExtension.lowercased() : nil
         let formatID = try to ?? named ?? loadedRecipe?.outputs.first?.format ?? Self.inferFormat(outputURL)
         let writer = try LatheEnvironment.registry.writer(formatID)
@@ -83,10 +106,10 @@ struct Convert: ParsableCommand {
         // Encodings the target cannot store fall back to F32 (a strict recipe has refused them already).
         let finish = { (graph: ModelGraph) throws -> ModelGraph in
             try plan.apply(
-                to: graph, supports: Swift.type(of: writer).supports, writerID: formatID,
-                diagnostics: printer.diagnostics)
+                to: formatID == "lpack" ? try PackedExport.pack(graph, diagnostics: printer.diagnostics) : graph,
+                supports: Swift.type(of: writer).supports, writerID: formatID, diagnostics: printer.diagnostics)
         }
-        let graph =
+        let converted =
             try loadedRecipe.map {
                 // The recipe's steps run; its output is the one named on the command line.
                 try RecipeRunner(
@@ -96,14 +119,20 @@ struct Convert: ParsableCommand {
                     on: source, registry: LatheEnvironment.registry, format: formatID, withManifest: !noManifest,
                     finish: finish)
             } ?? finish(source)
+        let graph =
+            formatID == "gguf"
+            ? try Self.prepareGGUF(
+                converted, forLlamaCpp: forLlamaCpp, diagnostics: printer.diagnostics) : converted
         var parameters: [String: String] = [:]
         if let maxShardSize { parameters["max-shard-size"] = String(maxShardSize) }
+        if let compress { parameters["compression"] = compress }
         let report = try writer.write(
             graph, to: outputURL,
             options: WriteOptions(overwrite: force, diagnostics: printer.diagnostics, parameters: parameters))
         var reports = [(formatID, report)]
-        // A recipe's further outputs go beside the first: same name, their own extension.
-        for extra in (loadedRecipe?.outputs ?? []).map(\.format)
+        // A recipe's further outputs go beside the first: same name, their own extension. The output
+        // named on the command line stands for the recipe's first.
+        for extra in (loadedRecipe?.outputs ?? []).dropFirst().map(\.format)
         where extra != formatID && !reports.contains(where: { $0.0 == extra }) {
             let extraWriter = try LatheEnvironment.registry.writer(extra)
             let base = outputURL.deletingPathExtension()
@@ -117,6 +146,11 @@ struct Convert: ParsableCommand {
                     try extraWriter.write(
                         extraGraph, to: url, options: WriteOptions(overwrite: force, diagnostics: printer.diagnostics))
                 ))
+        }
+        if let htmlReport {
+            try writeReport(
+                to: URL(fileURLWithPath: htmlReport), output: outputURL, evaluation: loadedRecipe?.evaluation,
+                printer: printer)
         }
         let seconds = Date().timeIntervalSince(started)
         if json {
@@ -146,10 +180,61 @@ struct Convert: ParsableCommand {
         }
     }
 
+    /// The written output against the input, side by side on the evaluation text, as an HTML report.
+    func writeReport(to url: URL, output: URL, evaluation: Recipe.Evaluation?, printer: StderrDiagnostics) throws {
+        BLAS.threadCount = 1
+        let threads =
+            ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"].flatMap(Int.init)
+            ?? ProcessInfo.processInfo.activeProcessorCount
+        let base = try LoadedModel(input, format: inputOptions.format, diagnostics: printer.diagnostics)
+        let candidate = try LoadedModel(output.path, format: nil, diagnostics: printer.diagnostics)
+        let text = reportText ?? evaluation?.text ?? "data/wikitext-2/wiki.test.raw"
+        let context = evaluation?.ctx ?? 512
+        let tokens = try base.tokenizer.encodeFile(URL(fileURLWithPath: text), purpose: "report text")
+        let result = try Verifier.compare(
+            base: LlamaSession(weights: base.weights, maxContext: context, threads: threads),
+            candidate: LlamaSession(weights: candidate.weights, maxContext: context, threads: threads),
+            tokens: tokens, context: context, maxChunks: evaluation?.chunks ?? 4, protocol: .llama,
+            diagnostics: printer.diagnostics)
+        let data = try Verify.reportData(
+            base: base.graph, candidate: candidate.graph, result: result, text: text, scoring: .llama,
+            context: context)
+        try AtomicOutput(destination: url, overwrite: true).run { temporary in
+            try HTMLReport.render(data).write(to: temporary, atomically: false, encoding: .utf8)
+        }
+        printError("wrote \(url.path)")
+    }
+
+    /// What llama.cpp can and cannot run of the model: a warning, or with `forLlamaCpp` an error for
+    /// online transforms and Lathe's own tensors left out.
+    static func prepareGGUF(_ graph: ModelGraph, forLlamaCpp: Bool, diagnostics: Diagnostics) throws -> ModelGraph {
+        let compatibility = try LlamaCppCompatibility(metadata: graph.metadata, tensorNames: graph.tensorNames)
+        guard forLlamaCpp else {
+            if !compatibility.isFullyRepresentable || !compatibility.extraTensors.isEmpty {
+                diagnostics.warning(
+                    "GGUF for llama.cpp: \(compatibility.summary)"
+                        + (compatibility.extraTensors.isEmpty
+                            ? "" : "; its loader refuses Lathe's \(compatibility.extraTensors.count) extra tensor(s)")
+                        + " (Lathe's runtime reads the file as written; --for-llama-cpp makes a file llama.cpp loads)")
+            }
+            return graph
+        }
+        guard compatibility.blocking.isEmpty else {
+            throw LatheError.invalidValue(
+                field: "--for-llama-cpp", value: compatibility.blocking.joined(separator: "; "),
+                expected: "a model whose transforms are all fused (a recipe without online-hadamard and key rotation)")
+        }
+        if !compatibility.ignored.isEmpty { diagnostics.warning("GGUF for llama.cpp: \(compatibility.summary)") }
+        var result = graph
+        for name in compatibility.extraTensors { try result.remove(name) }
+        return result
+    }
+
     static func inferFormat(_ url: URL) throws -> String {
         switch url.pathExtension.lowercased() {
         case "gguf": return "gguf"
         case "safetensors": return "safetensors"
+        case "lpack": return "lpack"
         case "": return "hf"
         default:
             throw ValidationError(

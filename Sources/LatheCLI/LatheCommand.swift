@@ -24,9 +24,8 @@ public struct LatheCommand: AsyncParsableCommand {
             """,
         version: LatheVersion.current,
         subcommands: [
-            Inspect.self, Convert.self, Diff.self, Plan.self, Recipes.self, Calibrate.self, Run.self, Eval.self,
-            Verify.self,
-            Plugins.self,
+            Inspect.self, Convert.self, Diff.self, Check.self, Plan.self, Recipes.self, Calibrate.self, Run.self,
+            Eval.self, Verify.self, Plugins.self,
         ]
     )
 

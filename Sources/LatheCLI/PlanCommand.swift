@@ -69,9 +69,31 @@ struct Plan: ParsableCommand {
                 + (plan.fallbacks.isEmpty
                     ? "none" : plan.fallbacks.map { "\($0.tensor) → F32 (\($0.reason))" }.joined(separator: "; ")))
         lines.append("Outputs: " + plan.recipe.outputs.map(\.format).joined(separator: ", "))
+        lines.append("GGUF for llama.cpp: " + llamaCppNote(plan.recipe))
         lines.append(
             String(format: "Estimated output: %@, %.3f bits/weight", formatBytes(plan.outputBytes), plan.bitsPerWeight))
         return lines.joined(separator: "\n")
+    }
+
+    /// What a GGUF export of the recipe's result cannot carry for llama.cpp, from its steps.
+    static func llamaCppNote(_ recipe: Recipe) -> String {
+        var blocking: [String] = []
+        var ignored: [String] = []
+        for step in recipe.steps {
+            switch step.pass {
+            case "online-hadamard": blocking.append("U_D (online Hadamard before down_proj)")
+            case "rotate" where step.options["keys"]?.boolValue != false:
+                blocking.append("U_C (online q/k rotation after RoPE)")
+            case "quantize-activations": ignored.append("activation quantization")
+            case "quantize-kv": ignored.append("KV-cache quantization")
+            case "pack-weights": ignored.append("packed int4/int8 weights (re-encode with --type)")
+            default: break
+            }
+        }
+        var parts: [String] = []
+        if !blocking.isEmpty { parts.append("not representable: " + blocking.joined(separator: ", ")) }
+        if !ignored.isEmpty { parts.append("not applied by llama.cpp: " + ignored.joined(separator: ", ")) }
+        return parts.isEmpty ? "every transform is fused into the weights" : parts.joined(separator: "; ")
     }
 
     static func json(_ plan: PipelinePlan, model: String) -> JSONValue {
@@ -112,6 +134,7 @@ struct Plan: ParsableCommand {
                     })
             ),
             ("outputs", .array(plan.recipe.outputs.map { JSONValue.string($0.format) })),
+            ("llama_cpp", .string(llamaCppNote(plan.recipe))),
             ("output_bytes", .int(plan.outputBytes)),
             ("bits_per_weight", .number(String(format: "%.4f", plan.bitsPerWeight))),
         ])

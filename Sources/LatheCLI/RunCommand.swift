@@ -23,23 +23,30 @@ struct Run: ParsableCommand {
     @Option(help: "Sample among the K most likely tokens (0: all).") var topK = 40
     @Option(help: "Seed for sampling.") var seed: UInt64 = 0
     @Flag(help: "Apply the model's chat template for a single user turn.") var chat = false
+    @Flag(help: "Print prompt and generation speed (tokens/s) and the weights' size on stderr.") var stats = false
     @OptionGroup var runtime: RuntimeOptions
     @OptionGroup var input: InputOptions
 
     func run() throws {
-        _ = try runtime.apply(for: .decoding)  // BLAS threads carry the decoding; the session stays single
+        let threads = try runtime.apply(for: .decoding)
         let printer = StderrDiagnostics(verbose: input.verbose)
         let loaded = try LoadedModel(model, format: input.format, diagnostics: printer.diagnostics)
         let text =
             chat ? try ChatTemplate.prompt(for: prompt, template: loaded.tokenizer.description.chatTemplate) : prompt
         let tokens = loaded.tokenizer.encode(text, addSpecial: true, parseSpecial: chat)
         let session = LlamaSession(
-            weights: loaded.weights, maxContext: min(loaded.weights.config.contextLength, tokens.count + n))
+            weights: loaded.weights, maxContext: min(loaded.weights.config.contextLength, tokens.count + n),
+            threads: threads)
         let generator = Generator(
             session: session, tokenizer: loaded.tokenizer,
             sampling: SamplingOptions(temperature: temperature, topK: topK, seed: seed))
         var pending: [UInt8] = []
+        let start = Date()
+        var firstToken: Date?
+        var generated = 0
         try generator.generate(prompt: tokens, maxTokens: n) { id in
+            if firstToken == nil { firstToken = Date() }
+            generated += 1
             // Print whole UTF-8 sequences only: a character may span tokens.
             pending += loaded.tokenizer.bytes([id], skipSpecial: true)
             if let text = String(validating: pending, as: UTF8.self) {
@@ -48,5 +55,15 @@ struct Run: ParsableCommand {
             }
         }
         print(String(decoding: pending, as: UTF8.self))
+        if stats, let firstToken {
+            let prefill = firstToken.timeIntervalSince(start)
+            let decode = Date().timeIntervalSince(firstToken)
+            printError(
+                String(
+                    format:
+                        "stats: weights %@ in memory; prompt %d tokens at %.0f tokens/s; %d more tokens at %.1f tokens/s (%d threads)",
+                    formatBytes(loaded.weights.byteCount), tokens.count, Double(tokens.count) / prefill,
+                    generated - 1, Double(generated - 1) / max(decode, 1e-9), threads))
+        }
     }
 }

@@ -9,8 +9,9 @@ import LinearAlgebra
 struct RuntimeOptions: ParsableArguments {
     @Option(help: "Threads (default: OPENBLAS_NUM_THREADS, else every core).") var threads: Int?
 
-    /// How the threads are used: batches (prefill, perplexity, calibration) are split by the session
-    /// over single-threaded BLAS; decoding leaves the threads to BLAS. Set once, before any BLAS call.
+    /// How the threads are used. The session splits all work (GEMM tiles, GEMV row ranges, the packed
+    /// kernels, heads) over single-threaded BLAS; OpenBLAS's own threads would spin between calls
+    /// and compete. Set once, before any BLAS call.
     enum Workload {
         case batches
         case decoding
@@ -27,8 +28,8 @@ struct RuntimeOptions: ParsableArguments {
             BLAS.threadCount = 1
             return count
         case .decoding:
-            BLAS.threadCount = count
-            return 1
+            BLAS.threadCount = 1
+            return count
         }
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LatheCore
+import LatheReport
 import LatheRuntime
 
 /// `lathe verify`: a converted model against its original.
@@ -23,10 +24,16 @@ struct Verify: ParsableCommand {
     @OptionGroup var text: TextOptions
     @OptionGroup var runtime: RuntimeOptions
     @Flag(help: "Print JSON.") var json = false
+    @Option(
+        help: ArgumentHelp(
+            "Also write a self-contained HTML report (summary, per-layer error, KL histogram, PCA spectra, sizes, provenance).",
+            valueName: "file.html"))
+    var report: String?
     @OptionGroup var input: InputOptions
 
     func run() throws {
         guard !candidates.isEmpty else { throw ValidationError("name at least one candidate model") }
+        if report != nil, candidates.count > 1 { throw ValidationError("--report takes one candidate model") }
         let threads = try runtime.apply(for: .batches)
         let printer = StderrDiagnostics(verbose: input.verbose)
         let baseModel = try LoadedModel(base, format: input.format, diagnostics: printer.diagnostics)
@@ -41,6 +48,16 @@ struct Verify: ParsableCommand {
             },
             tokens: tokens, context: text.ctx, maxChunks: text.chunks, protocol: try text.scoring,
             diagnostics: printer.diagnostics)
+        if let report, let result = results.first, let candidate = candidateModels.first {
+            let data = try Self.reportData(
+                base: baseModel.graph, candidate: candidate.graph, result: result, text: text.text,
+                scoring: try text.scoring, context: text.ctx)
+            let url = URL(fileURLWithPath: report)
+            try AtomicOutput(destination: url, overwrite: true).run { temporary in
+                try HTMLReport.render(data).write(to: temporary, atomically: false, encoding: .utf8)
+            }
+            printError("wrote \(url.path)")
+        }
         if json {
             let reports = zip(candidateModels, results).map { Self.json(base: baseModel, candidate: $0, result: $1) }
             printJSON(reports.count == 1 ? reports[0] : .array(reports))
@@ -70,6 +87,29 @@ struct Verify: ParsableCommand {
             ("perplexity_ratio", number(result.perplexityRatio)),
             ("layer_relative_rms_error", .array(result.layerErrors.map(number))),
         ])
+    }
+
+    /// The report's data: the comparison, both models' sizes by tensor class, the candidate's PCA
+    /// spectra and provenance.
+    static func reportData(
+        base: ModelGraph, candidate: ModelGraph, result: VerificationResult, text: String,
+        scoring: PerplexityProtocol, context: Int
+    ) throws -> VerificationReport {
+        let layout = try SubspaceLayout(metadata: candidate.metadata)
+        let spectra = (layout.spectra ?? [:]).sorted { $0.key > $1.key }.map { site, values in
+            VerificationReport.Spectrum(
+                site: site, eigenvalues: values, highRank: site == "residual" ? layout.hiddenHigh : layout.headHigh)
+        }
+        return VerificationReport(
+            title: "Lathe verification: \(URL(fileURLWithPath: candidate.source).lastPathComponent)",
+            base: try .init(base), candidate: try .init(candidate), text: text, scoring: scoring.rawValue,
+            context: context, chunks: result.chunks,
+            scoredTokens: result.scoredTokens,
+            kl: .init(
+                mean: result.kl.mean, median: result.kl.median, p99: result.kl.p99, max: result.kl.max,
+                binEdges: VerificationResult.histogramEdges, counts: result.kl.histogram),
+            topOneAgreement: result.topOneAgreement, basePerplexity: result.basePerplexity,
+            candidatePerplexity: result.candidatePerplexity, layerErrors: result.layerErrors, spectra: spectra)
     }
 
     func report(_ result: VerificationResult) {

@@ -77,9 +77,11 @@ public final class MappedFile: Sendable {
 public final class TensorStorage: Sendable {
     private enum Backing {
         case mapped(MappedFile, offset: Int)
-        case owned([UInt8])
+        /// A buffer allocated by this object and freed with it, so its address is stable.
+        case owned(UnsafeRawBufferPointer)
     }
-    private let backing: Backing
+    // The owned buffer is written once in `init` and only read afterwards, so sharing it is safe.
+    private nonisolated(unsafe) let backing: Backing
     public let byteCount: Int
 
     /// A bounds-checked view of `file[offset ..< offset + length]`.
@@ -90,8 +92,20 @@ public final class TensorStorage: Sendable {
     }
 
     public init(bytes: [UInt8]) {
-        backing = .owned(bytes)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 64)
+        bytes.withUnsafeBytes { buffer.copyMemory(from: $0) }
+        backing = .owned(UnsafeRawBufferPointer(rebasing: buffer[0..<bytes.count]))
         byteCount = bytes.count
+    }
+
+    deinit {
+        if case .owned(let buffer) = backing, let base = buffer.baseAddress { base.deallocate() }
+    }
+
+    /// The first byte, valid for as long as this object lives (mapped and owned bytes never move),
+    /// for kernels that keep pointers to weights across calls; nil when empty.
+    public var baseAddress: UnsafeRawPointer? {
+        withUnsafeBytes { $0.baseAddress }
     }
 
     /// Copies the values of a scalar array into a new owned buffer (native little-endian layout).
@@ -117,7 +131,7 @@ public final class TensorStorage: Sendable {
             // The range was checked at creation; a failure here would be a logic error.
             return try file.withBytesUnchecked(offset: offset, length: byteCount, body)
         case .owned(let bytes):
-            return try bytes.withUnsafeBytes(body)
+            return try body(bytes)
         }
     }
 

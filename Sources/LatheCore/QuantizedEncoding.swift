@@ -44,31 +44,6 @@ public enum GGMLBlockType: UInt32, CaseIterable, Sendable {
     public var name: String { String(describing: self).uppercased() }
 }
 
-/// Lathe's packed integer encoding: `bits`-bit integers with one scale (and, if asymmetric, one zero
-/// point) per row or per group of `groupSize` consecutive elements of a row. Scales travel in a
-/// companion tensor, so the payload is just the packed integers, rows padded to whole bytes.
-public struct PackedIntegerEncoding: Hashable, Sendable {
-    public enum Granularity: Hashable, Sendable {
-        case perRow
-        case perGroup(Int)
-    }
-    public let bits: Int
-    public let granularity: Granularity
-    public let symmetric: Bool
-
-    public init(bits: Int, granularity: Granularity, symmetric: Bool = true) throws(LatheError) {
-        guard bits == 4 || bits == 8 else {
-            throw .invalidValue(field: "bits", value: "\(bits)", expected: "4 or 8")
-        }
-        if case .perGroup(let size) = granularity, size <= 0 || size % 2 != 0 {
-            throw .invalidValue(field: "group size", value: "\(size)", expected: "a positive even number")
-        }
-        self.bits = bits
-        self.granularity = granularity
-        self.symmetric = symmetric
-    }
-}
-
 /// How a quantized tensor's payload is laid out.
 public enum QuantizedEncoding: Hashable, Sendable, CustomStringConvertible {
     case ggml(GGMLBlockType)
@@ -77,7 +52,7 @@ public enum QuantizedEncoding: Hashable, Sendable, CustomStringConvertible {
     public var bitsPerWeight: Double {
         switch self {
         case .ggml(let type): Double(type.bytesPerBlock * 8) / Double(type.blockSize)
-        case .packed(let encoding): Double(encoding.bits)
+        case .packed(let encoding): encoding.bitsPerWeight
         }
     }
 
@@ -94,25 +69,22 @@ public enum QuantizedEncoding: Hashable, Sendable, CustomStringConvertible {
             }
             return count / type.blockSize * type.bytesPerBlock
         case .packed(let encoding):
-            if case .perGroup(let size) = encoding.granularity, rowLength % size != 0 {
+            guard rowLength == encoding.rowLength else {
                 throw .invalidShape(
-                    shape.dimensions, reason: "row length \(rowLength) is not a multiple of the group size \(size)")
+                    shape.dimensions,
+                    reason: "row length \(rowLength) differs from the packed layout's \(encoding.rowLength) columns")
             }
-            let rows = rowLength == 0 ? 0 : count / rowLength
-            return rows * ((rowLength * encoding.bits + 7) / 8)
+            guard let bytes = encoding.checkedByteCount(rows: rowLength == 0 ? 0 : count / rowLength) else {
+                throw .invalidShape(shape.dimensions, reason: "the packed payload's byte size overflows")
+            }
+            return bytes
         }
     }
 
     public var description: String {
         switch self {
         case .ggml(let type): return type.name
-        case .packed(let encoding):
-            let scales: String
-            switch encoding.granularity {
-            case .perRow: scales = "row"
-            case .perGroup(let size): scales = "g\(size)"
-            }
-            return "INT\(encoding.bits)-\(scales)\(encoding.symmetric ? "" : "-asym")"
+        case .packed(let encoding): return encoding.description
         }
     }
 }

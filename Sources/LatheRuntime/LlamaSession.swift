@@ -24,15 +24,41 @@ public final class LlamaSession {
     private let cosTable: [Float]
     private let sinTable: [Float]
     private let downHadamard: HadamardPlan?
+    let scratch = PackedScratch()
+    /// The workers behind every parallel loop of this session.
+    let pool: WorkerPool
+    /// The caches in quantized form, when the scheme quantizes them (else `keys`/`values` hold floats).
+    private let keyCache: QuantizedKVCache?
+    private let valueCache: QuantizedKVCache?
+    /// One layer's cache dequantized for the attention products.
+    private var keyScratch: [Float] = []
+    private var valueScratch: [Float] = []
 
-    public init(weights: LlamaWeights, maxContext: Int, threads: Int = 1) {
+    /// `quantizedCache` keeps a quantized KV cache in its quantized form (false: fake-quantized
+    /// floats, the simulated path).
+    public init(weights: LlamaWeights, maxContext: Int, threads: Int = 1, quantizedCache: Bool = true) {
         self.weights = weights
         self.maxContext = maxContext
         self.threads = max(1, threads)
+        pool = WorkerPool(threads: self.threads)
         config = weights.config
         let kvDim = config.kvHeadCount * config.headDim
-        keys = Array(repeating: [Float](repeating: 0, count: maxContext * kvDim), count: config.layerCount)
-        values = keys
+        let layers = config.layerCount
+        keyCache =
+            quantizedCache
+            ? weights.quantization.keys.flatMap {
+                QuantizedKVCache($0, width: kvDim, layers: layers, maxContext: maxContext)
+            } : nil
+        valueCache =
+            quantizedCache
+            ? weights.quantization.values.flatMap {
+                QuantizedKVCache($0, width: kvDim, layers: layers, maxContext: maxContext)
+            } : nil
+        let floats = [Float](repeating: 0, count: maxContext * kvDim)
+        keys = Array(repeating: keyCache == nil ? floats : [], count: layers)
+        values = Array(repeating: valueCache == nil ? floats : [], count: layers)
+        if keyCache != nil { keyScratch = floats }
+        if valueCache != nil { valueScratch = floats }
         (cosTable, sinTable) = Self.ropeTables(config, maxContext: maxContext)
         // LlamaWeights checked that the order is the FFN size and has a Hadamard matrix.
         downHadamard = weights.online.downProjectionHadamard.flatMap { try? HadamardPlan(order: $0) }
@@ -79,7 +105,7 @@ public final class LlamaSession {
             observe?(layer, x)
         }
         position += t
-        return Self.rmsNorm(x, weights.finalNorm, rows: t, epsilon: config.normEpsilon, threads: threads)
+        return Self.rmsNorm(x, weights.finalNorm, rows: t, epsilon: config.normEpsilon, pool: pool)
     }
 
     /// Logits for the given rows of `hidden` (`rows.count × vocab`).
@@ -89,8 +115,8 @@ public final class LlamaSession {
         var out = [Float](repeating: 0, count: rows.count * vocab)
         guard !rows.isEmpty else { return out }
         let rowStart = rows.lowerBound * h
-        let x = Array(hidden[rowStart..<(rowStart + rows.count * h)])
-        Self.multiply(x, rows: rows.count, weights.outputHead, out: vocab, in: h, into: &out, threads: threads)
+        var x = Array(hidden[rowStart..<(rowStart + rows.count * h)])
+        out = project(&x, rows: rows.count, weights.outputHead, out: vocab, in: h, quantizer: nil, site: "head")
         return out
     }
 
@@ -101,13 +127,15 @@ public final class LlamaSession {
         let (h, hd) = (config.hiddenSize, config.headDim)
         let (heads, kvHeads) = (config.headCount, config.kvHeadCount)
         let (qDim, kvDim) = (heads * hd, kvHeads * hd)
-        var normed = Self.rmsNorm(x, w.attentionNorm, rows: t, epsilon: config.normEpsilon, threads: threads)
+        var normed = Self.rmsNorm(x, w.attentionNorm, rows: t, epsilon: config.normEpsilon, pool: pool)
         notify(.attentionInput, layer, normed, rows: t, width: h)
-        quantize(&normed, weights.quantization.activations[ActivationSite.attentionInput.rawValue], rows: t)
-        let fused = project(normed, rows: t, w.qkv, out: qDim + 2 * kvDim, in: h)
+        let site = ActivationSite.attentionInput.rawValue
+        let fused = project(
+            &normed, rows: t, w.qkv, out: qDim + 2 * kvDim, in: h, quantizer: weights.quantization.activations[site],
+            site: site)
         var (q, k, v) = Self.splitColumns(fused, rows: t, widths: (qDim, kvDim, kvDim))
         notify(.values, layer, v, rows: t, width: kvDim)
-        quantize(&v, weights.quantization.values, rows: t)
+        if valueCache == nil { quantize(&v, weights.quantization.values, rows: t) }
         applyRope(&q, rows: t, heads: heads)
         applyRope(&k, rows: t, heads: kvHeads)
         if let rotation = w.queryKeyRotation {
@@ -115,20 +143,19 @@ public final class LlamaSession {
             rotateHeads(&k, rows: t * kvHeads, by: rotation)
         }
         notify(.rotatedKeys, layer, k, rows: t, width: kvDim)
-        quantize(&k, weights.quantization.keys, rows: t)
+        if keyCache == nil { quantize(&k, weights.quantization.keys, rows: t) }
         let start = position
-        keys[layer].withUnsafeMutableBufferPointer { cache in
-            for i in 0..<(t * kvDim) { cache[start * kvDim + i] = k[i] }
-        }
-        values[layer].withUnsafeMutableBufferPointer { cache in
-            for i in 0..<(t * kvDim) { cache[start * kvDim + i] = v[i] }
-        }
         let span = start + t
+        store(k, into: keyCache, or: &keys[layer], scratch: &keyScratch, layer: layer, at: start, span: span)
+        store(v, into: valueCache, or: &values[layer], scratch: &valueScratch, layer: layer, at: start, span: span)
+        let (keyView, valueView) = (
+            keyCache == nil ? keys[layer] : keyScratch, valueCache == nil ? values[layer] : valueScratch
+        )
         let scale = 1 / Float(hd).squareRoot()
         var attended = [Float](repeating: 0, count: t * qDim)
         let groupSize = config.groupSize
-        keys[layer].withUnsafeBufferPointer { kc in
-            values[layer].withUnsafeBufferPointer { vc in
+        keyView.withUnsafeBufferPointer { kc in
+            valueView.withUnsafeBufferPointer { vc in
                 q.withUnsafeBufferPointer { qp in
                     attended.withUnsafeMutableBufferPointer { out in
                         let (kp, vp) = (UnsafeSendable(kc.baseAddress!), UnsafeSendable(vc.baseAddress!))
@@ -137,6 +164,7 @@ public final class LlamaSession {
                         let head: @Sendable (Int) -> Void = { head in
                             let kvHead = head / groupSize
                             let scores = UnsafeMutablePointer<Float>.allocate(capacity: t * span)
+                            scores.initialize(repeating: 0, count: t * span)
                             defer { scores.deallocate() }
                             // Rows in blocks, each against only the positions it can see: the causal mask
                             // would zero the rest, so those scores are never computed.
@@ -144,24 +172,36 @@ public final class LlamaSession {
                             for first in stride(from: 0, to: t, by: block) {
                                 let rows = min(block, t - first)
                                 let visible = start + first + rows
-                                // scores = Q_h · K_hᵀ / √d, then softmax, then · V_h.
-                                BLAS.gemm(
-                                    transB: .transposed, m: rows, n: visible, k: hd, alpha: scale,
-                                    a: qq.value + first * qDim + head * hd, lda: qDim, b: kp.value + kvHead * hd,
-                                    ldb: kvDim,
-                                    c: scores, ldc: visible)
+                                // scores = Q_h · K_hᵀ / √d, then softmax, then · V_h; one query
+                                // (decoding) as GEMVs, which skip GEMM's packing copies.
+                                let query = qq.value + first * qDim + head * hd
+                                let output = op.value + first * qDim + head * hd
+                                if rows == 1 {
+                                    BLAS.gemv(
+                                        rows: visible, columns: hd, alpha: scale, a: kp.value + kvHead * hd,
+                                        lda: kvDim, x: query, y: scores)
+                                } else {
+                                    BLAS.gemm(
+                                        transB: .transposed, m: rows, n: visible, k: hd, alpha: scale, a: query,
+                                        lda: qDim, b: kp.value + kvHead * hd, ldb: kvDim, c: scores, ldc: visible)
+                                }
                                 for row in 0..<rows {
                                     Self.causalSoftmax(
                                         scores + row * visible, visible: start + first + row + 1, width: visible)
                                 }
-                                BLAS.gemm(
-                                    m: rows, n: hd, k: visible, a: scores, lda: visible, b: vp.value + kvHead * hd,
-                                    ldb: kvDim,
-                                    c: op.value + first * qDim + head * hd, ldc: qDim)
+                                if rows == 1 {
+                                    BLAS.gemv(
+                                        rows: visible, columns: hd, a: vp.value + kvHead * hd, lda: kvDim,
+                                        transposed: true, x: scores, y: output)
+                                } else {
+                                    BLAS.gemm(
+                                        m: rows, n: hd, k: visible, a: scores, lda: visible, b: vp.value + kvHead * hd,
+                                        ldb: kvDim, c: output, ldc: qDim)
+                                }
                             }
                         }
-                        if threads > 1, t > 1 {
-                            DispatchQueue.concurrentPerform(iterations: heads, execute: head)
+                        if threads > 1 {
+                            pool.run(heads, head)
                         } else {
                             for index in 0..<heads { head(index) }
                         }
@@ -170,23 +210,28 @@ public final class LlamaSession {
             }
         }
         notify(.attentionOutputInput, layer, attended, rows: t, width: qDim)
-        quantize(&attended, weights.quantization.activations[ActivationSite.attentionOutputInput.rawValue], rows: t)
-        let projected = project(attended, rows: t, w.o, out: h, in: qDim)
+        let outputSite = ActivationSite.attentionOutputInput.rawValue
+        let projected = project(
+            &attended, rows: t, w.o, out: h, in: qDim, quantizer: weights.quantization.activations[outputSite],
+            site: outputSite)
         Self.addInPlace(&x, projected)
     }
 
     private func feedForwardBlock(_ layer: Int, _ x: inout [Float], tokens t: Int) {
         let w = weights.layers[layer]
         let (h, f) = (config.hiddenSize, config.ffnSize)
-        var normed = Self.rmsNorm(x, w.ffnNorm, rows: t, epsilon: config.normEpsilon, threads: threads)
+        var normed = Self.rmsNorm(x, w.ffnNorm, rows: t, epsilon: config.normEpsilon, pool: pool)
         notify(.mlpInput, layer, normed, rows: t, width: h)
-        quantize(&normed, weights.quantization.activations[ActivationSite.mlpInput.rawValue], rows: t)
+        let site = ActivationSite.mlpInput.rawValue
         var (gate, up, _) = Self.splitColumns(
-            project(normed, rows: t, w.gateUp, out: 2 * f, in: h), rows: t, widths: (f, f, 0))
+            project(
+                &normed, rows: t, w.gateUp, out: 2 * f, in: h, quantizer: weights.quantization.activations[site],
+                site: site),
+            rows: t, widths: (f, f, 0))
         gate.withUnsafeMutableBufferPointer { g in
             up.withUnsafeBufferPointer { u in
                 let (gp, up) = (UnsafeSendable(g.baseAddress!), UnsafeSendable(u.baseAddress!))
-                Self.parallelFor(t, threads: threads, minimumWork: 64) { row in
+                Self.parallelFor(t, pool: pool, minimumWork: 64) { row in
                     for i in (row * f)..<((row + 1) * f) {
                         let x = gp.value[i]
                         gp.value[i] = x / (1 + exp(-x)) * up.value[i]
@@ -198,7 +243,7 @@ public final class LlamaSession {
             gate.withUnsafeMutableBufferPointer { g in
                 let base = UnsafeSendable(g.baseAddress!)
                 let scale = 1 / Float(f).squareRoot()
-                Self.parallelFor(t, threads: threads, minimumWork: 16) { row in
+                Self.parallelFor(t, pool: pool, minimumWork: 16) { row in
                     // Cannot fail: each row is one vector of the plan's order.
                     try? downHadamard.apply(
                         to: UnsafeMutableBufferPointer(start: base.value + row * f, count: f), scale: scale)
@@ -206,9 +251,38 @@ public final class LlamaSession {
             }
         }
         notify(.downInput, layer, gate, rows: t, width: f)
-        quantize(&gate, weights.quantization.activations[ActivationSite.downInput.rawValue], rows: t)
-        let down = project(gate, rows: t, w.down, out: h, in: f)
+        let downSite = ActivationSite.downInput.rawValue
+        let down = project(
+            &gate, rows: t, w.down, out: h, in: f, quantizer: weights.quantization.activations[downSite], site: downSite
+        )
         Self.addInPlace(&x, down)
+    }
+
+    /// Appends `rows` to a layer's cache: quantized into `cache` (then the span so far dequantized
+    /// into `scratch` for the products) or as floats into `floats`.
+    private func store(
+        _ rows: [Float], into cache: QuantizedKVCache?, or floats: inout [Float], scratch: inout [Float], layer: Int,
+        at start: Int, span: Int
+    ) {
+        let width = config.kvHeadCount * config.headDim
+        guard let cache else {
+            floats.withUnsafeMutableBufferPointer { target in
+                rows.withUnsafeBufferPointer { source in
+                    (target.baseAddress! + start * width).update(from: source.baseAddress!, count: source.count)
+                }
+            }
+            return
+        }
+        rows.withUnsafeBufferPointer {
+            cache.store(layer: layer, position: start, rows: $0.count / width, values: $0.baseAddress!)
+        }
+        scratch.withUnsafeMutableBufferPointer { cache.dequantize(layer: layer, count: span, into: $0.baseAddress!) }
+    }
+
+    /// Bytes the KV cache holds per token (all layers): its quantized records, or F32 values.
+    public var kvCacheBytesPerToken: Int {
+        let width = config.kvHeadCount * config.headDim
+        return config.layerCount * ((keyCache?.bytesPerToken ?? 4 * width) + (valueCache?.bytesPerToken ?? 4 * width))
     }
 
     private func notify(_ site: ActivationSite, _ layer: Int, _ values: [Float], rows: Int, width: Int) {
@@ -219,12 +293,12 @@ public final class LlamaSession {
     // MARK: - Simulated quantization and online transforms
 
     /// Fake-quantizes each of the `rows` rows of `x` as `quantizer` says (nothing when nil).
-    private func quantize(_ x: inout [Float], _ quantizer: ActivationQuantizer?, rows: Int) {
+    func quantize(_ x: inout [Float], _ quantizer: ActivationQuantizer?, rows: Int) {
         guard let quantizer, rows > 0 else { return }
         let width = x.count / rows
         x.withUnsafeMutableBufferPointer { p in
             let base = UnsafeSendable(p.baseAddress!)
-            Self.parallelFor(rows, threads: threads, minimumWork: 64) { row in
+            Self.parallelFor(rows, pool: pool, minimumWork: 64) { row in
                 quantizer.apply(base.value + row * width, rows: 1, width: width)
             }
         }
@@ -253,13 +327,14 @@ public final class LlamaSession {
     // MARK: - Kernels
 
     /// Runs `body` for 0..<count on every core when there is enough work, else inline.
-    static func parallelFor(_ count: Int, threads workers: Int, minimumWork: Int, _ body: @Sendable (Int) -> Void) {
-        guard count >= minimumWork, workers > 1 else {
+    static func parallelFor(_ count: Int, pool: WorkerPool?, minimumWork: Int, _ body: @Sendable (Int) -> Void) {
+        guard count >= minimumWork, let pool, pool.threads > 1 else {
             for i in 0..<count { body(i) }
             return
         }
+        let workers = pool.threads
         let chunk = (count + workers - 1) / workers
-        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+        pool.run(workers) { worker in
             for i in (worker * chunk)..<min(count, (worker + 1) * chunk) { body(i) }
         }
     }
@@ -298,28 +373,49 @@ public final class LlamaSession {
         }
     }
 
-    /// `x · Wᵀ` for `rows` rows, W stored `[out, in]` like a PyTorch weight.
-    func project(_ x: [Float], rows: Int, _ w: [Float], out: Int, in: Int) -> [Float] {
-        var y = [Float](repeating: 0, count: rows * out)
-        Self.multiply(x, rows: rows, w, out: out, in: `in`, into: &y, threads: threads)
-        return y
-    }
+    /// Output columns per GEMM when a projection runs over many tokens. Fixed, not derived from the
+    /// thread count: every output element then comes from the same BLAS call shape whatever the
+    /// threads, so results are identical across thread counts, and the packed path (tiles of the
+    /// same width, dequantized) is bit-identical to the F32 one. That matters: with 4-bit
+    /// activations one rounding flip moves a quantization step, and flips compound over layers.
+    static let tileColumns = 96
 
-    /// `y = x · Wᵀ` with the output columns split over `threads` single-threaded GEMMs.
-    static func multiply(_ x: [Float], rows: Int, _ w: [Float], out: Int, in: Int, into y: inout [Float], threads: Int)
-    {
+    /// `y = x · Wᵀ`. Many rows: tiles of `tileColumns` output columns, dealt to `threads` workers
+    /// running single-threaded GEMMs. A few rows (decoding): GEMVs over row ranges of W, one per worker.
+    static func multiply(
+        _ x: [Float], rows: Int, _ w: [Float], out: Int, in: Int, into y: inout [Float], pool: WorkerPool
+    ) {
+        let threads = pool.threads
         withSendablePointers(x, w, &y) { a, b, c in
-            let parts = out * `in` >= 1 << 16 ? threads : 1
-            let width = (out + parts - 1) / parts
-            let run: @Sendable (Int) -> Void = { part in
-                let first = part * width
-                let count = min(width, out - first)
-                guard count > 0 else { return }
-                BLAS.gemm(
-                    transB: .transposed, m: rows, n: count, k: `in`, a: a.value, lda: `in`, b: b.value + first * `in`,
-                    ldb: `in`, c: c.value + first, ldc: out)
+            guard rows > packedGEMVLimit else {
+                // Row ranges of W per worker, each a single-threaded GEMV per token.
+                let workers = out * `in` >= 1 << 16 ? threads : 1
+                let chunk = (out + workers - 1) / workers
+                let run: @Sendable (Int) -> Void = { worker in
+                    let first = worker * chunk
+                    let count = min(chunk, out - first)
+                    guard count > 0 else { return }
+                    for row in 0..<rows {
+                        BLAS.gemv(
+                            rows: count, columns: `in`, a: b.value + first * `in`, lda: `in`, x: a.value + row * `in`,
+                            y: c.value + row * out + first)
+                    }
+                }
+                if workers == 1 { run(0) } else { pool.run(workers, run) }
+                return
             }
-            if parts == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: run) }
+            let tiles = (out + tileColumns - 1) / tileColumns
+            let workers = out * `in` >= 1 << 16 ? min(threads, tiles) : 1
+            let run: @Sendable (Int) -> Void = { worker in
+                for tile in stride(from: worker, to: tiles, by: workers) {
+                    let first = tile * tileColumns
+                    let count = min(tileColumns, out - first)
+                    BLAS.gemm(
+                        transB: .transposed, m: rows, n: count, k: `in`, a: a.value, lda: `in`,
+                        b: b.value + first * `in`, ldb: `in`, c: c.value + first, ldc: out)
+                }
+            }
+            if workers == 1 { run(0) } else { pool.run(workers, run) }
         }
     }
 
@@ -345,11 +441,13 @@ public final class LlamaSession {
 
     /// RMSNorm per row: x / √(mean(x²) + ε) · w, the mean accumulated in double as ggml does; rows
     /// spread over `threads` when there are enough of them.
-    static func rmsNorm(_ x: [Float], _ weight: [Float], rows: Int, epsilon: Double, threads: Int = 1) -> [Float] {
+    static func rmsNorm(_ x: [Float], _ weight: [Float], rows: Int, epsilon: Double, pool: WorkerPool? = nil)
+        -> [Float]
+    {
         let width = weight.count
         var y = [Float](repeating: 0, count: x.count)
         withSendablePointers(x, weight, &y) { source, gamma, out in
-            parallelFor(rows, threads: threads, minimumWork: 64) { row in
+            parallelFor(rows, pool: pool, minimumWork: 64) { row in
                 let input = source.value + row * width
                 var sum = 0.0
                 for j in 0..<width { sum += Double(input[j] * input[j]) }
@@ -388,7 +486,7 @@ public final class LlamaSession {
                         UnsafeSendable(cp.baseAddress!), UnsafeSendable(sp.baseAddress!),
                         UnsafeSendable(xp.baseAddress!)
                     )
-                    Self.parallelFor(rows, threads: threads, minimumWork: 64) { row in
+                    Self.parallelFor(rows, pool: pool, minimumWork: 64) { row in
                         let table = (position + row) * half
                         for head in 0..<heads {
                             let base = (row * heads + head) * hd

@@ -9,19 +9,20 @@ public enum RopeStyle: Sendable {
     case interleaved
 }
 
-/// A Llama-family model's weights decoded once to F32, ready for the forward pass.
+/// A Llama-family model's weights ready for the forward pass: projections in packed integer codes
+/// (run by the low-bit kernels, read in place) when the file stores them so, F32 otherwise.
 public struct LlamaWeights: Sendable {
     /// One block's weights. Projections that read the same input are stored stacked (q, k, v rows;
     /// gate, up rows) so each is one GEMM: fewer, larger GEMMs run closer to the machine's peak.
     public struct Layer: Sendable {
         public var attentionNorm: [Float]
         /// `[q; k; v]`: `(heads + 2·kvHeads)·headDim` rows of `hidden`.
-        public var qkv: [Float]
-        public var o: [Float]
+        public var qkv: LinearWeight
+        public var o: LinearWeight
         public var ffnNorm: [Float]
         /// `[gate; up]`: `2·ffn` rows of `hidden`.
-        public var gateUp: [Float]
-        public var down: [Float]
+        public var gateUp: LinearWeight
+        public var down: LinearWeight
         /// U_C: the online rotation of q and k after RoPE (`head_dim × head_dim`, `x ← x·U`).
         public var queryKeyRotation: [Float]?
     }
@@ -30,7 +31,7 @@ public struct LlamaWeights: Sendable {
     public var ropeStyle: RopeStyle
     public var embedding: [Float]
     /// The output head; nil when tied to the embedding.
-    public var output: [Float]?
+    public var output: LinearWeight?
     public var finalNorm: [Float]
     public var layers: [Layer]
     /// Activation and KV-cache quantization the session simulates (empty: full precision).
@@ -40,12 +41,22 @@ public struct LlamaWeights: Sendable {
     /// U with hidden states = the original model's · U, when a rotation was fused (`hidden × hidden`).
     public var residualRotation: [Float]?
 
-    public var outputHead: [Float] { output ?? embedding }
+    public var outputHead: LinearWeight { output ?? .dense(embedding) }
+
+    /// Bytes of every weight the forward pass reads (projections, head, norms; the embedding once).
+    public var byteCount: Int {
+        let perLayer = layers.reduce(0) { total, layer in
+            total + layer.qkv.byteCount + layer.o.byteCount + layer.gateUp.byteCount + layer.down.byteCount
+                + 4 * (layer.attentionNorm.count + layer.ffnNorm.count + (layer.queryKeyRotation?.count ?? 0))
+        }
+        return perLayer + 4 * (embedding.count + finalNorm.count) + (output?.byteCount ?? 0)
+    }
 
     /// Decodes every tensor the forward pass needs from `graph` (any encoding the readers produce).
     /// Tensors are looked up by HF name, or by GGUF name when the graph is in GGUF layout, whose q/k
-    /// order then selects interleaved RoPE.
-    public init(_ graph: ModelGraph, diagnostics: Diagnostics = .silent) throws {
+    /// order then selects interleaved RoPE. `lowBit: false` decodes packed projections to F32 (the
+    /// simulated path, for comparisons).
+    public init(_ graph: ModelGraph, lowBit: Bool = true, diagnostics: Diagnostics = .silent) throws {
         guard let config = graph.config else {
             throw LatheError.missingField(
                 "Llama config", in: "\(graph.source) (the runtime needs llama.* metadata or config.json)")
@@ -61,7 +72,7 @@ public struct LlamaWeights: Sendable {
         }
         self.config = config
         ropeStyle = graph.naming == .gguf ? .interleaved : .halfSplit
-        func load(_ hfName: String, _ shape: [Int]) throws -> [Float] {
+        func tensor(_ hfName: String, _ shape: [Int]) throws -> Tensor {
             let name = graph.naming == .gguf ? LlamaTensorNames.gguf(fromHF: hfName) : hfName
             let tensor = try graph.tensor(named: name)
             guard tensor.info.shape.dimensions == shape else {
@@ -69,13 +80,19 @@ public struct LlamaWeights: Sendable {
                     name,
                     .invalidShape(tensor.info.shape.dimensions, reason: "expected \(Shape(shape)) for this config"))
             }
-            return try TensorCodec.decode(tensor)
+            return tensor
+        }
+        func load(_ hfName: String, _ shape: [Int]) throws -> [Float] {
+            try TensorCodec.decode(tensor(hfName, shape))
+        }
+        func linear(_ parts: [(String, [Int])]) throws -> LinearWeight {
+            try LinearWeight.stacked(parts.map { try tensor($0.0, $0.1) }, lowBit: lowBit)
         }
         let (h, f) = (config.hiddenSize, config.ffnSize)
         let (qDim, kvDim) = (config.headCount * config.headDim, config.kvHeadCount * config.headDim)
         embedding = try load("model.embed_tokens.weight", [config.vocabSize, h])
         let hasOutput = graph[graph.naming == .gguf ? "output.weight" : "lm_head.weight"] != nil
-        output = hasOutput ? try load("lm_head.weight", [config.vocabSize, h]) : nil
+        output = hasOutput ? try linear([("lm_head.weight", [config.vocabSize, h])]) : nil
         finalNorm = try load("model.norm.weight", [h])
         residualRotation =
             graph[OnlineTransforms.residualRotationTensor] == nil
@@ -92,13 +109,14 @@ public struct LlamaWeights: Sendable {
             layers.append(
                 Layer(
                     attentionNorm: try load(p + "input_layernorm.weight", [h]),
-                    qkv: try load(p + "self_attn.q_proj.weight", [qDim, h])
-                        + load(p + "self_attn.k_proj.weight", [kvDim, h])
-                        + load(p + "self_attn.v_proj.weight", [kvDim, h]),
-                    o: try load(p + "self_attn.o_proj.weight", [h, qDim]),
+                    qkv: try linear([
+                        (p + "self_attn.q_proj.weight", [qDim, h]), (p + "self_attn.k_proj.weight", [kvDim, h]),
+                        (p + "self_attn.v_proj.weight", [kvDim, h]),
+                    ]),
+                    o: try linear([(p + "self_attn.o_proj.weight", [h, qDim])]),
                     ffnNorm: try load(p + "post_attention_layernorm.weight", [h]),
-                    gateUp: try load(p + "mlp.gate_proj.weight", [f, h]) + load(p + "mlp.up_proj.weight", [f, h]),
-                    down: try load(p + "mlp.down_proj.weight", [h, f]), queryKeyRotation: rotation))
+                    gateUp: try linear([(p + "mlp.gate_proj.weight", [f, h]), (p + "mlp.up_proj.weight", [f, h])]),
+                    down: try linear([(p + "mlp.down_proj.weight", [h, f])]), queryKeyRotation: rotation))
             diagnostics.progress(.reading, fraction: Double(i + 1) / Double(config.layerCount), "decoded layer \(i)")
         }
     }

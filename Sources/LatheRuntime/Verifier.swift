@@ -9,7 +9,13 @@ public struct VerificationResult: Sendable {
         public var median: Double
         public var p99: Double
         public var max: Double
+        /// Counts per bin: the first bin holds values below `histogramEdges[1]` (zeros included), bin i
+        /// holds [edges[i], edges[i+1]), the last everything from its edge up.
+        public var histogram: [Int] = []
     }
+
+    /// Bin edges of `Distribution.histogram`: 0, then 10^-6 … 10^2 in quarter decades.
+    public static let histogramEdges: [Double] = [0] + (0...32).map { pow(10, -6 + Double($0) / 4) }
 
     /// KL(base ‖ candidate) per scored token.
     public var kl: Distribution
@@ -153,10 +159,16 @@ public enum Verifier {
             func quantile(_ q: Double) -> Double {
                 sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(q * Double(sorted.count - 1) + 0.5))]
             }
+            let edges = VerificationResult.histogramEdges
+            var histogram = [Int](repeating: 0, count: edges.count)
+            for value in kl {
+                let bin = edges.lastIndex { $0 <= value } ?? 0
+                histogram[bin] += 1
+            }
             return VerificationResult(
                 kl: .init(
                     mean: kl.reduce(0, +) / Double(max(kl.count, 1)), median: quantile(0.5), p99: quantile(0.99),
-                    max: sorted.last ?? 0),
+                    max: sorted.last ?? 0, histogram: histogram),
                 topOneAgreement: Double(agreements) / Double(max(kl.count, 1)), basePerplexity: basePerplexity,
                 candidatePerplexity: nll.perplexity,
                 layerErrors: zip(layerDifference, layerNorm).map { $1 > 0 ? ($0 / $1).squareRoot() : $0.squareRoot() },

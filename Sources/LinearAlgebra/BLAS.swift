@@ -51,6 +51,17 @@ public enum BLAS {
         }
     }
 
+    /// `y ← alpha · A · x` (or `Aᵀ · x` when `transposed`) for a row-major `rows × columns` matrix
+    /// at `a` (leading dimension `lda`): the product without GEMM's packing copies, for decoding.
+    public static func gemv<T: BLASScalar>(
+        rows: Int, columns: Int, alpha: T = 1, a: UnsafePointer<T>, lda: Int, transposed: Bool = false,
+        x: UnsafePointer<T>, y: UnsafeMutablePointer<T>
+    ) {
+        guard rows > 0, columns > 0 else { return }
+        let trans = transposed ? Transpose.transposed : Transpose.none
+        T.gemv(trans.cblas, blasInt(rows), blasInt(columns), alpha, a, blasInt(lda), x, 0, y)
+    }
+
     /// `y ← alpha · op(A) · x + beta · y`.
     public static func gemv<T: BLASScalar>(
         _ a: Matrix<T>, transA: Transpose = .none, _ x: [T], alpha: T = 1, beta: T = 0, into y: inout [T]

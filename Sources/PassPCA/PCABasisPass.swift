@@ -39,6 +39,21 @@ public struct PCABasisPass: ModelPass {
         keys = options.keys ?? true
     }
 
+    /// The spectra a report shows, largest first: the residual stream's, and the values' and keys'
+    /// averaged over layers (and heads).
+    static func summary(_ spectra: [String: [Double]]) -> [String: [Double]] {
+        var result: [String: [Double]] = [:]
+        if let residual = spectra["residual"] { result["residual"] = residual.sorted(by: >) }
+        for site in ["values", "keys"] {
+            // Summed in key order: the same spectra give the same bytes on every run.
+            let members = spectra.filter { $0.key.hasPrefix(site + ".") }.sorted { $0.key < $1.key }
+                .map { $0.value.sorted(by: >) }
+            guard let width = members.first?.count, members.allSatisfy({ $0.count == width }) else { continue }
+            result[site] = (0..<width).map { i in members.reduce(0) { $0 + $1[i] } / Double(members.count) }
+        }
+        return result
+    }
+
     func layout(_ config: LlamaConfig) -> SubspaceLayout {
         SubspaceLayout(
             hiddenHigh: Int(rankFraction * Double(config.hiddenSize)),
@@ -109,7 +124,8 @@ public struct PCABasisPass: ModelPass {
                 return vectors
             }
         }
-        let layout = layout(config)
+        var layout = layout(config)
+        layout.spectra = Self.summary(spectra)
         context[SubspaceBasesArtifact.self] = SubspaceBases(
             residual: residualBasis, values: valueBases, keys: keyBases, spectra: spectra, layout: layout)
         try layout.store(in: &graph.metadata)

@@ -8,7 +8,7 @@ struct LatheBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lathe-bench",
         abstract: "Measure the kernels Lathe relies on.",
-        subcommands: [SGEMM.self, RuntimeBench.self]
+        subcommands: [SGEMM.self, RuntimeBench.self, PackedBench.self]
     )
 }
 
@@ -23,6 +23,8 @@ struct SGEMM: ParsableCommand {
     @Option(help: "Comma-separated BLAS thread counts.") var threads = "1,2"
     @Option(help: "Timed repetitions per shape (the median is reported).") var repetitions = 7
     @Option(help: "Side of the square SGEMM that measures the peak.") var peakSize = 2048
+    @Option(help: "Also time each shape as tiles of this many output columns (0: off), as the runtime runs it.")
+    var tile = 0
 
     func run() throws {
         let shapes = [(512, 576, 576), (512, 576, 1536), (512, 1536, 576), (512, 576, 49152)]
@@ -36,11 +38,17 @@ struct SGEMM: ParsableCommand {
             for (m, k, n) in shapes {
                 let (ms, rate) = gflops(m: m, k: k, n: n)
                 print("| \(count) | \(m)×\(k)×\(n) | \(format(ms)) | \(format(rate)) | \(format(rate / peak)) |")
+                if tile > 0 {
+                    let (tiledMs, tiledRate) = gflops(m: m, k: k, n: n, tile: tile)
+                    print(
+                        "| \(count) | \(m)×\(k)×\(n) in \(tile)-column tiles | \(format(tiledMs)) | \(format(tiledRate)) | \(format(tiledRate / peak)) |"
+                    )
+                }
             }
         }
     }
 
-    private func gflops(m: Int, k: Int, n: Int) -> (milliseconds: Double, rate: Double) {
+    private func gflops(m: Int, k: Int, n: Int, tile: Int? = nil) -> (milliseconds: Double, rate: Double) {
         var generator = SeededGenerator(seed: 1)
         let a = (0..<(m * k)).map { _ in Float(generator.nextUniform() - 0.5) }
         let b = (0..<(n * k)).map { _ in Float(generator.nextUniform() - 0.5) }
@@ -51,9 +59,12 @@ struct SGEMM: ParsableCommand {
             a.withUnsafeBufferPointer { pa in
                 b.withUnsafeBufferPointer { pb in
                     c.withUnsafeMutableBufferPointer { pc in
-                        BLAS.gemm(
-                            transB: .transposed, m: m, n: n, k: k, a: pa.baseAddress!, lda: k, b: pb.baseAddress!,
-                            ldb: k, c: pc.baseAddress!, ldc: n)
+                        let width = tile ?? n
+                        for first in stride(from: 0, to: n, by: width) {
+                            BLAS.gemm(
+                                transB: .transposed, m: m, n: min(width, n - first), k: k, a: pa.baseAddress!, lda: k,
+                                b: pb.baseAddress! + first * k, ldb: k, c: pc.baseAddress! + first, ldc: n)
+                        }
                     }
                 }
             }

@@ -19,10 +19,20 @@ struct RuntimeBench: ParsableCommand {
     @Option(help: "Prompt lengths for prefill.") var prompts = "128,512"
     @Option(help: "Tokens decoded after a 128-token prompt.") var decode = 64
     @Option(help: "Repetitions (median reported).") var repetitions = 5
+    @Flag(help: "Decode packed weights to F32 (the simulated path) instead of running the low-bit kernels.")
+    var f32 = false
 
     func run() throws {
         let graph = try ModelInput.open(URL(fileURLWithPath: model))
-        let weights = try LlamaWeights(graph)
+        let loadStart = DispatchTime.now().uptimeNanoseconds
+        let weights = try LlamaWeights(graph, lowBit: !f32)
+        let loadSeconds = Double(DispatchTime.now().uptimeNanoseconds - loadStart) / 1e9
+        print(
+            String(
+                format: "weights: %.1f MB in memory (%@), loaded in %.2f s; KV cache %d bytes per token",
+                Double(weights.byteCount) / 1e6,
+                f32 ? "F32" : "as stored", loadSeconds,
+                LlamaSession(weights: weights, maxContext: 1).kvCacheBytesPerToken))
         let c = weights.config
         let layerParameters =
             c.layerCount
@@ -56,9 +66,8 @@ struct RuntimeBench: ParsableCommand {
                         count, length, seconds * 1000,
                         rate, peak, flops / seconds / 1e9 / peak * 100))
             }
-            // Decoding as `lathe run` runs it: BLAS's own threads over the GEMVs.
-            BLAS.threadCount = count
-            let session = LlamaSession(weights: weights, maxContext: 128 + decode)
+            // Decoding as `lathe run` runs it: the session's workers over row ranges, BLAS single-threaded.
+            let session = LlamaSession(weights: weights, maxContext: 128 + decode, threads: count)
             let prompt = (0..<128).map { ($0 * 7919) % c.vocabSize }
             let seconds =
                 try Self.median(repetitions) {

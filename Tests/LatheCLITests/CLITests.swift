@@ -29,7 +29,7 @@ struct CLITests {
 
     @Test(
         "every subcommand's help text is stable",
-        arguments: ["inspect", "convert", "diff", "plan", "recipes", "run", "eval", "verify", "plugins"])
+        arguments: ["inspect", "convert", "diff", "check", "plan", "recipes", "run", "eval", "verify", "plugins"])
     func subcommandHelp(name: String) throws {
         let command = try #require(LatheCommand.configuration.subcommands.first { $0._commandName == name })
         try expectSnapshot(command.helpMessage(columns: 100), named: "help-\(name)")

@@ -44,12 +44,21 @@ struct DTypeTests {
         }
     }
 
-    @Test("packed integer payloads pad rows to whole bytes")
+    @Test("packed rows hold their scales, then each segment's codes padded to whole bytes")
     func packed() throws {
-        let int4 = try PackedIntegerEncoding(bits: 4, granularity: .perGroup(32))
-        #expect(try DType.quantized(.packed(int4)).byteCount(for: [3, 64]) == 96)
-        #expect(DType.quantized(.packed(int4)).description == "INT4-g32")
-        #expect(throws: LatheError.self) { try PackedIntegerEncoding(bits: 3, granularity: .perRow) }
+        let layout = try PackedIntegerEncoding(
+            segments: [.init(start: 0, count: 7, bits: 4, slot: 0), .init(start: 7, count: 3, bits: 8, slot: 1)],
+            slotCount: 2)
+        // 8 bytes of scales + 4 bytes for 7 nibbles + 3 bytes: 15 per row.
+        #expect(try DType.quantized(.packed(layout)).byteCount(for: [3, 10]) == 45)
+        #expect(DType.quantized(.packed(layout)).description == "PACKED4/8x2")
+        #expect(throws: LatheError.self) { try DType.quantized(.packed(layout)).byteCount(for: [3, 11]) }
+        #expect(throws: LatheError.self) {
+            try PackedIntegerEncoding(segments: [.init(start: 0, count: 4, bits: 3, slot: 0)], slotCount: 1)
+        }
+        #expect(throws: LatheError.self) {
+            try PackedIntegerEncoding(segments: [.init(start: 1, count: 4, bits: 4, slot: 0)], slotCount: 1)
+        }
     }
 
     @Test("overflowing and negative shapes are refused")

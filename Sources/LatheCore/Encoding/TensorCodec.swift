@@ -5,7 +5,7 @@ public enum TensorCodec {
     /// Whether `dtype` can be decoded to floats.
     public static func canDecode(_ dtype: DType) -> Bool {
         switch dtype {
-        case .quantized(.packed), .c64: return false
+        case .c64: return false
         default: return true
         }
     }
@@ -67,9 +67,15 @@ public enum TensorCodec {
                 field: "dtype", value: "C64", expected: "a real type (complex tensors cannot be decoded to floats)")
         case .quantized(.ggml(let type)):
             GGMLDequantize.blocks(type, from: bytes, into: output)
-        case .quantized(.packed):
-            throw .notImplemented(
-                capability: "decoding packed integer tensors", detail: "it arrives with the packed format")
+        case .quantized(.packed(let encoding)):
+            guard encoding.rowLength > 0, count % encoding.rowLength == 0,
+                bytes.count >= encoding.byteCount(rows: count / encoding.rowLength)
+            else {
+                throw .invalidValue(
+                    field: "packed payload", value: "\(bytes.count) bytes for \(count) values",
+                    expected: "whole rows of \(encoding.rowLength) columns")
+            }
+            encoding.decode(bytes, rows: count / encoding.rowLength, into: output)
         }
     }
 

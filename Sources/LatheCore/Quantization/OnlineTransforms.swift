@@ -47,6 +47,9 @@ public struct SubspaceLayout: Codable, Sendable, Equatable {
     public var headHigh: Int
     /// Where the layout came from (`pca`, `none`), for reports.
     public var basis: String
+    /// Eigenvalue spectra of the bases, largest first (`residual`, and `values`/`keys` averaged over
+    /// layers), for reports.
+    public var spectra: [String: [Double]]?
 
     public init(hiddenHigh: Int, headHigh: Int, basis: String) {
         self.hiddenHigh = hiddenHigh

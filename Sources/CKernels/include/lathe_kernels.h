@@ -1,0 +1,79 @@
+// Low-bit kernels of Lathe's runtime over the packed integer encoding (formats/packed/SPEC.md §4)
+// and the quantized KV cache. Each entry point picks an AVX2 body when the CPU has one and a
+// portable body otherwise, so one binary runs everywhere.
+#ifndef LATHE_KERNELS_H
+#define LATHE_KERNELS_H
+
+#include <stdint.h>
+
+/// One column segment of a packed row: its columns, code width, scale slot, where its codes start
+/// inside the row (after the scales), the activation part holding it (integer path) and where it
+/// starts in the expanded activation (`lk_expand_*`).
+typedef struct {
+    int32_t start;
+    int32_t count;
+    int32_t bits;
+    int32_t slot;
+    int32_t offset;
+    int32_t part;
+    int32_t expanded;
+} lk_segment;
+
+/// Elements a segment takes in the expanded activation: whole blocks of 64 (4-bit) or 16 (8-bit).
+int lk_expanded_count(const lk_segment *segment);
+
+/// Lays activations out block by block as the kernels read them: a 4-bit block of m columns puts
+/// its first h = ⌈m/2⌉ values in elements 0..h−1 and the rest in 32..32+m−h−1, zeros elsewhere, so
+/// that every block, full or short, is two aligned halves against the codes' low and high nibbles.
+/// Done once per token and shared by all rows.
+/// `lk_expand_u8` also writes each segment's Σ of activation codes into `sums` (the kernels multiply
+/// unsigned nibbles and take 8 · Σ a back out).
+void lk_expand_u8(const uint8_t *codes, const lk_segment *segments, int segment_count, uint8_t *out, int32_t *sums);
+void lk_expand_f32(const float *x, const lk_segment *segments, int segment_count, float *out);
+
+/// y[i] = Σ_segments scale(row i, slot) · Σ q · x for the given row starts (each row: `slots` F32
+/// scales, then the codes), x expanded. Reads up to 31 bytes past a segment's codes: the caller
+/// guarantees they are readable (the last row of a buffer is copied into a padded one).
+void lk_gemv_packed_f32(const uint8_t *const *rows, int count, const lk_segment *segments, int segment_count,
+                        int slots, const float *x, float *y);
+
+/// The same with x quantized per part (expanded unsigned codes, scales, zero points): integer dot
+/// products, then scale(row) · scale(part) · (Σ q·a − zero · Σ q), Σ q from `code_sums`
+/// (row-major, rows × segments, starting at the first of these rows).
+void lk_gemv_packed_u8(const uint8_t *const *rows, int count, const lk_segment *segments, int segment_count,
+                       int slots, const int32_t *code_sums, const uint8_t *codes, const int32_t *activation_sums,
+                       const float *scales, const float *zeros, float *y);
+
+/// Σ q of a segment's codes (the zero-point term of an asymmetric activation).
+int32_t lk_sum_q4(const uint8_t *codes, int n);
+int32_t lk_sum_q8(const int8_t *codes, int n);
+
+/// out_i = (float)q_i · scale for a 4-bit or 8-bit segment.
+void lk_dequant_q4(const uint8_t *codes, float scale, float *out, int n);
+void lk_dequant_q8(const int8_t *codes, float scale, float *out, int n);
+
+/// Unsigned codes of an asymmetric quantizer, two per byte (element 2k in the low nibble) or one
+/// per byte: out_i = scale · (code_i − zero).
+void lk_dequant_u4_seq(const uint8_t *codes, float scale, float zero, float *out, int n);
+void lk_dequant_u8_seq(const uint8_t *codes, float scale, float zero, float *out, int n);
+
+/// y = W · x for a row-major F16 matrix (`rows × columns`, IEEE half, little-endian).
+void lk_gemv_f16(const uint16_t *w, int rows, int columns, const float *x, float *y);
+
+/// IEEE half → float, exactly.
+void lk_f16_to_f32(const uint16_t *in, float *out, int n);
+
+/// Asymmetric quantization of n values to `bits` bits exactly as Lathe's fake quantizer does it
+/// (range widened to 0 when `include_zero`, times `clip`, 2^bits − 1 steps, integer zero point,
+/// round half to even): writes the codes and the scale and zero point; returns 0 when the range
+/// holds no step (the fake quantizer then leaves the values as they are).
+int lk_quantize_asymmetric(const float *x, int n, int bits, int include_zero, float clip, uint8_t *codes,
+                           float *scale, float *zero);
+
+/// A spin-wait hint to the CPU (PAUSE on x86).
+void lk_pause(void);
+
+/// 1 when the AVX2 bodies are in use.
+int lk_uses_avx2(void);
+
+#endif

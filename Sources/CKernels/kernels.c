@@ -1,0 +1,485 @@
+#include "lathe_kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define LK_X86 1
+#endif
+
+// A 4-bit segment is cut into blocks of 64 columns; a block of m columns uses h = (m + 1) / 2
+// bytes, byte j holding column j (low nibble) and column j + h (high nibble), each as q + 8.
+
+static inline int nibble_at(const uint8_t *codes, int n, int i) {
+    int block = i / 64;
+    int m = n - block * 64;
+    if (m > 64) m = 64;
+    int h = (m + 1) / 2;
+    int j = i - block * 64;
+    uint8_t byte = codes[block * 32 + (j < h ? j : j - h)];
+    return (int)(j < h ? (byte & 0x0F) : (byte >> 4)) - 8;
+}
+
+static inline float scale_of(const uint8_t *row, int slot) {
+    float scale;
+    memcpy(&scale, row + 4 * slot, sizeof scale);
+    return scale;
+}
+
+int lk_expanded_count(const lk_segment *g) {
+    return g->bits == 4 ? (g->count + 63) / 64 * 64 : (g->count + 15) / 16 * 16;
+}
+
+#define EXPAND(type)                                                                  \
+    for (int s = 0; s < segment_count; s++) {                                         \
+        const lk_segment *g = &segments[s];                                           \
+        type *target = out + g->expanded;                                             \
+        const type *source = x + g->start;                                            \
+        memset(target, 0, sizeof(type) * (size_t)lk_expanded_count(g));               \
+        if (g->bits != 4) {                                                           \
+            memcpy(target, source, sizeof(type) * (size_t)g->count);                  \
+            continue;                                                                 \
+        }                                                                             \
+        for (int b = 0; b * 64 < g->count; b++) {                                     \
+            int m = g->count - 64 * b < 64 ? g->count - 64 * b : 64;                  \
+            int h = (m + 1) / 2;                                                      \
+            memcpy(target + 64 * b, source + 64 * b, sizeof(type) * (size_t)h);       \
+            memcpy(target + 64 * b + 32, source + 64 * b + h, sizeof(type) * (size_t)(m - h)); \
+        }                                                                             \
+    }
+
+void lk_expand_u8(const uint8_t *x, const lk_segment *segments, int segment_count, uint8_t *out, int32_t *sums) {
+    EXPAND(uint8_t)
+    for (int s = 0; s < segment_count; s++) {
+        int32_t sum = 0;
+        for (int i = 0; i < segments[s].count; i++) sum += x[segments[s].start + i];
+        sums[s] = sum;
+    }
+}
+void lk_expand_f32(const float *x, const lk_segment *segments, int segment_count, float *out) { EXPAND(float) }
+
+// MARK: - Portable bodies (the same arithmetic over the same expanded layout)
+
+static void generic_gemv_f32(const uint8_t *const *rows, int count, const lk_segment *segments, int segment_count,
+                             int slots, const float *x, float *y) {
+    for (int r = 0; r < count; r++) {
+        const uint8_t *codes = rows[r] + 4 * slots;
+        float sum = 0;
+        for (int s = 0; s < segment_count; s++) {
+            const lk_segment *g = &segments[s];
+            const uint8_t *w = codes + g->offset;
+            const float *a = x + g->expanded;
+            float dot = 0;
+            if (g->bits == 4) {
+                for (int b = 0; b * 64 < g->count; b++)
+                    for (int j = 0; j < 32; j++) {
+                        uint8_t byte = w[32 * b + j];
+                        dot += (float)((byte & 0x0F) - 8) * a[64 * b + j] + (float)((byte >> 4) - 8) * a[64 * b + 32 + j];
+                    }
+            } else {
+                for (int i = 0; i < lk_expanded_count(g); i++) dot += (float)(int8_t)w[i] * a[i];
+            }
+            sum += dot * scale_of(rows[r], g->slot);
+        }
+        y[r] = sum;
+    }
+}
+
+static void generic_gemv_u8(const uint8_t *const *rows, int count, const lk_segment *segments, int segment_count,
+                            int slots, const int32_t *code_sums, const uint8_t *x, const int32_t *activation_sums,
+                            const float *scales, const float *zeros, float *y) {
+    (void)activation_sums;
+    for (int r = 0; r < count; r++) {
+        const uint8_t *codes = rows[r] + 4 * slots;
+        float sum = 0;
+        for (int s = 0; s < segment_count; s++) {
+            const lk_segment *g = &segments[s];
+            const uint8_t *w = codes + g->offset;
+            const uint8_t *a = x + g->expanded;
+            int32_t dot = 0;
+            if (g->bits == 4) {
+                for (int b = 0; b * 64 < g->count; b++)
+                    for (int j = 0; j < 32; j++) {
+                        uint8_t byte = w[32 * b + j];
+                        dot += ((byte & 0x0F) - 8) * a[64 * b + j] + ((byte >> 4) - 8) * a[64 * b + 32 + j];
+                    }
+            } else {
+                for (int i = 0; i < lk_expanded_count(g); i++) dot += (int8_t)w[i] * a[i];
+            }
+            float corrected = (float)dot - zeros[g->part] * (float)code_sums[r * segment_count + s];
+            sum += scale_of(rows[r], g->slot) * scales[g->part] * corrected;
+        }
+        y[r] = sum;
+    }
+}
+
+// MARK: - AVX2 bodies
+
+#ifdef LK_X86
+#define AVX2 __attribute__((target("avx2,fma")))
+
+AVX2 static inline int32_t hsum_i32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+
+AVX2 static inline float hsum_f32(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/// 32 bytes of a block → 64 floats q: low nibbles are columns 0..31, high nibbles 32..63.
+AVX2 static inline void unpack64(const uint8_t *codes, __m256 out[8]) {
+    __m128i w0 = _mm_loadu_si128((const __m128i *)codes);
+    __m128i w1 = _mm_loadu_si128((const __m128i *)(codes + 16));
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    const __m128i eight = _mm_set1_epi8(8);
+    __m128i parts[4] = {
+        _mm_sub_epi8(_mm_and_si128(w0, mask), eight),
+        _mm_sub_epi8(_mm_and_si128(w1, mask), eight),
+        _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(w0, 4), mask), eight),
+        _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(w1, 4), mask), eight),
+    };
+    for (int p = 0; p < 4; p++) {
+        out[2 * p] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(parts[p]));
+        out[2 * p + 1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(parts[p], 8)));
+    }
+}
+
+/// Σ (nibble − 8) · a over a 4-bit segment, as Σ nibble · a − 8 Σ a: the unsigned nibbles go
+/// straight into maddubs (pairs ≤ 2 · 255 · 15, two of them still fit in 16 bits).
+AVX2 static inline __m256i block_q4(const uint8_t *w, const uint8_t *a, __m256i acc) {
+    const __m256i mask = _mm256_set1_epi8(0x0F);
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i v = _mm256_loadu_si256((const __m256i *)w);
+    __m256i lo = _mm256_and_si256(v, mask);
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
+    __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)a), lo),
+                                 _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)(a + 32)), hi));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(p, ones));
+}
+
+AVX2 static void avx2_gemv_u8(const uint8_t *const *rows, int count, const lk_segment *segments, int segment_count,
+                              int slots, const int32_t *code_sums, const uint8_t *x, const int32_t *activation_sums,
+                              const float *scales, const float *zeros, float *y) {
+    for (int r = 0; r < count; r++) {
+        const uint8_t *codes = rows[r] + 4 * slots;
+        float sum = 0;
+        for (int s = 0; s < segment_count; s++) {
+            const lk_segment *g = &segments[s];
+            const uint8_t *w = codes + g->offset;
+            const uint8_t *a = x + g->expanded;
+            __m256i acc = _mm256_setzero_si256();
+            int32_t offset = 0;
+            if (g->bits == 4) {
+                for (int b = 0; b * 64 < g->count; b++) acc = block_q4(w + 32 * b, a + 64 * b, acc);
+                offset = 8 * activation_sums[s];
+            } else {
+                for (int i = 0; i < g->count; i += 16) {
+                    __m256i wv = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + i)));
+                    __m256i av = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(a + i)));
+                    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(wv, av));
+                }
+            }
+            float corrected =
+                (float)(hsum_i32(acc) - offset) - zeros[g->part] * (float)code_sums[r * segment_count + s];
+            sum += scale_of(rows[r], g->slot) * scales[g->part] * corrected;
+        }
+        y[r] = sum;
+    }
+}
+
+AVX2 static void avx2_gemv_f32(const uint8_t *const *rows, int count, const lk_segment *segments, int segment_count,
+                               int slots, const float *x, float *y) {
+    for (int r = 0; r < count; r++) {
+        const uint8_t *codes = rows[r] + 4 * slots;
+        float sum = 0;
+        for (int s = 0; s < segment_count; s++) {
+            const lk_segment *g = &segments[s];
+            const uint8_t *w = codes + g->offset;
+            const float *a = x + g->expanded;
+            __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+            if (g->bits == 4) {
+                for (int b = 0; b * 64 < g->count; b++) {
+                    __m256 q[8];
+                    unpack64(w + 32 * b, q);
+                    for (int k = 0; k < 8; k += 2) {
+                        acc0 = _mm256_fmadd_ps(q[k], _mm256_loadu_ps(a + 64 * b + 8 * k), acc0);
+                        acc1 = _mm256_fmadd_ps(q[k + 1], _mm256_loadu_ps(a + 64 * b + 8 * k + 8), acc1);
+                    }
+                }
+            } else {
+                for (int i = 0; i < g->count; i += 16) {
+                    __m128i v = _mm_loadu_si128((const __m128i *)(w + i));
+                    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)), _mm256_loadu_ps(a + i), acc0);
+                    acc1 = _mm256_fmadd_ps(
+                        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v, 8))), _mm256_loadu_ps(a + i + 8), acc1);
+                }
+            }
+            sum += hsum_f32(_mm256_add_ps(acc0, acc1)) * scale_of(rows[r], g->slot);
+        }
+        y[r] = sum;
+    }
+}
+
+AVX2 static void avx2_dequant_q4(const uint8_t *codes, float scale, float *out, int n) {
+    __m256 s = _mm256_set1_ps(scale);
+    int full = n / 64;
+    for (int b = 0; b < full; b++) {
+        __m256 w[8];
+        unpack64(codes + 32 * b, w);
+        for (int k = 0; k < 8; k++) _mm256_storeu_ps(out + 64 * b + 8 * k, _mm256_mul_ps(w[k], s));
+    }
+    int m = n - full * 64;
+    if (m > 0) {
+        // A short block: unpack all 32 bytes (the caller keeps them readable), keep its m columns.
+        int h = (m + 1) / 2;
+        __m256 w[8];
+        float block[64];
+        unpack64(codes + 32 * full, w);
+        for (int k = 0; k < 8; k++) _mm256_storeu_ps(block + 8 * k, _mm256_mul_ps(w[k], s));
+        memcpy(out + 64 * full, block, sizeof(float) * (size_t)h);
+        memcpy(out + 64 * full + h, block + 32, sizeof(float) * (size_t)(m - h));
+    }
+}
+
+AVX2 static int32_t avx2_sum_q4(const uint8_t *codes, int n) {
+    const __m256i mask = _mm256_set1_epi8(0x0F);
+    __m256i acc = _mm256_setzero_si256();
+    int full = n / 64;
+    for (int b = 0; b < full; b++) {
+        __m256i w = _mm256_loadu_si256((const __m256i *)(codes + 32 * b));
+        __m256i nibbles = _mm256_add_epi8(_mm256_and_si256(w, mask), _mm256_and_si256(_mm256_srli_epi16(w, 4), mask));
+        acc = _mm256_add_epi64(acc, _mm256_sad_epu8(nibbles, _mm256_setzero_si256()));
+    }
+    int64_t lanes[4];
+    _mm256_storeu_si256((__m256i *)lanes, acc);
+    int32_t sum = (int32_t)(lanes[0] + lanes[1] + lanes[2] + lanes[3]) - 8 * 64 * full;
+    for (int i = full * 64; i < n; i++) sum += nibble_at(codes, n, i);
+    return sum;
+}
+
+/// Sequential nibbles (element 2k low) → scale · (code − zero), 32 at a time.
+AVX2 static void avx2_dequant_u4_seq(const uint8_t *codes, float scale, float zero, float *out, int n) {
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    __m256 s = _mm256_set1_ps(scale), z = _mm256_set1_ps(zero);
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(codes + i / 2));
+        __m128i lo = _mm_and_si128(v, mask), hi = _mm_and_si128(_mm_srli_epi16(v, 4), mask);
+        __m128i first = _mm_unpacklo_epi8(lo, hi), second = _mm_unpackhi_epi8(lo, hi);
+        __m128i halves[4] = {first, _mm_srli_si128(first, 8), second, _mm_srli_si128(second, 8)};
+        for (int k = 0; k < 4; k++) {
+            __m256 c = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(halves[k]));
+            _mm256_storeu_ps(out + i + 8 * k, _mm256_mul_ps(s, _mm256_sub_ps(c, z)));
+        }
+    }
+    for (; i < n; i++) {
+        int code = (i & 1) ? (codes[i >> 1] >> 4) : (codes[i >> 1] & 0x0F);
+        out[i] = scale * ((float)code - zero);
+    }
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void avx2_gemv_f16(const uint16_t *w, int rows, int columns,
+                                                                 const float *x, float *y) {
+    for (int r = 0; r < rows; r++) {
+        const uint16_t *row = w + (size_t)r * (size_t)columns;
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+        int i = 0;
+        for (; i + 16 <= columns; i += 16) {
+            acc0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + i))), _mm256_loadu_ps(x + i), acc0);
+            acc1 = _mm256_fmadd_ps(
+                _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + i + 8))), _mm256_loadu_ps(x + i + 8), acc1);
+        }
+        float sum = hsum_f32(_mm256_add_ps(acc0, acc1));
+        for (; i < columns; i++) sum += _cvtsh_ss(row[i]) * x[i];
+        y[r] = sum;
+    }
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void avx2_f16_to_f32(const uint16_t *in, float *out, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(in + i))));
+    for (; i < n; i++) out[i] = _cvtsh_ss(in[i]);
+}
+
+static int detect_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
+#else
+static int detect_avx2(void) { return 0; }
+#endif
+
+// MARK: - Entry points
+
+static int avx2_state = -1;
+
+int lk_uses_avx2(void) {
+    // Every thread computes the same answer; relaxed atomics keep the race defined.
+    int state = __atomic_load_n(&avx2_state, __ATOMIC_RELAXED);
+    if (state < 0) {
+        state = detect_avx2();
+        __atomic_store_n(&avx2_state, state, __ATOMIC_RELAXED);
+    }
+    return state;
+}
+
+void lk_gemv_packed_f32(const uint8_t *const *rows, int count, const lk_segment *segments, int segment_count,
+                        int slots, const float *x, float *y) {
+#ifdef LK_X86
+    if (lk_uses_avx2()) {
+        avx2_gemv_f32(rows, count, segments, segment_count, slots, x, y);
+        return;
+    }
+#endif
+    generic_gemv_f32(rows, count, segments, segment_count, slots, x, y);
+}
+
+void lk_gemv_packed_u8(const uint8_t *const *rows, int count, const lk_segment *segments, int segment_count,
+                       int slots, const int32_t *code_sums, const uint8_t *codes, const int32_t *activation_sums,
+                       const float *scales, const float *zeros, float *y) {
+#ifdef LK_X86
+    if (lk_uses_avx2()) {
+        avx2_gemv_u8(rows, count, segments, segment_count, slots, code_sums, codes, activation_sums, scales, zeros, y);
+        return;
+    }
+#endif
+    generic_gemv_u8(rows, count, segments, segment_count, slots, code_sums, codes, activation_sums, scales, zeros, y);
+}
+
+void lk_dequant_q4(const uint8_t *codes, float scale, float *out, int n) {
+#ifdef LK_X86
+    if (lk_uses_avx2()) {
+        avx2_dequant_q4(codes, scale, out, n);
+        return;
+    }
+#endif
+    for (int i = 0; i < n; i++) out[i] = (float)nibble_at(codes, n, i) * scale;
+}
+
+void lk_dequant_q8(const int8_t *codes, float scale, float *out, int n) {
+    for (int i = 0; i < n; i++) out[i] = (float)codes[i] * scale;
+}
+
+int32_t lk_sum_q4(const uint8_t *codes, int n) {
+#ifdef LK_X86
+    if (lk_uses_avx2()) return avx2_sum_q4(codes, n);
+#endif
+    int32_t sum = 0;
+    for (int i = 0; i < n; i++) sum += nibble_at(codes, n, i);
+    return sum;
+}
+
+int32_t lk_sum_q8(const int8_t *codes, int n) {
+    int32_t sum = 0;
+    for (int i = 0; i < n; i++) sum += codes[i];
+    return sum;
+}
+
+void lk_dequant_u4_seq(const uint8_t *codes, float scale, float zero, float *out, int n) {
+#ifdef LK_X86
+    if (lk_uses_avx2()) {
+        avx2_dequant_u4_seq(codes, scale, zero, out, n);
+        return;
+    }
+#endif
+    for (int i = 0; i < n; i++) {
+        int code = (i & 1) ? (codes[i >> 1] >> 4) : (codes[i >> 1] & 0x0F);
+        out[i] = scale * ((float)code - zero);
+    }
+}
+
+void lk_dequant_u8_seq(const uint8_t *codes, float scale, float zero, float *out, int n) {
+    for (int i = 0; i < n; i++) out[i] = scale * ((float)codes[i] - zero);
+}
+
+static float half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exponent = (h >> 10) & 0x1F, mantissa = h & 0x3FF, bits;
+    if (exponent == 0x1F) {
+        bits = sign | 0x7F800000 | (mantissa << 13);
+    } else if (exponent != 0) {
+        bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
+    } else if (mantissa == 0) {
+        bits = sign;
+    } else {
+        // Subnormal: normalise the mantissa.
+        int shift = 0;
+        while (!(mantissa & 0x400)) {
+            mantissa <<= 1;
+            shift++;
+        }
+        bits = sign | ((uint32_t)(113 - shift) << 23) | ((mantissa & 0x3FF) << 13);
+    }
+    float value;
+    memcpy(&value, &bits, sizeof value);
+    return value;
+}
+
+void lk_f16_to_f32(const uint16_t *in, float *out, int n) {
+#ifdef LK_X86
+    if (lk_uses_avx2()) {
+        avx2_f16_to_f32(in, out, n);
+        return;
+    }
+#endif
+    for (int i = 0; i < n; i++) out[i] = half_to_float(in[i]);
+}
+
+void lk_gemv_f16(const uint16_t *w, int rows, int columns, const float *x, float *y) {
+#ifdef LK_X86
+    if (lk_uses_avx2()) {
+        avx2_gemv_f16(w, rows, columns, x, y);
+        return;
+    }
+#endif
+    for (int r = 0; r < rows; r++) {
+        float sum = 0;
+        for (int i = 0; i < columns; i++) sum += half_to_float(w[(size_t)r * (size_t)columns + i]) * x[i];
+        y[r] = sum;
+    }
+}
+
+void lk_pause(void) {
+#ifdef LK_X86
+    _mm_pause();
+#endif
+}
+
+int lk_quantize_asymmetric(const float *x, int n, int bits, int include_zero, float clip, uint8_t *codes,
+                           float *scale_out, float *zero_out) {
+    if (n <= 0) return 0;
+    float low = x[0], high = x[0];
+    for (int i = 1; i < n; i++) {
+        low = x[i] < low ? x[i] : low;
+        high = x[i] > high ? x[i] : high;
+    }
+    if (include_zero) {
+        low = low < 0 ? low : 0;
+        high = high > 0 ? high : 0;
+    }
+    low *= clip;
+    high *= clip;
+    if (low == 0 && high == 0) {
+        low = -1;
+        high = 1;
+    }
+    float levels = (float)((1 << bits) - 1);
+    float scale = (high - low) / levels;
+    if (!(scale > 0) || !isfinite(scale)) return 0;
+    float zero = rintf(-low / scale);
+    for (int i = 0; i < n; i++) {
+        float code = rintf(x[i] / scale) + zero;
+        code = code < 0 ? 0 : code;
+        code = code > levels ? levels : code;
+        codes[i] = (uint8_t)code;
+    }
+    *scale_out = scale;
+    *zero_out = zero;
+    return 1;
+}

@@ -1,0 +1,141 @@
+import Compression
+import Foundation
+import LatheCore
+
+/// Reads Lathe's packed format. Stored members are mapped, not copied; each member's checksum is
+/// verified the first time its bytes are used (`verify` checks them all at once, as `lathe check`
+/// does), and compressed members are inflated on use.
+public struct PackedReader: FormatReader {
+    public static let formatID = "lpack"
+    public static let summary = "Lathe's packed format (mapped, checksummed members; zstd members inflated on use)"
+
+    public init() {}
+
+    public static func sniff(_ url: URL, prefix: [UInt8]) -> Bool { prefix.starts(with: PackedManifest.magic) }
+
+    public func read(_ url: URL, options: ReadOptions) throws -> ModelGraph {
+        let file = try MappedFile(path: url.path)
+        let manifest = try Self.manifest(file)
+        var graph = try ModelGraph(source: url.path, metadata: manifest.metadata)
+        graph.sourceFormat = Self.formatID
+        graph.config = try LlamaConfig(metadata: manifest.metadata, source: url.path)
+        graph.tokenizer = TokenizerDescription(metadata: manifest.metadata)
+        graph.config?.tiedEmbeddings = !manifest.members.contains { $0.name == "lm_head.weight" }
+        for member in manifest.members {
+            let info = TensorInfo(name: member.name, dtype: member.dtype, shape: Shape(member.shape))
+            let check = VerifiedOnce(member: member, path: url.path)
+            if member.compression == "none" {
+                let storage = try TensorStorage(file: file, offset: member.offset, length: member.length)
+                try graph.append(
+                    Tensor(info: info) {
+                        try check.verify(storage)
+                        return storage
+                    })
+            } else {
+                try graph.append(
+                    Tensor(info: info) {
+                        let stored = try TensorStorage(file: file, offset: member.offset, length: member.length)
+                        try check.verify(stored)
+                        let bytes = try stored.withUnsafeBytes { try Zstd.decompress($0, limit: member.size) }
+                        guard bytes.count == member.size else {
+                            throw PackedFormatError(
+                                path: url.path, field: "tensor '\(member.name)'",
+                                problem: "inflates to \(bytes.count) bytes, the manifest says \(member.size)")
+                        }
+                        return TensorStorage(bytes: bytes)
+                    })
+            }
+        }
+        options.diagnostics.info(
+            "\(url.lastPathComponent): lpack v\(PackedManifest.majorVersion), \(manifest.members.count) tensors")
+        return graph
+    }
+
+    /// Each member's stored byte count (its compressed size when compressed), by tensor name.
+    public static func storedSizes(_ url: URL) throws -> [String: Int] {
+        let manifest = try manifest(MappedFile(path: url.path))
+        return Dictionary(uniqueKeysWithValues: manifest.members.map { ($0.name, $0.length) })
+    }
+
+    /// Checks every member's checksum; the error names the first damaged tensor.
+    public static func verify(_ url: URL) throws -> (tensors: Int, bytes: Int) {
+        let file = try MappedFile(path: url.path)
+        let manifest = try manifest(file)
+        var bytes = 0
+        for member in manifest.members {
+            let storage = try TensorStorage(file: file, offset: member.offset, length: member.length)
+            try VerifiedOnce(member: member, path: url.path).verify(storage)
+            storage.dropCachedPages()
+            bytes += member.length
+        }
+        return (manifest.members.count, bytes)
+    }
+
+    /// The header and manifest, checked (magic, version, manifest checksum, member table).
+    static func manifest(_ file: MappedFile) throws -> PackedManifest {
+        let path = file.path
+        func fail(_ field: String, _ problem: String) -> PackedFormatError {
+            PackedFormatError(path: path, field: field, problem: problem)
+        }
+        guard file.size >= PackedManifest.headerSize else {
+            throw fail("header", "\(file.size) bytes is shorter than the \(PackedManifest.headerSize)-byte header")
+        }
+        return try file.withBytes { bytes in
+            guard bytes.starts(with: PackedManifest.magic) else {
+                throw fail("header", "not an lpack file (bad magic)")
+            }
+            let major = bytes.loadUnaligned(fromByteOffset: 8, as: UInt32.self).littleEndian
+            guard major == PackedManifest.majorVersion else {
+                throw fail("header.version", "major version \(major); this reader reads \(PackedManifest.majorVersion)")
+            }
+            let length = bytes.loadUnaligned(fromByteOffset: 16, as: UInt64.self).littleEndian
+            let checksum = bytes.loadUnaligned(fromByteOffset: 24, as: UInt64.self).littleEndian
+            guard length <= UInt64(PackedManifest.maxManifestSize),
+                Int(length) <= file.size - PackedManifest.headerSize
+            else {
+                throw fail("header.manifest_length", "\(length) bytes does not fit in the \(file.size)-byte file")
+            }
+            let region = UnsafeRawBufferPointer(
+                rebasing: bytes[PackedManifest.headerSize..<(PackedManifest.headerSize + Int(length))])
+            guard XXHash64.hash(region) == checksum else {
+                throw fail("manifest", "checksum mismatch: the manifest is damaged")
+            }
+            let json: JSONValue
+            do {
+                json = try JSONValue.parse(region)
+            } catch let error as JSONParseError {
+                throw fail("manifest", "invalid JSON at byte \(error.offset): \(error.reason)")
+            }
+            return try PackedManifest(
+                json: json, path: path, fileSize: file.size, dataStart: PackedManifest.headerSize + Int(length))
+        }
+    }
+}
+
+/// Verifies one member's checksum once, however many times its bytes are asked for.
+final class VerifiedOnce: @unchecked Sendable {
+    private let member: PackedManifest.Member
+    private let path: String
+    private let lock = NSLock()
+    private var verified = false
+
+    init(member: PackedManifest.Member, path: String) {
+        self.member = member
+        self.path = path
+    }
+
+    func verify(_ storage: TensorStorage) throws {
+        try lock.withLock {
+            guard !verified else { return }
+            let digest = storage.withUnsafeBytes { XXHash64.hash($0) }
+            guard digest == member.checksum else {
+                throw PackedFormatError(
+                    path: path, field: "tensor '\(member.name)'",
+                    problem:
+                        "checksum mismatch (xxh64 \(XXHash64.hex(digest)), manifest \(XXHash64.hex(member.checksum))): the file is damaged"
+                )
+            }
+            verified = true
+        }
+    }
+}

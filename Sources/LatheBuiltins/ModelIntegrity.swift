@@ -1,0 +1,41 @@
+import FormatPacked
+import Foundation
+import LatheCore
+
+/// What `lathe check` found: the structure read, stored checksums verified where the format has
+/// them, and (when asked) every value decoded and counted if not finite.
+public struct IntegrityReport: Sendable, Equatable {
+    public var path: String
+    public var format: String
+    public var tensors: Int
+    /// Members whose stored checksum was verified (lpack); 0 for formats without checksums.
+    public var checksummed: Int
+    public var checkedBytes: Int
+    /// Non-finite values per tensor, when values were decoded.
+    public var nonFinite: [String: Int]
+}
+
+public enum ModelIntegrity {
+    /// Reads `url` (every header rule of its format), verifies lpack checksums, and with `values`
+    /// decodes every tensor. Throws on the first damage, naming the file and tensor.
+    public static func check(_ url: URL, values: Bool, registry: Registry = LatheBuiltins.registry) throws
+        -> IntegrityReport
+    {
+        let graph = try ModelInput.open(url, registry: registry)
+        var report = IntegrityReport(
+            path: url.path, format: graph.sourceFormat, tensors: graph.tensors.count, checksummed: 0, checkedBytes: 0,
+            nonFinite: [:])
+        if graph.sourceFormat == PackedReader.formatID {
+            let verified = try PackedReader.verify(url)
+            report.checksummed = verified.tensors
+            report.checkedBytes = verified.bytes
+        }
+        guard values else { return report }
+        for tensor in graph.tensors where TensorCodec.canDecode(tensor.info.dtype) {
+            let decoded = try TensorCodec.decode(tensor)
+            let bad = decoded.reduce(0) { $0 + ($1.isFinite ? 0 : 1) }
+            if bad > 0 { report.nonFinite[tensor.name] = bad }
+        }
+        return report
+    }
+}

@@ -1,0 +1,39 @@
+/// What of a Lathe model llama.cpp can run from a GGUF file. Rotations fused into weights are
+/// ordinary weights to it; transforms applied to activations at run time, and Lathe's activation
+/// and KV quantization, have no GGUF or ggml representation.
+public struct LlamaCppCompatibility: Sendable, Equatable {
+    /// Transforms without which the weights compute a different function: llama.cpp would run a
+    /// broken model.
+    public var blocking: [String] = []
+    /// Simulated quantization llama.cpp does not apply (it runs the weight-quantized model).
+    public var ignored: [String] = []
+    /// Lathe's own tensors a llama.cpp file must not carry (its loader rejects unknown tensors).
+    public var extraTensors: [String] = []
+
+    public var isFullyRepresentable: Bool { blocking.isEmpty && ignored.isEmpty }
+
+    /// From a model's metadata records and tensor names.
+    public init(metadata: Metadata, tensorNames: [String]) throws(LatheError) {
+        let online = try OnlineTransforms(metadata: metadata)
+        if let order = online.downProjectionHadamard {
+            blocking.append("U_D, the online Hadamard (order \(order)) before down_proj")
+        }
+        if online.queryKeyRotation { blocking.append("U_C, the online q/k rotation after RoPE") }
+        let scheme = try QuantizationScheme(metadata: metadata)
+        for site in scheme.activations.keys.sorted() { ignored.append("activation quantization at \(site)") }
+        if scheme.keys != nil || scheme.values != nil { ignored.append("KV-cache quantization") }
+        extraTensors = tensorNames.filter {
+            $0 == OnlineTransforms.residualRotationTensor || $0.hasSuffix(".self_attn.qk_rotation.weight")
+        }
+    }
+
+    /// One line per finding, for plans and warnings.
+    public var summary: String {
+        var parts: [String] = []
+        if !blocking.isEmpty { parts.append("not representable: " + blocking.joined(separator: "; ")) }
+        if !ignored.isEmpty {
+            parts.append("ignored by llama.cpp (weights-only run): " + ignored.joined(separator: "; "))
+        }
+        return parts.isEmpty ? "every transform is fused into the weights" : parts.joined(separator: "; ")
+    }
+}

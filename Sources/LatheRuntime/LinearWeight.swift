@@ -1,0 +1,296 @@
+import CKernels
+import Dispatch
+import LatheCore
+import LinearAlgebra
+
+/// A projection's weight `[out, in]` as the forward pass runs it: F32 values for BLAS, or packed
+/// integer codes run by the low-bit kernels.
+public enum LinearWeight: Sendable {
+    case dense([Float])
+    case packed(PackedMatrix)
+    /// An F16 matrix read in place (a 16-bit output head), converted in registers.
+    case half(HalfMatrix)
+
+    /// Bytes the weight occupies in memory.
+    public var byteCount: Int {
+        switch self {
+        case .dense(let values): 4 * values.count
+        case .packed(let matrix): matrix.byteCount
+        case .half(let matrix): 2 * matrix.rows * matrix.columns
+        }
+    }
+
+    public var isPacked: Bool {
+        if case .packed = self { return true }
+        return false
+    }
+
+    /// The weight as F32 values (decoded for packed ones).
+    public func decoded() -> [Float] {
+        switch self {
+        case .dense(let values): return values
+        case .packed(let matrix):
+            var out = [Float](repeating: 0, count: matrix.rows * matrix.columns)
+            out.withUnsafeMutableBufferPointer { matrix.dequantize(rows: 0..<matrix.rows, into: $0.baseAddress!) }
+            return out
+        case .half(let matrix):
+            var out = [Float](repeating: 0, count: matrix.rows * matrix.columns)
+            out.withUnsafeMutableBufferPointer { matrix.convert(rows: 0..<matrix.rows, into: $0.baseAddress!) }
+            return out
+        }
+    }
+
+    /// Stacks tensors that read the same input (q, k, v) into one weight: packed when every part is
+    /// packed with one encoding and `lowBit` allows it, F32 otherwise.
+    static func stacked(_ tensors: [Tensor], lowBit: Bool) throws -> LinearWeight {
+        let encodings = tensors.compactMap { tensor -> PackedIntegerEncoding? in
+            guard case .quantized(.packed(let encoding)) = tensor.info.dtype else { return nil }
+            return encoding
+        }
+        if lowBit, encodings.count == tensors.count, let first = encodings.first, encodings.allSatisfy({ $0 == first })
+        {
+            let parts = try tensors.map { (try $0.storage(), $0.info.shape.dimensions.first ?? 0) }
+            return .packed(try PackedMatrix(parts, encoding: first))
+        }
+        if lowBit, tensors.count == 1, let tensor = tensors.first, tensor.info.dtype == .f16,
+            tensor.info.shape.rank == 2
+        {
+            let dimensions = tensor.info.shape.dimensions
+            return .half(HalfMatrix(storage: try tensor.storage(), rows: dimensions[0], columns: dimensions[1]))
+        }
+        return .dense(try tensors.flatMap { try TensorCodec.decode($0) })
+    }
+}
+
+/// Scratch the packed path reuses across calls: a dequantized tile of weights for prefill and the
+/// activation codes for decoding.
+final class PackedScratch: @unchecked Sendable {
+    var tile: [Float] = []
+    var activations: [String: QuantizedActivation] = [:]
+    /// Each packed matrix's segments paired with a site's activation parts (nil: float path).
+    var plans: [ObjectIdentifier: [lk_segment]?] = [:]
+    /// An activation row laid out for the kernels.
+    var expandedCodes: [UInt8] = []
+    var expandedFloats: [Float] = []
+    var activationSums: [Int32] = []
+}
+
+extension LlamaSession {
+    /// Tokens at or below which a packed weight runs as GEMVs on the codes; above it, tiles of the
+    /// weight are dequantized and multiplied by BLAS, where the decoding cost vanishes.
+    static let packedGEMVLimit = 4
+
+    /// `x · Wᵀ` for `rows` rows of `x` (`rows × in`), with the activation quantizer of this site
+    /// applied to x first (in place for the float path, as codes for the integer one).
+    func project(
+        _ x: inout [Float], rows: Int, _ w: LinearWeight, out: Int, in: Int, quantizer: ActivationQuantizer?,
+        site: String
+    ) -> [Float] {
+        var y = [Float](repeating: 0, count: rows * out)
+        switch w {
+        case .dense(let values):
+            quantize(&x, quantizer, rows: rows)
+            Self.multiply(x, rows: rows, values, out: out, in: `in`, into: &y, pool: pool)
+        case .half(let matrix):
+            quantize(&x, quantizer, rows: rows)
+            halfProduct(x, rows: rows, matrix, into: &y)
+        case .packed(let matrix):
+            if rows <= Self.packedGEMVLimit {
+                packedGEMV(&x, rows: rows, matrix, quantizer: quantizer, site: site, into: &y)
+            } else {
+                quantize(&x, quantizer, rows: rows)
+                packedGEMM(x, rows: rows, matrix, into: &y)
+            }
+        }
+        return y
+    }
+
+    /// Token by token: integer kernels when the quantizer's parts line up with the segments, the
+    /// float kernels on the quantized values otherwise. The activation row is laid out once for the
+    /// kernels (`lk_expand_*`) and shared by every row of the matrix.
+    private func packedGEMV(
+        _ x: inout [Float], rows: Int, _ matrix: PackedMatrix, quantizer: ActivationQuantizer?, site: String,
+        into y: inout [Float]
+    ) {
+        let (n, k) = (matrix.rows, matrix.columns)
+        let key = ObjectIdentifier(matrix)
+        let plan: [lk_segment]?
+        if let cached = scratch.plans[key] {
+            plan = cached
+        } else {
+            plan = quantizer.flatMap { matrix.integerPlan($0) }
+            scratch.plans[key] = .some(plan)
+        }
+        let workers = n * k >= 1 << 16 ? threads : 1
+        let chunk = (n + workers - 1) / workers
+        if scratch.activationSums.count < matrix.kernelSegments.count {
+            scratch.activationSums = [Int32](repeating: 0, count: matrix.kernelSegments.count)
+        }
+        if scratch.expandedCodes.count < matrix.expandedCount {
+            scratch.expandedCodes = [UInt8](repeating: 0, count: matrix.expandedCount)
+            scratch.expandedFloats = [Float](repeating: 0, count: matrix.expandedCount)
+        }
+        for row in 0..<rows {
+            var activation: QuantizedActivation?
+            if let quantizer, let plan {
+                let codes = scratch.activations[site] ?? QuantizedActivation(quantizer, width: k)
+                scratch.activations[site] = codes
+                if x.withUnsafeBufferPointer({ codes.load($0.baseAddress! + row * k) }) {
+                    activation = codes
+                    plan.withUnsafeBufferPointer { segments in
+                        scratch.expandedCodes.withUnsafeMutableBufferPointer { expanded in
+                            scratch.activationSums.withUnsafeMutableBufferPointer {
+                                lk_expand_u8(
+                                    codes.codes, segments.baseAddress!, Int32(segments.count), expanded.baseAddress!,
+                                    $0.baseAddress!)
+                            }
+                        }
+                    }
+                }
+            }
+            if activation == nil {
+                if let quantizer {
+                    x.withUnsafeMutableBufferPointer { quantizer.apply($0.baseAddress! + row * k, rows: 1, width: k) }
+                }
+                x.withUnsafeBufferPointer { xp in
+                    matrix.kernelSegments.withUnsafeBufferPointer { segments in
+                        scratch.expandedFloats.withUnsafeMutableBufferPointer {
+                            lk_expand_f32(
+                                xp.baseAddress! + row * k, segments.baseAddress!, Int32(segments.count), $0.baseAddress!
+                            )
+                        }
+                    }
+                }
+            }
+            let integer = activation.map { UnsafeSendable($0) }
+            let planned = plan ?? []
+            scratch.expandedCodes.withUnsafeBufferPointer { codes in
+                scratch.activationSums.withUnsafeBufferPointer { activationSums in
+                    scratch.expandedFloats.withUnsafeBufferPointer { floats in
+                        y.withUnsafeMutableBufferPointer { yp in
+                            let (expandedCodes, expandedFloats, output) = (
+                                UnsafeSendable(codes.baseAddress!), UnsafeSendable(floats.baseAddress!),
+                                UnsafeSendable(yp.baseAddress! + row * n)
+                            )
+                            let sums = UnsafeSendable(activationSums.baseAddress!)
+                            let run: @Sendable (Int) -> Void = { worker in
+                                let range = (worker * chunk)..<min(n, (worker + 1) * chunk)
+                                guard !range.isEmpty else { return }
+                                if let integer {
+                                    matrix.gemv(
+                                        integer.value, expanded: expandedCodes.value, sums: sums.value, plan: planned,
+                                        rows: range, into: output.value)
+                                } else {
+                                    matrix.gemv(expanded: expandedFloats.value, rows: range, into: output.value)
+                                }
+                            }
+                            if workers == 1 {
+                                run(0)
+                            } else {
+                                pool.run(workers, run)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Many tokens: tiles of rows dequantized into scratch, each multiplied by BLAS exactly as
+    /// `multiply` multiplies the same tile of F32 weights (workers take alternate tiles).
+    private func packedGEMM(_ x: [Float], rows: Int, _ matrix: PackedMatrix, into y: inout [Float]) {
+        tiledProduct(x, rows: rows, out: matrix.rows, in: matrix.columns, into: &y) { range, buffer in
+            matrix.dequantize(rows: range, into: buffer)
+        }
+    }
+
+    /// `y = x · Wᵀ` with W decoded `tileColumns` rows at a time into scratch by `decode`, each tile
+    /// multiplied by BLAS exactly as `multiply` multiplies the same rows in F32 (workers take
+    /// alternate tiles).
+    func tiledProduct(
+        _ x: [Float], rows: Int, out n: Int, in k: Int, into y: inout [Float],
+        decode: @escaping @Sendable (Range<Int>, UnsafeMutablePointer<Float>) -> Void
+    ) {
+        let tileRows = Self.tileColumns
+        let tiles = (n + tileRows - 1) / tileRows
+        let workers = max(1, min(threads, tiles))
+        if scratch.tile.count < workers * tileRows * k {
+            scratch.tile = [Float](repeating: 0, count: workers * tileRows * k)
+        }
+        scratch.tile.withUnsafeMutableBufferPointer { tp in
+            x.withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    let (tile, input, output) = (
+                        UnsafeSendable(tp.baseAddress!), UnsafeSendable(xp.baseAddress!),
+                        UnsafeSendable(yp.baseAddress!)
+                    )
+                    let run: @Sendable (Int) -> Void = { worker in
+                        let buffer = tile.value + worker * tileRows * k
+                        for t in stride(from: worker, to: tiles, by: workers) {
+                            let first = t * tileRows
+                            let count = min(tileRows, n - first)
+                            decode(first..<(first + count), buffer)
+                            BLAS.gemm(
+                                transB: .transposed, m: rows, n: count, k: k, a: input.value, lda: k, b: buffer, ldb: k,
+                                c: output.value + first, ldc: n)
+                        }
+                    }
+                    if workers == 1 { run(0) } else { pool.run(workers, run) }
+                }
+            }
+        }
+    }
+}
+
+/// A row-major F16 matrix in its tensor's bytes.
+public final class HalfMatrix: @unchecked Sendable {
+    public let rows: Int
+    public let columns: Int
+    private let storage: TensorStorage
+    private let base: UnsafePointer<UInt16>
+
+    init(storage: TensorStorage, rows: Int, columns: Int) {
+        self.storage = storage
+        self.rows = rows
+        self.columns = columns
+        base = storage.baseAddress!.assumingMemoryBound(to: UInt16.self)
+    }
+
+    /// Rows `range` as floats into `out`.
+    func convert(rows range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        lk_f16_to_f32(base + range.lowerBound * columns, out, Int32(range.count * columns))
+    }
+
+    func gemv(_ x: UnsafePointer<Float>, rows range: Range<Int>, into y: UnsafeMutablePointer<Float>) {
+        lk_gemv_f16(base + range.lowerBound * columns, Int32(range.count), Int32(columns), x, y + range.lowerBound)
+    }
+}
+
+extension LlamaSession {
+    /// An F16 weight: GEMVs converting in registers for a few rows; for many, tiles converted and
+    /// multiplied exactly as `multiply` multiplies the same F32 tiles.
+    fileprivate func halfProduct(_ x: [Float], rows: Int, _ matrix: HalfMatrix, into y: inout [Float]) {
+        guard rows <= Self.packedGEMVLimit else {
+            tiledProduct(x, rows: rows, out: matrix.rows, in: matrix.columns, into: &y) { range, buffer in
+                matrix.convert(rows: range, into: buffer)
+            }
+            return
+        }
+        let (n, k) = (matrix.rows, matrix.columns)
+        let workers = threads
+        let chunk = (n + workers - 1) / workers
+        x.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { yp in
+                let (input, output) = (UnsafeSendable(xp.baseAddress!), UnsafeSendable(yp.baseAddress!))
+                let run: @Sendable (Int) -> Void = { worker in
+                    let range = (worker * chunk)..<min(n, (worker + 1) * chunk)
+                    guard !range.isEmpty else { return }
+                    for row in 0..<rows {
+                        matrix.gemv(input.value + row * k, rows: range, into: output.value + row * n)
+                    }
+                }
+                if workers == 1 { run(0) } else { pool.run(workers, run) }
+            }
+        }
+    }
+}

@@ -1,0 +1,210 @@
+import CKernels
+import Dispatch
+import LatheCore
+
+/// A weight matrix `[rows, columns]` in the packed integer encoding, read in place from its
+/// tensors' bytes (a mapped file stays mapped). Several tensors with one encoding (q, k and v) can
+/// stand stacked as one matrix: their rows follow each other.
+public final class PackedMatrix: @unchecked Sendable {
+    public let encoding: PackedIntegerEncoding
+    public let rows: Int
+    public var columns: Int { encoding.rowLength }
+    /// Keeps the bytes alive (and mapped) for the pointers below.
+    private let storages: [TensorStorage]
+    /// The last row of each part, copied with 64 bytes of slack: the kernels read whole 32-byte
+    /// blocks, up to 31 bytes past a short segment's codes, which must not run off a buffer.
+    private let paddedRows: [UnsafeMutableRawPointer]
+    /// The start of each row (its scales, then its codes).
+    private let rowStarts: [UnsafePointer<UInt8>?]
+    /// Σ q over each (row, segment): the zero-point term of an asymmetric activation.
+    private let codeSums: [Int32]
+    /// The segments as the kernels take them.
+    let kernelSegments: [lk_segment]
+    /// Elements of an activation row laid out for the kernels (`lk_expand_*`).
+    let expandedCount: Int
+
+    deinit { for row in paddedRows { row.deallocate() } }
+
+    public init(_ parts: [(storage: TensorStorage, rows: Int)], encoding: PackedIntegerEncoding) throws {
+        self.encoding = encoding
+        storages = parts.map(\.storage)
+        var starts: [UnsafePointer<UInt8>?] = []
+        var padded: [UnsafeMutableRawPointer] = []
+        for part in parts {
+            guard part.storage.byteCount == encoding.byteCount(rows: part.rows) else {
+                throw LatheError.invalidValue(
+                    field: "packed payload", value: "\(part.storage.byteCount) bytes",
+                    expected: "\(encoding.byteCount(rows: part.rows)) for \(part.rows) rows of \(encoding)")
+            }
+            guard part.rows > 0, let base = part.storage.baseAddress else { continue }
+            let bytes = base.assumingMemoryBound(to: UInt8.self)
+            for r in 0..<(part.rows - 1) { starts.append(bytes + r * encoding.rowStride) }
+            let copy = UnsafeMutableRawPointer.allocate(byteCount: encoding.rowStride + 64, alignment: 64)
+            copy.initializeMemory(as: UInt8.self, repeating: 0, count: encoding.rowStride + 64)
+            copy.copyMemory(from: bytes + (part.rows - 1) * encoding.rowStride, byteCount: encoding.rowStride)
+            padded.append(copy)
+            starts.append(UnsafePointer(copy.assumingMemoryBound(to: UInt8.self)))
+        }
+        rows = starts.count
+        rowStarts = starts
+        paddedRows = padded
+        var sums = [Int32](repeating: 0, count: rows * encoding.segments.count)
+        let segments = encoding.segments
+        let (offsets, slotBytes) = (encoding.segmentOffsets, 4 * encoding.slotCount)
+        for r in 0..<rows {
+            for (s, segment) in segments.enumerated() {
+                let codes = UnsafeRawPointer(rowStarts[r]!) + slotBytes + offsets[s]
+                sums[r * segments.count + s] =
+                    segment.bits == 4
+                    ? lk_sum_q4(codes.assumingMemoryBound(to: UInt8.self), Int32(segment.count))
+                    : lk_sum_q8(codes.assumingMemoryBound(to: Int8.self), Int32(segment.count))
+            }
+        }
+        codeSums = sums
+        var expanded: Int32 = 0
+        kernelSegments = zip(segments, offsets).map { segment, offset in
+            var kernel = lk_segment(
+                start: Int32(segment.start), count: Int32(segment.count), bits: Int32(segment.bits),
+                slot: Int32(segment.slot), offset: Int32(offset), part: -1, expanded: expanded)
+            expanded += lk_expanded_count(&kernel)
+            return kernel
+        }
+        expandedCount = Int(expanded)
+    }
+
+    /// Bytes of weights and scales.
+    public var byteCount: Int { rows * encoding.rowStride }
+
+    @inline(__always)
+    private func scale(_ row: Int, _ slot: Int) -> Float {
+        UnsafeRawPointer(rowStarts[row]!).loadUnaligned(fromByteOffset: 4 * slot, as: Float.self)
+    }
+
+    @inline(__always)
+    private func codes(_ row: Int, _ segment: Int) -> UnsafeRawPointer {
+        UnsafeRawPointer(rowStarts[row]!) + 4 * encoding.slotCount + encoding.segmentOffsets[segment]
+    }
+
+    /// Rows `range` decoded to floats into `out` (`range.count × columns`).
+    public func dequantize(rows range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        for (index, r) in range.enumerated() {
+            for (s, segment) in encoding.segments.enumerated() {
+                let target = out + index * columns + segment.start
+                let n = Int32(segment.count)
+                if segment.bits == 4 {
+                    lk_dequant_q4(codes(r, s).assumingMemoryBound(to: UInt8.self), scale(r, segment.slot), target, n)
+                } else {
+                    lk_dequant_q8(codes(r, s).assumingMemoryBound(to: Int8.self), scale(r, segment.slot), target, n)
+                }
+            }
+        }
+    }
+
+    /// `y[r] = Σ W[r, c] · x[c]` for rows `range`, x in floats laid out by `lk_expand_f32` over
+    /// `kernelSegments`.
+    func gemv(expanded x: UnsafePointer<Float>, rows range: Range<Int>, into y: UnsafeMutablePointer<Float>) {
+        rowStarts.withUnsafeBufferPointer { starts in
+            kernelSegments.withUnsafeBufferPointer { segments in
+                lk_gemv_packed_f32(
+                    starts.baseAddress! + range.lowerBound, Int32(range.count), segments.baseAddress!,
+                    Int32(segments.count), Int32(encoding.slotCount), x, y + range.lowerBound)
+            }
+        }
+    }
+
+    /// The same product with x quantized: integer dot products of the weight codes with the
+    /// activation codes (`expanded` by `lk_expand_u8` over `plan`), then `s_w · s_a · (Σ q·a − z · Σ q)`
+    /// per segment. `plan` is this matrix's segments with their activation parts (`integerPlan`).
+    func gemv(
+        _ x: QuantizedActivation, expanded: UnsafePointer<UInt8>, sums: UnsafePointer<Int32>, plan: [lk_segment],
+        rows range: Range<Int>, into y: UnsafeMutablePointer<Float>
+    ) {
+        rowStarts.withUnsafeBufferPointer { starts in
+            plan.withUnsafeBufferPointer { segments in
+                codeSums.withUnsafeBufferPointer { codeSums in
+                    x.scales.withUnsafeBufferPointer { scales in
+                        x.zeros.withUnsafeBufferPointer { zeros in
+                            lk_gemv_packed_u8(
+                                starts.baseAddress! + range.lowerBound, Int32(range.count), segments.baseAddress!,
+                                Int32(segments.count), Int32(encoding.slotCount),
+                                codeSums.baseAddress! + range.lowerBound * segments.count, expanded, sums,
+                                scales.baseAddress!,
+                                zeros.baseAddress!, y + range.lowerBound)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// For each segment, the activation part that holds it whole, when `quantizer` allows the integer
+    /// path on this matrix (codes of at most 8 bits, parts aligned with segments); nil otherwise.
+    func integerPlan(_ quantizer: ActivationQuantizer) -> [lk_segment]? {
+        let parts = QuantizedActivation.parts(quantizer, width: columns)
+        guard quantizer.bits <= 8, quantizer.highBits <= 8 else { return nil }
+        var plan = kernelSegments
+        for (s, segment) in encoding.segments.enumerated() {
+            guard
+                let index = parts.firstIndex(where: {
+                    $0.start <= segment.start && segment.start + segment.count <= $0.start + $0.count
+                })
+            else { return nil }
+            plan[s].part = Int32(index)
+        }
+        return plan
+    }
+}
+
+/// One row of activations quantized as `ActivationQuantizer` does it, kept as codes: per part an
+/// unsigned code per value, a scale and an integer zero point (values = scale · (code − zero)).
+final class QuantizedActivation {
+    let codes: UnsafeMutablePointer<UInt8>
+    private(set) var scales: [Float]
+    private(set) var zeros: [Float]
+    let parts: [(start: Int, count: Int, bits: Int)]
+
+    init(_ quantizer: ActivationQuantizer, width: Int) {
+        parts = Self.parts(quantizer, width: width)
+        codes = .allocate(capacity: width)
+        scales = [Float](repeating: 0, count: parts.count)
+        zeros = scales
+        self.quantizer = quantizer
+    }
+
+    deinit { codes.deallocate() }
+
+    private let quantizer: ActivationQuantizer
+
+    /// The parts `ActivationQuantizer.apply` quantizes separately, in order.
+    static func parts(_ quantizer: ActivationQuantizer, width: Int) -> [(start: Int, count: Int, bits: Int)] {
+        let group = quantizer.groupSize ?? width
+        let high = min(quantizer.highCount, group)
+        var result: [(Int, Int, Int)] = []
+        for start in stride(from: 0, to: width, by: group) {
+            if group - high > 0 { result.append((start, group - high, quantizer.bits)) }
+            if high > 0 { result.append((start + group - high, high, quantizer.highBits)) }
+        }
+        return result
+    }
+
+    /// Quantizes `x` exactly as `UniformQuantizer.asymmetric`; false when a part is one the fake
+    /// quantizer leaves as it is (a degenerate range), which the caller then runs in floats.
+    func load(_ x: UnsafePointer<Float>) -> Bool {
+        (0..<parts.count).allSatisfy { load(x, part: $0) }
+    }
+
+    /// One part; false when the fake quantizer would leave it as it is.
+    func load(_ x: UnsafePointer<Float>, part index: Int) -> Bool {
+        let part = parts[index]
+        var scale: Float = 0
+        var zero: Float = 0
+        guard
+            lk_quantize_asymmetric(
+                x + part.start, Int32(part.count), Int32(part.bits), quantizer.includeZero ? 1 : 0, quantizer.clip,
+                codes + part.start, &scale, &zero) != 0
+        else { return false }
+        scales[index] = scale
+        zeros[index] = zero
+        return true
+    }
+}

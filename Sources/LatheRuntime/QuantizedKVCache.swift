@@ -1,0 +1,119 @@
+import CKernels
+import LatheCore
+
+/// A KV cache kept in its quantized form: per token, the codes of each part the quantizer cuts the
+/// row into (4-bit codes two per byte, element 2k in the low nibble; wider codes one per byte),
+/// then each part's F32 scale and F32 zero point (an integer, but unbounded when the range excludes 0). Dequantizing gives exactly the values the
+/// simulated path's fake quantization produces.
+final class QuantizedKVCache {
+    let quantizer: ActivationQuantizer
+    let width: Int
+    let parts: [(start: Int, count: Int, bits: Int)]
+    /// Byte offset of each part's codes inside a token's record.
+    private let codeOffsets: [Int]
+    private let paramsOffset: Int
+    let recordBytes: Int
+    private var layers: [UnsafeMutableRawPointer]
+    private let codes: QuantizedActivation
+    private let maxContext: Int
+
+    /// Nil when the quantizer's codes are wider than 8 bits (kept as floats instead).
+    init?(_ quantizer: ActivationQuantizer, width: Int, layers layerCount: Int, maxContext: Int) {
+        guard quantizer.bits <= 8, quantizer.highBits <= 8 else { return nil }
+        self.quantizer = quantizer
+        self.width = width
+        parts = QuantizedActivation.parts(quantizer, width: width)
+        var offset = 0
+        var offsets: [Int] = []
+        for part in parts {
+            offsets.append(offset)
+            offset += part.bits <= 4 ? (part.count + 1) / 2 : part.count
+        }
+        codeOffsets = offsets
+        paramsOffset = offset
+        recordBytes = offset + 8 * parts.count
+        layers = (0..<layerCount).map { _ in
+            UnsafeMutableRawPointer.allocate(
+                byteCount: max(1, maxContext * (offset + 8 * offsets.count)), alignment: 64)
+        }
+        codes = QuantizedActivation(quantizer, width: width)
+        self.maxContext = maxContext
+    }
+
+    deinit { for layer in layers { layer.deallocate() } }
+
+    /// Parts kept as floats (rare: see `store`), by (layer, position, part).
+    private var raw: [Int: [Float]] = [:]
+
+    private func rawKey(_ layer: Int, _ position: Int, _ part: Int) -> Int {
+        (layer * maxContext + position) * parts.count + part
+    }
+
+    /// Bytes the cache holds per token and layer.
+    var bytesPerToken: Int { recordBytes }
+
+    /// Quantizes and stores `rows` rows of `values` at `position...`.
+    func store(layer: Int, position: Int, rows: Int, values: UnsafePointer<Float>) {
+        for row in 0..<rows {
+            let record = layers[layer] + (position + row) * recordBytes
+            let x = values + row * width
+            for (index, part) in parts.enumerated() {
+                var scale: Float = 0
+                var zero: Float = 0
+                let target = record + codeOffsets[index]
+                if codes.load(x, part: index) {
+                    (scale, zero) = (codes.scales[index], codes.zeros[index])
+                } else {
+                    // A part the fake quantizer leaves as it is: a constant part is stored exactly as
+                    // code 0 with zero point −1 and its value as the scale (scale · (0 − (−1))); any
+                    // other (a non-finite value, a range too small for a step) keeps its floats aside,
+                    // marked by a NaN zero point.
+                    let constant = (0..<part.count).allSatisfy {
+                        x[part.start + $0].bitPattern == x[part.start].bitPattern
+                    }
+                    if constant {
+                        (scale, zero) = (x[part.start], -1)
+                    } else {
+                        (scale, zero) = (0, .nan)
+                        raw[rawKey(layer, position + row, index)] = Array(
+                            UnsafeBufferPointer(start: x + part.start, count: part.count))
+                    }
+                    for i in 0..<part.count { codes.codes[part.start + i] = 0 }
+                }
+                if part.bits <= 4 {
+                    for k in 0..<((part.count + 1) / 2) {
+                        let low = codes.codes[part.start + 2 * k]
+                        let high = 2 * k + 1 < part.count ? codes.codes[part.start + 2 * k + 1] : 0
+                        target.storeBytes(of: low | (high << 4), toByteOffset: k, as: UInt8.self)
+                    }
+                } else {
+                    target.copyMemory(from: codes.codes + part.start, byteCount: part.count)
+                }
+                let params = record + paramsOffset + 8 * index
+                params.storeBytes(of: scale, as: Float.self)
+                params.storeBytes(of: zero, toByteOffset: 4, as: Float.self)
+            }
+        }
+    }
+
+    /// Rows `0..<count` of `layer`, dequantized into `out` (`count × width`).
+    func dequantize(layer: Int, count: Int, into out: UnsafeMutablePointer<Float>) {
+        for row in 0..<count {
+            let record = UnsafeRawPointer(layers[layer] + row * recordBytes)
+            for (index, part) in parts.enumerated() {
+                let params = record + paramsOffset + 8 * index
+                let scale = params.loadUnaligned(as: Float.self)
+                let zero = params.loadUnaligned(fromByteOffset: 4, as: Float.self)
+                let source = (record + codeOffsets[index]).assumingMemoryBound(to: UInt8.self)
+                let target = out + row * width + part.start
+                if zero.isNaN, let values = raw[rawKey(layer, row, index)] {
+                    target.update(from: values, count: part.count)
+                } else if part.bits <= 4 {
+                    lk_dequant_u4_seq(source, scale, zero, target, Int32(part.count))
+                } else {
+                    lk_dequant_u8_seq(source, scale, zero, target, Int32(part.count))
+                }
+            }
+        }
+    }
+}

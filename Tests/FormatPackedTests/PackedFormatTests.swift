@@ -1,0 +1,511 @@
+import FormatPacked
+import Foundation
+import LatheCore
+import LatheTestSupport
+import Testing
+
+@testable import PassEncoding
+
+// MARK: - Helpers
+
+/// Bytes from hex digits; anything that is not a hex digit (spaces, newlines) is skipped.
+private func hexBytes(_ text: String) -> [UInt8] {
+    let digits = Array(text.filter(\.isHexDigit))
+    return stride(from: 0, to: digits.count, by: 2).map { UInt8(String(digits[$0...($0 + 1)]), radix: 16)! }
+}
+
+/// The index of the first byte where two files differ (the shorter length when one is a prefix of the other).
+private func firstDifference(_ a: [UInt8], _ b: [UInt8]) -> Int? {
+    if let index = a.indices.first(where: { $0 < b.count && a[$0] != b[$0] }) { return index }
+    return a.count == b.count ? nil : min(a.count, b.count)
+}
+
+/// A little-endian u64 from eight bytes.
+private func littleEndian(_ bytes: ArraySlice<UInt8>) -> UInt64 {
+    bytes.reversed().reduce(UInt64(0)) { ($0 << 8) | UInt64($1) }
+}
+
+/// A member as the manifest of a written file places it (read with Lathe's JSON parser, not the reader).
+private struct StoredMember {
+    var name: String
+    var offset: Int
+    var length: Int
+    var compression: String
+}
+
+/// The manifest of an lpack file and the offset where its data starts.
+private func manifest(of bytes: [UInt8]) throws -> (json: JSONValue, dataStart: Int) {
+    let length = Int(littleEndian(bytes[16..<24]))
+    let json = try JSONValue.parse(String(decoding: bytes[32..<(32 + length)], as: UTF8.self))
+    return (json, 32 + length)
+}
+
+private func members(of bytes: [UInt8]) throws -> [StoredMember] {
+    let entries = try #require(try manifest(of: bytes).json["tensors"]?.arrayValue)
+    var result: [StoredMember] = []
+    for entry in entries {
+        let name = try #require(entry["name"]?.stringValue)
+        let offset = try #require(entry["offset"]?.intValue)
+        let length = try #require(entry["length"]?.intValue)
+        let compression = try #require(entry["compression"]?.stringValue)
+        result.append(StoredMember(name: name, offset: offset, length: length, compression: compression))
+    }
+    return result
+}
+
+/// A reproducible source of test data (SplitMix64).
+private struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Segments of random lengths (1…80 columns) and widths; a segment shares a slot with an earlier one of the
+/// same width or opens a new one.
+private func randomEncoding(rowLength: Int, using generator: inout SplitMix64) throws -> PackedIntegerEncoding {
+    var segments: [PackedIntegerEncoding.Segment] = []
+    var slotBits: [Int] = []
+    var start = 0
+    while start < rowLength {
+        let count = min(rowLength - start, Int.random(in: 1...80, using: &generator))
+        let bits = Bool.random(using: &generator) ? 4 : 8
+        let candidates = slotBits.indices.filter { slotBits[$0] == bits }
+        let slot: Int
+        if let shared = candidates.randomElement(using: &generator), Bool.random(using: &generator) {
+            slot = shared
+        } else {
+            slot = slotBits.count
+            slotBits.append(bits)
+        }
+        segments.append(.init(start: start, count: count, bits: bits, slot: slot))
+        start += count
+    }
+    return try PackedIntegerEncoding(segments: segments, slotCount: slotBits.count)
+}
+
+/// `rows × rowLength` values exactly on the encoding's grid: Float(q) · scale with random in-range codes and
+/// one random scale per row and slot.
+private func onGrid(_ encoding: PackedIntegerEncoding, rows: Int, using generator: inout SplitMix64) -> [Float] {
+    var values = [Float](repeating: 0, count: rows * encoding.rowLength)
+    for r in 0..<rows {
+        let scales = (0..<encoding.slotCount).map { _ in Float.random(in: 0.001...2, using: &generator) }
+        for segment in encoding.segments {
+            let limit = 1 << (segment.bits - 1)
+            for c in segment.start..<(segment.start + segment.count) {
+                let q = Int.random(in: -limit...(limit - 1), using: &generator)
+                values[r * encoding.rowLength + c] = Float(q) * scales[segment.slot]
+            }
+        }
+    }
+    return values
+}
+
+private func decode(_ payload: [UInt8], _ encoding: PackedIntegerEncoding, rows: Int) -> [Float] {
+    var output = [Float](repeating: .nan, count: rows * encoding.rowLength)
+    payload.withUnsafeBytes { raw in
+        output.withUnsafeMutableBufferPointer { encoding.decode(raw, rows: rows, into: $0) }
+    }
+    return output
+}
+
+/// The worked example of formats/packed/SPEC.md §11, byte for byte. The manifest names the writer
+/// (`lathe 0.1.0`): when Lathe's version changes, regenerate the example (lengths, offsets and both
+/// checksums) in the spec and here.
+private enum WorkedExample {
+    static let header = hexBytes(
+        """
+        4c 50 41 43 4b 00 0d 0a  01 00 00 00  00 00 00 00
+        a0 01 00 00 00 00 00 00  f6 e9 ce ec fe aa 9a bf
+        """)
+    static let manifest =
+        #"{"format":"lpack","version":[1,0],"writer":"lathe 0.1.0","checksum":"xxh64","metadata":{"general.name":"#
+        + #"{"type":"string","value":"example"}},"tensors":[{"name":"example.weight","dtype":{"kind":"packed","#
+        + #""slots":2,"segments":[[0,4,4,0],[4,2,8,1]]},"shape":[1,6],"offset":448,"length":12,"size":12,"#
+        + #""compression":"none","xxh64":"dd775f5c33420837"}]}"#
+    /// Scales 0.5 and 0.125, nibbles (0, 0xB) and (7, 0xF), then 127 and −45.
+    static let member = hexBytes("00 00 00 3f  00 00 00 3e  b0 f7  7f d3")
+    static let values: [Float] = [-4, -0.5, 1.5, 3.5, 15.875, -5.625]
+
+    /// Header, manifest padded with spaces to the 416-byte region, member at 448.
+    static var file: [UInt8] {
+        header + Array(manifest.utf8) + [UInt8](repeating: 0x20, count: 416 - manifest.utf8.count) + member
+    }
+
+    static func encoding() throws -> PackedIntegerEncoding {
+        try PackedIntegerEncoding(
+            segments: [.init(start: 0, count: 4, bits: 4, slot: 0), .init(start: 4, count: 2, bits: 8, slot: 1)],
+            slotCount: 2)
+    }
+
+    static func graph() throws -> ModelGraph {
+        try ModelGraph(
+            source: "SPEC.md", metadata: Metadata([("general.name", .string("example"))]),
+            tensors: [
+                Tensor(
+                    info: TensorInfo(name: "example.weight", dtype: .quantized(.packed(encoding())), shape: [1, 6]),
+                    storage: TensorStorage(bytes: member))
+            ])
+    }
+}
+
+/// F32, F16 and I8 tensors, a packed matrix (a 4-bit segment over two nibble blocks, odd-length segments,
+/// two segments sharing a slot) and typed metadata with Lathe's records; also the packed matrix's values.
+private func roundTripGraph() throws -> (graph: ModelGraph, packedValues: [Float]) {
+    var generator = SplitMix64(state: 11)
+    let floats = (0..<15).map { _ in Float.random(in: -2...2, using: &generator) }
+    let encoding = try PackedIntegerEncoding(
+        segments: [
+            .init(start: 0, count: 70, bits: 4, slot: 0), .init(start: 70, count: 3, bits: 8, slot: 1),
+            .init(start: 73, count: 5, bits: 4, slot: 0), .init(start: 78, count: 9, bits: 8, slot: 2),
+        ],
+        slotCount: 3)
+    let values = onGrid(encoding, rows: 3, using: &generator)
+    let payload = try #require(values.withUnsafeBufferPointer { encoding.encodeExactly($0, rows: 3) })
+    var metadata = Metadata([
+        ("general.name", .string("round trip ✓ \"quoted\"\n")),
+        ("custom.float", .float32(0.1)),
+        ("custom.double", .float64(-1e-300)),
+        ("custom.list", .array(.uint64, [.uint64(.max), .uint64(0)])),
+        ("custom.flag", .bool(true)),
+        ("custom.small", .int8(-128)),
+    ])
+    try SubspaceLayout(hiddenHigh: 72, headHigh: 8, basis: "pca").store(in: &metadata)
+    try OnlineTransforms(downProjectionHadamard: 1536, queryKeyRotation: true).store(in: &metadata)
+    var scheme = QuantizationScheme()
+    scheme.keys = ActivationQuantizer(bits: 4, highCount: 8, groupSize: 64, includeZero: false)
+    scheme.weights = WeightQuantizationRecord(
+        method: "gptq", bits: 4, highBits: 8, hiddenHighColumns: 72, headHighColumns: 8, groupSize: nil,
+        tensors: ["self_attn.o_proj", "mlp.down_proj"])
+    try scheme.store(in: &metadata)
+    let graph = try ModelGraph(
+        source: "memory", metadata: metadata,
+        tensors: [
+            Tensor(
+                info: TensorInfo(name: "a.f32", dtype: .f32, shape: [3, 5]), storage: TensorStorage(values: floats)),
+            Tensor(
+                info: TensorInfo(name: "b.f16", dtype: .f16, shape: [2, 3]),
+                storage: TensorStorage(values: floats.prefix(6).map { Float16($0) })),
+            Tensor(
+                info: TensorInfo(name: "c.i8", dtype: .i8, shape: [7]),
+                storage: TensorStorage(values: [Int8(-128), -1, 0, 1, 2, 3, 127])),
+            Tensor(
+                info: TensorInfo(name: "d.packed", dtype: .quantized(.packed(encoding)), shape: [3, 87]),
+                storage: TensorStorage(bytes: payload)),
+        ])
+    return (graph, values)
+}
+
+// MARK: - Tests
+
+@Suite("XXH64")
+struct XXHash64Tests {
+    @Test("the reference vectors, with and without a seed")
+    func knownVectors() {
+        #expect(XXHash64.hash([UInt8]()) == 0xEF46_DB37_51D8_E999)
+        #expect(XXHash64.hash(Array("abc".utf8)) == 0x44BC_2CF5_AD77_0999)
+        #expect(XXHash64.hash(Array("Nobody inspects the spammish repetition".utf8)) == 0xFBCE_A83C_8A37_8BF1)
+        #expect(XXHash64.hash(Array("xxhash".utf8), seed: 20_141_025) == 0xB559_B98D_844E_0635)
+        #expect(XXHash64.hex(0xEF46_DB37_51D8_E999) == "ef46db3751d8e999")
+        #expect(XXHash64.hex(0x0F) == "000000000000000f")
+    }
+
+    @Test("streaming a 1000-byte buffer in odd-sized chunks gives the one-shot digest")
+    func streaming() {
+        let bytes = (0..<1000).map { UInt8(($0 * 31 + 7) % 251) }
+        let oneShot = XXHash64.hash(bytes)
+        #expect(oneShot == 0x9E33_00C1_CDE3_C58D)
+        for sizes in [[1], [3], [7, 13], [31, 1, 33], [5, 64, 2], [999]] {
+            var hasher = XXHash64()
+            var offset = 0
+            var index = 0
+            bytes.withUnsafeBytes { raw in
+                while offset < raw.count {
+                    let size = min(sizes[index % sizes.count], raw.count - offset)
+                    hasher.update(UnsafeRawBufferPointer(rebasing: raw[offset..<(offset + size)]))
+                    offset += size
+                    index += 1
+                }
+            }
+            #expect(hasher.digest() == oneShot, "chunks of \(sizes)")
+        }
+    }
+}
+
+@Suite("lpack")
+struct PackedFormatTests {
+    @Test("the worked example of SPEC.md §11: the writer produces its bytes and the reader its values")
+    func workedExample() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let expected = WorkedExample.file
+        #expect(expected.count == 460)
+        #expect(WorkedExample.manifest.utf8.count == 344)
+        #expect(XXHash64.hash(WorkedExample.member) == 0xDD77_5F5C_3342_0837)
+        #expect(XXHash64.hash(Array(expected[32..<448])) == 0xBF9A_AAFE_ECCE_E9F6)
+        let encoding = try WorkedExample.encoding()
+        #expect(encoding.rowStride == 12)
+        #expect(
+            WorkedExample.values.withUnsafeBufferPointer { encoding.encodeExactly($0, rows: 1) }
+                == WorkedExample.member)
+
+        let written = directory.appendingPathComponent("written.lpack")
+        _ = try PackedWriter().write(WorkedExample.graph(), to: written, options: WriteOptions())
+        let bytes = [UInt8](try Data(contentsOf: written))
+        #expect(firstDifference(bytes, expected) == nil, "the writer's output differs from SPEC.md §11")
+
+        let url = directory.appendingPathComponent("spec.lpack")
+        try Data(expected).write(to: url)
+        #expect(PackedReader.sniff(url, prefix: Array(expected.prefix(16))))
+        let graph = try PackedReader().read(url, options: ReadOptions())
+        #expect(graph.sourceFormat == "lpack")
+        #expect(graph.tensorNames == ["example.weight"])
+        #expect(graph.metadata == Metadata([("general.name", .string("example"))]))
+        #expect(graph.config == nil)
+        let tensor = try graph.tensor(named: "example.weight")
+        #expect(
+            tensor.info
+                == TensorInfo(name: "example.weight", dtype: .quantized(.packed(encoding)), shape: [1, 6]))
+        #expect(try tensor.storage().isMapped)
+        #expect(try TensorCodec.decode(tensor) == WorkedExample.values)
+        let summary = try PackedReader.verify(url)
+        #expect(summary.tensors == 1)
+        #expect(summary.bytes == 12)
+    }
+
+    @Test("tensors and typed metadata round-trip, stored as they are and as zstd frames", arguments: ["none", "zstd"])
+    func roundTrip(compression: String) throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let url = directory.appendingPathComponent("model.lpack")
+        let (graph, packedValues) = try roundTripGraph()
+        let parameters: [String: String] = compression == "none" ? [:] : ["compression": compression]
+        let report = try PackedWriter().write(graph, to: url, options: WriteOptions(parameters: parameters))
+        #expect(report.tensorCount == graph.tensors.count)
+
+        let bytes = [UInt8](try Data(contentsOf: url))
+        #expect(report.bytesWritten == bytes.count)
+        #expect(Array(bytes[0..<8]) == [0x4C, 0x50, 0x41, 0x43, 0x4B, 0x00, 0x0D, 0x0A])
+        #expect(littleEndian(bytes[8..<16]) == 1, "major 1, minor 0")
+        let (json, dataStart) = try manifest(of: bytes)
+        #expect(dataStart % 64 == 0)
+        #expect(XXHash64.hash(Array(bytes[32..<dataStart])) == littleEndian(bytes[24..<32]))
+        #expect(json["format"]?.stringValue == "lpack")
+        let stored = try members(of: bytes)
+        #expect(stored.map(\.name) == graph.tensorNames)
+        for member in stored {
+            #expect(member.offset % 64 == 0, "\(member.name)")
+            #expect(member.compression == compression, "\(member.name)")
+        }
+
+        let back = try PackedReader().read(url, options: ReadOptions())
+        #expect(back.tensorNames == graph.tensorNames)
+        #expect(back.metadata == graph.metadata)
+        #expect(back.config == nil)
+        #expect(back.tokenizer == nil)
+        for tensor in graph.tensors {
+            let other = try back.tensor(named: tensor.name)
+            #expect(other.info == tensor.info)
+            #expect(
+                try other.storage().withUnsafeBytes { Array($0) } == tensor.storage().withUnsafeBytes { Array($0) },
+                "\(tensor.name)")
+        }
+        #expect(try TensorCodec.decode(back.tensor(named: "d.packed")) == packedValues)
+        let summary = try PackedReader.verify(url)
+        #expect(summary.tensors == graph.tensors.count)
+    }
+
+    @Test(
+        "a flipped byte in any member is caught: reading that tensor and verify() both name it",
+        arguments: ["none", "zstd"])
+    func damagedMember(compression: String) throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let url = directory.appendingPathComponent("model.lpack")
+        let (graph, _) = try roundTripGraph()
+        let parameters: [String: String] = compression == "none" ? [:] : ["compression": compression]
+        _ = try PackedWriter().write(graph, to: url, options: WriteOptions(parameters: parameters))
+        let original = [UInt8](try Data(contentsOf: url))
+        let stored = try members(of: original)
+        #expect(stored.count == graph.tensors.count)
+        for (index, member) in stored.enumerated() {
+            var damaged = original
+            damaged[member.offset + member.length / 2] ^= 0x01
+            let copy = directory.appendingPathComponent("damaged-\(index).lpack")
+            try Data(damaged).write(to: copy)
+            // The manifest is intact, so the file opens; only the damaged tensor fails.
+            let back = try PackedReader().read(copy, options: ReadOptions())
+            let error = #expect(throws: PackedFormatError.self, "\(member.name)") {
+                try back.tensor(named: member.name).storage()
+            }
+            #expect(error?.description.contains("tensor '\(member.name)'") == true, "\(String(describing: error))")
+            #expect(error?.problem.contains("checksum mismatch") == true, "\(String(describing: error))")
+            for other in stored where other.name != member.name {
+                _ = try back.tensor(named: other.name).storage()
+            }
+            let verifyError = #expect(throws: PackedFormatError.self, "\(member.name)") {
+                try PackedReader.verify(copy)
+            }
+            #expect(verifyError?.field == "tensor '\(member.name)'", "\(String(describing: verifyError))")
+            #expect(verifyError?.description.contains(member.name) == true)
+        }
+    }
+
+    @Test("a flipped byte in the manifest or its padding is a manifest checksum mismatch")
+    func damagedManifest() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let url = directory.appendingPathComponent("model.lpack")
+        let (graph, _) = try roundTripGraph()
+        _ = try PackedWriter().write(graph, to: url, options: WriteOptions())
+        let original = [UInt8](try Data(contentsOf: url))
+        let (_, dataStart) = try manifest(of: original)
+        #expect(original[dataStart - 1] == 0x20, "the reservation leaves padding")
+        for position in [40, dataStart / 2, dataStart - 1] {
+            var damaged = original
+            damaged[position] ^= 0x01
+            let copy = directory.appendingPathComponent("damaged-\(position).lpack")
+            try Data(damaged).write(to: copy)
+            let error = #expect(throws: PackedFormatError.self, "byte \(position)") {
+                try PackedReader().read(copy, options: ReadOptions())
+            }
+            #expect(error?.field == "manifest", "\(String(describing: error))")
+            #expect(error?.problem.contains("checksum mismatch") == true, "\(String(describing: error))")
+            #expect(throws: PackedFormatError.self, "byte \(position)") { try PackedReader.verify(copy) }
+        }
+    }
+}
+
+@Suite("Packed integer encoding")
+struct PackedIntegerEncodingTests {
+    @Test("values built as Float(q) · scale pack exactly and decode to the same floats")
+    func exactRoundTrip() throws {
+        var generator = SplitMix64(state: 3)
+        for rowLength in [1, 7, 63, 64, 65, 130] {
+            var encodings = try [4, 8].map { bits in
+                try PackedIntegerEncoding(
+                    segments: [.init(start: 0, count: rowLength, bits: bits, slot: 0)], slotCount: 1)
+            }
+            for _ in 0..<4 { encodings.append(try randomEncoding(rowLength: rowLength, using: &generator)) }
+            for encoding in encodings {
+                let rows = Int.random(in: 1...4, using: &generator)
+                let values = onGrid(encoding, rows: rows, using: &generator)
+                let payload = try #require(
+                    values.withUnsafeBufferPointer { encoding.encodeExactly($0, rows: rows) },
+                    "\(encoding.segments)")
+                #expect(payload.count == encoding.byteCount(rows: rows))
+                #expect(decode(payload, encoding, rows: rows) == values, "\(encoding.segments)")
+            }
+        }
+    }
+
+    @Test("a 4-bit block pairs column j with column j + ⌈m/2⌉, offset by 8")
+    func nibbleOrder() throws {
+        // 67 columns: a full block of 64 (byte j = columns j, j + 32) and a block of 3 (h = 2).
+        let encoding = try PackedIntegerEncoding(segments: [.init(start: 0, count: 67, bits: 4, slot: 0)], slotCount: 1)
+        let codes = (0..<67).map { $0 % 16 - 8 }
+        let values = codes.map { Float($0) }
+        let payload = try #require(values.withUnsafeBufferPointer { encoding.encodeExactly($0, rows: 1) })
+        #expect(payload.count == 4 + 32 + 2)
+        #expect(Array(payload[0..<4]) == [0x00, 0x00, 0x80, 0x3F], "scale 1.0")
+        for j in 0..<32 {
+            #expect(payload[4 + j] == UInt8(codes[j] + 8) | UInt8(codes[j + 32] + 8) << 4, "byte \(j)")
+        }
+        #expect(payload[36] == UInt8(codes[64] + 8) | UInt8(codes[66] + 8) << 4)
+        #expect(payload[37] == UInt8(codes[65] + 8), "the unused high nibble is 0")
+    }
+
+    @Test("values off the grid, non-finite values and out-of-range codes return nil")
+    func offGrid() throws {
+        let four = try PackedIntegerEncoding(segments: [.init(start: 0, count: 2, bits: 4, slot: 0)], slotCount: 1)
+        let eight = try PackedIntegerEncoding(segments: [.init(start: 0, count: 2, bits: 8, slot: 0)], slotCount: 1)
+        // No ratio of two codes within ±128 comes within float precision of 1/√2.
+        let ratio: Float = 0.707_106_78
+        for encoding in [four, eight] {
+            for pair in [[1.5, 1.5 * ratio], [1, .nan], [.infinity, 1]] as [[Float]] {
+                #expect(pair.withUnsafeBufferPointer { encoding.encodeExactly($0, rows: 1) } == nil, "\(pair)")
+            }
+        }
+        // 100 and 1 need codes 100 and 1: in range at 8 bit, not at 4.
+        let wide: [Float] = [100, 1]
+        #expect(wide.withUnsafeBufferPointer { four.encodeExactly($0, rows: 1) } == nil)
+        #expect(wide.withUnsafeBufferPointer { eight.encodeExactly($0, rows: 1) } != nil)
+
+        // One row slot off its grid spoils the whole matrix.
+        var generator = SplitMix64(state: 5)
+        for rowLength in [7, 63, 64, 65, 130] {
+            let encoding = try randomEncoding(rowLength: rowLength, using: &generator)
+            guard let segment = encoding.segments.first(where: { $0.count >= 2 }) else { continue }
+            let rows = 3
+            var values = onGrid(encoding, rows: rows, using: &generator)
+            let first = Int.random(in: 0..<rows, using: &generator) * rowLength + segment.start
+            values[first] = 1.5
+            values[first + 1] = 1.5 * ratio
+            #expect(
+                values.withUnsafeBufferPointer { encoding.encodeExactly($0, rows: rows) } == nil,
+                "\(encoding.segments)")
+        }
+    }
+}
+
+@Suite("pack-weights layouts")
+struct PackWeightsLayoutTests {
+    let record = WeightQuantizationRecord(
+        method: "gptq", bits: 4, highBits: 8, hiddenHighColumns: 72, headHighColumns: 8, groupSize: nil,
+        tensors: ["self_attn.q_proj", "self_attn.o_proj", "mlp.down_proj"])
+
+    @Test("o_proj: 56 low then 8 high columns per head, 18 segments alternating 4/8 bit in slots 0/1")
+    func outputProjection() throws {
+        let layout = try PackWeightsPass.layout(kind: "self_attn.o_proj", columns: 576, record: record, headDim: 64)
+        let expected = (0..<9).flatMap { head in
+            [
+                PackedIntegerEncoding.Segment(start: 64 * head, count: 56, bits: 4, slot: 0),
+                PackedIntegerEncoding.Segment(start: 64 * head + 56, count: 8, bits: 8, slot: 1),
+            ]
+        }
+        #expect(layout.segments.count == 18)
+        #expect(layout.segments == expected)
+        #expect(layout.slotCount == 2)
+        #expect(layout.rowStride == 332)
+    }
+
+    @Test("down_proj: one 4-bit segment over all 1536 columns, one slot")
+    func downProjection() throws {
+        let layout = try PackWeightsPass.layout(kind: "mlp.down_proj", columns: 1536, record: record, headDim: 64)
+        #expect(layout.segments == [PackedIntegerEncoding.Segment(start: 0, count: 1536, bits: 4, slot: 0)])
+        #expect(layout.slotCount == 1)
+        #expect(layout.rowStride == 772)
+    }
+
+    @Test("readers of the hidden state: [0, 504) at 4 bit in slot 0, [504, 576) at 8 bit in slot 1")
+    func hiddenReaders() throws {
+        let layout = try PackWeightsPass.layout(kind: "self_attn.q_proj", columns: 576, record: record, headDim: 64)
+        #expect(
+            layout.segments == [
+                PackedIntegerEncoding.Segment(start: 0, count: 504, bits: 4, slot: 0),
+                PackedIntegerEncoding.Segment(start: 504, count: 72, bits: 8, slot: 1),
+            ])
+        #expect(layout.rowStride == 332)
+    }
+
+    @Test("with a group size each group of a part gets its own slot")
+    func groups() throws {
+        var grouped = record
+        grouped.groupSize = 128
+        let layout = try PackWeightsPass.layout(kind: "self_attn.q_proj", columns: 576, record: grouped, headDim: 64)
+        #expect(
+            layout.segments == [
+                PackedIntegerEncoding.Segment(start: 0, count: 128, bits: 4, slot: 0),
+                PackedIntegerEncoding.Segment(start: 128, count: 128, bits: 4, slot: 1),
+                PackedIntegerEncoding.Segment(start: 256, count: 128, bits: 4, slot: 2),
+                PackedIntegerEncoding.Segment(start: 384, count: 120, bits: 4, slot: 3),
+                PackedIntegerEncoding.Segment(start: 504, count: 72, bits: 8, slot: 4),
+            ])
+        #expect(layout.slotCount == 5)
+    }
+}

@@ -1,0 +1,97 @@
+import Foundation
+import LatheBuiltins
+import LatheCore
+import LatheTestSupport
+import Testing
+
+@testable import LatheCLI
+
+/// A tiny model after `steps`, written as safetensors in `work`.
+func writeTiny(_ steps: [(String, String)], to url: URL) throws -> ModelGraph {
+    let (graph, _) = try runPasses(steps, on: try TinyModel.graph())
+    _ = try LatheBuiltins.registry.writer("safetensors").write(graph, to: url, options: WriteOptions())
+    return graph
+}
+
+@Suite("lpack export and GGUF for llama.cpp")
+struct PackedExportTests {
+    static let quantized = [
+        ("quantize-weights", #"{"method": "rtn"}"#), ("quantize-activations", "{}"), ("quantize-kv", "{}"),
+    ]
+
+    @Test("convert to .lpack packs the quantized matrices losslessly; check verifies it and names a damaged tensor")
+    func packAndCheck() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let source = work.appendingPathComponent("w4a4.safetensors")
+        let original = try writeTiny(Self.quantized, to: source)
+        let packedURL = work.appendingPathComponent("w4a4.lpack")
+        #expect(runLathe(["convert", source.path, "-o", packedURL.path]) == nil)
+        let packed = try ModelInput.open(packedURL)
+        for tensor in packed.tensors where tensor.name.hasSuffix("_proj.weight") {
+            guard case .quantized(.packed) = tensor.info.dtype else {
+                Issue.record("\(tensor.name) stayed \(tensor.info.dtype)")
+                continue
+            }
+            #expect(try TensorCodec.decode(tensor) == TensorCodec.decode(original.tensor(named: tensor.name)))
+        }
+        #expect(try QuantizationScheme(metadata: packed.metadata) == QuantizationScheme(metadata: original.metadata))
+        #expect(runLathe(["check", packedURL.path, "--values"]) == nil)
+
+        // One flipped byte inside the last tensor's member (members are padded before, not after, so
+        // the file ends with it).
+        var bytes = try [UInt8](Data(contentsOf: packedURL))
+        let last = try #require(packed.tensors.last)
+        bytes[bytes.count - 2] ^= 0x10
+        let damaged = work.appendingPathComponent("damaged.lpack")
+        try Data(bytes).write(to: damaged)
+        let error = message(runLathe(["check", damaged.path]))
+        #expect(error.contains("checksum mismatch") && error.contains(last.name), "\(error)")
+    }
+
+    @Test("--for-llama-cpp refuses online transforms, naming them")
+    func refusesOnlineTransforms() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let source = work.appendingPathComponent("hadamard.safetensors")
+        _ = try writeTiny([("online-hadamard", "{}")], to: source)
+        let output = work.appendingPathComponent("out.gguf")
+        let error = message(runLathe(["convert", source.path, "-o", output.path, "--for-llama-cpp"]))
+        #expect(error.contains("U_D"), "\(error)")
+        #expect(!FileManager.default.fileExists(atPath: output.path))
+        // Without the flag the file is written for Lathe's runtime, with a warning.
+        #expect(runLathe(["convert", source.path, "-o", output.path]) == nil)
+    }
+
+    @Test(
+        "a model with only fused rotations becomes a GGUF holding exactly llama.cpp's tensors in ggml types (gguf-py)",
+        .enabled(if: Oracle.isAvailable, Comment(rawValue: Oracle.skipReason)))
+    func fusedRotationForLlamaCpp() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let source = work.appendingPathComponent("rotated.safetensors")
+        let graph = try writeTiny(
+            [
+                ("untie-embeddings", "{}"), ("fuse-norms", "{}"),
+                ("rotate", #"{"kind": "random", "basis": "none", "keys": false, "seed": 1}"#),
+            ], to: source)
+        #expect(graph[OnlineTransforms.residualRotationTensor] != nil)
+        let output = work.appendingPathComponent("rotated-q8_0.gguf")
+        #expect(runLathe(["convert", source.path, "-o", output.path, "--type", "q8_0", "--for-llama-cpp"]) == nil)
+        let dump = try #require(try Oracle.json("gguf_dump.py", [output.path]) as? [String: Any])
+        let tensors = try #require(dump["tensors"] as? [[String: Any]])
+        let names = Set(tensors.compactMap { $0["name"] as? String })
+        var expected: Set<String> = ["token_embd.weight", "output.weight", "output_norm.weight"]
+        for layer in 0..<2 {
+            for suffix in [
+                "attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down",
+            ] {
+                expected.insert("blk.\(layer).\(suffix).weight")
+            }
+        }
+        #expect(names == expected)
+        let matrixTypes = Set(
+            tensors.filter { ($0["shape"] as? [Int])?.count == 2 }.compactMap { $0["type"] as? String })
+        #expect(matrixTypes == ["Q8_0"])
+    }
+}
