@@ -158,7 +158,7 @@ lint:
 format:
 	swift format format -i -r $(FORMAT_PATHS)
 
-ci: test lint
+ci: test lint docs
 
 clean:
 	rm -rf .build

@@ -76,6 +76,9 @@ struct Convert: ParsableCommand {
 
     func run() throws {
         let started = Date()
+        // OpenBLAS splits its work by its thread count, and with it the order of its sums: one thread
+        // keeps every output byte-identical whatever the machine (the passes parallelize themselves).
+        BLAS.threadCount = 1
         let printer = StderrDiagnostics(verbose: inputOptions.verbose)
         let outputURL = URL(fileURLWithPath: output)
         var loadedRecipe = try recipe.map { try RecipeLibrary.load($0) }

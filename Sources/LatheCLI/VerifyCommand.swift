@@ -86,6 +86,13 @@ struct Verify: ParsableCommand {
             ("candidate_perplexity", number(result.candidatePerplexity)),
             ("perplexity_ratio", number(result.perplexityRatio)),
             ("layer_relative_rms_error", .array(result.layerErrors.map(number))),
+            (
+                "kl_histogram",
+                .object([
+                    ("bin_edges", .array(VerificationResult.histogramEdges.map(number))),
+                    ("counts", .array(result.kl.histogram.map { .int($0) })),
+                ])
+            ),
         ])
     }
 

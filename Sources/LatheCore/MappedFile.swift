@@ -91,11 +91,27 @@ public final class TensorStorage: Sendable {
         byteCount = length
     }
 
-    public init(bytes: [UInt8]) {
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 64)
-        bytes.withUnsafeBytes { buffer.copyMemory(from: $0) }
-        backing = .owned(UnsafeRawBufferPointer(rebasing: buffer[0..<bytes.count]))
-        byteCount = bytes.count
+    public convenience init(bytes: [UInt8]) {
+        self.init(owning: bytes.withUnsafeBytes { Self.copy($0) }, count: bytes.count)
+    }
+
+    /// Takes ownership of `buffer` (allocated by `copy` or `allocateOwned`), of which the first
+    /// `count` bytes are the data.
+    init(owning buffer: UnsafeMutableRawBufferPointer, count: Int) {
+        backing = .owned(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+        byteCount = count
+    }
+
+    /// A buffer a later `init(owning:count:)` takes over: filled in place, it is never copied.
+    static func allocateOwned(_ count: Int) -> UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 1), alignment: 64)
+    }
+
+    /// One copy of `source` in a new 64-byte-aligned buffer (never empty, so it has an address).
+    private static func copy(_ source: UnsafeRawBufferPointer) -> UnsafeMutableRawBufferPointer {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(source.count, 1), alignment: 64)
+        if !source.isEmpty { buffer.copyMemory(from: source) }
+        return buffer
     }
 
     deinit {
@@ -110,7 +126,7 @@ public final class TensorStorage: Sendable {
 
     /// Copies the values of a scalar array into a new owned buffer (native little-endian layout).
     public convenience init<T: BitwiseCopyable>(values: [T]) {
-        self.init(bytes: values.withUnsafeBytes { Array($0) })
+        self.init(owning: values.withUnsafeBytes { Self.copy($0) }, count: values.count * MemoryLayout<T>.stride)
     }
 
     /// Releases the resident pages behind a mapped tensor (see `MappedFile.dropCachedPages`); a no-op

@@ -55,10 +55,28 @@ public struct Tensor: Sendable {
         case .stored(let stored): storage = stored
         case .computed(let compute): storage = try compute()
         case .streamed(let stream):
-            var bytes: [UInt8] = []
-            bytes.reserveCapacity(try info.byteCount())
-            try stream { bytes.append(contentsOf: $0) }
-            storage = TensorStorage(bytes: bytes)
+            // Collected straight into the buffer the storage keeps: one tensor-sized allocation.
+            let capacity = try info.byteCount()
+            let buffer = TensorStorage.allocateOwned(capacity)
+            var filled = 0
+            do {
+                try stream { chunk in
+                    guard filled + chunk.count <= capacity else {
+                        throw LatheError.inTensor(
+                            info.name,
+                            .invalidValue(
+                                field: "byte size", value: "more than \(capacity)",
+                                expected: "\(capacity) for \(info.dtype) \(info.shape)"))
+                    }
+                    UnsafeMutableRawBufferPointer(rebasing: buffer[filled..<(filled + chunk.count)]).copyMemory(
+                        from: chunk)
+                    filled += chunk.count
+                }
+            } catch {
+                buffer.deallocate()
+                throw error
+            }
+            storage = TensorStorage(owning: buffer, count: filled)
         }
         try checkSize(storage.byteCount)
         return storage

@@ -101,10 +101,11 @@ public final class CalibrationStatistics: ActivationObserver {
             }
         }
         // This call's XᵀX in Float32 (as the reference forms its products), added into the Float64
-        // running sums; the output columns are split over the workers.
+        // running sums; tiles of 96 output columns are dealt to the workers. The tiles do not depend
+        // on the thread count, so neither do the statistics.
         var product = [Float](repeating: 0, count: width * width)
-        let parts = width * width * rows >= 1 << 20 ? max(1, threads) : 1
-        let columns = (width + parts - 1) / parts
+        let columns = 96
+        let parts = (width + columns - 1) / columns
         x.withUnsafeBufferPointer { xp in
             product.withUnsafeMutableBufferPointer { pp in
                 let (a, c) = (UnsafeSendable(xp.baseAddress!), UnsafeSendable(pp.baseAddress!))
@@ -116,7 +117,11 @@ public final class CalibrationStatistics: ActivationObserver {
                         transA: .transposed, m: width, n: count, k: rows, a: a.value, lda: width,
                         b: a.value + first, ldb: width, c: c.value + first, ldc: width)
                 }
-                if parts == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: run) }
+                if parts == 1 || threads == 1 || width * width * rows < 1 << 20 {
+                    for part in 0..<parts { run(part) }
+                } else {
+                    DispatchQueue.concurrentPerform(iterations: parts, execute: run)
+                }
             }
         }
         entry.upper.withUnsafeMutableBufferPointer { m in

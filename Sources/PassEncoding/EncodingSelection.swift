@@ -19,8 +19,12 @@ struct EncodingSelection {
             minimumRank: minimumRank)
     }
 
+    /// Lathe's own record tensors (`lathe.*`, such as the residual rotation kept for verification)
+    /// are not weights: only a pattern naming them selects them.
     func selects(_ tensor: Tensor) -> Bool {
-        tensor.info.shape.rank >= minimumRank && (pattern?.matches(tensor.name) ?? true)
+        guard tensor.info.shape.rank >= minimumRank else { return false }
+        guard let pattern else { return !tensor.name.hasPrefix("lathe.") }
+        return pattern.matches(tensor.name)
     }
 }
 

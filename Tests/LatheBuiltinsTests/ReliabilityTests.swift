@@ -1,0 +1,108 @@
+import Foundation
+import LatheBuiltins
+import LatheCore
+import LathePipeline
+import LatheTestSupport
+import LinearAlgebra
+import Testing
+
+/// The `lathe` executable `swift build` left beside the tests, run as a separate process.
+enum LatheProcess {
+    static var binary: URL { Fixtures.packageRoot.appendingPathComponent(".build/debug/lathe") }
+    static var isAvailable: Bool { FileManager.default.isExecutableFile(atPath: binary.path) }
+    static let skipReason = "the lathe executable is not built (.build/debug/lathe): run swift build first"
+
+    static func start(_ arguments: [String], threads: Int? = nil) throws -> Process {
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        if let threads { environment["OPENBLAS_NUM_THREADS"] = "\(threads)" }
+        process.environment = environment
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
+    /// Runs to the end; the exit status.
+    @discardableResult
+    static func run(_ arguments: [String], threads: Int? = nil) throws -> Int32 {
+        let process = try start(arguments, threads: threads)
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+}
+
+@Suite("Reliability", .serialized, .enabled(if: LatheProcess.isAvailable, Comment(rawValue: LatheProcess.skipReason)))
+struct ReliabilityTests {
+    @Test("every built-in recipe gives byte-identical outputs across runs and with 1 or 2 threads")
+    func determinism() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let input = work.appendingPathComponent("tiny.safetensors")
+        _ = try LatheBuiltins.registry.writer("safetensors").write(
+            try TinyModel.graph(), to: input, options: WriteOptions())
+        let text = work.appendingPathComponent("calibration.txt")
+        let words = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "and", "runs", "far", "away"]
+        try (0..<6000).map { words[($0 * 7 + $0 / 5) % words.count] }.joined(separator: " ")
+            .write(to: text, atomically: true, encoding: .utf8)
+        for name in RecipeLibrary.builtinNames {
+            let recipe = try RecipeLibrary.load(name)
+            let format = recipe.outputs.first?.format ?? "safetensors"
+            var outputs: [Data] = []
+            // A second run with 2 threads for two recipes: enough to catch run-to-run variation, which
+            // would show in every recipe that calibrates.
+            let runs = ["q4_0", "resq-w4a4kv4"].contains(name) ? [(0, 1), (1, 2), (2, 2)] : [(0, 1), (1, 2)]
+            for (run, threads) in runs {
+                let output = work.appendingPathComponent("\(name)-\(run).\(format)")
+                var arguments = ["convert", input.path, "--recipe", name, "-o", output.path, "--force"]
+                if recipe.calibration != nil { arguments += ["--calibration-text", text.path] }
+                let status = try LatheProcess.run(arguments, threads: threads)
+                #expect(status == 0, "\(name) with \(threads) thread(s) exited with \(status)")
+                outputs.append((try? Data(contentsOf: output)) ?? Data())
+            }
+            #expect(!outputs[0].isEmpty && outputs[0] == outputs[1], "\(name): 1 thread and 2 threads differ")
+            if outputs.count == 3 { #expect(outputs[1] == outputs[2], "\(name): two runs with 2 threads differ") }
+        }
+    }
+
+    @Test("a conversion killed at 20 random points leaves the previous complete file, or the new complete one")
+    func killedConversions() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let input = work.appendingPathComponent("model.safetensors")
+        let config = TinyModel.config(layers: 8, hidden: 512, heads: 8, kvHeads: 2, ffn: 1024, vocab: 512)
+        _ = try LatheBuiltins.registry.writer("safetensors").write(
+            try TinyModel.graph(config), to: input, options: WriteOptions())
+        let destination = work.appendingPathComponent("model.gguf")
+        #expect(try LatheProcess.run(["convert", input.path, "-o", destination.path, "--type", "q8_0"]) == 0)
+        let previous = try Data(contentsOf: destination)
+        let reference = work.appendingPathComponent("reference.gguf")
+        let started = Date()
+        #expect(try LatheProcess.run(["convert", input.path, "-o", reference.path, "--type", "f16"]) == 0)
+        let duration = Date().timeIntervalSince(started)
+        let replacement = try Data(contentsOf: reference)
+        var generator = SeededGenerator(seed: 17)
+        var outcomes: [String: Int] = [:]
+        for _ in 0..<20 {
+            let process = try LatheProcess.start([
+                "convert", input.path, "-o", destination.path, "--type", "f16", "--force",
+            ])
+            Thread.sleep(forTimeInterval: Double(generator.next() % 1000) / 1000 * duration * 1.2)
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            let now = try Data(contentsOf: destination)
+            #expect(now == previous || now == replacement, "the destination is partial (\(now.count) bytes)")
+            outcomes[now == previous ? "previous" : "replacement", default: 0] += 1
+            if now == replacement {
+                try previous.write(to: destination)  // start the next round from the previous file again
+            }
+            // A killed writer leaves its temporary sibling behind; it never shadows the destination.
+            for name in try FileManager.default.contentsOfDirectory(atPath: work.path) where name.hasSuffix(".tmp") {
+                try FileManager.default.removeItem(at: work.appendingPathComponent(name))
+            }
+        }
+        #expect(outcomes.values.reduce(0, +) == 20)
+    }
+}
