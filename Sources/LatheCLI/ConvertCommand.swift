@@ -199,9 +199,10 @@ struct Convert: ParsableCommand {
             candidate: LlamaSession(weights: candidate.weights, maxContext: context, threads: threads),
             tokens: tokens, context: context, maxChunks: evaluation?.chunks ?? 4, protocol: .llama,
             diagnostics: printer.diagnostics)
-        let data = try Verify.reportData(
+        var data = try Verify.reportData(
             base: base.graph, candidate: candidate.graph, result: result, text: text, scoring: .llama,
             context: context)
+        (data.base.path, data.candidate.path) = (input, self.output)
         try AtomicOutput(destination: url, overwrite: true).run { temporary in
             try HTMLReport.render(data).write(to: temporary, atomically: false, encoding: .utf8)
         }

@@ -61,7 +61,7 @@ struct Run: ParsableCommand {
             printError(
                 String(
                     format:
-                        "stats: weights %@ in memory; prompt %d tokens at %.0f tokens/s; %d more tokens at %.1f tokens/s (%d threads)",
+                        "\nstats: weights %@ in memory; prompt %d tokens at %.0f tokens/s; %d more tokens at %.1f tokens/s (%d threads)",
                     formatBytes(loaded.weights.byteCount), tokens.count, Double(tokens.count) / prefill,
                     generated - 1, Double(generated - 1) / max(decode, 1e-9), threads))
         }

@@ -49,9 +49,11 @@ struct Verify: ParsableCommand {
             tokens: tokens, context: text.ctx, maxChunks: text.chunks, protocol: try text.scoring,
             diagnostics: printer.diagnostics)
         if let report, let result = results.first, let candidate = candidateModels.first {
-            let data = try Self.reportData(
+            var data = try Self.reportData(
                 base: baseModel.graph, candidate: candidate.graph, result: result, text: text.text,
                 scoring: try text.scoring, context: text.ctx)
+            // The paths as given: a report shared with others should not carry this machine's layout.
+            (data.base.path, data.candidate.path) = (base, candidates[0])
             let url = URL(fileURLWithPath: report)
             try AtomicOutput(destination: url, overwrite: true).run { temporary in
                 try HTMLReport.render(data).write(to: temporary, atomically: false, encoding: .utf8)

@@ -59,4 +59,29 @@ struct ReportCommandTests {
         #expect(html.contains(String(format: "%.4f×", report.perplexityRatio)))
         #expect(report.kl.median <= report.kl.p99 && report.kl.p99 <= report.kl.max)
     }
+
+    @Test("convert --recipe --report verifies the output against the input and writes the page")
+    func convertReport() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let input = work.appendingPathComponent("tiny.safetensors")
+        _ = try LatheBuiltins.registry.writer("safetensors").write(
+            try TinyModel.graph(), to: input, options: WriteOptions())
+        let text = work.appendingPathComponent("text.txt")
+        try String(repeating: "a lazy dog and a quick fox ", count: 200).write(
+            to: text, atomically: true, encoding: .utf8)
+        let output = work.appendingPathComponent("tiny-q8_0.gguf")
+        let report = work.appendingPathComponent("q8_0.html")
+        #expect(
+            runLathe([
+                "convert", input.path, "--recipe", "q8_0", "-o", output.path, "--report", report.path, "--report-text",
+                text.path,
+            ]) == nil)
+        let html = try String(contentsOf: report, encoding: .utf8)
+        for id in ["summary", "layers", "kl", "sizes", "provenance"] {
+            #expect(html.contains("<h2 id=\"\(id)\">"), "section \(id)")
+        }
+        #expect(html.contains("Q8_0"))  // the candidate's encoding in the sizes table
+        #expect(!html.contains("<h2 id=\"spectra\">"))  // no PCA in this recipe
+    }
 }
