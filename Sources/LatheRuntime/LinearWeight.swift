@@ -211,7 +211,7 @@ extension LlamaSession {
         _ x: [Float], rows: Int, out n: Int, in k: Int, into y: inout [Float],
         decode: @escaping @Sendable (Range<Int>, UnsafeMutablePointer<Float>) -> Void
     ) {
-        let tileRows = Self.tileColumns
+        let tileRows = Self.tileColumns(n)
         let tiles = (n + tileRows - 1) / tileRows
         let workers = max(1, min(threads, tiles))
         if scratch.tile.count < workers * tileRows * k {

@@ -373,12 +373,17 @@ public final class LlamaSession {
         }
     }
 
-    /// Output columns per GEMM when a projection runs over many tokens. Fixed, not derived from the
+    /// Output columns per GEMM when a projection of `out` columns runs over many tokens. Fixed by the
+    /// shape, not derived from the
     /// thread count: every output element then comes from the same BLAS call shape whatever the
     /// threads, so results are identical across thread counts, and the packed path (tiles of the
     /// same width, dequantized) is bit-identical to the F32 one. That matters: with 4-bit
     /// activations one rounding flip moves a quantization step, and flips compound over layers.
-    static let tileColumns = 96
+    static func tileColumns(_ out: Int) -> Int {
+        // Six tiles per matrix (a multiple of 16 columns, at least 96): whole tiles for 1, 2 or 3
+        // workers, few enough that each GEMM call's packing of the activations is amortised.
+        max(96, ((out + 5) / 6 + 15) / 16 * 16)
+    }
 
     /// `y = x · Wᵀ`. Many rows: tiles of `tileColumns` output columns, dealt to `threads` workers
     /// running single-threaded GEMMs. A few rows (decoding): GEMVs over row ranges of W, one per worker.
@@ -404,6 +409,7 @@ public final class LlamaSession {
                 if workers == 1 { run(0) } else { pool.run(workers, run) }
                 return
             }
+            let tileColumns = Self.tileColumns(out)
             let tiles = (out + tileColumns - 1) / tileColumns
             let workers = out * `in` >= 1 << 16 ? min(threads, tiles) : 1
             let run: @Sendable (Int) -> Void = { worker in
