@@ -81,7 +81,7 @@ let package = Package(
         .executableTarget(
             name: "lathe-bench",
             dependencies: [
-                "LinearAlgebra", "LatheCore", "LatheBuiltins", "LatheRuntime", "FormatPacked",
+                "LinearAlgebra", "LatheCore", "LatheBuiltins", "LatheRuntime", "FormatPacked", "LatheReport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

@@ -186,9 +186,7 @@ struct Convert: ParsableCommand {
     /// The written output against the input, side by side on the evaluation text, as an HTML report.
     func writeReport(to url: URL, output: URL, evaluation: Recipe.Evaluation?, printer: StderrDiagnostics) throws {
         BLAS.threadCount = 1
-        let threads =
-            ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"].flatMap(Int.init)
-            ?? ProcessInfo.processInfo.activeProcessorCount
+        let threads = max(1, RuntimeOptions.defaultThreadCount)
         let base = try LoadedModel(input, format: inputOptions.format, diagnostics: printer.diagnostics)
         let candidate = try LoadedModel(output.path, format: nil, diagnostics: printer.diagnostics)
         let text = reportText ?? evaluation?.text ?? "data/wikitext-2/wiki.test.raw"
@@ -203,9 +201,7 @@ struct Convert: ParsableCommand {
             base: base.graph, candidate: candidate.graph, result: result, text: text, scoring: .llama,
             context: context)
         (data.base.path, data.candidate.path) = (input, self.output)
-        try AtomicOutput(destination: url, overwrite: true).run { temporary in
-            try HTMLReport.render(data).write(to: temporary, atomically: false, encoding: .utf8)
-        }
+        try HTMLReport.write(data, to: url)
         printError("wrote \(url.path)")
     }
 

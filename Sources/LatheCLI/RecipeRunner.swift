@@ -181,10 +181,7 @@ struct RuntimeCalibrator: Calibrator {
     }
 
     private func collect(into statistics: CalibrationStatistics, _ graph: ModelGraph, diagnostics: Diagnostics) throws {
-        // The cores to use, as every command counts them (OPENBLAS_NUM_THREADS, else all).
-        let cores =
-            ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"].flatMap(Int.init).map { max(1, $0) }
-            ?? ProcessInfo.processInfo.activeProcessorCount
+        let cores = max(1, RuntimeOptions.defaultThreadCount)
         statistics.threads = cores
         let session = LlamaSession(weights: try LlamaWeights(graph), maxContext: length, threads: cores)
         try BLAS.withThreadCount(1) {

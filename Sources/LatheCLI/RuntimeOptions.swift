@@ -17,11 +17,15 @@ struct RuntimeOptions: ParsableArguments {
         case decoding
     }
 
+    /// The threads a command uses when none are given: OPENBLAS_NUM_THREADS, else every core.
+    static var defaultThreadCount: Int {
+        ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"].flatMap(Int.init)
+            ?? ProcessInfo.processInfo.activeProcessorCount
+    }
+
     /// Configures BLAS for the workload and returns the session's own thread count.
     func apply(for workload: Workload) throws -> Int {
-        let count =
-            threads ?? ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"].flatMap(Int.init)
-            ?? ProcessInfo.processInfo.activeProcessorCount
+        let count = threads ?? Self.defaultThreadCount
         guard count >= 1 else { throw ValidationError("--threads must be at least 1") }
         switch workload {
         case .batches:

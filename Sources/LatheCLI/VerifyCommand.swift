@@ -55,9 +55,7 @@ struct Verify: ParsableCommand {
             // The paths as given: a report shared with others should not carry this machine's layout.
             (data.base.path, data.candidate.path) = (base, candidates[0])
             let url = URL(fileURLWithPath: report)
-            try AtomicOutput(destination: url, overwrite: true).run { temporary in
-                try HTMLReport.render(data).write(to: temporary, atomically: false, encoding: .utf8)
-            }
+            try HTMLReport.write(data, to: url)
             printError("wrote \(url.path)")
         }
         if json {

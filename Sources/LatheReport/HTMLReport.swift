@@ -1,4 +1,5 @@
 import Foundation
+import LatheCore
 
 /// A self-contained HTML page for a verification: inline SVG charts and CSS, the report's data as
 /// JSON in a `<script type="application/json">` block (data only, nothing runs), no network.
@@ -8,6 +9,14 @@ public enum HTMLReport {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         return String(decoding: try encoder.encode(report), as: UTF8.self)
+    }
+
+    /// Renders the page and publishes it at `url` atomically (an existing page is replaced).
+    public static func write(_ report: VerificationReport, to url: URL) throws {
+        let page = try render(report)
+        try AtomicOutput(destination: url, overwrite: true).run { temporary in
+            try page.write(to: temporary, atomically: false, encoding: .utf8)
+        }
     }
 
     public static func render(_ report: VerificationReport) throws -> String {

@@ -90,7 +90,7 @@ extension LlamaSession {
         switch w {
         case .dense(let values):
             quantize(&x, quantizer, rows: rows)
-            Self.multiply(x, rows: rows, values, out: out, in: `in`, into: &y, pool: pool)
+            multiply(x, rows: rows, values, out: out, in: `in`, into: &y)
         case .half(let matrix):
             quantize(&x, quantizer, rows: rows)
             halfProduct(x, rows: rows, matrix, into: &y)
@@ -121,8 +121,6 @@ extension LlamaSession {
             plan = quantizer.flatMap { matrix.integerPlan($0) }
             scratch.plans[key] = .some(plan)
         }
-        let workers = n * k >= 1 << 16 ? threads : 1
-        let chunk = (n + workers - 1) / workers
         if scratch.activationSums.count < matrix.kernelSegments.count {
             scratch.activationSums = [Int32](repeating: 0, count: matrix.kernelSegments.count)
         }
@@ -173,9 +171,7 @@ extension LlamaSession {
                                 UnsafeSendable(yp.baseAddress! + row * n)
                             )
                             let sums = UnsafeSendable(activationSums.baseAddress!)
-                            let run: @Sendable (Int) -> Void = { worker in
-                                let range = (worker * chunk)..<min(n, (worker + 1) * chunk)
-                                guard !range.isEmpty else { return }
+                            pool.forEachRange(n, parallel: n * k >= 1 << 16) { range in
                                 if let integer {
                                     matrix.gemv(
                                         integer.value, expanded: expandedCodes.value, sums: sums.value, plan: planned,
@@ -184,11 +180,6 @@ extension LlamaSession {
                                     matrix.gemv(expanded: expandedFloats.value, rows: range, into: output.value)
                                 }
                             }
-                            if workers == 1 {
-                                run(0)
-                            } else {
-                                pool.run(workers, run)
-                            }
                         }
                     }
                 }
@@ -196,46 +187,72 @@ extension LlamaSession {
         }
     }
 
-    /// Many tokens: tiles of rows dequantized into scratch, each multiplied by BLAS exactly as
-    /// `multiply` multiplies the same tile of F32 weights (workers take alternate tiles).
+    /// Many tokens: tiles of rows decoded into scratch, each multiplied by BLAS exactly as the F32
+    /// path multiplies the same rows.
     private func packedGEMM(_ x: [Float], rows: Int, _ matrix: PackedMatrix, into y: inout [Float]) {
-        tiledProduct(x, rows: rows, out: matrix.rows, in: matrix.columns, into: &y) { range, buffer in
-            matrix.dequantize(rows: range, into: buffer)
+        tiledProduct(x, rows: rows, out: matrix.rows, in: matrix.columns, into: &y, decodes: true) { range, buffer in
+            matrix.dequantize(rows: range, into: buffer!)
+            return UnsafePointer(buffer!)
         }
     }
 
-    /// `y = x · Wᵀ` with W decoded `tileColumns` rows at a time into scratch by `decode`, each tile
-    /// multiplied by BLAS exactly as `multiply` multiplies the same rows in F32 (workers take
-    /// alternate tiles).
+    /// `y = x · Wᵀ` for F32 weights. Many rows: GEMMs over tiles of output columns; a few rows
+    /// (decoding): GEMVs over row ranges of W, one per worker.
+    func multiply(_ x: [Float], rows: Int, _ w: [Float], out: Int, in k: Int, into y: inout [Float]) {
+        guard !x.isEmpty, !w.isEmpty, !y.isEmpty else { return }
+        w.withUnsafeBufferPointer { wp in
+            let weights = UnsafeSendable(wp.baseAddress!)
+            guard rows <= Self.packedGEMVLimit else {
+                tiledProduct(x, rows: rows, out: out, in: k, into: &y, decodes: false) { range, _ in
+                    weights.value + range.lowerBound * k
+                }
+                return
+            }
+            x.withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    let (input, output) = (UnsafeSendable(xp.baseAddress!), UnsafeSendable(yp.baseAddress!))
+                    pool.forEachRange(out, parallel: out * k >= 1 << 16) { range in
+                        for row in 0..<rows {
+                            BLAS.gemv(
+                                rows: range.count, columns: k, a: weights.value + range.lowerBound * k, lda: k,
+                                x: input.value + row * k, y: output.value + row * out + range.lowerBound)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `y = x · Wᵀ` for many rows in tiles of output columns fixed by the shape (`tileColumns`), dealt
+    /// to the workers, each one GEMM. `tile(range, scratch)` gives the F32 rows of W in `range`: in
+    /// place, or decoded into `scratch` (a buffer per worker, present when `decodes`). Every encoding
+    /// goes through here, so a packed or F16 matrix multiplies exactly as its F32 decoding does.
     func tiledProduct(
-        _ x: [Float], rows: Int, out n: Int, in k: Int, into y: inout [Float],
-        decode: @escaping @Sendable (Range<Int>, UnsafeMutablePointer<Float>) -> Void
+        _ x: [Float], rows: Int, out n: Int, in k: Int, into y: inout [Float], decodes: Bool,
+        tile: (Range<Int>, UnsafeMutablePointer<Float>?) -> UnsafePointer<Float>
     ) {
         let tileRows = Self.tileColumns(n)
         let tiles = (n + tileRows - 1) / tileRows
-        let workers = max(1, min(threads, tiles))
-        if scratch.tile.count < workers * tileRows * k {
+        let workers = n * k >= 1 << 16 ? min(threads, tiles) : 1
+        if decodes, scratch.tile.count < workers * tileRows * k {
             scratch.tile = [Float](repeating: 0, count: workers * tileRows * k)
         }
         scratch.tile.withUnsafeMutableBufferPointer { tp in
             x.withUnsafeBufferPointer { xp in
                 y.withUnsafeMutableBufferPointer { yp in
-                    let (tile, input, output) = (
-                        UnsafeSendable(tp.baseAddress!), UnsafeSendable(xp.baseAddress!),
-                        UnsafeSendable(yp.baseAddress!)
-                    )
-                    let run: @Sendable (Int) -> Void = { worker in
-                        let buffer = tile.value + worker * tileRows * k
+                    let (input, output) = (UnsafeSendable(xp.baseAddress!), UnsafeSendable(yp.baseAddress!))
+                    let buffers = UnsafeSendable(tp.baseAddress)
+                    func run(_ worker: Int) {
+                        let buffer = decodes ? buffers.value.map { $0 + worker * tileRows * k } : nil
                         for t in stride(from: worker, to: tiles, by: workers) {
                             let first = t * tileRows
                             let count = min(tileRows, n - first)
-                            decode(first..<(first + count), buffer)
                             BLAS.gemm(
-                                transB: .transposed, m: rows, n: count, k: k, a: input.value, lda: k, b: buffer, ldb: k,
-                                c: output.value + first, ldc: n)
+                                transB: .transposed, m: rows, n: count, k: k, a: input.value, lda: k,
+                                b: tile(first..<(first + count), buffer), ldb: k, c: output.value + first, ldc: n)
                         }
                     }
-                    if workers == 1 { run(0) } else { pool.run(workers, run) }
+                    pool.run(workers, run)
                 }
             }
         }
@@ -268,28 +285,25 @@ public final class HalfMatrix: @unchecked Sendable {
 
 extension LlamaSession {
     /// An F16 weight: GEMVs converting in registers for a few rows; for many, tiles converted and
-    /// multiplied exactly as `multiply` multiplies the same F32 tiles.
+    /// multiplied exactly as the F32 path multiplies the same rows.
     fileprivate func halfProduct(_ x: [Float], rows: Int, _ matrix: HalfMatrix, into y: inout [Float]) {
         guard rows <= Self.packedGEMVLimit else {
-            tiledProduct(x, rows: rows, out: matrix.rows, in: matrix.columns, into: &y) { range, buffer in
-                matrix.convert(rows: range, into: buffer)
+            tiledProduct(x, rows: rows, out: matrix.rows, in: matrix.columns, into: &y, decodes: true) {
+                range, buffer in
+                matrix.convert(rows: range, into: buffer!)
+                return UnsafePointer(buffer!)
             }
             return
         }
         let (n, k) = (matrix.rows, matrix.columns)
-        let workers = threads
-        let chunk = (n + workers - 1) / workers
         x.withUnsafeBufferPointer { xp in
             y.withUnsafeMutableBufferPointer { yp in
                 let (input, output) = (UnsafeSendable(xp.baseAddress!), UnsafeSendable(yp.baseAddress!))
-                let run: @Sendable (Int) -> Void = { worker in
-                    let range = (worker * chunk)..<min(n, (worker + 1) * chunk)
-                    guard !range.isEmpty else { return }
+                pool.forEachRange(n, parallel: true) { range in
                     for row in 0..<rows {
                         matrix.gemv(input.value + row * k, rows: range, into: output.value + row * n)
                     }
                 }
-                if workers == 1 { run(0) } else { pool.run(workers, run) }
             }
         }
     }

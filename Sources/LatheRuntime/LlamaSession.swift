@@ -298,8 +298,8 @@ public final class LlamaSession {
         let width = x.count / rows
         x.withUnsafeMutableBufferPointer { p in
             let base = UnsafeSendable(p.baseAddress!)
-            Self.parallelFor(rows, pool: pool, minimumWork: 64) { row in
-                quantizer.apply(base.value + row * width, rows: 1, width: width)
+            pool.forEachRange(rows, parallel: rows >= 64) { range in
+                quantizer.apply(base.value + range.lowerBound * width, rows: range.count, width: width)
             }
         }
     }
@@ -328,14 +328,12 @@ public final class LlamaSession {
 
     /// Runs `body` for 0..<count on every core when there is enough work, else inline.
     static func parallelFor(_ count: Int, pool: WorkerPool?, minimumWork: Int, _ body: @Sendable (Int) -> Void) {
-        guard count >= minimumWork, let pool, pool.threads > 1 else {
+        guard let pool, count >= minimumWork else {
             for i in 0..<count { body(i) }
             return
         }
-        let workers = pool.threads
-        let chunk = (count + workers - 1) / workers
-        pool.run(workers) { worker in
-            for i in (worker * chunk)..<min(count, (worker + 1) * chunk) { body(i) }
+        pool.forEachRange(count, parallel: true) { range in
+            for i in range { body(i) }
         }
     }
 
@@ -383,46 +381,6 @@ public final class LlamaSession {
         // Six tiles per matrix (a multiple of 16 columns, at least 96): whole tiles for 1, 2 or 3
         // workers, few enough that each GEMM call's packing of the activations is amortised.
         max(96, ((out + 5) / 6 + 15) / 16 * 16)
-    }
-
-    /// `y = x · Wᵀ`. Many rows: tiles of `tileColumns` output columns, dealt to `threads` workers
-    /// running single-threaded GEMMs. A few rows (decoding): GEMVs over row ranges of W, one per worker.
-    static func multiply(
-        _ x: [Float], rows: Int, _ w: [Float], out: Int, in: Int, into y: inout [Float], pool: WorkerPool
-    ) {
-        let threads = pool.threads
-        withSendablePointers(x, w, &y) { a, b, c in
-            guard rows > packedGEMVLimit else {
-                // Row ranges of W per worker, each a single-threaded GEMV per token.
-                let workers = out * `in` >= 1 << 16 ? threads : 1
-                let chunk = (out + workers - 1) / workers
-                let run: @Sendable (Int) -> Void = { worker in
-                    let first = worker * chunk
-                    let count = min(chunk, out - first)
-                    guard count > 0 else { return }
-                    for row in 0..<rows {
-                        BLAS.gemv(
-                            rows: count, columns: `in`, a: b.value + first * `in`, lda: `in`, x: a.value + row * `in`,
-                            y: c.value + row * out + first)
-                    }
-                }
-                if workers == 1 { run(0) } else { pool.run(workers, run) }
-                return
-            }
-            let tileColumns = Self.tileColumns(out)
-            let tiles = (out + tileColumns - 1) / tileColumns
-            let workers = out * `in` >= 1 << 16 ? min(threads, tiles) : 1
-            let run: @Sendable (Int) -> Void = { worker in
-                for tile in stride(from: worker, to: tiles, by: workers) {
-                    let first = tile * tileColumns
-                    let count = min(tileColumns, out - first)
-                    BLAS.gemm(
-                        transB: .transposed, m: rows, n: count, k: `in`, a: a.value, lda: `in`,
-                        b: b.value + first * `in`, ldb: `in`, c: c.value + first, ldc: out)
-                }
-            }
-            if workers == 1 { run(0) } else { pool.run(workers, run) }
-        }
     }
 
     /// The base addresses of two inputs and an output, wrapped for workers that touch disjoint parts.

@@ -140,7 +140,7 @@ public final class PackedMatrix: @unchecked Sendable {
     /// For each segment, the activation part that holds it whole, when `quantizer` allows the integer
     /// path on this matrix (codes of at most 8 bits, parts aligned with segments); nil otherwise.
     func integerPlan(_ quantizer: ActivationQuantizer) -> [lk_segment]? {
-        let parts = QuantizedActivation.parts(quantizer, width: columns)
+        let parts = quantizer.parts(width: columns)
         guard quantizer.bits <= 8, quantizer.highBits <= 8 else { return nil }
         var plan = kernelSegments
         for (s, segment) in encoding.segments.enumerated() {
@@ -161,10 +161,10 @@ final class QuantizedActivation {
     let codes: UnsafeMutablePointer<UInt8>
     private(set) var scales: [Float]
     private(set) var zeros: [Float]
-    let parts: [(start: Int, count: Int, bits: Int)]
+    let parts: [ActivationQuantizer.Part]
 
     init(_ quantizer: ActivationQuantizer, width: Int) {
-        parts = Self.parts(quantizer, width: width)
+        parts = quantizer.parts(width: width)
         codes = .allocate(capacity: width)
         scales = [Float](repeating: 0, count: parts.count)
         zeros = scales
@@ -174,18 +174,6 @@ final class QuantizedActivation {
     deinit { codes.deallocate() }
 
     private let quantizer: ActivationQuantizer
-
-    /// The parts `ActivationQuantizer.apply` quantizes separately, in order.
-    static func parts(_ quantizer: ActivationQuantizer, width: Int) -> [(start: Int, count: Int, bits: Int)] {
-        let group = quantizer.groupSize ?? width
-        let high = min(quantizer.highCount, group)
-        var result: [(Int, Int, Int)] = []
-        for start in stride(from: 0, to: width, by: group) {
-            if group - high > 0 { result.append((start, group - high, quantizer.bits)) }
-            if high > 0 { result.append((start + group - high, high, quantizer.highBits)) }
-        }
-        return result
-    }
 
     /// Quantizes `x` exactly as `UniformQuantizer.asymmetric`; false when a part is one the fake
     /// quantizer leaves as it is (a degenerate range), which the caller then runs in floats.

@@ -8,7 +8,7 @@ import LatheCore
 final class QuantizedKVCache {
     let quantizer: ActivationQuantizer
     let width: Int
-    let parts: [(start: Int, count: Int, bits: Int)]
+    let parts: [ActivationQuantizer.Part]
     /// Byte offset of each part's codes inside a token's record.
     private let codeOffsets: [Int]
     private let paramsOffset: Int
@@ -22,7 +22,7 @@ final class QuantizedKVCache {
         guard quantizer.bits <= 8, quantizer.highBits <= 8 else { return nil }
         self.quantizer = quantizer
         self.width = width
-        parts = QuantizedActivation.parts(quantizer, width: width)
+        parts = quantizer.parts(width: width)
         var offset = 0
         var offsets: [Int] = []
         for part in parts {

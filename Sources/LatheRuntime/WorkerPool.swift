@@ -34,6 +34,17 @@ final class WorkerPool: Sendable {
         state.run(count, workers: threads - 1, body)
     }
 
+    /// Runs `body` over contiguous ranges of `0..<count`, one per thread (a single range when not
+    /// `parallel`: too little work to share).
+    func forEachRange(_ count: Int, parallel: Bool, _ body: (Range<Int>) -> Void) {
+        let workers = parallel ? threads : 1
+        let chunk = (count + workers - 1) / workers
+        run(workers) { worker in
+            let range = (worker * chunk)..<min(count, (worker + 1) * chunk)
+            if !range.isEmpty { body(range) }
+        }
+    }
+
     /// What the workers share; they hold it, not the pool, so the pool can go away first.
     private final class State: @unchecked Sendable {
         let generation = Atomic<Int>(0)

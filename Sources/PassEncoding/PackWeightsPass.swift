@@ -115,10 +115,11 @@ public struct PackWeightsPass: ModelPass {
                 continue
             }
             let columns = tensor.info.shape.dimensions[1]
+            let values = try TensorCodec.decode(tensor)  // once, for both widths
             for bits in [4, 8] {
                 let encoding = try PackedIntegerEncoding(
                     segments: [.init(start: 0, count: columns, bits: bits, slot: 0)], slotCount: 1)
-                if let packed = try? Self.pack(tensor, encoding) {
+                if let packed = Self.pack(tensor, values: values, encoding) {
                     try graph.replace(packed)
                     context.diagnostics.info("pack-weights: \(name) packed per row at \(bits) bit")
                     break
@@ -129,14 +130,21 @@ public struct PackWeightsPass: ModelPass {
 
     /// The tensor packed, or an error naming it when a value is off the grid.
     static func pack(_ tensor: Tensor, _ encoding: PackedIntegerEncoding) throws -> Tensor {
-        let values = try TensorCodec.decode(tensor)
-        let rows = values.count / encoding.rowLength
-        guard let payload = values.withUnsafeBufferPointer({ encoding.encodeExactly($0, rows: rows) }) else {
+        guard let packed = pack(tensor, values: try TensorCodec.decode(tensor), encoding) else {
             throw LatheError.inTensor(
                 tensor.name,
                 .invalidValue(
                     field: "values", value: "off the \(encoding) grid",
                     expected: "code · scale with one scale per row part (as quantize-weights leaves them)"))
+        }
+        return packed
+    }
+
+    /// `values` (the tensor's, decoded) packed as `encoding`, or nil when one is off its grid.
+    static func pack(_ tensor: Tensor, values: [Float], _ encoding: PackedIntegerEncoding) -> Tensor? {
+        let rows = values.count / encoding.rowLength
+        guard let payload = values.withUnsafeBufferPointer({ encoding.encodeExactly($0, rows: rows) }) else {
+            return nil
         }
         return Tensor(
             info: TensorInfo(name: tensor.name, dtype: .quantized(.packed(encoding)), shape: tensor.info.shape),

@@ -3,6 +3,7 @@ import FormatPacked
 import Foundation
 import LatheBuiltins
 import LatheCore
+import LatheReport
 import LatheRuntime
 import LinearAlgebra
 
@@ -39,24 +40,19 @@ struct PackedBench: ParsableCommand {
         print("| threads | measure | packed | F32 | packed / F32 speed |")
         print("|---|---|---|---|---|")
         BLAS.threadCount = 1
-        let c = packed.config
         for count in threads.split(separator: ",").compactMap({ Int($0) }) {
             for length in prompts.split(separator: ",").compactMap({ Int($0) }) {
-                let tokens = (0..<length).map { ($0 * 7919) % c.vocabSize }
-                let times = try [packed, floats].map { weights in
-                    let session = LlamaSession(weights: weights, maxContext: length, threads: count)
-                    return try RuntimeBench.median(repetitions) {
-                        session.reset()
-                        let hidden = try session.forward(tokens)
-                        _ = session.logits(hidden, rows: (length - 1)..<length)
-                    }
+                let times = try [packed, floats].map {
+                    try RuntimeBench.prefillSeconds($0, length: length, threads: count, repetitions: repetitions)
                 }
                 print(
                     String(
                         format: "| %d | prefill %d tokens (tokens/s) | %.0f | %.0f | %.2f× |", count, length,
                         Double(length) / times[0], Double(length) / times[1], times[1] / times[0]))
             }
-            let times = try [packed, floats].map { try decodeSeconds($0, threads: count) }
+            let times = try [packed, floats].map {
+                try RuntimeBench.decodeSeconds($0, tokens: decode, threads: count, repetitions: repetitions)
+            }
             print(
                 String(
                     format: "| %d | decode %d tokens (tokens/s) | %.1f | %.1f | %.2f× |", count, decode,
@@ -64,40 +60,12 @@ struct PackedBench: ParsableCommand {
         }
     }
 
-    /// Seconds to decode `decode` tokens greedily after a 128-token prompt (the prompt excluded).
-    func decodeSeconds(_ weights: LlamaWeights, threads: Int) throws -> Double {
-        let c = weights.config
-        let session = LlamaSession(weights: weights, maxContext: 128 + decode, threads: threads)
-        let prompt = (0..<128).map { ($0 * 7919) % c.vocabSize }
-        let total = try RuntimeBench.median(repetitions) {
-            session.reset()
-            var hidden = try session.forward(prompt)
-            for _ in 0..<decode {
-                let rows = hidden.count / c.hiddenSize
-                let logits = session.logits(hidden, rows: (rows - 1)..<rows)
-                hidden = try session.forward([logits.indices.max { logits[$0] < logits[$1] } ?? 0])
-            }
-        }
-        let prefill = try RuntimeBench.median(repetitions) {
-            session.reset()
-            _ = try session.forward(prompt)
-        }
-        return total - prefill
-    }
-
     /// Bytes and bits per weight by tensor class, as stored and compressed.
     func sizes(_ graph: ModelGraph) throws {
-        func classify(_ name: String) -> String {
-            if name.hasSuffix("_proj.weight") { return "decoder linear layers" }
-            if name.contains("embed_tokens") { return "token embedding" }
-            if name.hasPrefix("lm_head") { return "output head" }
-            if name.contains("norm") { return "norms" }
-            return "rotations (U_C, U_A record)"
-        }
         var classes: [String: (elements: Int, bytes: Int, compressed: Int, dtypes: Set<String>)] = [:]
         let compressedSizes = try self.compressed.map { try PackedReader.storedSizes(URL(fileURLWithPath: $0)) }
         for tensor in graph.tensors {
-            let key = classify(tensor.name)
+            let key = VerificationReport.ModelSummary.tensorClass(tensor.name)
             var entry = classes[key] ?? (0, 0, 0, [])
             entry.elements += try tensor.info.shape.elementCount()
             entry.bytes += try tensor.info.byteCount()

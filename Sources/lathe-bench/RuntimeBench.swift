@@ -49,13 +49,7 @@ struct RuntimeBench: ParsableCommand {
             // Prefill as `lathe eval` runs it: the session splits the work over single-threaded BLAS.
             BLAS.threadCount = 1
             for length in prompts.split(separator: ",").compactMap({ Int($0) }) {
-                let session = LlamaSession(weights: weights, maxContext: length, threads: count)
-                let tokens = (0..<length).map { ($0 * 7919) % c.vocabSize }
-                let seconds = try Self.median(repetitions) {
-                    session.reset()
-                    let hidden = try session.forward(tokens)
-                    _ = session.logits(hidden, rows: (length - 1)..<length)
-                }
+                let seconds = try Self.prefillSeconds(weights, length: length, threads: count, repetitions: repetitions)
                 // Per prompt: every layer matrix for every token, attention scores and mixing, one output row.
                 let attention = 4 * c.layerCount * c.headCount * c.headDim * length * (length + 1) / 2
                 let flops = Double(2 * layerParameters * length + attention + 2 * headParameters)
@@ -67,24 +61,7 @@ struct RuntimeBench: ParsableCommand {
                         rate, peak, flops / seconds / 1e9 / peak * 100))
             }
             // Decoding as `lathe run` runs it: the session's workers over row ranges, BLAS single-threaded.
-            let session = LlamaSession(weights: weights, maxContext: 128 + decode, threads: count)
-            let prompt = (0..<128).map { ($0 * 7919) % c.vocabSize }
-            let seconds =
-                try Self.median(repetitions) {
-                    session.reset()
-                    var hidden = try session.forward(prompt)
-                    var next = 0
-                    for _ in 0..<decode {
-                        let logits = session.logits(
-                            hidden, rows: (hidden.count / c.hiddenSize - 1)..<(hidden.count / c.hiddenSize))
-                        next = logits.indices.max { logits[$0] < logits[$1] } ?? 0
-                        hidden = try session.forward([next])
-                    }
-                }
-                - (try Self.median(repetitions) {
-                    session.reset()
-                    _ = try session.forward(prompt)
-                })
+            let seconds = try Self.decodeSeconds(weights, tokens: decode, threads: count, repetitions: repetitions)
             let rate = Double(decode) / seconds
             let limit = bandwidth / Double(weightBytes)
             print(
@@ -94,6 +71,38 @@ struct RuntimeBench: ParsableCommand {
                     count, decode, seconds / Double(decode) * 1000, rate, limit, bandwidth / 1e9,
                     Double(weightBytes) / 1e6, rate / limit * 100))
         }
+    }
+
+    /// Median seconds to feed a `length`-token prompt and compute its last row's logits.
+    static func prefillSeconds(_ weights: LlamaWeights, length: Int, threads: Int, repetitions: Int) throws -> Double {
+        let session = LlamaSession(weights: weights, maxContext: length, threads: threads)
+        let tokens = (0..<length).map { ($0 * 7919) % weights.config.vocabSize }
+        return try median(repetitions) {
+            session.reset()
+            let hidden = try session.forward(tokens)
+            _ = session.logits(hidden, rows: (length - 1)..<length)
+        }
+    }
+
+    /// Median seconds to decode `tokens` tokens greedily after a 128-token prompt (the prompt excluded).
+    static func decodeSeconds(_ weights: LlamaWeights, tokens: Int, threads: Int, repetitions: Int) throws -> Double {
+        let c = weights.config
+        let session = LlamaSession(weights: weights, maxContext: 128 + tokens, threads: threads)
+        let prompt = (0..<128).map { ($0 * 7919) % c.vocabSize }
+        let total = try median(repetitions) {
+            session.reset()
+            var hidden = try session.forward(prompt)
+            for _ in 0..<tokens {
+                let rows = hidden.count / c.hiddenSize
+                let logits = session.logits(hidden, rows: (rows - 1)..<rows)
+                hidden = try session.forward([logits.indices.max { logits[$0] < logits[$1] } ?? 0])
+            }
+        }
+        let prefill = try median(repetitions) {
+            session.reset()
+            _ = try session.forward(prompt)
+        }
+        return total - prefill
     }
 
     static func median(_ repetitions: Int, _ body: () throws -> Void) rethrows -> Double {

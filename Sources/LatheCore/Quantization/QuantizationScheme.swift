@@ -25,16 +25,34 @@ public struct ActivationQuantizer: Codable, Sendable, Equatable {
         self.clip = clip
     }
 
-    /// Fake-quantizes `rows` rows of `width` values in place.
-    public func apply(_ x: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
+    /// One run of a row that gets its own scale and zero point.
+    public struct Part: Sendable, Equatable {
+        public var start: Int
+        public var count: Int
+        public var bits: Int
+    }
+
+    /// The parts of a row of `width` values, in order: each group's low part, then its high part
+    /// (empty parts left out). Every quantizer of activations (fake or integer) cuts rows this way.
+    public func parts(width: Int) -> [Part] {
         let group = groupSize ?? width
         let high = min(highCount, group)
-        for start in stride(from: 0, to: rows * width, by: group) {
-            let lowCount = group - high
-            UniformQuantizer.asymmetric(x + start, count: lowCount, bits: bits, includeZero: includeZero, clip: clip)
-            if high > 0 {
+        var result: [Part] = []
+        for start in stride(from: 0, to: width, by: max(group, 1)) {
+            if group - high > 0 { result.append(Part(start: start, count: group - high, bits: bits)) }
+            if high > 0 { result.append(Part(start: start + group - high, count: high, bits: highBits)) }
+        }
+        return result
+    }
+
+    /// Fake-quantizes `rows` rows of `width` values in place.
+    public func apply(_ x: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
+        let parts = parts(width: width)
+        for row in 0..<rows {
+            for part in parts {
                 UniformQuantizer.asymmetric(
-                    x + start + lowCount, count: high, bits: highBits, includeZero: includeZero, clip: clip)
+                    x + row * width + part.start, count: part.count, bits: part.bits, includeZero: includeZero,
+                    clip: clip)
             }
         }
     }
