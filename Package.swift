@@ -15,6 +15,12 @@ let package = Package(
         .library(name: "LatheCore", targets: ["LatheCore"]),
         .library(name: "LatheBuiltins", targets: ["LatheBuiltins"]),
         .library(name: "LatheCLI", targets: ["LatheCLI"]),
+        // The readers on their own, for embedding and for the fuzz harnesses in Fuzz/.
+        .library(name: "FormatGGUF", targets: ["FormatGGUF"]),
+        .library(name: "FormatSafetensors", targets: ["FormatSafetensors"]),
+        .library(name: "FormatPacked", targets: ["FormatPacked"]),
+        .library(name: "LathePipeline", targets: ["LathePipeline"]),
+        .library(name: "Compression", targets: ["Compression"]),
         .plugin(name: "LatheCommand", targets: ["LatheCommand"]),
     ],
     dependencies: [

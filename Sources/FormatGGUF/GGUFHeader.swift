@@ -117,6 +117,15 @@ struct GGUFHeader {
                         "data offset \(offset), expected \(expectedOffset) (tensors must follow each other in info order with alignment padding)"
                 )
             }
+            // The data section must fit in the file: checked tensor by tensor, before the running
+            // offset could overflow (a fuzzed file of huge tensors did).
+            guard byteCount <= bytes.count - expectedOffset else {
+                throw GGUFError(
+                    path: path, field: field,
+                    problem:
+                        "\(byteCount) bytes of data at offset \(expectedOffset) do not fit in the \(bytes.count)-byte file; the file is truncated or corrupt"
+                )
+            }
             tensors.append(
                 GGUFTensorRecord(name: name, ne: ne, dtype: dtype, offset: expectedOffset, byteCount: byteCount))
             expectedOffset += align(byteCount, alignment)

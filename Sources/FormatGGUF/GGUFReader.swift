@@ -26,7 +26,16 @@ public struct GGUFReader: FormatReader {
             let info = TensorInfo(name: record.name, dtype: record.dtype, shape: Shape(record.ne.reversed()))
             let storage = try TensorStorage(
                 file: file, offset: header.dataStart + record.offset, length: record.byteCount)
-            try graph.append(Tensor(info: info, storage: storage))
+            if case .quantized = info.dtype {
+                let scales = ScaleCheck(info: info, path: url.path)
+                try graph.append(
+                    Tensor(info: info) {
+                        try scales.check(storage)
+                        return storage
+                    })
+            } else {
+                try graph.append(Tensor(info: info, storage: storage))
+            }
         }
         options.diagnostics.info(
             "\(url.lastPathComponent): GGUF v\(header.version), \(header.tensors.count) tensors, \(header.metadata.count) keys"

@@ -24,11 +24,13 @@ public struct PackedReader: FormatReader {
         for member in manifest.members {
             let info = TensorInfo(name: member.name, dtype: member.dtype, shape: Shape(member.shape))
             let check = VerifiedOnce(member: member, path: url.path)
+            let scales = ScaleCheck(info: info, path: url.path)
             if member.compression == "none" {
                 let storage = try TensorStorage(file: file, offset: member.offset, length: member.length)
                 try graph.append(
                     Tensor(info: info) {
                         try check.verify(storage)
+                        try scales.check(storage)
                         return storage
                     })
             } else {
@@ -42,7 +44,9 @@ public struct PackedReader: FormatReader {
                                 path: url.path, field: "tensor '\(member.name)'",
                                 problem: "inflates to \(bytes.count) bytes, the manifest says \(member.size)")
                         }
-                        return TensorStorage(bytes: bytes)
+                        let storage = TensorStorage(bytes: bytes)
+                        try scales.check(storage)
+                        return storage
                     })
             }
         }

@@ -74,8 +74,7 @@ public struct HFDirectoryReader: FormatReader {
             }
             return nil
         }
-        let data = try Data(contentsOf: url)
-        guard let text = String(data: data, encoding: .utf8) else {
+        guard let text = try MappedFile.text(url) else {
             throw SafetensorsError(path: url.path, rule: .invalidConfig, field: name, problem: "not valid UTF-8")
         }
         return text

@@ -51,7 +51,7 @@ public struct SafetensorsReader: FormatReader {
                 path: url.path, reason: "holds neither model.safetensors nor model.safetensors.index.json")
         }
         guard url.lastPathComponent.hasSuffix(".index.json") else { return [url] }
-        let data = try Data(contentsOf: url)
+        let data = try MappedFile.bytes(url)
         let json: JSONValue
         do {
             json = try data.withUnsafeBytes { raw in

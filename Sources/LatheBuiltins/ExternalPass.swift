@@ -27,10 +27,21 @@ public struct ExternalPass: ModelPass {
     let command: [String]
     let options: JSONValue
 
+    /// Programs the user allowed on the command line (`--allow-external`). A recipe is a file like any
+    /// other, possibly from the internet: naming a program in it never starts that program by itself.
+    public static let allowedPrograms = AllowedPrograms()
+
     public init(options: Options) throws {
         guard let program = options.command.first, !program.isEmpty else {
             throw LatheError.invalidValue(
                 field: "options of pass 'external': command", value: "[]", expected: "the program and its arguments")
+        }
+        guard Self.allowedPrograms.contains(program) else {
+            throw LatheError.invalidValue(
+                field: "options of pass 'external': command", value: "'\(program)'",
+                expected:
+                    "a program allowed on the command line (a recipe never starts one by itself): add --allow-external \(program)"
+            )
         }
         command = options.command
         self.options = options.options?.value ?? .object([])
@@ -190,4 +201,13 @@ public struct JSONValueBox: Codable, Sendable {
         var container = encoder.singleValueContainer()
         try container.encode(value.serialized())
     }
+}
+
+/// The set of programs `external` steps may start, filled from the command line.
+public final class AllowedPrograms: @unchecked Sendable {
+    private let lock = NSLock()
+    private var programs: Set<String> = []
+
+    public func allow(_ program: String) { lock.withLock { _ = programs.insert(program) } }
+    public func contains(_ program: String) -> Bool { lock.withLock { programs.contains(program) } }
 }

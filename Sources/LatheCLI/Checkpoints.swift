@@ -57,7 +57,9 @@ struct Checkpoints {
     /// The graph as it was after `step`: tensors from the checkpoint, metadata exactly as saved.
     func load(after step: Int, source: String) throws -> ModelGraph {
         var graph = try GGUFReader().read(tensors(step), options: ReadOptions())
-        let text = try String(contentsOf: metadata(step), encoding: .utf8)
+        guard let text = try MappedFile.text(metadata(step)) else {
+            throw LatheError.fileAccess(path: metadata(step).path, reason: "not valid UTF-8")
+        }
         graph.metadata = try Metadata(json: JSONValue.parse(text), field: metadata(step).path)
         graph.config = try LlamaConfig(metadata: graph.metadata, source: source)
         graph.tokenizer = TokenizerDescription(metadata: graph.metadata)

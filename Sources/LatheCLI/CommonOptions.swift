@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LatheBuiltins
 import LatheCore
 
 /// Prints library diagnostics on stderr: warnings always, progress only for work that runs longer than
@@ -80,4 +81,16 @@ func formatBytes(_ bytes: Int) -> String {
     if bytes >= 1 << 20 { return String(format: "%.2f MiB", Double(bytes) / Double(1 << 20)) }
     if bytes >= 1 << 10 { return String(format: "%.1f KiB", Double(bytes) / 1024) }
     return "\(bytes) B"
+}
+
+/// Programs a recipe's `external` steps may run: none unless named here.
+struct ExternalPassOptions: ParsableArguments {
+    @Option(
+        name: .customLong("allow-external"),
+        help: ArgumentHelp(
+            "Let the recipe's `external` steps run this program (repeatable; as the step's command names it).",
+            valueName: "program"))
+    var programs: [String] = []
+
+    func apply() { programs.forEach(ExternalPass.allowedPrograms.allow) }
 }

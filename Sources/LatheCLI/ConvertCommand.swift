@@ -73,8 +73,10 @@ struct Convert: ParsableCommand {
     var reportText: String?
     @Flag(help: "Print the write report as JSON.") var json = false
     @OptionGroup var inputOptions: InputOptions
+    @OptionGroup var external: ExternalPassOptions
 
     func run() throws {
+        external.apply()
         let started = Date()
         // OpenBLAS splits its work by its thread count, and with it the order of its sums: one thread
         // keeps every output byte-identical whatever the machine (the passes parallelize themselves).
@@ -103,9 +105,12 @@ struct Convert: ParsableCommand {
             throw LatheError.fileAccess(path: outputURL.path, reason: "already exists; pass --force to overwrite it")
         }
 
-        let source = try ModelInput.open(
+        var source = try ModelInput.open(
             URL(fileURLWithPath: input), format: inputOptions.format,
             options: ReadOptions(diagnostics: printer.diagnostics), registry: LatheEnvironment.registry)
+        // Tensors the passes compute wait beside the output, mapped, not in memory.
+        source.spill = SpillStore(
+            directory: outputURL.deletingLastPathComponent(), prefix: outputURL.lastPathComponent)
         // Encodings the target cannot store fall back to F32 (a strict recipe has refused them already).
         let finish = { (graph: ModelGraph) throws -> ModelGraph in
             try plan.apply(

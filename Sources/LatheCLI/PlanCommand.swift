@@ -25,8 +25,10 @@ struct Plan: ParsableCommand {
     @Flag(help: "List every per-tensor decision, not only a summary per step.") var tensors = false
     @Flag(help: "Print JSON.") var json = false
     @OptionGroup var input: InputOptions
+    @OptionGroup var external: ExternalPassOptions
 
     func run() throws {
+        external.apply()
         let printer = StderrDiagnostics(verbose: input.verbose)
         let recipe = try RecipeLibrary.load(recipe)
         guard let model = model ?? recipe.input else {

@@ -37,7 +37,8 @@ struct RecipeRunner {
             let graph = try ModelInput.open(
                 URL(fileURLWithPath: path), options: ReadOptions(diagnostics: diagnostics),
                 registry: LatheEnvironment.registry)
-            context[CalibrationArtifact.self] = try CalibrationStatistics(graph: graph, headDim: config.headDim).moments
+            context[CalibrationArtifact.self] = CalibrationMoments(
+                try CalibrationStatistics(graph: graph, headDim: config.headDim).takeMoments(), spill: source.spill)
             return context
         }
         guard let description = source.tokenizer else {
@@ -61,7 +62,7 @@ struct RecipeRunner {
             LlamaSession(weights: try weights(), maxContext: settings.length),
             tokens: tokens,
             windows: settings.windows, length: settings.length, seed: settings.seed, diagnostics: diagnostics)
-        context[CalibrationArtifact.self] = statistics.moments
+        context[CalibrationArtifact.self] = CalibrationMoments(statistics.takeMoments(), spill: source.spill)
         return context
     }
 
@@ -128,6 +129,7 @@ struct RecipeRunner {
             let restart = Self.restartPoint(after: done, plan.steps.map(\.plan))
             if restart > 0 {
                 start = try checkpoints.load(after: restart - 1, source: source.source)
+                start.spill = source.spill
                 first = restart
                 diagnostics.info("resuming after step \(restart) of \(passes.count) from \(checkpoints.directory.path)")
             }
@@ -170,23 +172,27 @@ struct RuntimeCalibrator: Calibrator {
     let length: Int
     let seed: UInt64
 
-    func statistics(of graph: ModelGraph, diagnostics: Diagnostics) throws -> [String: ActivationMoments] {
+    func statistics(of graph: ModelGraph, diagnostics: Diagnostics) throws -> CalibrationMoments {
         guard let config = graph.config else {
             throw LatheError.missingField("Llama config", in: "\(graph.source) (calibration runs the model)")
         }
         let statistics = CalibrationStatistics(headDim: config.headDim)
-        try collect(into: statistics, graph, diagnostics: diagnostics)
-        // The decoded weights are gone by now: the full matrices never coexist with them.
-        return statistics.moments
-    }
-
-    private func collect(into statistics: CalibrationStatistics, _ graph: ModelGraph, diagnostics: Diagnostics) throws {
         let cores = max(1, RuntimeOptions.defaultThreadCount)
         statistics.threads = cores
-        let session = LlamaSession(weights: try LlamaWeights(graph), maxContext: length, threads: cores)
+        // One layer decoded at a time, not the whole model; the statistics are the same. Finished
+        // layers' statistics go to the graph's spill files.
+        let moments = CalibrationMoments(spill: graph.spill)
         try BLAS.withThreadCount(1) {
-            try statistics.collect(
-                session, tokens: tokens, windows: windows, length: length, seed: seed, diagnostics: diagnostics)
+            try statistics.collectLayerByLayer(
+                graph, into: moments, tokens: tokens, windows: windows, length: length, seed: seed, threads: cores,
+                diagnostics: diagnostics)
         }
+        return moments
+    }
+
+    func layerwise(_ graph: ModelGraph, diagnostics: Diagnostics) throws -> any LayerwiseCalibration {
+        try LayerWalk(
+            graph, tokens: tokens, windows: windows, length: length, seed: seed,
+            threads: max(1, RuntimeOptions.defaultThreadCount))
     }
 }

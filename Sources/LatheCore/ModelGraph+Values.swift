@@ -1,7 +1,8 @@
 extension ModelGraph {
     /// A tensor's values decoded to Float32 (any encoding the readers produce).
     public func floats(_ name: String) throws -> [Float] {
-        try TensorCodec.decode(tensor(named: name))
+        // Its pages dropped once decoded: a pass over a model larger than memory keeps about one tensor resident.
+        try TensorCodec.decodeReleasingPages(tensor(named: name))
     }
 
     /// Stores `values` as an F32 tensor: replaces the tensor of that name in place (keeping its shape
@@ -13,8 +14,8 @@ extension ModelGraph {
             throw LatheError.inTensor(
                 name, .invalidShape(shape.dimensions, reason: "\(values.count) values do not fill it"))
         }
-        let tensor = Tensor(
-            info: TensorInfo(name: name, dtype: .f32, shape: shape), storage: TensorStorage(values: values))
+        let storage = try spill?.store(values) ?? TensorStorage(values: values)
+        let tensor = Tensor(info: TensorInfo(name: name, dtype: .f32, shape: shape), storage: storage)
         if existing == nil { try append(tensor) } else { try replace(tensor) }
     }
 

@@ -118,6 +118,8 @@ public struct ModelGraph: Sendable {
     public var metadata: Metadata
     public var config: LlamaConfig?
     public var tokenizer: TokenizerDescription?
+    /// Where `setFloats` puts large computed tensors (in memory when nil); see `SpillStore`.
+    public var spill: SpillStore?
     public private(set) var tensors: [Tensor]
     private var indexByName: [String: Int]
 

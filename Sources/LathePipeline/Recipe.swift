@@ -54,7 +54,7 @@ public struct Recipe: Sendable {
     public static func parse(_ text: String, source: String, resolve: (String) throws -> Recipe) throws -> Recipe {
         let json: JSONValue
         do {
-            json = try JSONValue(yaml: Yams.load(yaml: text))
+            json = try JSONValue(yaml: Yams.compose(yaml: text))
         } catch let error as PipelineError {
             throw error
         } catch {
@@ -176,20 +176,61 @@ public struct PipelineError: Error, LocalizedError, Equatable {
 }
 
 extension JSONValue {
-    /// The value Yams produced for a YAML document, as JSON.
-    init(yaml: Any?) throws {
-        switch yaml {
-        case nil, is NSNull: self = .null
-        case let value as Bool: self = .bool(value)
-        case let value as Int: self = .int(value)
-        case let value as Double: self = .number("\(value)")
-        case let value as String: self = .string(value)
-        case let list as [Any]: self = .array(try list.map { try JSONValue(yaml: $0) })
-        case let map as [String: Any]:
-            self = .object(try map.keys.sorted().map { ($0, try JSONValue(yaml: map[$0])) })
-        default:
-            throw PipelineError(recipe: "", path: "", problem: "unsupported YAML value \(String(describing: yaml))")
+    /// A YAML document's node tree as JSON. Built from the composed nodes, not from Yams' `load`, whose
+    /// constructor traps on a mapping key that is itself a mapping or a sequence (found by fuzzing).
+    init(yaml node: Node?, depth: Int = 0) throws {
+        func fail(_ problem: String) -> PipelineError { PipelineError(recipe: "", path: "", problem: problem) }
+        guard depth < 64 else { throw fail("nested more than 64 levels deep") }
+        guard let node else {
+            self = .null
+            return
         }
+        switch node {
+        case .scalar:
+            let text = node.string ?? ""
+            switch Tag.Name(rawValue: node.tag.rawValue) {
+            case .null: self = .null
+            case .bool: self = node.bool.map(JSONValue.bool) ?? .string(node.string ?? "")
+            // Numbers are parsed here: Yams' own constructors trap on overflowing YAML 1.1 sexagesimal
+            // integers such as 190:20:30:… (found by fuzzing).
+            case .int: self = Self.integer(text).map(JSONValue.int) ?? .string(text)
+            case .float: self = Self.float(text).map { .number("\($0)") } ?? .string(text)
+            default: self = .string(text)
+            }
+        case .sequence(let sequence):
+            self = .array(try sequence.map { try JSONValue(yaml: $0, depth: depth + 1) })
+        case .mapping(let mapping):
+            var entries: [String: JSONValue] = [:]
+            for (key, value) in mapping {
+                guard case .scalar = key, let name = key.string else {
+                    throw fail("a mapping key must be a plain string, not a mapping or a list")
+                }
+                guard entries[name] == nil else { throw fail("the key '\(name)' appears twice in one mapping") }
+                entries[name] = try JSONValue(yaml: value, depth: depth + 1)
+            }
+            self = .object(entries.keys.sorted().map { ($0, entries[$0]!) })
+        case .alias:
+            throw fail("YAML aliases are not supported")
+        }
+    }
+
+    /// A YAML integer: decimal, or 0x hexadecimal, 0o octal; nil when it does not fit an Int.
+    static func integer(_ text: String) -> Int? {
+        let digits = text.replacingOccurrences(of: "_", with: "")
+        let negative = digits.hasPrefix("-")
+        let body = negative || digits.hasPrefix("+") ? String(digits.dropFirst()) : digits
+        let magnitude: Int? =
+            body.hasPrefix("0x")
+            ? Int(body.dropFirst(2), radix: 16)
+            : body.hasPrefix("0o") ? Int(body.dropFirst(2), radix: 8) : Int(body)
+        guard let magnitude else { return nil }
+        return negative ? -magnitude : magnitude
+    }
+
+    /// A YAML float, with its spellings of infinity and NaN.
+    static func float(_ text: String) -> Double? {
+        let special: [String: Double] = [".inf": .infinity, "+.inf": .infinity, "-.inf": -.infinity, ".nan": .nan]
+        return special[text.lowercased()] ?? Double(text.replacingOccurrences(of: "_", with: ""))
     }
 
     /// `self` with the entries of `other` merged in (objects recursively; anything else replaced).

@@ -1,4 +1,5 @@
 import Foundation
+import LatheCore
 
 /// Built-in recipes (shipped with the package) and recipe files, addressed by name or path.
 public enum RecipeLibrary {
@@ -33,8 +34,12 @@ public enum RecipeLibrary {
                 problem: "no such recipe file or built-in recipe (built-in: \(builtinNames.joined(separator: ", ")))")
         }
         let source = url.deletingLastPathComponent() == directory ? "builtin:\(reference)" : url.path
-        guard let text = try? String(contentsOf: url, encoding: .utf8) else {
+        let text: String?
+        do { text = try MappedFile.text(url) } catch {
             throw PipelineError(recipe: source, path: "", problem: "cannot read the file")
+        }
+        guard let text else {
+            throw PipelineError(recipe: source, path: "", problem: "not valid UTF-8")
         }
         return try Recipe.parse(text, source: source) { try load($0, including: chain + [reference]) }
     }

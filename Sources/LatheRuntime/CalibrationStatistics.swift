@@ -25,6 +25,16 @@ public final class CalibrationStatistics: ActivationObserver {
     /// The statistics as full matrices (unpacked on each call: take it once).
     public var moments: [String: Moments] { accumulators.mapValues(\.moments) }
 
+    /// The statistics as full matrices, each packed accumulator released as soon as it is unpacked,
+    /// so the two forms never coexist in full; the collector is empty afterwards.
+    public func takeMoments() -> [String: Moments] {
+        var result: [String: Moments] = [:]
+        for key in accumulators.keys.sorted() {
+            result[key] = accumulators.removeValue(forKey: key)?.moments
+        }
+        return result
+    }
+
     /// Number of statistics collected.
     public var count: Int { accumulators.count }
 
@@ -161,6 +171,26 @@ public final class CalibrationStatistics: ActivationObserver {
         }
     }
 
+    /// Collects over the same windows as `collect`, but layer by layer: the windows' hidden states
+    /// are kept (`windows × length × hidden` floats) and only one layer of `graph` is decoded at a
+    /// time, so memory holds one layer instead of the whole model. Every site sees the same values
+    /// in the same order as with `collect`, so the statistics are identical. Each layer's statistics
+    /// move into `store` as soon as the layer is done (to its spill files, when it has a spill store).
+    public func collectLayerByLayer(
+        _ graph: ModelGraph, into store: CalibrationMoments, tokens: [Int], windows: Int, length: Int,
+        seed: UInt64, threads: Int, lowBit: Bool = true, diagnostics: Diagnostics = .silent
+    ) throws {
+        let walk = try LayerWalk(
+            graph, tokens: tokens, windows: windows, length: length, seed: seed, threads: threads, lowBit: lowBit)
+        let layers = walk.shell.config.layerCount
+        for layer in 0..<layers {
+            try walk.run(layer, of: graph, observer: self, advancing: true)
+            for key in accumulators.keys.sorted() { store[key] = accumulators.removeValue(forKey: key)?.moments }
+            diagnostics.progress(
+                .calibrating, fraction: Double(layer + 1) / Double(layers), "layer \(layer + 1)/\(layers)")
+        }
+    }
+
     /// The statistics as F64 tensors `<key>.second_moment` [w, w], `<key>.sum` [w] and I64 `<key>.count` [].
     public func graph(metadata: Metadata) throws -> ModelGraph {
         var graph = try ModelGraph(source: "calibration", metadata: metadata)
@@ -214,5 +244,79 @@ public final class CalibrationStatistics: ActivationObserver {
             m.count = Int(try count.storage().values(as: Int64.self).first ?? 0)
             accumulators[key] = Accumulator(m)
         }
+    }
+}
+
+/// The calibration windows of a model, walked one layer at a time: their hidden states are kept
+/// between layers and each layer is decoded only while it runs. The windows are the ones `collect`
+/// draws (same seed, same order).
+public final class LayerWalk: LayerwiseCalibration {
+    /// The model's non-layer weights and settings (embedding, schemes, online transforms).
+    let shell: LlamaWeights
+    private var hidden: [[Float]]
+    private let length: Int
+    private let threads: Int
+    private let lowBit: Bool
+
+    public init(
+        _ graph: ModelGraph, tokens: [Int], windows: Int, length: Int, seed: UInt64, threads: Int,
+        lowBit: Bool = true
+    ) throws {
+        guard tokens.count > length else {
+            throw LatheError.invalidValue(
+                field: "calibration text", value: "\(tokens.count) tokens",
+                expected: "more than the window length \(length)")
+        }
+        var shell = try LlamaWeights(graph, lowBit: lowBit, decodeLayers: false)
+        let (h, vocab) = (shell.config.hiddenSize, shell.config.vocabSize)
+        var generator = SeededGenerator(seed: seed)
+        hidden = try (0..<windows).map { _ in
+            let start = generator.nextIndex(below: tokens.count - length)
+            var x = [Float](repeating: 0, count: length * h)
+            for (row, token) in tokens[start..<(start + length)].enumerated() {
+                guard token >= 0, token < vocab else {
+                    throw LatheError.invalidValue(field: "token id", value: "\(token)", expected: "0..<\(vocab)")
+                }
+                for j in 0..<h { x[row * h + j] = shell.embedding[token * h + j] }
+            }
+            return x
+        }
+        shell.embedding = []
+        self.shell = shell
+        self.length = length
+        self.threads = threads
+        self.lowBit = lowBit
+    }
+
+    /// Runs layer `layer` of `graph` on every window, showing its sites to `observer`; the states
+    /// take the layer's output when `advancing`.
+    func run(_ layer: Int, of graph: ModelGraph, observer: (any ActivationObserver)?, advancing: Bool) throws {
+        let session = LlamaSession(
+            weights: try shell.withOnlyLayer(layer, of: graph, lowBit: lowBit), maxContext: length, threads: threads)
+        session.firstLayer = layer
+        session.observer = observer
+        // The session's threads split each GEMM; BLAS stays single-threaded (see LlamaSession.threads).
+        try BLAS.withThreadCount(1) {
+            for window in hidden.indices {
+                session.reset()
+                if advancing {
+                    try session.forwardLayers(&hidden[window], tokens: length)
+                } else {
+                    var x = hidden[window]
+                    try session.forwardLayers(&x, tokens: length)
+                }
+            }
+        }
+    }
+
+    public func statistics(ofLayer layer: Int, in graph: ModelGraph) throws -> [String: ActivationMoments] {
+        let statistics = CalibrationStatistics(headDim: shell.config.headDim)
+        statistics.threads = threads
+        try run(layer, of: graph, observer: statistics, advancing: false)
+        return statistics.takeMoments()
+    }
+
+    public func advance(throughLayer layer: Int, of graph: ModelGraph) throws {
+        try run(layer, of: graph, observer: nil, advancing: true)
     }
 }

@@ -58,7 +58,7 @@ public enum LinearWeight: Sendable {
             let dimensions = tensor.info.shape.dimensions
             return .half(HalfMatrix(storage: try tensor.storage(), rows: dimensions[0], columns: dimensions[1]))
         }
-        return .dense(try tensors.flatMap { try TensorCodec.decode($0) })
+        return .dense(try tensors.flatMap { try TensorCodec.decodeReleasingPages($0) })
     }
 }
 

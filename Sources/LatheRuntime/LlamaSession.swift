@@ -17,6 +17,9 @@ public final class LlamaSession {
     public private(set) var position = 0
     /// Sees the activations at the named sites of every layer (calibration statistics, hooks).
     public var observer: (any ActivationObserver)?
+    /// The model layer the session's first layer is, as the observer is told (a session over one
+    /// layer of a larger model, `LlamaWeights.withOnlyLayer`).
+    public var firstLayer = 0
 
     private let config: LlamaConfig
     private var keys: [[Float]]
@@ -106,6 +109,26 @@ public final class LlamaSession {
         }
         position += t
         return Self.rmsNorm(x, weights.finalNorm, rows: t, epsilon: config.normEpsilon, pool: pool)
+    }
+
+    /// Runs the session's layers on residual-stream states `x` (`tokens × hidden`, the output of the
+    /// layers before them) at the current position, leaving their output in `x`: no embedding, no
+    /// final norm. With one-layer sessions this walks a model a layer at a time.
+    public func forwardLayers(_ x: inout [Float], tokens t: Int) throws {
+        guard t > 0, x.count == t * config.hiddenSize else {
+            throw LatheError.invalidValue(
+                field: "hidden states", value: "\(x.count) values", expected: "\(t) × \(config.hiddenSize)")
+        }
+        guard position + t <= maxContext else {
+            throw LatheError.invalidValue(
+                field: "context", value: "\(position + t) tokens",
+                expected: "at most \(maxContext) (raise the session's maxContext)")
+        }
+        for layer in 0..<config.layerCount {
+            attentionBlock(layer, &x, tokens: t)
+            feedForwardBlock(layer, &x, tokens: t)
+        }
+        position += t
     }
 
     /// Logits for the given rows of `hidden` (`rows.count × vocab`).
@@ -287,7 +310,9 @@ public final class LlamaSession {
 
     private func notify(_ site: ActivationSite, _ layer: Int, _ values: [Float], rows: Int, width: Int) {
         guard let observer else { return }
-        values.withUnsafeBufferPointer { observer.observe(site, layer: layer, rows: rows, width: width, values: $0) }
+        values.withUnsafeBufferPointer {
+            observer.observe(site, layer: firstLayer + layer, rows: rows, width: width, values: $0)
+        }
     }
 
     // MARK: - Simulated quantization and online transforms

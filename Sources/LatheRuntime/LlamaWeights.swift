@@ -55,8 +55,11 @@ public struct LlamaWeights: Sendable {
     /// Decodes every tensor the forward pass needs from `graph` (any encoding the readers produce).
     /// Tensors are looked up by HF name, or by GGUF name when the graph is in GGUF layout, whose q/k
     /// order then selects interleaved RoPE. `lowBit: false` decodes packed projections to F32 (the
-    /// simulated path, for comparisons).
-    public init(_ graph: ModelGraph, lowBit: Bool = true, diagnostics: Diagnostics = .silent) throws {
+    /// simulated path, for comparisons). `decodeLayers: false` leaves `layers` empty, for callers that
+    /// take one layer at a time (`withOnlyLayer(_:of:lowBit:)`).
+    public init(
+        _ graph: ModelGraph, lowBit: Bool = true, decodeLayers: Bool = true, diagnostics: Diagnostics = .silent
+    ) throws {
         guard let config = graph.config else {
             throw LatheError.missingField(
                 "Llama config", in: "\(graph.source) (the runtime needs llama.* metadata or config.json)")
@@ -72,6 +75,66 @@ public struct LlamaWeights: Sendable {
         }
         self.config = config
         ropeStyle = graph.naming == .gguf ? .interleaved : .halfSplit
+        let source = GraphTensors(graph: graph, config: config, lowBit: lowBit)
+        let h = config.hiddenSize
+        embedding = try source.load("model.embed_tokens.weight", [config.vocabSize, h])
+        let hasOutput = graph[graph.naming == .gguf ? "output.weight" : "lm_head.weight"] != nil
+        output = hasOutput ? try source.linear([("lm_head.weight", [config.vocabSize, h])]) : nil
+        finalNorm = try source.load("model.norm.weight", [h])
+        residualRotation =
+            graph[OnlineTransforms.residualRotationTensor] == nil
+            ? nil : try source.load(OnlineTransforms.residualRotationTensor, [h, h])
+        quantization = try QuantizationScheme(metadata: graph.metadata)
+        online = try OnlineTransforms(metadata: graph.metadata)
+        try Self.validate(quantization, online, config)
+        layers = []
+        guard decodeLayers else { return }
+        for i in 0..<config.layerCount {
+            layers.append(try Self.layer(i, of: source, online: online))
+            diagnostics.progress(.reading, fraction: Double(i + 1) / Double(config.layerCount), "decoded layer \(i)")
+        }
+    }
+
+    /// These weights with only layer `index` of `graph` decoded, as a one-layer model: the session runs
+    /// it on hidden states that earlier layers produced (calibration, one layer at a time).
+    public func withOnlyLayer(_ index: Int, of graph: ModelGraph, lowBit: Bool = true) throws -> LlamaWeights {
+        var single = self
+        single.embedding = []
+        single.output = nil
+        single.layers = [
+            try Self.layer(index, of: GraphTensors(graph: graph, config: config, lowBit: lowBit), online: online)
+        ]
+        single.config.layerCount = 1
+        return single
+    }
+
+    /// One block's weights, decoded.
+    static func layer(_ i: Int, of source: GraphTensors, online: OnlineTransforms) throws -> Layer {
+        let config = source.config
+        let (h, f) = (config.hiddenSize, config.ffnSize)
+        let (qDim, kvDim) = (config.headCount * config.headDim, config.kvHeadCount * config.headDim)
+        let p = "model.layers.\(i)."
+        let rotationName = OnlineTransforms.queryKeyRotationTensor(layer: i)
+        return Layer(
+            attentionNorm: try source.load(p + "input_layernorm.weight", [h]),
+            qkv: try source.linear([
+                (p + "self_attn.q_proj.weight", [qDim, h]), (p + "self_attn.k_proj.weight", [kvDim, h]),
+                (p + "self_attn.v_proj.weight", [kvDim, h]),
+            ]),
+            o: try source.linear([(p + "self_attn.o_proj.weight", [h, qDim])]),
+            ffnNorm: try source.load(p + "post_attention_layernorm.weight", [h]),
+            gateUp: try source.linear([(p + "mlp.gate_proj.weight", [f, h]), (p + "mlp.up_proj.weight", [f, h])]),
+            down: try source.linear([(p + "mlp.down_proj.weight", [h, f])]),
+            queryKeyRotation: online.queryKeyRotation
+                ? try source.load(rotationName, [config.headDim, config.headDim]) : nil)
+    }
+
+    /// A graph's tensors looked up by HF name (GGUF name in GGUF layout) and checked against the config.
+    struct GraphTensors {
+        let graph: ModelGraph
+        let config: LlamaConfig
+        let lowBit: Bool
+
         func tensor(_ hfName: String, _ shape: [Int]) throws -> Tensor {
             let name = graph.naming == .gguf ? LlamaTensorNames.gguf(fromHF: hfName) : hfName
             let tensor = try graph.tensor(named: name)
@@ -82,42 +145,13 @@ public struct LlamaWeights: Sendable {
             }
             return tensor
         }
+
         func load(_ hfName: String, _ shape: [Int]) throws -> [Float] {
-            try TensorCodec.decode(tensor(hfName, shape))
+            try TensorCodec.decodeReleasingPages(tensor(hfName, shape))
         }
+
         func linear(_ parts: [(String, [Int])]) throws -> LinearWeight {
             try LinearWeight.stacked(parts.map { try tensor($0.0, $0.1) }, lowBit: lowBit)
-        }
-        let (h, f) = (config.hiddenSize, config.ffnSize)
-        let (qDim, kvDim) = (config.headCount * config.headDim, config.kvHeadCount * config.headDim)
-        embedding = try load("model.embed_tokens.weight", [config.vocabSize, h])
-        let hasOutput = graph[graph.naming == .gguf ? "output.weight" : "lm_head.weight"] != nil
-        output = hasOutput ? try linear([("lm_head.weight", [config.vocabSize, h])]) : nil
-        finalNorm = try load("model.norm.weight", [h])
-        residualRotation =
-            graph[OnlineTransforms.residualRotationTensor] == nil
-            ? nil : try load(OnlineTransforms.residualRotationTensor, [h, h])
-        quantization = try QuantizationScheme(metadata: graph.metadata)
-        online = try OnlineTransforms(metadata: graph.metadata)
-        try Self.validate(quantization, online, config)
-        layers = []
-        for i in 0..<config.layerCount {
-            let p = "model.layers.\(i)."
-            let rotationName = OnlineTransforms.queryKeyRotationTensor(layer: i)
-            let rotation =
-                online.queryKeyRotation ? try load(rotationName, [config.headDim, config.headDim]) : nil
-            layers.append(
-                Layer(
-                    attentionNorm: try load(p + "input_layernorm.weight", [h]),
-                    qkv: try linear([
-                        (p + "self_attn.q_proj.weight", [qDim, h]), (p + "self_attn.k_proj.weight", [kvDim, h]),
-                        (p + "self_attn.v_proj.weight", [kvDim, h]),
-                    ]),
-                    o: try linear([(p + "self_attn.o_proj.weight", [h, qDim])]),
-                    ffnNorm: try load(p + "post_attention_layernorm.weight", [h]),
-                    gateUp: try linear([(p + "mlp.gate_proj.weight", [f, h]), (p + "mlp.up_proj.weight", [f, h])]),
-                    down: try linear([(p + "mlp.down_proj.weight", [h, f])]), queryKeyRotation: rotation))
-            diagnostics.progress(.reading, fraction: Double(i + 1) / Double(config.layerCount), "decoded layer \(i)")
         }
     }
 

@@ -43,9 +43,8 @@ public struct OnlineHadamardPass: ModelPass {
         let f = config.ffnSize
         let transform = try HadamardPlan(order: f)
         let scale = 1 / Float(f).squareRoot()
-        var statistics = context[CalibrationArtifact.self]
-        // Taken out of the context while updated, so each replaced matrix is freed rather than copied.
-        context[CalibrationArtifact.self] = nil
+        // Shared with the context and updated in place, one site at a time.
+        let statistics = context[CalibrationArtifact.self]
         for layer in 0..<config.layerCount {
             // Each row w of W_down becomes w · U_D = (M wᵀ)ᵀ / √f: the same fast transform.
             let name = "model.layers.\(layer).mlp.down_proj.weight"
@@ -57,7 +56,6 @@ public struct OnlineHadamardPass: ModelPass {
                 statistics?["down_proj_input.\(layer)"] = m
             }
         }
-        context[CalibrationArtifact.self] = statistics
         var online = try OnlineTransforms(metadata: graph.metadata)
         online.downProjectionHadamard = f
         try online.store(in: &graph.metadata)

@@ -129,9 +129,8 @@ public struct RotatePass: ModelPass {
             guard let basis else { return rotation }
             return Dense.multiply(basis, rotation, m: n, k: n, n: n)
         }
-        var statistics = context[CalibrationArtifact.self]
-        // Taken out of the context while updated, so each replaced matrix is freed rather than copied.
-        context[CalibrationArtifact.self] = nil
+        // Shared with the context and updated in place, one site at a time.
+        let statistics = context[CalibrationArtifact.self]
 
         if residual {
             let u = compose(bases?.residual, residualRotation, n: hidden)
@@ -194,7 +193,6 @@ public struct RotatePass: ModelPass {
             online.queryKeyRotation = true
             try online.store(in: &graph.metadata)
         }
-        context[CalibrationArtifact.self] = statistics
         var recorded = layout
         if !usesBasis { recorded.basis = "none" }
         try recorded.store(in: &graph.metadata)

@@ -25,6 +25,10 @@ public struct QuantizeWeightsPass: ModelPass {
         /// Token embedding and output head: keep (default), f16, bf16, int8 or int4 (per row).
         public var embeddings: String?
         public var head: String?
+        /// GPTQ only: each layer's Hessians from inputs that went through the layers before it as
+        /// quantized, the calibration windows walked one layer at a time (default false: from the
+        /// statistics of the full-precision model).
+        public var sequential: Bool?
     }
 
     public static let passID = "quantize-weights"
@@ -42,6 +46,7 @@ public struct QuantizeWeightsPass: ModelPass {
     let selection: TensorPattern?
     let embeddings: String
     let head: String
+    let sequential: Bool
 
     static let linearKinds = [
         "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj",
@@ -71,6 +76,10 @@ public struct QuantizeWeightsPass: ModelPass {
         selection = try options.tensors.map { try TensorPattern($0, field: field + ": tensors") }
         embeddings = options.embeddings ?? "keep"
         head = options.head ?? "keep"
+        sequential = options.sequential ?? false
+        if sequential, method != "gptq" {
+            throw LatheError.invalidValue(field: field + ": sequential", value: "true", expected: "method gptq")
+        }
         for (name, value) in [("embeddings", embeddings), ("head", head)] where !Self.tableEncodings.contains(value) {
             throw LatheError.invalidValue(
                 field: field + ": \(name)", value: value, expected: Self.tableEncodings.joined(separator: ", "))
@@ -120,14 +129,17 @@ public struct QuantizeWeightsPass: ModelPass {
         _ = try plan(graph)
         let layout = try SubspaceLayout(metadata: graph.metadata)
         let statistics = method == "gptq" ? try context.require(CalibrationArtifact.self, by: Self.passID) : nil
+        let walk = try sequential ? Self.layerwise(graph, context) : nil
         let all = targets(graph, config)
         for layer in 0..<config.layerCount {
             let jobs = all.filter { $0.layer == layer }
+            // Sequential: this layer's inputs as the already quantized layers before it produce them.
+            let fresh = try walk?.statistics(ofLayer: layer, in: graph)
             let inputs = try jobs.map { job in
                 let (rows, columns) = try graph.matrixShape(job.name)
                 let hessian = try statistics.map { stats -> [Double] in
                     let key = Self.hessianSite(job.kind) + ".\(layer)"
-                    guard let m = stats[key], m.width == columns else {
+                    guard let m = fresh?[key] ?? stats[key], m.width == columns else {
                         throw LatheError.missingField(
                             key, in: "the calibration statistics (GPTQ needs the input moments of \(job.name))")
                     }
@@ -146,6 +158,7 @@ public struct QuantizeWeightsPass: ModelPass {
                 }
             }
             for (index, job) in jobs.enumerated() { try graph.setFloats(job.name, try results.get(index)) }
+            try walk?.advance(throughLayer: layer, of: graph)
             context.diagnostics.progress(
                 .quantizing, fraction: Double(layer + 1) / Double(config.layerCount),
                 "quantize-weights (\(method)): layer \(layer)")
@@ -157,6 +170,15 @@ public struct QuantizeWeightsPass: ModelPass {
             method: method, bits: bits, highBits: highBits, hiddenHighColumns: layout.hiddenHigh,
             headHighColumns: layout.headHigh, groupSize: groupSize, tensors: Self.linearKinds)
         try scheme.store(in: &graph.metadata)
+    }
+
+    /// The calibrator's layer-by-layer walk, or an error saying the step needs one.
+    static func layerwise(_ graph: ModelGraph, _ context: PassContext) throws -> any LayerwiseCalibration {
+        guard let calibrator = context.calibrator else {
+            throw LatheError.missingField(
+                "calibration", in: "the recipe (sequential GPTQ runs the model: it needs a calibration section)")
+        }
+        return try calibrator.layerwise(graph, diagnostics: context.diagnostics)
     }
 
     static func hessianSite(_ kind: String) -> String {

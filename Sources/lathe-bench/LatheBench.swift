@@ -8,7 +8,7 @@ struct LatheBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lathe-bench",
         abstract: "Measure the kernels Lathe relies on.",
-        subcommands: [SGEMM.self, RuntimeBench.self, PackedBench.self]
+        subcommands: [SGEMM.self, RuntimeBench.self, PackedBench.self, Synthesize.self]
     )
 }
 

@@ -110,6 +110,14 @@ struct GGUFBadInputTests {
         raw.u32(4)
         raw.u64(1 << 35)
         #expect(try message(raw.bytes)?.contains("larger than the file could hold") == true)
+        // Tensors of 2^62 bytes each: the running data offset would overflow (found by fuzzing).
+        raw = RawGGUF()
+        raw.header(tensors: 3, keys: 0)
+        raw.tensorInfo("a", ne: [1 << 60], offset: 0)
+        raw.tensorInfo("b", ne: [1 << 60], offset: 1 << 62)
+        raw.tensorInfo("c", ne: [1 << 60], offset: 1 << 63)
+        raw.padData(64)
+        #expect(try message(raw.bytes)?.contains("do not fit in the") == true)
     }
 
     @Test("duplicate keys and tensor names, empty keys, nested arrays, unknown value types")

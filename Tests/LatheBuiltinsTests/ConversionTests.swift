@@ -329,7 +329,16 @@ struct ExternalPassTests {
           - format: safetensors
         """.write(to: recipe, atomically: true, encoding: .utf8)
         let output = work.appendingPathComponent("clamped.safetensors")
-        #expect(runLathe(["convert", input.path, "-o", output.path, "--recipe", recipe.path]) == nil)
+        // Without --allow-external the recipe alone never starts the program.
+        #expect(
+            message(runLathe(["convert", input.path, "-o", output.path, "--recipe", recipe.path])).contains(
+                "--allow-external \(Oracle.python.path)"))
+        #expect(!FileManager.default.fileExists(atPath: output.path))
+        #expect(
+            runLathe([
+                "convert", input.path, "-o", output.path, "--recipe", recipe.path, "--allow-external",
+                Oracle.python.path,
+            ]) == nil)
         let result = try ModelInput.open(output)
         for tensor in graph.tensors {
             let before = try TensorCodec.decode(tensor)
@@ -354,6 +363,10 @@ struct ExternalPassTests {
 
     @Test("a plugin that fails is one error naming the command")
     func failingPlugin() throws {
+        #expect(throws: LatheError.self, "a program nobody allowed is refused") {
+            try ExternalPass(options: .init(command: ["lathe-test-never-allowed"], options: nil))
+        }
+        ExternalPass.allowedPrograms.allow("sh")
         let pass = try ExternalPass(options: .init(command: ["sh", "-c", "echo broken >&2; exit 3"], options: nil))
         #expect {
             try pass.plan(TinyModel.graph())
@@ -480,10 +493,12 @@ struct ResumeTests {
         }
         func calls() throws -> Int { try String(contentsOf: counter, encoding: .utf8).split(separator: "\n").count }
         let checkpoints = work.appendingPathComponent("checkpoints")
+        let allow = ["--allow-external", "python3"]
         let straight = work.appendingPathComponent("straight.gguf")
         let (q8, q5) = (try recipe("q8_0").path, try recipe("q5_0").path)
         #expect(
-            runLathe(["convert", input.path, "-o", straight.path, "--recipe", q8, "--work-dir", checkpoints.path])
+            runLathe(
+                ["convert", input.path, "-o", straight.path, "--recipe", q8, "--work-dir", checkpoints.path] + allow)
                 == nil)
         #expect(try calls() == 2)
 
@@ -493,9 +508,11 @@ struct ResumeTests {
         }
         let resumed = work.appendingPathComponent("resumed.gguf")
         #expect(
-            runLathe([
-                "convert", input.path, "-o", resumed.path, "--recipe", q8, "--work-dir", checkpoints.path, "--resume",
-            ]) == nil)
+            runLathe(
+                [
+                    "convert", input.path, "-o", resumed.path, "--recipe", q8, "--work-dir", checkpoints.path,
+                    "--resume",
+                ] + allow) == nil)
         #expect(try Data(contentsOf: resumed) == Data(contentsOf: straight))
         #expect(try calls() == 3, "step 1 was restored, not run again")
 
@@ -503,11 +520,13 @@ struct ResumeTests {
         let changed = work.appendingPathComponent("changed.gguf")
         let fresh = work.appendingPathComponent("fresh.gguf")
         #expect(
-            runLathe([
-                "convert", input.path, "-o", changed.path, "--recipe", q5, "--work-dir", checkpoints.path, "--resume",
-            ]) == nil)
+            runLathe(
+                [
+                    "convert", input.path, "-o", changed.path, "--recipe", q5, "--work-dir", checkpoints.path,
+                    "--resume",
+                ] + allow) == nil)
         #expect(try calls() == 4)
-        #expect(runLathe(["convert", input.path, "-o", fresh.path, "--recipe", q5]) == nil)
+        #expect(runLathe(["convert", input.path, "-o", fresh.path, "--recipe", q5] + allow) == nil)
         #expect(try Data(contentsOf: changed) == Data(contentsOf: fresh))
     }
 }

@@ -105,4 +105,51 @@ struct ReliabilityTests {
         }
         #expect(outcomes.values.reduce(0, +) == 20)
     }
+
+    @Test("a recipe killed at random points resumes from its checkpoints to the uninterrupted bytes")
+    func killedRecipesResume() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let input = work.appendingPathComponent("model.safetensors")
+        let config = TinyModel.config(layers: 6, hidden: 256, heads: 4, kvHeads: 2, ffn: 512, vocab: 512)
+        _ = try LatheBuiltins.registry.writer("safetensors").write(
+            try TinyModel.graph(config), to: input, options: WriteOptions())
+        let recipe = work.appendingPathComponent("recipe.yaml")
+        try """
+        name: killed
+        description: four data-free steps, each checkpointed
+        steps:
+          - pass: untie-embeddings
+          - pass: fuse-norms
+          - pass: rotate
+            options: {kind: randomized-hadamard, basis: none, seed: 3}
+          - pass: quantize-ggml
+            options: {type: q4_0}
+        """.write(to: recipe, atomically: true, encoding: .utf8)
+        let straight = work.appendingPathComponent("straight.gguf")
+        let checkpoints = work.appendingPathComponent("checkpoints")
+        func arguments(_ output: URL) -> [String] {
+            [
+                "convert", input.path, "-o", output.path, "--recipe", recipe.path, "--work-dir", checkpoints.path,
+                "--resume",
+            ]
+        }
+        let started = Date()
+        #expect(try LatheProcess.run(arguments(straight)) == 0)
+        let duration = Date().timeIntervalSince(started)
+        let reference = try Data(contentsOf: straight)
+        var generator = SeededGenerator(seed: 23)
+        for round in 0..<6 {
+            try? FileManager.default.removeItem(at: checkpoints)
+            let output = work.appendingPathComponent("resumed-\(round).gguf")
+            let process = try LatheProcess.start(arguments(output))
+            Thread.sleep(forTimeInterval: (0.1 + 0.8 * Double(generator.next() % 1000) / 1000) * duration)
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            let partial = try? Data(contentsOf: output)
+            #expect(partial == nil || partial == reference, "round \(round): the output is partial")
+            #expect(try LatheProcess.run(arguments(output)) == 0, "round \(round): the resumed run failed")
+            #expect(try Data(contentsOf: output) == reference, "round \(round): resuming changed the bytes")
+        }
+    }
 }

@@ -16,13 +16,17 @@ struct TokenCalibrator: Calibrator {
     var windows = 4
     var length = 32
 
-    func statistics(of graph: ModelGraph, diagnostics: Diagnostics) throws -> [String: ActivationMoments] {
+    func statistics(of graph: ModelGraph, diagnostics: Diagnostics) throws -> CalibrationMoments {
         let weights = try LlamaWeights(graph)
         let statistics = CalibrationStatistics(headDim: weights.config.headDim)
         try statistics.collect(
             LlamaSession(weights: weights, maxContext: length), tokens: tokens, windows: windows, length: length,
             seed: 3)
-        return statistics.moments
+        return CalibrationMoments(statistics.moments)
+    }
+
+    func layerwise(_ graph: ModelGraph, diagnostics: Diagnostics) throws -> any LayerwiseCalibration {
+        try LayerWalk(graph, tokens: tokens, windows: windows, length: length, seed: 3, threads: 1)
     }
 }
 
@@ -181,6 +185,32 @@ struct ResQTinyTests {
             let error = scaledError(try logits(quantized, tokens), reference)
             if bits == 16 { #expect(error < bound) } else { #expect(error > 1e-3) }
         }
+    }
+
+    @Test(
+        "sequential GPTQ: walking the rotated model layer by layer gives the statistics the rotations kept in step (1e-4 of their scale); later layers then see quantized inputs"
+    )
+    func sequentialGPTQ() throws {
+        let base = prepared + [("rotate", "{}"), ("online-hadamard", "{}")]
+        let (rotated, context) = try runPasses(base, on: graph, calibrator: calibrator)
+        let kept = try #require(context[CalibrationArtifact.self])
+        let fresh = try calibrator.layerwise(rotated, diagnostics: .silent).statistics(ofLayer: 0, in: rotated)
+        for site in ["attn_input", "mlp_input", "o_proj_input", "down_proj_input"] {
+            let a = try #require(fresh["\(site).0"])
+            let b = try #require(kept["\(site).0"])
+            let scale = b.secondMoment.map(abs).max() ?? 0
+            let worst = zip(a.secondMoment, b.secondMoment).map { abs($0 - $1) }.max() ?? .infinity
+            #expect(a.count == b.count && worst <= 1e-4 * scale, "\(site): \(worst / scale)")
+        }
+        func quantized(_ options: String) throws -> ModelGraph {
+            var (model, ctx) = (rotated, context)
+            try LatheBuiltins.registry.pass("quantize-weights", options: Data(options.utf8)).apply(
+                &model, context: &ctx)
+            return model
+        }
+        let (sequential, plain) = (try quantized(#"{"sequential": true}"#), try quantized("{}"))
+        let name = "model.layers.1.mlp.down_proj.weight"
+        #expect(try sequential.floats(name) != plain.floats(name), "layer 1 was quantized against other inputs")
     }
 
     @Test("GPTQ leaves a smaller output error than RTN on the calibration inputs of every layer")

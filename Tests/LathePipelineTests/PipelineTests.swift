@@ -193,7 +193,7 @@ struct PipelineCalibrationTests {
         #expect(calibrating.calibration?.windows == 2)
         let (passes, _) = try Pipeline.plan(calibrating, for: graph, registry: registry)
         var context = PassContext()
-        context[CalibrationArtifact.self] = ["attn_input.0": ActivationMoments(width: 4)]
+        context[CalibrationArtifact.self] = CalibrationMoments(["attn_input.0": ActivationMoments(width: 4)])
         let result = try Pipeline.run(passes, on: graph, context: context)
         #expect(result.metadata["test.moments"] == .uint32(1))
     }

@@ -26,6 +26,37 @@ final class Recorder: ActivationObserver {
 
 @Suite("Calibration statistics")
 struct CalibrationTests {
+    @Test("layer by layer, one layer decoded at a time, gives exactly the whole-model statistics (1 and 2 threads)")
+    func layerByLayerIsExact() throws {
+        let config = TinyModel.config(layers: 3, hidden: 64, heads: 4, kvHeads: 2, ffn: 128, vocab: 96)
+        let graph = try TinyModel.graph(config)
+        let tokens = (0..<300).map { ($0 * 37 + 11) % config.vocabSize }
+        let whole = CalibrationStatistics(headDim: config.headDim)
+        try whole.collect(
+            LlamaSession(weights: try LlamaWeights(graph), maxContext: 24), tokens: tokens, windows: 4, length: 24,
+            seed: 9)
+        let expected = whole.takeMoments()
+        #expect(whole.count == 0, "taking the moments empties the collector")
+        let spillDirectory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: spillDirectory) }
+        // In memory with 1 and 2 threads, and spilled to files (every entry: no minimum size).
+        let spill = SpillStore(directory: spillDirectory, prefix: "test", minimumBytes: 0)
+        for (threads, store) in [
+            (1, CalibrationMoments()), (2, CalibrationMoments()), (2, CalibrationMoments(spill: spill)),
+        ] {
+            let layered = CalibrationStatistics(headDim: config.headDim)
+            try layered.collectLayerByLayer(
+                graph, into: store, tokens: tokens, windows: 4, length: 24, seed: 9, threads: threads)
+            #expect(layered.count == 0, "every layer's statistics moved into the store")
+            let moments = store.all
+            #expect(moments.keys.sorted() == expected.keys.sorted())
+            for (key, value) in expected {
+                #expect(moments[key]?.secondMoment == value.secondMoment, "\(key), \(threads) threads: Σxxᵀ differs")
+                #expect(moments[key]?.sum == value.sum && moments[key]?.count == value.count, "\(key): Σx or n differs")
+            }
+        }
+    }
+
     @Test("accumulated moments equal a direct computation over the same windows (Float32 products: 1e-5 relative)")
     func matchesDirectComputation() throws {
         let graph = try TinyModel.graph()

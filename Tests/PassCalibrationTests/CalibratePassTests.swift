@@ -5,10 +5,10 @@ import Testing
 @testable import PassCalibration
 
 struct FixedCalibrator: Calibrator {
-    func statistics(of graph: ModelGraph, diagnostics: Diagnostics) throws -> [String: ActivationMoments] {
+    func statistics(of graph: ModelGraph, diagnostics: Diagnostics) throws -> CalibrationMoments {
         var m = ActivationMoments(width: 2)
         m.count = graph.tensors.count
-        return ["attn_input.0": m]
+        return CalibrationMoments(["attn_input.0": m])
     }
 }
 

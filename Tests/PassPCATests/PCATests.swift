@@ -25,7 +25,7 @@ struct PCATests {
     func missingStatistic() throws {
         var graph = try TinyModel.graph()
         var context = PassContext()
-        context[CalibrationArtifact.self] = [:]
+        context[CalibrationArtifact.self] = CalibrationMoments()
         let pass = try PCABasisPass(options: .init(rankFraction: 0.25, residual: true, values: false, keys: false))
         do {
             try pass.apply(&graph, context: &context)

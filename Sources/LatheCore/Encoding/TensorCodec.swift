@@ -79,6 +79,15 @@ public enum TensorCodec {
         }
     }
 
+    /// `decode`, then the tensor's mapped pages dropped (they are not needed once decoded): a model
+    /// decoded a tensor at a time never becomes resident as a whole.
+    public static func decodeReleasingPages(_ tensor: Tensor) throws -> [Float] {
+        let storage = try tensor.storage()
+        let values = try decode(Tensor(info: tensor.info, storage: storage))
+        storage.dropCachedPages()
+        return values
+    }
+
     /// Decodes a whole tensor to floats.
     public static func decode(_ tensor: Tensor) throws -> [Float] {
         let count = try tensor.info.shape.elementCount()

@@ -1,0 +1,40 @@
+import FormatPacked
+import Foundation
+import FuzzSupport
+import LatheCore
+
+/// Seeds: the seed model plus a packed int4/int8 matrix, stored plain and zstd-compressed.
+@_cdecl("LLVMFuzzerInitialize")
+public func initialize(_ argc: FuzzArgc, _ argv: FuzzArgv) -> CInt {
+    Seeds.initialize(argc, argv, harness: "fuzz-lpack") {
+        // Four rows of 128 columns: 64 in 4 bits (scale slot 0), 64 in 8 bits (slot 1).
+        let encoding = try PackedIntegerEncoding(
+            segments: [.init(start: 0, count: 64, bits: 4, slot: 0), .init(start: 64, count: 64, bits: 8, slot: 1)],
+            slotCount: 2)
+        var payload: [UInt8] = []
+        for row in 0..<4 {
+            for scale in [Float(0.01), Float(0.002)] { withUnsafeBytes(of: scale * Float(row + 1)) { payload += $0 } }
+            payload += (0..<encoding.rowCodeBytes).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ row) }
+        }
+        let packed = Tensor(
+            info: TensorInfo(name: "extra.packed", dtype: .quantized(.packed(encoding)), shape: Shape([4, 128])),
+            storage: TensorStorage(bytes: payload))
+        let graph = try SeedModel.graph(extras: [packed])
+        return try ["none", "zstd"].map { compression in
+            try Seeds.written("\(compression).lpack") {
+                _ = try PackedWriter().write(
+                    graph, to: $0, options: WriteOptions(parameters: ["compression": compression]))
+            }
+        }
+    }
+}
+
+/// One lpack file per input, read and decoded: decoding a member verifies its checksum first (as
+/// `lathe check` does for all of them), then its scales, then inflates it when compressed.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzPacked(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    FuzzFile.withFile(data, size, name: "input.lpack") { url in
+        FuzzFile.exercise { try PackedReader().read(url, options: ReadOptions()) }
+    }
+    return 0
+}

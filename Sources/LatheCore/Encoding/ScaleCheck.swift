@@ -1,0 +1,81 @@
+import Foundation
+
+extension GGMLBlockType {
+    /// Where each block keeps its floating-point scales (byte offset, and whether an F32 rather than
+    /// an F16): formats.md §3. Integer sub-block scales cannot be NaN and are not listed.
+    var scaleFields: [(offset: Int, isF32: Bool)] {
+        switch self {
+        case .q4_0, .q5_0, .q8_0: [(0, false)]
+        case .q4_1, .q5_1, .q8_1, .q4_K, .q5_K: [(0, false), (2, false)]
+        case .q2_K: [(80, false), (82, false)]
+        case .q3_K: [(108, false)]
+        case .q6_K: [(208, false)]
+        case .q8_K: [(0, true)]
+        }
+    }
+}
+
+extension QuantizedEncoding {
+    /// The first block (ggml) or row (packed) with a NaN or infinite scale, if any. Readers check this
+    /// before a tensor's values are used: one damaged scale would otherwise silently turn a whole
+    /// block into NaN, or into infinities that spread through every later layer.
+    public func firstNonFiniteScale(_ bytes: UnsafeRawBufferPointer) -> Int? {
+        switch self {
+        case .ggml(let type):
+            let fields = type.scaleFields
+            for block in 0..<(bytes.count / type.bytesPerBlock) {
+                let base = block * type.bytesPerBlock
+                for field in fields {
+                    let value =
+                        field.isF32
+                        ? Float(
+                            bitPattern: UInt32(
+                                littleEndian: bytes.loadUnaligned(
+                                    fromByteOffset: base + field.offset, as: UInt32.self)))
+                        : HalfPrecision.float(
+                            fromF16: UInt16(
+                                littleEndian: bytes.loadUnaligned(
+                                    fromByteOffset: base + field.offset, as: UInt16.self)))
+                    if !value.isFinite { return block }
+                }
+            }
+        case .packed(let encoding):
+            for row in 0..<(bytes.count / max(encoding.rowStride, 1)) {
+                for slot in 0..<encoding.slotCount {
+                    let bits = bytes.loadUnaligned(fromByteOffset: row * encoding.rowStride + 4 * slot, as: UInt32.self)
+                    if !Float(bitPattern: UInt32(littleEndian: bits)).isFinite { return row }
+                }
+            }
+        }
+        return nil
+    }
+}
+
+/// A quantized tensor's scales checked once, the first time its bytes are used (thread-safe), so
+/// readers keep their lazy, zero-copy payloads.
+public final class ScaleCheck: @unchecked Sendable {
+    private let info: TensorInfo
+    private let path: String
+    private let lock = NSLock()
+    private var checked = false
+
+    public init(info: TensorInfo, path: String) {
+        self.info = info
+        self.path = path
+    }
+
+    /// Throws, naming the file, tensor and block (or row), when a scale is NaN or infinite.
+    public func check(_ storage: TensorStorage) throws {
+        guard case .quantized(let encoding) = info.dtype else { return }
+        try lock.withLock {
+            guard !checked else { return }
+            if let index = storage.withUnsafeBytes({ encoding.firstNonFiniteScale($0) }) {
+                let unit = if case .packed = encoding { "row" } else { "block" }
+                throw LatheError.fileAccess(
+                    path: path,
+                    reason: "tensor '\(info.name)': \(unit) \(index) has a NaN or infinite scale; the file is damaged")
+            }
+            checked = true
+        }
+    }
+}
