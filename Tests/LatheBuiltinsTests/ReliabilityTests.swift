@@ -67,14 +67,20 @@ struct ReliabilityTests {
         }
     }
 
+    /// A tiny model of `config` written as `model.safetensors` in `directory`.
+    static func model(_ config: LlamaConfig, in directory: URL) throws -> URL {
+        let url = directory.appendingPathComponent("model.safetensors")
+        _ = try LatheBuiltins.registry.writer("safetensors").write(
+            try TinyModel.graph(config), to: url, options: WriteOptions())
+        return url
+    }
+
     @Test("a conversion killed at 20 random points leaves the previous complete file, or the new complete one")
     func killedConversions() throws {
         let work = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: work) }
-        let input = work.appendingPathComponent("model.safetensors")
-        let config = TinyModel.config(layers: 8, hidden: 512, heads: 8, kvHeads: 2, ffn: 1024, vocab: 512)
-        _ = try LatheBuiltins.registry.writer("safetensors").write(
-            try TinyModel.graph(config), to: input, options: WriteOptions())
+        let input = try Self.model(
+            TinyModel.config(layers: 8, hidden: 512, heads: 8, kvHeads: 2, ffn: 1024, vocab: 512), in: work)
         let destination = work.appendingPathComponent("model.gguf")
         #expect(try LatheProcess.run(["convert", input.path, "-o", destination.path, "--type", "q8_0"]) == 0)
         let previous = try Data(contentsOf: destination)
@@ -110,10 +116,8 @@ struct ReliabilityTests {
     func killedRecipesResume() throws {
         let work = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: work) }
-        let input = work.appendingPathComponent("model.safetensors")
-        let config = TinyModel.config(layers: 6, hidden: 256, heads: 4, kvHeads: 2, ffn: 512, vocab: 512)
-        _ = try LatheBuiltins.registry.writer("safetensors").write(
-            try TinyModel.graph(config), to: input, options: WriteOptions())
+        let input = try Self.model(
+            TinyModel.config(layers: 6, hidden: 256, heads: 4, kvHeads: 2, ffn: 512, vocab: 512), in: work)
         let recipe = work.appendingPathComponent("recipe.yaml")
         try """
         name: killed
