@@ -27,10 +27,10 @@ public struct GGUFReader: FormatReader {
             let storage = try TensorStorage(
                 file: file, offset: header.dataStart + record.offset, length: record.byteCount)
             if case .quantized = info.dtype {
-                let scales = ScaleCheck(info: info, path: url.path)
+                let scales = CheckedOnce()
                 try graph.append(
                     Tensor(info: info) {
-                        try scales.check(storage)
+                        try scales.run { try ScaleCheck.check(storage, info, path: url.path) }
                         return storage
                     })
             } else {

@@ -23,21 +23,24 @@ public struct PackedReader: FormatReader {
         graph.config?.tiedEmbeddings = !manifest.members.contains { $0.name == "lm_head.weight" }
         for member in manifest.members {
             let info = TensorInfo(name: member.name, dtype: member.dtype, shape: Shape(member.shape))
-            let check = VerifiedOnce(member: member, path: url.path)
-            let scales = ScaleCheck(info: info, path: url.path)
             if member.compression == "none" {
                 let storage = try TensorStorage(file: file, offset: member.offset, length: member.length)
+                let checks = CheckedOnce()
                 try graph.append(
                     Tensor(info: info) {
-                        try check.verify(storage)
-                        try scales.check(storage)
+                        try checks.run {
+                            try Self.verifyChecksum(storage, member, path: url.path)
+                            try ScaleCheck.check(storage, info, path: url.path)
+                        }
                         return storage
                     })
             } else {
+                // The checksum covers the stored (compressed) bytes, the scales the inflated ones.
+                let (checksum, scales) = (CheckedOnce(), CheckedOnce())
                 try graph.append(
                     Tensor(info: info) {
                         let stored = try TensorStorage(file: file, offset: member.offset, length: member.length)
-                        try check.verify(stored)
+                        try checksum.run { try Self.verifyChecksum(stored, member, path: url.path) }
                         let bytes = try stored.withUnsafeBytes { try Zstd.decompress($0, limit: member.size) }
                         guard bytes.count == member.size else {
                             throw PackedFormatError(
@@ -45,7 +48,7 @@ public struct PackedReader: FormatReader {
                                 problem: "inflates to \(bytes.count) bytes, the manifest says \(member.size)")
                         }
                         let storage = TensorStorage(bytes: bytes)
-                        try scales.check(storage)
+                        try scales.run { try ScaleCheck.check(storage, info, path: url.path) }
                         return storage
                     })
             }
@@ -68,11 +71,23 @@ public struct PackedReader: FormatReader {
         var bytes = 0
         for member in manifest.members {
             let storage = try TensorStorage(file: file, offset: member.offset, length: member.length)
-            try VerifiedOnce(member: member, path: url.path).verify(storage)
+            try verifyChecksum(storage, member, path: url.path)
             storage.dropCachedPages()
             bytes += member.length
         }
         return (manifest.members.count, bytes)
+    }
+
+    /// Throws, naming the member, when its stored bytes do not have the manifest's XXH64.
+    static func verifyChecksum(_ storage: TensorStorage, _ member: PackedManifest.Member, path: String) throws {
+        let digest = storage.withUnsafeBytes { XXHash64.hash($0) }
+        guard digest == member.checksum else {
+            throw PackedFormatError(
+                path: path, field: "tensor '\(member.name)'",
+                problem:
+                    "checksum mismatch (xxh64 \(XXHash64.hex(digest)), manifest \(XXHash64.hex(member.checksum))): the file is damaged"
+            )
+        }
     }
 
     /// The header and manifest, checked (magic, version, manifest checksum, member table).
@@ -112,34 +127,6 @@ public struct PackedReader: FormatReader {
             }
             return try PackedManifest(
                 json: json, path: path, fileSize: file.size, dataStart: PackedManifest.headerSize + Int(length))
-        }
-    }
-}
-
-/// Verifies one member's checksum once, however many times its bytes are asked for.
-final class VerifiedOnce: @unchecked Sendable {
-    private let member: PackedManifest.Member
-    private let path: String
-    private let lock = NSLock()
-    private var verified = false
-
-    init(member: PackedManifest.Member, path: String) {
-        self.member = member
-        self.path = path
-    }
-
-    func verify(_ storage: TensorStorage) throws {
-        try lock.withLock {
-            guard !verified else { return }
-            let digest = storage.withUnsafeBytes { XXHash64.hash($0) }
-            guard digest == member.checksum else {
-                throw PackedFormatError(
-                    path: path, field: "tensor '\(member.name)'",
-                    problem:
-                        "checksum mismatch (xxh64 \(XXHash64.hex(digest)), manifest \(XXHash64.hex(member.checksum))): the file is damaged"
-                )
-            }
-            verified = true
         }
     }
 }

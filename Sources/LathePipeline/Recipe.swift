@@ -190,7 +190,7 @@ extension JSONValue {
             let text = node.string ?? ""
             switch Tag.Name(rawValue: node.tag.rawValue) {
             case .null: self = .null
-            case .bool: self = node.bool.map(JSONValue.bool) ?? .string(node.string ?? "")
+            case .bool: self = node.bool.map(JSONValue.bool) ?? .string(text)
             // Numbers are parsed here: Yams' own constructors trap on overflowing YAML 1.1 sexagesimal
             // integers such as 190:20:30:… (found by fuzzing).
             case .int: self = Self.integer(text).map(JSONValue.int) ?? .string(text)

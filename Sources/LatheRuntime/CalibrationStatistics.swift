@@ -267,7 +267,7 @@ public final class LayerWalk: LayerwiseCalibration {
                 field: "calibration text", value: "\(tokens.count) tokens",
                 expected: "more than the window length \(length)")
         }
-        var shell = try LlamaWeights(graph, lowBit: lowBit, decodeLayers: false)
+        var shell = try LlamaWeights(graph, lowBit: lowBit, layerByLayer: true)
         let (h, vocab) = (shell.config.hiddenSize, shell.config.vocabSize)
         var generator = SeededGenerator(seed: seed)
         hidden = try (0..<windows).map { _ in

@@ -55,10 +55,11 @@ public struct LlamaWeights: Sendable {
     /// Decodes every tensor the forward pass needs from `graph` (any encoding the readers produce).
     /// Tensors are looked up by HF name, or by GGUF name when the graph is in GGUF layout, whose q/k
     /// order then selects interleaved RoPE. `lowBit: false` decodes packed projections to F32 (the
-    /// simulated path, for comparisons). `decodeLayers: false` leaves `layers` empty, for callers that
-    /// take one layer at a time (`withOnlyLayer(_:of:lowBit:)`).
+    /// simulated path, for comparisons). `layerByLayer: true` decodes only what a walk over the layers
+    /// needs (no layers, which it takes one at a time with `withOnlyLayer(_:of:lowBit:)`, and no
+    /// output head).
     public init(
-        _ graph: ModelGraph, lowBit: Bool = true, decodeLayers: Bool = true, diagnostics: Diagnostics = .silent
+        _ graph: ModelGraph, lowBit: Bool = true, layerByLayer: Bool = false, diagnostics: Diagnostics = .silent
     ) throws {
         guard let config = graph.config else {
             throw LatheError.missingField(
@@ -79,7 +80,7 @@ public struct LlamaWeights: Sendable {
         let h = config.hiddenSize
         embedding = try source.load("model.embed_tokens.weight", [config.vocabSize, h])
         let hasOutput = graph[graph.naming == .gguf ? "output.weight" : "lm_head.weight"] != nil
-        output = hasOutput ? try source.linear([("lm_head.weight", [config.vocabSize, h])]) : nil
+        output = hasOutput && !layerByLayer ? try source.linear([("lm_head.weight", [config.vocabSize, h])]) : nil
         finalNorm = try source.load("model.norm.weight", [h])
         residualRotation =
             graph[OnlineTransforms.residualRotationTensor] == nil
@@ -88,7 +89,7 @@ public struct LlamaWeights: Sendable {
         online = try OnlineTransforms(metadata: graph.metadata)
         try Self.validate(quantization, online, config)
         layers = []
-        guard decodeLayers else { return }
+        guard !layerByLayer else { return }
         for i in 0..<config.layerCount {
             layers.append(try Self.layer(i, of: source, online: online))
             diagnostics.progress(.reading, fraction: Double(i + 1) / Double(config.layerCount), "decoded layer \(i)")

@@ -34,7 +34,7 @@ struct CorruptionTests {
         let gguf = directory.appendingPathComponent("valid.gguf")
         _ = try registry.writer("gguf").write(quantized, to: gguf, options: WriteOptions())
         let safetensors = directory.appendingPathComponent("valid.safetensors")
-        _ = try registry.writer("safetensors").write(try TinyModel.graph(), to: safetensors, options: WriteOptions())
+        try writeTiny(to: safetensors)
 
         let encoding = try PackedIntegerEncoding(
             segments: [.init(start: 0, count: 64, bits: 4, slot: 0), .init(start: 64, count: 64, bits: 8, slot: 1)],

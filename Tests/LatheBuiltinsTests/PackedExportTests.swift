@@ -6,9 +6,12 @@ import Testing
 
 @testable import LatheCLI
 
-/// A tiny model after `steps`, written as safetensors in `work`.
-func writeTiny(_ steps: [(String, String)], to url: URL) throws -> ModelGraph {
-    let (graph, _) = try runPasses(steps, on: try TinyModel.graph())
+/// A tiny model of `config` after `steps`, written as safetensors at `url`.
+@discardableResult
+func writeTiny(
+    _ steps: [(String, String)] = [], config: LlamaConfig = TinyModel.config(), to url: URL
+) throws -> ModelGraph {
+    let (graph, _) = try runPasses(steps, on: try TinyModel.graph(config))
     _ = try LatheBuiltins.registry.writer("safetensors").write(graph, to: url, options: WriteOptions())
     return graph
 }

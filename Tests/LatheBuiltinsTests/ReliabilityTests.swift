@@ -41,8 +41,7 @@ struct ReliabilityTests {
         let work = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: work) }
         let input = work.appendingPathComponent("tiny.safetensors")
-        _ = try LatheBuiltins.registry.writer("safetensors").write(
-            try TinyModel.graph(), to: input, options: WriteOptions())
+        try writeTiny(to: input)
         let text = work.appendingPathComponent("calibration.txt")
         let words = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "and", "runs", "far", "away"]
         try (0..<6000).map { words[($0 * 7 + $0 / 5) % words.count] }.joined(separator: " ")
@@ -67,20 +66,13 @@ struct ReliabilityTests {
         }
     }
 
-    /// A tiny model of `config` written as `model.safetensors` in `directory`.
-    static func model(_ config: LlamaConfig, in directory: URL) throws -> URL {
-        let url = directory.appendingPathComponent("model.safetensors")
-        _ = try LatheBuiltins.registry.writer("safetensors").write(
-            try TinyModel.graph(config), to: url, options: WriteOptions())
-        return url
-    }
-
     @Test("a conversion killed at 20 random points leaves the previous complete file, or the new complete one")
     func killedConversions() throws {
         let work = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: work) }
-        let input = try Self.model(
-            TinyModel.config(layers: 8, hidden: 512, heads: 8, kvHeads: 2, ffn: 1024, vocab: 512), in: work)
+        let input = work.appendingPathComponent("model.safetensors")
+        try writeTiny(
+            config: TinyModel.config(layers: 8, hidden: 512, heads: 8, kvHeads: 2, ffn: 1024, vocab: 512), to: input)
         let destination = work.appendingPathComponent("model.gguf")
         #expect(try LatheProcess.run(["convert", input.path, "-o", destination.path, "--type", "q8_0"]) == 0)
         let previous = try Data(contentsOf: destination)
@@ -116,8 +108,9 @@ struct ReliabilityTests {
     func killedRecipesResume() throws {
         let work = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: work) }
-        let input = try Self.model(
-            TinyModel.config(layers: 6, hidden: 256, heads: 4, kvHeads: 2, ffn: 512, vocab: 512), in: work)
+        let input = work.appendingPathComponent("model.safetensors")
+        try writeTiny(
+            config: TinyModel.config(layers: 6, hidden: 256, heads: 4, kvHeads: 2, ffn: 512, vocab: 512), to: input)
         let recipe = work.appendingPathComponent("recipe.yaml")
         try """
         name: killed

@@ -65,8 +65,7 @@ struct ReportCommandTests {
         let work = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: work) }
         let input = work.appendingPathComponent("tiny.safetensors")
-        _ = try LatheBuiltins.registry.writer("safetensors").write(
-            try TinyModel.graph(), to: input, options: WriteOptions())
+        try writeTiny(to: input)
         let text = work.appendingPathComponent("text.txt")
         try String(repeating: "a lazy dog and a quick fox ", count: 200).write(
             to: text, atomically: true, encoding: .utf8)

@@ -51,31 +51,35 @@ extension QuantizedEncoding {
     }
 }
 
-/// A quantized tensor's scales checked once, the first time its bytes are used (thread-safe), so
-/// readers keep their lazy, zero-copy payloads.
-public final class ScaleCheck: @unchecked Sendable {
-    private let info: TensorInfo
-    private let path: String
-    private let lock = NSLock()
-    private var checked = false
-
-    public init(info: TensorInfo, path: String) {
-        self.info = info
-        self.path = path
-    }
-
+/// The scale check readers run on a quantized tensor's bytes (inside a ``CheckedOnce``, so it
+/// costs one pass over the scales the first time the bytes are used).
+public enum ScaleCheck {
     /// Throws, naming the file, tensor and block (or row), when a scale is NaN or infinite.
-    public func check(_ storage: TensorStorage) throws {
-        guard case .quantized(let encoding) = info.dtype else { return }
+    public static func check(_ storage: TensorStorage, _ info: TensorInfo, path: String) throws {
+        guard case .quantized(let encoding) = info.dtype,
+            let index = storage.withUnsafeBytes({ encoding.firstNonFiniteScale($0) })
+        else { return }
+        let unit = if case .packed = encoding { "row" } else { "block" }
+        throw LatheError.fileAccess(
+            path: path,
+            reason: "tensor '\(info.name)': \(unit) \(index) has a NaN or infinite scale; the file is damaged")
+    }
+}
+
+/// A check that runs until it first passes, and never again (thread-safe): readers verify a
+/// tensor's bytes (checksum, scales) the first time they are used, and keep their lazy, zero-copy
+/// payloads.
+public final class CheckedOnce: @unchecked Sendable {
+    private let lock = NSLock()
+    private var passed = false
+
+    public init() {}
+
+    public func run(_ check: () throws -> Void) throws {
         try lock.withLock {
-            guard !checked else { return }
-            if let index = storage.withUnsafeBytes({ encoding.firstNonFiniteScale($0) }) {
-                let unit = if case .packed = encoding { "row" } else { "block" }
-                throw LatheError.fileAccess(
-                    path: path,
-                    reason: "tensor '\(info.name)': \(unit) \(index) has a NaN or infinite scale; the file is damaged")
-            }
-            checked = true
+            guard !passed else { return }
+            try check()
+            passed = true
         }
     }
 }
