@@ -72,7 +72,6 @@ final class PackedScratch: @unchecked Sendable {
     /// An activation row laid out for the kernels.
     var expandedCodes: [UInt8] = []
     var expandedFloats: [Float] = []
-    var activationSums: [Int32] = []
 }
 
 extension LlamaSession {
@@ -121,9 +120,6 @@ extension LlamaSession {
             plan = quantizer.flatMap { matrix.integerPlan($0) }
             scratch.plans[key] = .some(plan)
         }
-        if scratch.activationSums.count < matrix.kernelSegments.count {
-            scratch.activationSums = [Int32](repeating: 0, count: matrix.kernelSegments.count)
-        }
         if scratch.expandedCodes.count < matrix.expandedCount {
             scratch.expandedCodes = [UInt8](repeating: 0, count: matrix.expandedCount)
             scratch.expandedFloats = [Float](repeating: 0, count: matrix.expandedCount)
@@ -137,11 +133,8 @@ extension LlamaSession {
                     activation = codes
                     plan.withUnsafeBufferPointer { segments in
                         scratch.expandedCodes.withUnsafeMutableBufferPointer { expanded in
-                            scratch.activationSums.withUnsafeMutableBufferPointer {
-                                lk_expand_u8(
-                                    codes.codes, segments.baseAddress!, Int32(segments.count), expanded.baseAddress!,
-                                    $0.baseAddress!)
-                            }
+                            lk_expand_u8(
+                                codes.codes, segments.baseAddress!, Int32(segments.count), expanded.baseAddress!)
                         }
                     }
                 }
@@ -163,22 +156,19 @@ extension LlamaSession {
             let integer = activation.map { UnsafeSendable($0) }
             let planned = plan ?? []
             scratch.expandedCodes.withUnsafeBufferPointer { codes in
-                scratch.activationSums.withUnsafeBufferPointer { activationSums in
-                    scratch.expandedFloats.withUnsafeBufferPointer { floats in
-                        y.withUnsafeMutableBufferPointer { yp in
-                            let (expandedCodes, expandedFloats, output) = (
-                                UnsafeSendable(codes.baseAddress!), UnsafeSendable(floats.baseAddress!),
-                                UnsafeSendable(yp.baseAddress! + row * n)
-                            )
-                            let sums = UnsafeSendable(activationSums.baseAddress!)
-                            pool.forEachRange(n, parallel: n * k >= 1 << 16) { range in
-                                if let integer {
-                                    matrix.gemv(
-                                        integer.value, expanded: expandedCodes.value, sums: sums.value, plan: planned,
-                                        rows: range, into: output.value)
-                                } else {
-                                    matrix.gemv(expanded: expandedFloats.value, rows: range, into: output.value)
-                                }
+                scratch.expandedFloats.withUnsafeBufferPointer { floats in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        let (expandedCodes, expandedFloats, output) = (
+                            UnsafeSendable(codes.baseAddress!), UnsafeSendable(floats.baseAddress!),
+                            UnsafeSendable(yp.baseAddress! + row * n)
+                        )
+                        pool.forEachRange(n, parallel: n * k >= 1 << 16) { range in
+                            if let integer {
+                                matrix.gemv(
+                                    integer.value, expanded: expandedCodes.value, plan: planned, rows: range,
+                                    into: output.value)
+                            } else {
+                                matrix.gemv(expanded: expandedFloats.value, rows: range, into: output.value)
                             }
                         }
                     }

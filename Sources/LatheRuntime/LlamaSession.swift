@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import LatheCore
 import LinearAlgebra
@@ -36,6 +37,11 @@ public final class LlamaSession {
     /// One layer's cache dequantized for the attention products.
     private var keyScratch: [Float] = []
     private var valueScratch: [Float] = []
+    /// Where each KV head lies in a record of the quantized caches (decoding's fused attention).
+    private let keyPieces: [[lk_kv_piece]]
+    private let valuePieces: [[lk_kv_piece]]
+    /// Each query head's attention probabilities while decoding (`heads × maxContext`).
+    private var attentionScores: [Float] = []
 
     /// `quantizedCache` keeps a quantized KV cache in its quantized form (false: fake-quantized
     /// floats, the simulated path).
@@ -62,6 +68,9 @@ public final class LlamaSession {
         values = Array(repeating: valueCache == nil ? floats : [], count: layers)
         if keyCache != nil { keyScratch = floats }
         if valueCache != nil { valueScratch = floats }
+        let (kvHeads, headDim) = (config.kvHeadCount, config.headDim)
+        keyPieces = keyCache.map { cache in (0..<kvHeads).map { cache.pieces(head: $0, headDim: headDim) } } ?? []
+        valuePieces = valueCache.map { cache in (0..<kvHeads).map { cache.pieces(head: $0, headDim: headDim) } } ?? []
         (cosTable, sinTable) = Self.ropeTables(config, maxContext: maxContext)
         // LlamaWeights checked that the order is the FFN size and has a Hadamard matrix.
         downHadamard = weights.online.downProjectionHadamard.flatMap { try? HadamardPlan(order: $0) }
@@ -169,13 +178,85 @@ public final class LlamaSession {
         if keyCache == nil { quantize(&k, weights.quantization.keys, rows: t) }
         let start = position
         let span = start + t
-        store(k, into: keyCache, or: &keys[layer], scratch: &keyScratch, layer: layer, at: start, span: span)
-        store(v, into: valueCache, or: &values[layer], scratch: &valueScratch, layer: layer, at: start, span: span)
+        store(k, into: keyCache, or: &keys[layer], layer: layer, at: start)
+        store(v, into: valueCache, or: &values[layer], layer: layer, at: start)
+        var attended = [Float](repeating: 0, count: t * qDim)
+        if t == 1, let keyCache, let valueCache, hd <= 512,
+            !keyCache.layersWithRawParts.contains(layer), !valueCache.layersWithRawParts.contains(layer)
+        {
+            attendQuantized(layer, q, span: span, keyCache, valueCache, into: &attended)
+        } else {
+            attendFloats(layer, q, tokens: t, start: start, into: &attended)
+        }
+        notify(.attentionOutputInput, layer, attended, rows: t, width: qDim)
+        let outputSite = ActivationSite.attentionOutputInput.rawValue
+        let projected = project(
+            &attended, rows: t, w.o, out: h, in: qDim, quantizer: weights.quantization.activations[outputSite],
+            site: outputSite)
+        Self.addInPlace(&x, projected)
+    }
+
+    /// Decoding over quantized caches: one query against the cached codes, each cached head vector
+    /// dequantized on the stack as it is used (`lk_attend_quantized`) instead of the whole span into
+    /// scratch; query heads spread over the workers. The values are the simulated path's; only the
+    /// order of the sums differs from `attendFloats`.
+    private func attendQuantized(
+        _ layer: Int, _ q: [Float], span: Int, _ keyCache: QuantizedKVCache, _ valueCache: QuantizedKVCache,
+        into attended: inout [Float]
+    ) {
+        let (hd, heads, groupSize, context) = (config.headDim, config.headCount, config.groupSize, maxContext)
+        let scale = 1 / Float(hd).squareRoot()
+        if attentionScores.count < heads * context { attentionScores = [Float](repeating: 0, count: heads * context) }
+        let keys = UnsafeSendable(keyCache.records(layer: layer).assumingMemoryBound(to: UInt8.self))
+        let values = UnsafeSendable(valueCache.records(layer: layer).assumingMemoryBound(to: UInt8.self))
+        let (keyRecord, valueRecord) = (Int32(keyCache.recordBytes), Int32(valueCache.recordBytes))
+        let (keyPieces, valuePieces) = (keyPieces, valuePieces)
+        q.withUnsafeBufferPointer { qp in
+            attended.withUnsafeMutableBufferPointer { out in
+                attentionScores.withUnsafeMutableBufferPointer { sp in
+                    let (query, output, scores) = (
+                        UnsafeSendable(qp.baseAddress!), UnsafeSendable(out.baseAddress!),
+                        UnsafeSendable(sp.baseAddress!)
+                    )
+                    // One KV head and the query heads that read it at a time: each cached vector is
+                    // dequantized once for the group.
+                    pool.run(heads / groupSize) { kvHead in
+                        let head = kvHead * groupSize
+                        keyPieces[kvHead].withUnsafeBufferPointer { kp in
+                            valuePieces[kvHead].withUnsafeBufferPointer { vp in
+                                lk_attend_quantized(
+                                    query.value + head * hd, Int32(groupSize), Int32(hd), scale, keys.value, keyRecord,
+                                    kp.baseAddress, Int32(kp.count), values.value, valueRecord, vp.baseAddress,
+                                    Int32(vp.count), Int32(span), scores.value + head * context,
+                                    output.value + head * hd)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Attention over float keys and values: the float caches, or the quantized ones dequantized
+    /// for the span into scratch. Prefill multiplies blocks of query rows by GEMMs.
+    private func attendFloats(_ layer: Int, _ q: [Float], tokens t: Int, start: Int, into attended: inout [Float]) {
+        let (hd, heads, kvHeads) = (config.headDim, config.headCount, config.kvHeadCount)
+        let (qDim, kvDim) = (heads * hd, kvHeads * hd)
+        let span = start + t
+        if let keyCache {
+            keyScratch.withUnsafeMutableBufferPointer {
+                keyCache.dequantize(layer: layer, count: span, into: $0.baseAddress!)
+            }
+        }
+        if let valueCache {
+            valueScratch.withUnsafeMutableBufferPointer {
+                valueCache.dequantize(layer: layer, count: span, into: $0.baseAddress!)
+            }
+        }
         let (keyView, valueView) = (
             keyCache == nil ? keys[layer] : keyScratch, valueCache == nil ? values[layer] : valueScratch
         )
         let scale = 1 / Float(hd).squareRoot()
-        var attended = [Float](repeating: 0, count: t * qDim)
         let groupSize = config.groupSize
         keyView.withUnsafeBufferPointer { kc in
             valueView.withUnsafeBufferPointer { vc in
@@ -232,12 +313,6 @@ public final class LlamaSession {
                 }
             }
         }
-        notify(.attentionOutputInput, layer, attended, rows: t, width: qDim)
-        let outputSite = ActivationSite.attentionOutputInput.rawValue
-        let projected = project(
-            &attended, rows: t, w.o, out: h, in: qDim, quantizer: weights.quantization.activations[outputSite],
-            site: outputSite)
-        Self.addInPlace(&x, projected)
     }
 
     private func feedForwardBlock(_ layer: Int, _ x: inout [Float], tokens t: Int) {
@@ -281,11 +356,9 @@ public final class LlamaSession {
         Self.addInPlace(&x, down)
     }
 
-    /// Appends `rows` to a layer's cache: quantized into `cache` (then the span so far dequantized
-    /// into `scratch` for the products) or as floats into `floats`.
+    /// Appends `rows` to a layer's cache: quantized into `cache` or as floats into `floats`.
     private func store(
-        _ rows: [Float], into cache: QuantizedKVCache?, or floats: inout [Float], scratch: inout [Float], layer: Int,
-        at start: Int, span: Int
+        _ rows: [Float], into cache: QuantizedKVCache?, or floats: inout [Float], layer: Int, at start: Int
     ) {
         let width = config.kvHeadCount * config.headDim
         guard let cache else {
@@ -299,7 +372,6 @@ public final class LlamaSession {
         rows.withUnsafeBufferPointer {
             cache.store(layer: layer, position: start, rows: $0.count / width, values: $0.baseAddress!)
         }
-        scratch.withUnsafeMutableBufferPointer { cache.dequantize(layer: layer, count: span, into: $0.baseAddress!) }
     }
 
     /// Bytes the KV cache holds per token (all layers): its quantized records, or F32 values.

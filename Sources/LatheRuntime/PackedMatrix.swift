@@ -116,7 +116,7 @@ public final class PackedMatrix: @unchecked Sendable {
     /// activation codes (`expanded` by `lk_expand_u8` over `plan`), then `s_w · s_a · (Σ q·a − z · Σ q)`
     /// per segment. `plan` is this matrix's segments with their activation parts (`integerPlan`).
     func gemv(
-        _ x: QuantizedActivation, expanded: UnsafePointer<UInt8>, sums: UnsafePointer<Int32>, plan: [lk_segment],
+        _ x: QuantizedActivation, expanded: UnsafePointer<UInt8>, plan: [lk_segment],
         rows range: Range<Int>, into y: UnsafeMutablePointer<Float>
     ) {
         rowStarts.withUnsafeBufferPointer { starts in
@@ -127,7 +127,7 @@ public final class PackedMatrix: @unchecked Sendable {
                             lk_gemv_packed_u8(
                                 starts.baseAddress! + range.lowerBound, Int32(range.count), segments.baseAddress!,
                                 Int32(segments.count), Int32(encoding.slotCount),
-                                codeSums.baseAddress! + range.lowerBound * segments.count, expanded, sums,
+                                codeSums.baseAddress! + range.lowerBound * segments.count, expanded,
                                 scales.baseAddress!,
                                 zeros.baseAddress!, y + range.lowerBound)
                         }

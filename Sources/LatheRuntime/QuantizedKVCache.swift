@@ -44,6 +44,25 @@ final class QuantizedKVCache {
 
     /// Parts kept as floats (rare: see `store`), by (layer, position, part).
     private var raw: [Int: [Float]] = [:]
+    /// Layers holding any such part: their attention runs on dequantized floats.
+    private(set) var layersWithRawParts: Set<Int> = []
+
+    /// The first token's record of `layer` (records follow each other, `recordBytes` apart).
+    func records(layer: Int) -> UnsafeRawPointer { UnsafeRawPointer(layers[layer]) }
+
+    /// Where the `headDim` values of head `head` lie in a record, part by part, for
+    /// `lk_attend_quantized`.
+    func pieces(head: Int, headDim: Int) -> [lk_kv_piece] {
+        let (low, high) = (head * headDim, (head + 1) * headDim)
+        return parts.enumerated().compactMap { index, part in
+            let first = max(low, part.start)
+            let end = min(high, part.start + part.count)
+            guard first < end else { return nil }
+            return lk_kv_piece(
+                codes: Int32(codeOffsets[index]), first: Int32(first - part.start), count: Int32(end - first),
+                bits: Int32(part.bits), params: Int32(paramsOffset + 8 * index), target: Int32(first - low))
+        }
+    }
 
     private func rawKey(_ layer: Int, _ position: Int, _ part: Int) -> Int {
         (layer * maxContext + position) * parts.count + part
@@ -75,6 +94,7 @@ final class QuantizedKVCache {
                         (scale, zero) = (x[part.start], -1)
                     } else {
                         (scale, zero) = (0, .nan)
+                        layersWithRawParts.insert(layer)
                         raw[rawKey(layer, position + row, index)] = Array(
                             UnsafeBufferPointer(start: x + part.start, count: part.count))
                     }

@@ -75,41 +75,51 @@ public struct HadamardPlan: Sendable {
             )
         }
         guard let start = vectors.baseAddress else { return }
-        var mixed = [Float](repeating: 0, count: base)
+        let mixed = UnsafeMutablePointer<Float>.allocate(capacity: base > 1 ? order : 0)
+        defer { mixed.deallocate() }
         for vectorStart in stride(from: 0, to: vectors.count, by: order) {
             let x = start + vectorStart
             for block in 0..<base { butterflies(x + block * powerOfTwo) }
-            if base > 1 { mixBaseAxis(x, scratch: &mixed) }
+            if base > 1 { mixBaseAxis(x, scratch: mixed) }
             if scale != 1 {
                 for i in 0..<order { x[i] *= scale }
             }
         }
     }
 
+    /// The butterflies of a length-2^m transform. Each stage runs as whole spans of `half`
+    /// contiguous values (vectorised when `half` allows); every value sees the same additions in the
+    /// same order as the textbook loop.
     private func butterflies(_ x: UnsafeMutablePointer<Float>) {
         var half = 1
         while half < powerOfTwo {
             for blockStart in stride(from: 0, to: powerOfTwo, by: 2 * half) {
-                for i in blockStart..<(blockStart + half) {
-                    let a = x[i]
-                    let b = x[i + half]
-                    x[i] = a + b
-                    x[i + half] = a - b
+                let (low, high) = (x + blockStart, x + blockStart + half)
+                for i in 0..<half {
+                    let (a, b) = (low[i], high[i])
+                    low[i] = a + b
+                    high[i] = a - b
                 }
             }
             half *= 2
         }
     }
 
-    /// y[a, b] = Σ_c had_K[a, c] · x[c, b] for every column b of the K×2^m view.
-    private func mixBaseAxis(_ x: UnsafeMutablePointer<Float>, scratch: inout [Float]) {
-        for column in 0..<powerOfTwo {
+    /// y[a, b] = Σ_c had_K[a, c] · x[c, b] for every column b of the K×2^m view, a whole row of
+    /// columns at a time (contiguous, so vectorised); each sum runs over c in order from 0, as the
+    /// column-at-a-time loop adds them, so the results are the same bits.
+    private func mixBaseAxis(_ x: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+        let columns = powerOfTwo
+        baseEntries.withUnsafeBufferPointer { entries in
             for row in 0..<base {
-                var sum: Float = 0
-                for c in 0..<base { sum += baseEntries[row * base + c] * x[c * powerOfTwo + column] }
-                scratch[row] = sum
+                let target = scratch + row * columns
+                target.initialize(repeating: 0, count: columns)
+                for c in 0..<base {
+                    let (weight, source) = (entries[row * base + c], x + c * columns)
+                    for column in 0..<columns { target[column] += weight * source[column] }
+                }
             }
-            for row in 0..<base { x[row * powerOfTwo + column] = scratch[row] }
         }
+        x.update(from: scratch, count: order)
     }
 }

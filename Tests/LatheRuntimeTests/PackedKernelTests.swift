@@ -1,4 +1,5 @@
 import CKernels
+import Foundation
 import LatheCore
 import LatheTestSupport
 import LinearAlgebra
@@ -51,8 +52,12 @@ struct PackedKernelTests {
         #expect(decoded == values)
     }
 
-    @Test("float GEMV equals the F32 product to 1e-5 relative", arguments: shapes.indices)
-    func floatGEMV(shape: Int) throws {
+    @Test(
+        "float GEMV equals the F32 product to 1e-5 relative, SIMD and portable bodies",
+        arguments: shapes.indices, [false, true])
+    func floatGEMV(shape: Int, portable: Bool) throws {
+        lk_use_portable_on_this_thread(portable ? 1 : 0)
+        defer { lk_use_portable_on_this_thread(0) }
         let (matrix, values) = try matrix(Self.shapes[shape], seed: 100 + UInt64(shape))
         var generator = SeededGenerator(seed: 5)
         let x = (0..<matrix.columns).map { _ in Float(generator.nextGaussian()) }
@@ -72,8 +77,12 @@ struct PackedKernelTests {
         #expect(relativeError(y, reference.map(Float.init)) < 1e-5)
     }
 
-    @Test("integer GEMV on quantized activations equals the fake-quantized product to 1e-5", arguments: shapes.indices)
-    func integerGEMV(shape: Int) throws {
+    @Test(
+        "integer GEMV on quantized activations equals the fake-quantized product to 1e-5, SIMD and portable bodies",
+        arguments: shapes.indices, [false, true])
+    func integerGEMV(shape: Int, portable: Bool) throws {
+        lk_use_portable_on_this_thread(portable ? 1 : 0)
+        defer { lk_use_portable_on_this_thread(0) }
         let widths = Self.shapes[shape]
         let (matrix, values) = try matrix(widths, seed: 200 + UInt64(shape))
         // Activation parts aligned with the segments: the high part is the last segment when 8-bit.
@@ -87,12 +96,20 @@ struct PackedKernelTests {
         var x = (0..<matrix.columns).map { _ in Float(generator.nextGaussian()) }
         let codes = QuantizedActivation(quantizer, width: matrix.columns)
         #expect(x.withUnsafeBufferPointer { codes.load($0.baseAddress!) })
+        // The codes are exactly the fake quantizer's, SIMD or not.
+        var fake = x
+        fake.withUnsafeMutableBufferPointer { quantizer.apply($0.baseAddress!, rows: 1, width: matrix.columns) }
+        for part in codes.parts.indices {
+            let p = codes.parts[part]
+            for i in p.start..<(p.start + p.count) {
+                #expect(codes.scales[part] * (Float(codes.codes[i]) - codes.zeros[part]) == fake[i])
+            }
+        }
         var y = [Float](repeating: 0, count: matrix.rows)
         var expanded = [UInt8](repeating: 0xFF, count: matrix.expandedCount)
-        var sums = [Int32](repeating: 0, count: plan.count)
-        plan.withUnsafeBufferPointer { lk_expand_u8(codes.codes, $0.baseAddress!, Int32($0.count), &expanded, &sums) }
+        plan.withUnsafeBufferPointer { lk_expand_u8(codes.codes, $0.baseAddress!, Int32($0.count), &expanded) }
         y.withUnsafeMutableBufferPointer {
-            matrix.gemv(codes, expanded: expanded, sums: sums, plan: plan, rows: 0..<matrix.rows, into: $0.baseAddress!)
+            matrix.gemv(codes, expanded: expanded, plan: plan, rows: 0..<matrix.rows, into: $0.baseAddress!)
         }
         x.withUnsafeMutableBufferPointer { quantizer.apply($0.baseAddress!, rows: 1, width: matrix.columns) }
         let reference = (0..<matrix.rows).map { r in
@@ -129,5 +146,73 @@ struct QuantizedKVCacheTests {
         #expect(decoded.map(\.bitPattern) == expected.map(\.bitPattern))
         // 4-bit codes two per byte, 8-bit one per byte, F32 scale and zero per part.
         #expect(cache.bytesPerToken == 2 * (3 + 2) + 4 * 8)
+    }
+}
+
+@Suite("Decoding attention over the quantized KV cache")
+struct QuantizedAttentionTests {
+    /// (head_dim, KV heads, quantizer): head-wise groups; one group over the whole row, so parts
+    /// straddle heads; an odd head size, so a piece starts inside a byte of 4-bit codes.
+    static let layouts: [(Int, Int, ActivationQuantizer)] = [
+        (64, 3, ActivationQuantizer(bits: 4, highBits: 8, highCount: 8, groupSize: 64, includeZero: true)),
+        (40, 2, ActivationQuantizer(bits: 4, highBits: 8, highCount: 10, includeZero: false)),
+        (33, 2, ActivationQuantizer(bits: 4, highBits: 8, highCount: 5, includeZero: true)),
+    ]
+
+    @Test(
+        "lk_attend_quantized equals softmax(q·k/√d)·v over the dequantized cache to 1e-5, SIMD and portable bodies",
+        arguments: layouts.indices, [false, true])
+    func matchesDequantizedAttention(layout: Int, portable: Bool) throws {
+        lk_use_portable_on_this_thread(portable ? 1 : 0)
+        defer { lk_use_portable_on_this_thread(0) }
+        let (hd, kvHeads, quantizer) = Self.layouts[layout]
+        let (width, visible, group) = (hd * kvHeads, 37, 3)
+        var generator = SeededGenerator(seed: UInt64(40 + layout))
+        let keys = (0..<(visible * width)).map { _ in Float(generator.nextGaussian()) * 2 }
+        let values = (0..<(visible * width)).map { _ in Float(generator.nextGaussian()) }
+        let query = (0..<(group * hd)).map { _ in Float(generator.nextGaussian()) }
+        let keyCache = try #require(QuantizedKVCache(quantizer, width: width, layers: 1, maxContext: 64))
+        let valueCache = try #require(QuantizedKVCache(quantizer, width: width, layers: 1, maxContext: 64))
+        keys.withUnsafeBufferPointer { keyCache.store(layer: 0, position: 0, rows: visible, values: $0.baseAddress!) }
+        values.withUnsafeBufferPointer {
+            valueCache.store(layer: 0, position: 0, rows: visible, values: $0.baseAddress!)
+        }
+        var k = [Float](repeating: 0, count: visible * width)
+        var v = k
+        k.withUnsafeMutableBufferPointer { keyCache.dequantize(layer: 0, count: visible, into: $0.baseAddress!) }
+        v.withUnsafeMutableBufferPointer { valueCache.dequantize(layer: 0, count: visible, into: $0.baseAddress!) }
+        let scale = 1 / Float(hd).squareRoot()
+        for kvHead in 0..<kvHeads {
+            var out = [Float](repeating: .nan, count: group * hd)
+            var scores = [Float](repeating: .nan, count: group * visible)
+            let keyPieces = keyCache.pieces(head: kvHead, headDim: hd)
+            let valuePieces = valueCache.pieces(head: kvHead, headDim: hd)
+            lk_attend_quantized(
+                query, Int32(group), Int32(hd), scale, keyCache.records(layer: 0).assumingMemoryBound(to: UInt8.self),
+                Int32(keyCache.recordBytes), keyPieces, Int32(keyPieces.count),
+                valueCache.records(layer: 0).assumingMemoryBound(to: UInt8.self), Int32(valueCache.recordBytes),
+                valuePieces, Int32(valuePieces.count), Int32(visible), &scores, &out)
+            var expected: [Double] = []
+            for head in 0..<group {
+                var logits = [Double](repeating: 0, count: visible)
+                for j in 0..<visible {
+                    for i in 0..<hd {
+                        logits[j] += Double(query[head * hd + i]) * Double(k[j * width + kvHead * hd + i])
+                    }
+                    logits[j] *= Double(scale)
+                }
+                let top = logits.max()!
+                let weights = logits.map { Foundation.exp($0 - top) }
+                let total = weights.reduce(0, +)
+                for i in 0..<hd {
+                    var sum = 0.0
+                    for j in 0..<visible { sum += weights[j] / total * Double(v[j * width + kvHead * hd + i]) }
+                    expected.append(sum)
+                }
+                let probabilities = scores[(head * visible)..<((head + 1) * visible)]
+                #expect(abs(probabilities.reduce(0, +) - 1) < 1e-5)
+            }
+            #expect(relativeError(out, expected.map(Float.init)) < 1e-5)
+        }
     }
 }

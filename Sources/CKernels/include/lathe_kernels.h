@@ -26,9 +26,7 @@ int lk_expanded_count(const lk_segment *segment);
 /// its first h = ⌈m/2⌉ values in elements 0..h−1 and the rest in 32..32+m−h−1, zeros elsewhere, so
 /// that every block, full or short, is two aligned halves against the codes' low and high nibbles.
 /// Done once per token and shared by all rows.
-/// `lk_expand_u8` also writes each segment's Σ of activation codes into `sums` (the kernels multiply
-/// unsigned nibbles and take 8 · Σ a back out).
-void lk_expand_u8(const uint8_t *codes, const lk_segment *segments, int segment_count, uint8_t *out, int32_t *sums);
+void lk_expand_u8(const uint8_t *codes, const lk_segment *segments, int segment_count, uint8_t *out);
 void lk_expand_f32(const float *x, const lk_segment *segments, int segment_count, float *out);
 
 /// y[i] = Σ_segments scale(row i, slot) · Σ q · x for the given row starts (each row: `slots` F32
@@ -41,8 +39,8 @@ void lk_gemv_packed_f32(const uint8_t *const *rows, int count, const lk_segment 
 /// products, then scale(row) · scale(part) · (Σ q·a − zero · Σ q), Σ q from `code_sums`
 /// (row-major, rows × segments, starting at the first of these rows).
 void lk_gemv_packed_u8(const uint8_t *const *rows, int count, const lk_segment *segments, int segment_count,
-                       int slots, const int32_t *code_sums, const uint8_t *codes, const int32_t *activation_sums,
-                       const float *scales, const float *zeros, float *y);
+                       int slots, const int32_t *code_sums, const uint8_t *codes, const float *scales,
+                       const float *zeros, float *y);
 
 /// Σ q of a segment's codes (the zero-point term of an asymmetric activation).
 int32_t lk_sum_q4(const uint8_t *codes, int n);
@@ -56,6 +54,30 @@ void lk_dequant_q8(const int8_t *codes, float scale, float *out, int n);
 /// per byte: out_i = scale · (code_i − zero).
 void lk_dequant_u4_seq(const uint8_t *codes, float scale, float zero, float *out, int n);
 void lk_dequant_u8_seq(const uint8_t *codes, float scale, float zero, float *out, int n);
+
+/// Where a piece of one cached head vector lies in a token's record of the quantized KV cache: the
+/// part's codes (4-bit two per byte, element 2k in the low nibble, or 8-bit one per byte), the
+/// piece's first element and length inside that part, the part's F32 scale and zero point, and
+/// where the piece goes in the head vector.
+typedef struct {
+    int32_t codes;
+    int32_t first;
+    int32_t count;
+    int32_t bits;
+    int32_t params;
+    int32_t target;
+} lk_kv_piece;
+
+/// Attention of the `query_heads` consecutive query heads that share one KV head (q: their
+/// `query_heads × head_dim` values) over `visible` cached tokens kept quantized (decoding): each
+/// cached key and value head vector is dequantized once (scale · (code − zero), the values the
+/// simulated path holds) into a buffer on the stack, scores = q · k · `scale`, softmax, then
+/// out = Σ p_j v_j (`query_heads × head_dim`). `scores` has room for `query_heads × visible` floats
+/// and ends holding the probabilities; head_dim ≤ 512.
+void lk_attend_quantized(const float *q, int query_heads, int head_dim, float scale, const uint8_t *keys,
+                         int key_record, const lk_kv_piece *key_pieces, int key_piece_count, const uint8_t *values,
+                         int value_record, const lk_kv_piece *value_pieces, int value_piece_count, int visible,
+                         float *scores, float *out);
 
 /// y = W · x for a row-major F16 matrix (`rows × columns`, IEEE half, little-endian).
 void lk_gemv_f16(const uint16_t *w, int rows, int columns, const float *x, float *y);
@@ -73,7 +95,10 @@ int lk_quantize_asymmetric(const float *x, int n, int bits, int include_zero, fl
 /// A spin-wait hint to the CPU (PAUSE on x86).
 void lk_pause(void);
 
-/// 1 when the AVX2 bodies are in use.
+/// 1 when the AVX2 bodies are in use on this thread.
 int lk_uses_avx2(void);
+
+/// With 1, this thread's calls run the portable bodies (tests check both on one machine).
+void lk_use_portable_on_this_thread(int portable);
 
 #endif

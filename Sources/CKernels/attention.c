@@ -1,0 +1,185 @@
+// Decoding attention over the quantized KV cache: each cached head vector dequantized on the
+// stack as it is used, shared by the query heads that read it (grouped-query attention).
+#include "lathe_kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "simd.h"
+
+/// One head vector of a cached token, dequantized piece by piece.
+static void generic_dequant_head(const uint8_t *record, const lk_kv_piece *pieces, int count, float *out) {
+    for (int p = 0; p < count; p++) {
+        const lk_kv_piece *piece = &pieces[p];
+        float scale, zero;
+        memcpy(&scale, record + piece->params, sizeof scale);
+        memcpy(&zero, record + piece->params + 4, sizeof zero);
+        const uint8_t *codes = record + piece->codes;
+        for (int i = 0; i < piece->count; i++) {
+            int e = piece->first + i;
+            int code = piece->bits <= 4 ? ((e & 1) ? (codes[e >> 1] >> 4) : (codes[e >> 1] & 0x0F)) : codes[e];
+            out[piece->target + i] = scale * ((float)code - zero);
+        }
+    }
+}
+
+static float generic_dot(const float *a, const float *b, int n) {
+    float sum = 0;
+    for (int i = 0; i < n; i++) sum += a[i] * b[i];
+    return sum;
+}
+
+static void generic_axpy(float alpha, const float *x, float *y, int n) {
+    for (int i = 0; i < n; i++) y[i] += alpha * x[i];
+}
+
+/// Softmax of `scores` in place (the runtime's causalSoftmax over visible entries).
+static void softmax(float *scores, int n) {
+    float maximum = -INFINITY, sum = 0;
+    for (int j = 0; j < n; j++) maximum = scores[j] > maximum ? scores[j] : maximum;
+    for (int j = 0; j < n; j++) {
+        scores[j] = expf(scores[j] - maximum);
+        sum += scores[j];
+    }
+    float inverse = 1 / sum;
+    for (int j = 0; j < n; j++) scores[j] *= inverse;
+}
+
+// Every body takes the entry point's parameters.
+#define ATTEND_PARAMETERS                                                                                \
+    const float *q, int query_heads, int head_dim, float scale, const uint8_t *keys, int key_record,    \
+        const lk_kv_piece *key_pieces, int key_piece_count, const uint8_t *values, int value_record,    \
+        const lk_kv_piece *value_pieces, int value_piece_count, int visible, float *scores, float *out
+#define ATTEND_ARGUMENTS                                                                                 \
+    q, query_heads, head_dim, scale, keys, key_record, key_pieces, key_piece_count, values, value_record, \
+        value_pieces, value_piece_count, visible, scores, out
+
+// Scores of every query head against each key as it is dequantized, the softmaxes, then the
+// values, each dequantized once and added into every head's output.
+#define ATTEND(dequant, dot, axpy, softmax)                                                          \
+    float vector[512];                                                                              \
+    for (int j = 0; j < visible; j++) {                                                             \
+        dequant(keys + (size_t)j * (size_t)key_record, key_pieces, key_piece_count, vector);        \
+        for (int h = 0; h < query_heads; h++)                                                       \
+            scores[(size_t)h * (size_t)visible + j] = dot(q + h * head_dim, vector, head_dim) * scale; \
+    }                                                                                               \
+    for (int h = 0; h < query_heads; h++) softmax(scores + (size_t)h * (size_t)visible, visible);   \
+    memset(out, 0, sizeof(float) * (size_t)(query_heads * head_dim));                               \
+    for (int j = 0; j < visible; j++) {                                                             \
+        dequant(values + (size_t)j * (size_t)value_record, value_pieces, value_piece_count, vector); \
+        for (int h = 0; h < query_heads; h++)                                                       \
+            axpy(scores[(size_t)h * (size_t)visible + j], vector, out + h * head_dim, head_dim);     \
+    }
+
+static void generic_attend(ATTEND_PARAMETERS) { ATTEND(generic_dequant_head, generic_dot, generic_axpy, softmax) }
+
+#ifdef LK_X86
+/// `generic_dequant_head` with 4-bit pieces that start on a byte unpacked 32 codes at a time
+/// and 8-bit pieces 8 at a time, each value scale · (code − zero) as the scalar body computes it.
+AVX2 static void avx2_dequant_head(const uint8_t *record, const lk_kv_piece *pieces, int count, float *out) {
+    for (int p = 0; p < count; p++) {
+        const lk_kv_piece *piece = &pieces[p];
+        float scale, zero;
+        memcpy(&scale, record + piece->params, sizeof scale);
+        memcpy(&zero, record + piece->params + 4, sizeof zero);
+        const uint8_t *codes = record + piece->codes;
+        float *target = out + piece->target;
+        if (piece->bits <= 4 && piece->first % 2 == 0) {
+            avx2_dequant_u4_seq(codes + piece->first / 2, scale, zero, target, piece->count);
+        } else if (piece->bits > 4) {
+            __m256 s = _mm256_set1_ps(scale), z = _mm256_set1_ps(zero);
+            const uint8_t *source = codes + piece->first;
+            int i = 0;
+            for (; i + 8 <= piece->count; i += 8) {
+                __m256 c = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(source + i))));
+                _mm256_storeu_ps(target + i, _mm256_mul_ps(s, _mm256_sub_ps(c, z)));
+            }
+            for (; i < piece->count; i++) target[i] = scale * ((float)source[i] - zero);
+        } else {
+            generic_dequant_head(record, piece, 1, out);
+        }
+    }
+}
+
+/// e^x for x ≤ 0 (softmax arguments): 2^n · p(r) with n = round(x / ln 2), r = x − n ln 2 in two
+/// steps (Cody–Waite), p the degree-6 Taylor polynomial. Within 3 ulp of expf on (−87.3, 0]
+/// (checked against every seventh float there); 0 below, where e^x < 1.2e-38 is nothing beside
+/// softmax's largest term, 1.
+AVX2 static inline __m256 avx2_exp_nonpositive(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 720);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    __m256 result = _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+    return _mm256_and_ps(result, _mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_GT_OQ));
+}
+
+AVX2 static void avx2_softmax(float *scores, int n) {
+    __m256 maxima = _mm256_set1_ps(-INFINITY);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) maxima = _mm256_max_ps(maxima, _mm256_loadu_ps(scores + i));
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(maxima), _mm256_extractf128_ps(maxima, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    float maximum = _mm_cvtss_f32(m);
+    for (; i < n; i++) maximum = scores[i] > maximum ? scores[i] : maximum;
+    __m256 top = _mm256_set1_ps(maximum), sums = _mm256_setzero_ps();
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 e = avx2_exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(scores + i), top));
+        _mm256_storeu_ps(scores + i, e);
+        sums = _mm256_add_ps(sums, e);
+    }
+    float sum = hsum_f32(sums);
+    for (; i < n; i++) {
+        scores[i] = expf(scores[i] - maximum);
+        sum += scores[i];
+    }
+    float inverse = 1 / sum;
+    for (i = 0; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(scores + i, _mm256_mul_ps(_mm256_loadu_ps(scores + i), _mm256_set1_ps(inverse)));
+    for (; i < n; i++) scores[i] *= inverse;
+}
+
+AVX2 static float avx2_dot(const float *a, const float *b, int n) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+    }
+    float sum = hsum_f32(_mm256_add_ps(acc0, acc1));
+    for (; i < n; i++) sum += a[i] * b[i];
+    return sum;
+}
+
+AVX2 static void avx2_axpy(float alpha, const float *x, float *y, int n) {
+    __m256 a = _mm256_set1_ps(alpha);
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(a, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += alpha * x[i];
+}
+
+AVX2 static void avx2_attend(ATTEND_PARAMETERS) { ATTEND(avx2_dequant_head, avx2_dot, avx2_axpy, avx2_softmax) }
+
+#endif
+
+void lk_attend_quantized(ATTEND_PARAMETERS) {
+    if (head_dim > 512 || visible <= 0) return;
+#ifdef LK_X86
+    if (lk_uses_avx2()) {
+        avx2_attend(ATTEND_ARGUMENTS);
+        return;
+    }
+#endif
+    generic_attend(ATTEND_ARGUMENTS);
+}

@@ -1,0 +1,60 @@
+// What the kernel files share: the x86 SIMD target attribute and the small inline helpers.
+#ifndef LATHE_KERNELS_SIMD_H
+#define LATHE_KERNELS_SIMD_H
+
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define LK_X86 1
+#define AVX2 __attribute__((target("avx2,fma")))
+
+AVX2 static inline float hsum_f32(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/// Sequential nibbles (element 2k low) → scale · (code − zero), 32, 16 or 8 at a time, then one by one.
+AVX2 static inline void avx2_dequant_u4_seq(const uint8_t *codes, float scale, float zero, float *out, int n) {
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    __m256 s = _mm256_set1_ps(scale), z = _mm256_set1_ps(zero);
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(codes + i / 2));
+        __m128i lo = _mm_and_si128(v, mask), hi = _mm_and_si128(_mm_srli_epi16(v, 4), mask);
+        __m128i first = _mm_unpacklo_epi8(lo, hi), second = _mm_unpackhi_epi8(lo, hi);
+        __m128i halves[4] = {first, _mm_srli_si128(first, 8), second, _mm_srli_si128(second, 8)};
+        for (int k = 0; k < 4; k++) {
+            __m256 c = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(halves[k]));
+            _mm256_storeu_ps(out + i + 8 * k, _mm256_mul_ps(s, _mm256_sub_ps(c, z)));
+        }
+    }
+    for (; i + 16 <= n; i += 16) {
+        __m128i v = _mm_loadl_epi64((const __m128i *)(codes + i / 2));
+        __m128i codes16 = _mm_unpacklo_epi8(_mm_and_si128(v, mask), _mm_and_si128(_mm_srli_epi16(v, 4), mask));
+        __m128i halves[2] = {codes16, _mm_srli_si128(codes16, 8)};
+        for (int k = 0; k < 2; k++) {
+            __m256 c = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(halves[k]));
+            _mm256_storeu_ps(out + i + 8 * k, _mm256_mul_ps(s, _mm256_sub_ps(c, z)));
+        }
+    }
+    for (; i + 8 <= n; i += 8) {
+        int32_t word;
+        memcpy(&word, codes + i / 2, sizeof word);
+        __m128i v = _mm_cvtsi32_si128(word);
+        __m128i codes8 = _mm_unpacklo_epi8(_mm_and_si128(v, mask), _mm_and_si128(_mm_srli_epi16(v, 4), mask));
+        __m256 c = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(codes8));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(s, _mm256_sub_ps(c, z)));
+    }
+    for (; i < n; i++) {
+        int code = (i & 1) ? (codes[i >> 1] >> 4) : (codes[i >> 1] & 0x0F);
+        out[i] = scale * ((float)code - zero);
+    }
+}
+
+#endif
+
+#endif
