@@ -33,7 +33,7 @@ static void generic_axpy(float alpha, const float *x, float *y, int n) {
     for (int i = 0; i < n; i++) y[i] += alpha * x[i];
 }
 
-/// Softmax of `scores` in place (the runtime's causalSoftmax over visible entries).
+/// Softmax of `scores` in place: the maximum subtracted, e^x, normalised by the sum.
 static void softmax(float *scores, int n) {
     float maximum = -INFINITY, sum = 0;
     for (int j = 0; j < n; j++) maximum = scores[j] > maximum ? scores[j] : maximum;
@@ -101,28 +101,6 @@ AVX2 static void avx2_dequant_head(const uint8_t *record, const lk_kv_piece *pie
     }
 }
 
-/// e^x for x ≤ 0 (softmax arguments): 2^n · p(r) with n = round(x / ln 2), r = x − n ln 2 in two
-/// steps (Cody–Waite), p the degree-6 Taylor polynomial. Within 3 ulp of expf on (−87.3, 0]
-/// (checked against every seventh float there); 0 below, where e^x < 1.2e-38 is nothing beside
-/// softmax's largest term, 1.
-AVX2 static inline __m256 avx2_exp_nonpositive(__m256 x) {
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.0f / 720);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    __m256 result = _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
-    return _mm256_and_ps(result, _mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_GT_OQ));
-}
-
 AVX2 static void avx2_softmax(float *scores, int n) {
     __m256 maxima = _mm256_set1_ps(-INFINITY);
     int i = 0;
@@ -172,6 +150,17 @@ AVX2 static void avx2_axpy(float alpha, const float *x, float *y, int n) {
 AVX2 static void avx2_attend(ATTEND_PARAMETERS) { ATTEND(avx2_dequant_head, avx2_dot, avx2_axpy, avx2_softmax) }
 
 #endif
+
+void lk_softmax(float *scores, int n) {
+    if (n <= 0) return;
+#ifdef LK_X86
+    if (lk_uses_avx2()) {
+        avx2_softmax(scores, n);
+        return;
+    }
+#endif
+    softmax(scores, n);
+}
 
 void lk_attend_quantized(ATTEND_PARAMETERS) {
     if (head_dim > 512 || visible <= 0) return;

@@ -85,7 +85,7 @@ extension LlamaSession {
         _ x: inout [Float], rows: Int, _ w: LinearWeight, out: Int, in: Int, quantizer: ActivationQuantizer?,
         site: String
     ) -> [Float] {
-        var y = [Float](repeating: 0, count: rows * out)
+        var y = Self.overwritten(rows * out)
         switch w {
         case .dense(let values):
             quantize(&x, quantizer, rows: rows)

@@ -59,6 +59,20 @@ struct TinyRuntimeTests {
         #expect(relativeError(tail, Array(all.dropFirst(4 * weights.config.vocabSize))) < 1e-4)
     }
 
+    @Test("prefill gives the same bits at 1, 2 and 3 threads, with every projection cut into several tiles")
+    func threadCountsAgree() throws {
+        // Widths that make the projections several tiles wide (`LlamaSession.tileColumns`).
+        let config = TinyModel.config(hidden: 192, heads: 3, kvHeads: 1, ffn: 768, vocab: 700)
+        let weights = try LlamaWeights(TinyModel.graph(config))
+        let tokens = (0..<40).map { ($0 * 37) % 700 }
+        let logits = try [1, 2, 3].map { threads in
+            let session = LlamaSession(weights: weights, maxContext: 64, threads: threads)
+            return session.logits(try session.forward(tokens), rows: 0..<tokens.count).map(\.bitPattern)
+        }
+        #expect(logits[1] == logits[0])
+        #expect(logits[2] == logits[0])
+    }
+
     @Test("the context limit and bad token ids are errors, not crashes")
     func limits() throws {
         let session = LlamaSession(weights: try LlamaWeights(TinyModel.graph()), maxContext: 4)

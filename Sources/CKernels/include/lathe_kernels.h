@@ -68,6 +68,14 @@ typedef struct {
     int32_t target;
 } lk_kv_piece;
 
+/// gate_i ← silu(gate_i) · up_i = gate_i / (1 + e^−gate_i) · up_i (SwiGLU). The AVX2 body uses the
+/// softmax's e^x, so values agree with the scalar formula to a few ulp.
+void lk_silu_mul(float *gate, const float *up, int n);
+
+/// Softmax of n scores in place (the maximum subtracted before e^x). The AVX2 body computes e^x
+/// eight at a time, within 3 ulp of expf (0 where e^x < 1.2e-38, beside the largest term's 1).
+void lk_softmax(float *scores, int n);
+
 /// Attention of the `query_heads` consecutive query heads that share one KV head (q: their
 /// `query_heads × head_dim` values) over `visible` cached tokens kept quantized (decoding): each
 /// cached key and value head vector is dequantized once (scale · (code − zero), the values the
