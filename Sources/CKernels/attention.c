@@ -7,20 +7,27 @@
 
 #include "simd.h"
 
-/// One head vector of a cached token, dequantized piece by piece.
-static void generic_dequant_head(const uint8_t *record, const lk_kv_piece *pieces, int count, float *out) {
-    for (int p = 0; p < count; p++) {
-        const lk_kv_piece *piece = &pieces[p];
-        float scale, zero;
-        memcpy(&scale, record + piece->params, sizeof scale);
-        memcpy(&zero, record + piece->params + 4, sizeof zero);
-        const uint8_t *codes = record + piece->codes;
-        for (int i = 0; i < piece->count; i++) {
-            int e = piece->first + i;
-            int code = piece->bits <= 4 ? ((e & 1) ? (codes[e >> 1] >> 4) : (codes[e >> 1] & 0x0F)) : codes[e];
-            out[piece->target + i] = scale * ((float)code - zero);
-        }
+/// A piece's part scale and zero point, from the record's F32 pair.
+static inline void piece_parameters(const uint8_t *record, const lk_kv_piece *piece, float *scale, float *zero) {
+    memcpy(scale, record + piece->params, sizeof *scale);
+    memcpy(zero, record + piece->params + 4, sizeof *zero);
+}
+
+/// One piece of a cached head vector, value by value.
+static void generic_dequant_piece(const uint8_t *record, const lk_kv_piece *piece, float *out) {
+    float scale, zero;
+    piece_parameters(record, piece, &scale, &zero);
+    const uint8_t *codes = record + piece->codes;
+    for (int i = 0; i < piece->count; i++) {
+        int e = piece->first + i;
+        int code = piece->bits <= 4 ? ((e & 1) ? (codes[e >> 1] >> 4) : (codes[e >> 1] & 0x0F)) : codes[e];
+        out[piece->target + i] = scale * ((float)code - zero);
     }
+}
+
+/// One head vector of a cached token, piece by piece.
+static void generic_dequant_head(const uint8_t *record, const lk_kv_piece *pieces, int count, float *out) {
+    for (int p = 0; p < count; p++) generic_dequant_piece(record, &pieces[p], out);
 }
 
 static float generic_dot(const float *a, const float *b, int n) {
@@ -79,25 +86,26 @@ static void generic_attend(ATTEND_PARAMETERS) { ATTEND(generic_dequant_head, gen
 AVX2 static void avx2_dequant_head(const uint8_t *record, const lk_kv_piece *pieces, int count, float *out) {
     for (int p = 0; p < count; p++) {
         const lk_kv_piece *piece = &pieces[p];
+        if (piece->bits <= 4 && piece->first % 2 != 0) {
+            generic_dequant_piece(record, piece, out);
+            continue;
+        }
         float scale, zero;
-        memcpy(&scale, record + piece->params, sizeof scale);
-        memcpy(&zero, record + piece->params + 4, sizeof zero);
+        piece_parameters(record, piece, &scale, &zero);
         const uint8_t *codes = record + piece->codes;
         float *target = out + piece->target;
-        if (piece->bits <= 4 && piece->first % 2 == 0) {
+        if (piece->bits <= 4) {
             avx2_dequant_u4_seq(codes + piece->first / 2, scale, zero, target, piece->count);
-        } else if (piece->bits > 4) {
-            __m256 s = _mm256_set1_ps(scale), z = _mm256_set1_ps(zero);
-            const uint8_t *source = codes + piece->first;
-            int i = 0;
-            for (; i + 8 <= piece->count; i += 8) {
-                __m256 c = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(source + i))));
-                _mm256_storeu_ps(target + i, _mm256_mul_ps(s, _mm256_sub_ps(c, z)));
-            }
-            for (; i < piece->count; i++) target[i] = scale * ((float)source[i] - zero);
-        } else {
-            generic_dequant_head(record, piece, 1, out);
+            continue;
         }
+        __m256 s = _mm256_set1_ps(scale), z = _mm256_set1_ps(zero);
+        const uint8_t *source = codes + piece->first;
+        int i = 0;
+        for (; i + 8 <= piece->count; i += 8) {
+            __m256 c = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(source + i))));
+            _mm256_storeu_ps(target + i, _mm256_mul_ps(s, _mm256_sub_ps(c, z)));
+        }
+        for (; i < piece->count; i++) target[i] = scale * ((float)source[i] - zero);
     }
 }
 
