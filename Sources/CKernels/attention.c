@@ -171,7 +171,10 @@ void lk_softmax(float *scores, int n) {
 }
 
 void lk_attend_quantized(ATTEND_PARAMETERS) {
-    if (head_dim > 512 || visible <= 0) return;
+    if (head_dim > 512 || visible <= 0) {
+        memset(out, 0, sizeof(float) * (size_t)(query_heads > 0 && head_dim > 0 ? query_heads * head_dim : 0));
+        return;
+    }
 #ifdef LK_X86
     if (lk_uses_avx2()) {
         avx2_attend(ATTEND_ARGUMENTS);

@@ -139,30 +139,36 @@ AVX2 static inline __m256i block_q4(const uint8_t *w, const uint8_t *a, __m256i 
     return _mm256_add_epi32(acc, _mm256_madd_epi16(p, ones));
 }
 
-/// Each segment's exact integer dot product stays in its eight lanes, which are converted and
-/// scaled into one float accumulator: no horizontal sum per segment (a head-wise row, such as
-/// o_proj's, has 18 short segments), one per row.
 /// Rows ahead that the packed GEMVs ask the memory system for: a decoded token's matrices are
 /// small (0.2–1 MB), and each starts cold; without the hint the hardware prefetcher's ramp-up
 /// cost about a fifth of the integer GEMV's time (16 rows measured best among 4, 8, 16, 24, 32).
 #define PREFETCH_ROWS 16
 
-/// Prefetches row r + PREFETCH_ROWS: its bytes, or a little more (a 4-bit segment's count, not its
-/// bytes), which is harmless.
-AVX2 static inline void prefetch_row(const uint8_t *const *rows, int r, int count, const lk_segment *segments,
-                                     int segment_count, int slots) {
-    if (r + PREFETCH_ROWS >= count || segment_count <= 0) return;
-    int bytes = 4 * slots + segments[segment_count - 1].offset + segments[segment_count - 1].count;
+/// Bytes of one packed row: the scales, then the codes up to the end of the last segment.
+static int row_bytes(const lk_segment *segments, int segment_count, int slots) {
+    if (segment_count <= 0) return 4 * slots;
+    const lk_segment *last = &segments[segment_count - 1];
+    int codes = last->bits == 4 ? 32 * (last->count / 64) + (last->count % 64 + 1) / 2 : last->count;
+    return 4 * slots + last->offset + codes;
+}
+
+/// Prefetches row r + PREFETCH_ROWS (`bytes` long), when there is one.
+AVX2 static inline void prefetch_row(const uint8_t *const *rows, int r, int count, int bytes) {
+    if (r + PREFETCH_ROWS >= count) return;
     const char *next = (const char *)rows[r + PREFETCH_ROWS];
     for (int line = 0; line < bytes; line += 64) _mm_prefetch(next + line, _MM_HINT_T0);
 }
 
+/// Each segment's exact integer dot product stays in its eight lanes, which are converted and
+/// scaled into one float accumulator: no horizontal sum per segment (a head-wise row, such as
+/// o_proj's, has 18 short segments), one per row.
 AVX2 static void avx2_gemv_u8(const uint8_t *const *rows, int count, const lk_segment *segments, int segment_count,
                               int slots, const int32_t *code_sums, const uint8_t *x, const float *scales,
                               const float *zeros, float *y) {
+    int bytes = row_bytes(segments, segment_count, slots);
     for (int r = 0; r < count; r++) {
         const uint8_t *codes = rows[r] + 4 * slots;
-        prefetch_row(rows, r, count, segments, segment_count, slots);
+        prefetch_row(rows, r, count, bytes);
         __m256 total = _mm256_setzero_ps();
         float correction = 0;
         for (int s = 0; s < segment_count; s++) {
@@ -189,9 +195,10 @@ AVX2 static void avx2_gemv_u8(const uint8_t *const *rows, int count, const lk_se
 
 AVX2 static void avx2_gemv_f32(const uint8_t *const *rows, int count, const lk_segment *segments, int segment_count,
                                int slots, const float *x, float *y) {
+    int bytes = row_bytes(segments, segment_count, slots);
     for (int r = 0; r < count; r++) {
         const uint8_t *codes = rows[r] + 4 * slots;
-        prefetch_row(rows, r, count, segments, segment_count, slots);
+        prefetch_row(rows, r, count, bytes);
         float sum = 0;
         for (int s = 0; s < segment_count; s++) {
             const lk_segment *g = &segments[s];

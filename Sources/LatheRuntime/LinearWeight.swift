@@ -189,7 +189,11 @@ extension LlamaSession {
     /// `y = x · Wᵀ` for F32 weights. Many rows: GEMMs over tiles of output columns; a few rows
     /// (decoding): GEMVs over row ranges of W, one per worker.
     func multiply(_ x: [Float], rows: Int, _ w: [Float], out: Int, in k: Int, into y: inout [Float]) {
-        guard !x.isEmpty, !w.isEmpty, !y.isEmpty else { return }
+        guard !x.isEmpty, !w.isEmpty, !y.isEmpty else {
+            // An empty input dimension: the product is zero (y arrives unfilled, `overwritten`).
+            for i in y.indices { y[i] = 0 }
+            return
+        }
         w.withUnsafeBufferPointer { wp in
             let weights = UnsafeSendable(wp.baseAddress!)
             guard rows <= Self.packedGEMVLimit else {

@@ -39,10 +39,12 @@ public enum Oracle {
         let err = errors.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
+            // Some tools (swift build) report their errors on standard output: keep the end of both.
+            let report = String(decoding: err, as: UTF8.self) + String(decoding: out, as: UTF8.self)
             throw Failure(
                 description:
                     "\(executable.lastPathComponent) \(arguments.first ?? "") failed (\(process.terminationStatus)): "
-                    + String(decoding: err, as: UTF8.self))
+                    + String(report.suffix(3000)))
         }
         return String(decoding: out, as: UTF8.self)
     }

@@ -177,10 +177,10 @@ struct QuantizedAttentionTests {
         values.withUnsafeBufferPointer {
             valueCache.store(layer: 0, position: 0, rows: visible, values: $0.baseAddress!)
         }
-        var k = [Float](repeating: 0, count: visible * width)
-        var v = k
-        k.withUnsafeMutableBufferPointer { keyCache.dequantize(layer: 0, count: visible, into: $0.baseAddress!) }
-        v.withUnsafeMutableBufferPointer { valueCache.dequantize(layer: 0, count: visible, into: $0.baseAddress!) }
+        // The reference values come from the fake quantizer (Swift), not from the cache's decoders.
+        var (k, v) = (keys, values)
+        k.withUnsafeMutableBufferPointer { quantizer.apply($0.baseAddress!, rows: visible, width: width) }
+        v.withUnsafeMutableBufferPointer { quantizer.apply($0.baseAddress!, rows: visible, width: width) }
         let scale = 1 / Float(hd).squareRoot()
         for kvHead in 0..<kvHeads {
             var out = [Float](repeating: .nan, count: group * hd)
@@ -213,6 +213,63 @@ struct QuantizedAttentionTests {
                 #expect(abs(probabilities.reduce(0, +) - 1) < 1e-5)
             }
             #expect(relativeError(out, expected.map(Float.init)) < 1e-5)
+        }
+    }
+}
+
+@Suite("SIMD softmax and SwiGLU against Double references")
+struct ElementwiseKernelTests {
+    @Test(
+        "lk_softmax is within 2e-6 relative of the exact softmax, sums to 1, SIMD and portable bodies",
+        arguments: [false, true])
+    func softmax(portable: Bool) {
+        lk_use_portable_on_this_thread(portable ? 1 : 0)
+        defer { lk_use_portable_on_this_thread(0) }
+        var generator = SeededGenerator(seed: 77)
+        // Lengths around the 8-wide blocks; spreads from flat to scores 100 apart (terms below e^−87).
+        for (length, spread) in [(1, 1.0), (7, 3.0), (8, 10.0), (37, 30.0), (130, 100.0)] {
+            let scores0 = (0..<length).map { _ in Float(generator.nextGaussian() * spread) }
+            var scores = scores0
+            let top = Double(scores.max()!)
+            let exponentials = scores.map { Foundation.exp(Double($0) - top) }
+            let total = exponentials.reduce(0, +)
+            let expected = exponentials.map { $0 / total }
+            lk_softmax(&scores, Int32(length))
+            for (index, (got, want)) in zip(scores, expected).enumerated() {
+                // The float subtraction score − max already rounds the exponent by up to half an
+                // ulp of its magnitude; beyond that, 2e-6 relative.
+                let argument = abs(Double(scores0[index]) - top)
+                // Terms below e^−87.3 ≈ 1.2e-38 may be flushed to zero.
+                let tolerance = want * (2e-6 + argument * 0x1p-23) + 1.3e-38
+                #expect(abs(Double(got) - want) <= tolerance, "length \(length): \(got) vs \(want)")
+            }
+            #expect(abs(scores.reduce(0, +) - 1) < 1e-5)
+        }
+    }
+
+    @Test(
+        "lk_silu_mul is within 4 ulp of g / (1 + e^−g) · u where that exceeds 1e-34, SIMD and portable bodies",
+        arguments: [false, true])
+    func silu(portable: Bool) {
+        lk_use_portable_on_this_thread(portable ? 1 : 0)
+        defer { lk_use_portable_on_this_thread(0) }
+        var gate: [Float] = [
+            0, -0.0, 1e-30, -1e-30, 0.5, -0.5, 3, -3, 20, -20, 80, -80, 87, -87, 88, -88, -100, 1000, -1000,
+        ]
+        var generator = SeededGenerator(seed: 78)
+        gate += (0..<45).map { _ in Float(generator.nextGaussian() * 4) }
+        let up = gate.indices.map { Float(1 + $0 % 3) }
+        var result = gate
+        lk_silu_mul(&result, up, Int32(gate.count))
+        for i in gate.indices {
+            let g = Double(gate[i])
+            let expected = Float(g / (1 + Foundation.exp(-g)) * Double(up[i]))
+            if abs(expected) < 1e-34 {
+                // Far below any value that matters (g < −80): the bodies may flush it to zero.
+                #expect(abs(result[i]) < 1e-34, "g \(gate[i]): \(result[i])")
+            } else {
+                #expect(abs(result[i] - expected) <= 4 * expected.ulp, "g \(gate[i]): \(result[i]) vs \(expected)")
+            }
         }
     }
 }

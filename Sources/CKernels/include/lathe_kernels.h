@@ -69,7 +69,8 @@ typedef struct {
 } lk_kv_piece;
 
 /// gate_i ← silu(gate_i) · up_i = gate_i / (1 + e^−gate_i) · up_i (SwiGLU). The AVX2 body uses the
-/// softmax's e^x, so values agree with the scalar formula to a few ulp.
+/// softmax's e^x, so values agree with the scalar formula to a few ulp, except below gate −87.3,
+/// where it gives 0 (silu itself is then below 1e-36 in magnitude).
 void lk_silu_mul(float *gate, const float *up, int n);
 
 /// Softmax of n scores in place (the maximum subtracted before e^x). The AVX2 body computes e^x
@@ -81,7 +82,8 @@ void lk_softmax(float *scores, int n);
 /// cached key and value head vector is dequantized once (scale · (code − zero), the values the
 /// simulated path holds) into a buffer on the stack, scores = q · k · `scale`, softmax, then
 /// out = Σ p_j v_j (`query_heads × head_dim`). `scores` has room for `query_heads × visible` floats
-/// and ends holding the probabilities; head_dim ≤ 512.
+/// and ends holding the probabilities. head_dim must be at most 512 and visible at least 1; otherwise
+/// `out` is zeroed and nothing else happens.
 void lk_attend_quantized(const float *q, int query_heads, int head_dim, float scale, const uint8_t *keys,
                          int key_record, const lk_kv_piece *key_pieces, int key_piece_count, const uint8_t *values,
                          int value_record, const lk_kv_piece *value_pieces, int value_piece_count, int visible,
@@ -106,7 +108,8 @@ void lk_pause(void);
 /// 1 when the AVX2 bodies are in use on this thread.
 int lk_uses_avx2(void);
 
-/// With 1, this thread's calls run the portable bodies (tests check both on one machine).
+/// With 1, this thread's calls run the portable bodies (tests check both on one machine). Only the
+/// calling thread: a session's worker threads keep the SIMD bodies.
 void lk_use_portable_on_this_thread(int portable);
 
 #endif
