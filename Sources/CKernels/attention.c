@@ -94,18 +94,10 @@ AVX2 static void avx2_dequant_head(const uint8_t *record, const lk_kv_piece *pie
         piece_parameters(record, piece, &scale, &zero);
         const uint8_t *codes = record + piece->codes;
         float *target = out + piece->target;
-        if (piece->bits <= 4) {
+        if (piece->bits <= 4)
             avx2_dequant_u4_seq(codes + piece->first / 2, scale, zero, target, piece->count);
-            continue;
-        }
-        __m256 s = _mm256_set1_ps(scale), z = _mm256_set1_ps(zero);
-        const uint8_t *source = codes + piece->first;
-        int i = 0;
-        for (; i + 8 <= piece->count; i += 8) {
-            __m256 c = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(source + i))));
-            _mm256_storeu_ps(target + i, _mm256_mul_ps(s, _mm256_sub_ps(c, z)));
-        }
-        for (; i < piece->count; i++) target[i] = scale * ((float)source[i] - zero);
+        else
+            avx2_dequant_u8_seq(codes + piece->first, scale, zero, target, piece->count);
     }
 }
 

@@ -380,6 +380,12 @@ void lk_dequant_u4_seq(const uint8_t *codes, float scale, float zero, float *out
 }
 
 void lk_dequant_u8_seq(const uint8_t *codes, float scale, float zero, float *out, int n) {
+#ifdef LK_X86
+    if (lk_uses_avx2()) {
+        avx2_dequant_u8_seq(codes, scale, zero, out, n);
+        return;
+    }
+#endif
     for (int i = 0; i < n; i++) out[i] = scale * ((float)codes[i] - zero);
 }
 

@@ -77,6 +77,17 @@ AVX2 static inline void avx2_dequant_u4_seq(const uint8_t *codes, float scale, f
     }
 }
 
+/// Codes one per byte → scale · (code − zero), 8 at a time, then one by one.
+AVX2 static inline void avx2_dequant_u8_seq(const uint8_t *codes, float scale, float zero, float *out, int n) {
+    __m256 s = _mm256_set1_ps(scale), z = _mm256_set1_ps(zero);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 c = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(codes + i))));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(s, _mm256_sub_ps(c, z)));
+    }
+    for (; i < n; i++) out[i] = scale * ((float)codes[i] - zero);
+}
+
 #endif
 
 #endif
