@@ -1,9 +1,12 @@
 import ArgumentParser
 import LatheBuiltins
 import LatheCore
+import LinearAlgebra
 
 /// The root of the `lathe` command tree.
-public struct LatheCommand: AsyncParsableCommand {
+/// Synchronous on purpose: no command awaits anything, and an async root would run every command on
+/// the concurrency runtime's worker threads, whose idle spinning took CPU from the work on two cores.
+public struct LatheCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "lathe",
         abstract: "Convert, quantize and verify large language model checkpoints.",
@@ -33,14 +36,16 @@ public struct LatheCommand: AsyncParsableCommand {
 }
 
 /// Parses the process arguments and runs the command (the executable's whole job).
-public func main() async {
-    await LatheCommand.main()
+public func main() {
+    BLAS.stopIdleThreads()
+    LatheCommand.main()
 }
 
 /// Runs the CLI with a registry extended by an in-process plugin (see Examples/InProcessPlugin).
-public func main(registry: Registry) async {
+public func main(registry: Registry) {
     LatheEnvironment.install(registry)
-    await LatheCommand.main()
+    BLAS.stopIdleThreads()
+    LatheCommand.main()
 }
 
 /// The registry the commands use: the built-ins, or what a plugin program installed before parsing.

@@ -1,5 +1,9 @@
 import Foundation
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// A buffered little-endian writer to a file, for format writers that stream tensor by tensor.
 public final class BinaryWriter {
     private let handle: FileHandle
@@ -8,6 +12,10 @@ public final class BinaryWriter {
     private let capacity = 1 << 20
     /// Bytes written so far (buffered or flushed).
     public private(set) var position = 0
+    /// Bytes handed to the kernel, and where the stretch not yet sent towards the disk starts.
+    private var onDisk = 0
+    private var writebackStart = 0
+    private static let writebackStride = 16 << 20
 
     /// Creates (or truncates) the file at `url`.
     public init(creating url: URL) throws {
@@ -27,9 +35,7 @@ public final class BinaryWriter {
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
         if buffer.count + bytes.count > capacity { try flush() }
         if bytes.count >= capacity {
-            do { try handle.write(contentsOf: Data(bytes)) } catch {
-                throw LatheError.fileAccess(path: path, reason: error.localizedDescription)
-            }
+            try writeDirectly(bytes)
         } else {
             buffer.append(contentsOf: bytes)
         }
@@ -52,10 +58,31 @@ public final class BinaryWriter {
 
     public func flush() throws {
         guard !buffer.isEmpty else { return }
-        do { try handle.write(contentsOf: buffer) } catch {
-            throw LatheError.fileAccess(path: path, reason: error.localizedDescription)
-        }
+        try buffer.withUnsafeBytes { try writeDirectly($0) }
         buffer.removeAll(keepingCapacity: true)
+    }
+
+    /// write(2) straight from the caller's memory (FileHandle would copy large pieces into a `Data`
+    /// first), retrying short writes and interruptions.
+    private func writeDirectly(_ bytes: UnsafeRawBufferPointer) throws {
+        var done = 0
+        while done < bytes.count {
+            let result = systemWrite(handle.fileDescriptor, bytes.baseAddress! + done, bytes.count - done)
+            if result < 0 {
+                if errno == EINTR { continue }
+                throw LatheError.fileAccess(path: path, reason: String(cString: strerror(errno)))
+            }
+            done += result
+        }
+        onDisk += bytes.count
+        if onDisk - writebackStart >= Self.writebackStride {
+            // Starts writing this stretch back now (POSIX_FADV_DONTNEED begins writeback of dirty
+            // pages and drops only clean ones), so the disk works while the next tensors are
+            // converted and `close`'s fsync waits for the last stretch only.
+            _ = posix_fadvise(
+                handle.fileDescriptor, off_t(writebackStart), off_t(onDisk - writebackStart), POSIX_FADV_DONTNEED)
+            writebackStart = onDisk
+        }
     }
 
     /// Flushes, syncs and closes the file.
@@ -68,4 +95,9 @@ public final class BinaryWriter {
             throw LatheError.fileAccess(path: path, reason: error.localizedDescription)
         }
     }
+}
+
+/// write(2), named apart from the writer's own `write` methods.
+private func systemWrite(_ descriptor: Int32, _ bytes: UnsafeRawPointer, _ count: Int) -> Int {
+    write(descriptor, bytes, count)
 }

@@ -91,7 +91,16 @@ public enum BLAS {
         set {
             precondition(newValue >= 1, "BLAS thread count must be at least 1")
             openblas_set_num_threads(blasInt(newValue))
+            // Setting the count (re)starts the worker threads, which then spin; one thread needs none.
+            if newValue == 1 { stopIdleThreads() }
         }
+    }
+
+    /// Stops the BLAS worker threads until the next threaded call starts them again. OpenBLAS starts
+    /// them when the library loads and lets them spin on `sched_yield` for about 0.1 s waiting for
+    /// work; a command that converts files, and uses no BLAS, would lose a core to them.
+    public static func stopIdleThreads() {
+        blas_thread_shutdown_()
     }
 
     /// Runs `body` with the BLAS thread count set to `count`, restoring the previous count after.

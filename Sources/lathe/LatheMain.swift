@@ -2,7 +2,7 @@ import LatheCLI
 
 @main
 struct LatheMain {
-    static func main() async {
-        await LatheCLI.main()
+    static func main() {
+        LatheCLI.main()
     }
 }

@@ -27,6 +27,47 @@ enum BlockMath {
         UInt8(truncatingIfNeeded: (integral + magic).bitPattern)
     }
 
+    /// `truncateNonNegative`, sixteen lanes at once.
+    @inline(__always)
+    static func truncateNonNegative(_ v: SIMD16<Float>) -> SIMD16<Float> {
+        let n = (v + SIMD16(repeating: magic)) - SIMD16(repeating: magic)
+        return n.replacing(with: n - 1, where: n .> v)
+    }
+
+    /// Swift's `min(15, v)` in every lane (15 where `v` is NaN, as the scalar form gives).
+    @inline(__always)
+    static func atMost15(_ v: SIMD16<Float>) -> SIMD16<Float> {
+        SIMD16(repeating: 15).replacing(with: v, where: v .< 15)
+    }
+
+    /// Sixteen floats from `x` at `offset`, in one load.
+    @inline(__always)
+    static func load16(_ x: UnsafeBufferPointer<Float>, _ offset: Int) -> SIMD16<Float> {
+        UnsafeRawPointer(x.baseAddress! + offset).loadUnaligned(as: SIMD16<Float>.self)
+    }
+
+    /// Eight floats from `x` at `offset`, in one load.
+    @inline(__always)
+    static func load8(_ x: UnsafeBufferPointer<Float>, _ offset: Int) -> SIMD8<Float> {
+        UnsafeRawPointer(x.baseAddress! + offset).loadUnaligned(as: SIMD8<Float>.self)
+    }
+
+    /// The low bytes of integral values, as `byte` gives them.
+    @inline(__always)
+    static func bytes(_ integral: SIMD16<Float>) -> SIMD16<UInt8> {
+        SIMD16(truncatingIfNeeded: unsafeBitCast(integral + SIMD16(repeating: magic), to: SIMD16<UInt32>.self))
+    }
+
+    /// Stores 4-bit codes as `packCodes` lays them out (elements 0–15 in the low nibbles, 16–31 in
+    /// the high ones), for the types that keep no fifth bit; the codes are computed sixteen lanes at
+    /// a time with the scalar forms' float operations, since the scalar loop did not vectorise.
+    @inline(__always)
+    static func storeNibbles(
+        low: SIMD16<Float>, high: SIMD16<Float>, into y: UnsafeMutableRawBufferPointer, at offset: Int
+    ) {
+        y.storeBytes(of: (bytes(low) & 15) | ((bytes(high) & 15) &<< 4), toByteOffset: offset, as: SIMD16<UInt8>.self)
+    }
+
     /// Stores the 4-bit codes of a block: byte `j` holds element `j` in its low nibble and element
     /// `j + 16` in its high nibble. Returns bit 4 of every code as a u32 (bit k for element k), which
     /// the 5-bit types keep.

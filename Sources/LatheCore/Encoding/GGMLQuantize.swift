@@ -16,14 +16,25 @@ public enum GGMLQuantize {
         let blockCount = input.count / type.blockSize
         precondition(input.count % type.blockSize == 0, "input is not a whole number of \(type.name) blocks")
         precondition(output.count >= blockCount * type.bytesPerBlock, "output too small")
+        // One vectorised scan for NaNs over the whole input spares the common case a check per block.
+        let clean = !containsNaN(input)
         for b in 0..<blockCount {
             let block = UnsafeBufferPointer(rebasing: input[(b * type.blockSize)..<((b + 1) * type.blockSize)])
             let y = UnsafeMutableRawBufferPointer(
                 rebasing: output[(b * type.bytesPerBlock)..<((b + 1) * type.bytesPerBlock)])
-            withoutNaN(block) { x in
-                quantizeBlock(type, x, y)
+            if clean {
+                quantizeBlock(type, block, y)
+            } else {
+                withoutNaN(block) { x in quantizeBlock(type, x, y) }
             }
         }
+    }
+
+    /// Whether any value is NaN: its magnitude bits exceed infinity's (an integer maximum vectorises).
+    static func containsNaN(_ x: UnsafeBufferPointer<Float>) -> Bool {
+        var largest: UInt32 = 0
+        for v in x { largest = max(largest, v.bitPattern & 0x7FFF_FFFF) }
+        return largest > 0x7F80_0000
     }
 
     @inline(__always)
@@ -81,7 +92,10 @@ public enum GGMLQuantize {
         let d = signedAbsMax(x) / -8
         let id: Float = d != 0 ? 1 / d : 0
         store(HalfPrecision.f16Bits(d), y, at: 0)
-        BlockMath.packCodes(x, into: y, at: 2) { min(15, BlockMath.truncateNonNegative($0 * id + 8.5)) }
+        func code(_ v: SIMD16<Float>) -> SIMD16<Float> {
+            BlockMath.atMost15(BlockMath.truncateNonNegative(v * id + 8.5))
+        }
+        BlockMath.storeNibbles(low: code(BlockMath.load16(x, 0)), high: code(BlockMath.load16(x, 16)), into: y, at: 2)
     }
 
     private static func q4_1(_ x: UnsafeBufferPointer<Float>, _ y: UnsafeMutableRawBufferPointer) {
@@ -90,7 +104,10 @@ public enum GGMLQuantize {
         let id: Float = d != 0 ? 1 / d : 0
         store(HalfPrecision.f16Bits(d), y, at: 0)
         store(HalfPrecision.f16Bits(lo), y, at: 2)
-        BlockMath.packCodes(x, into: y, at: 4) { min(15, BlockMath.truncateNonNegative(($0 - lo) * id + 0.5)) }
+        func code(_ v: SIMD16<Float>) -> SIMD16<Float> {
+            BlockMath.atMost15(BlockMath.truncateNonNegative((v - SIMD16(repeating: lo)) * id + 0.5))
+        }
+        BlockMath.storeNibbles(low: code(BlockMath.load16(x, 0)), high: code(BlockMath.load16(x, 16)), into: y, at: 4)
     }
 
     private static func q5_0(_ x: UnsafeBufferPointer<Float>, _ y: UnsafeMutableRawBufferPointer) {
@@ -121,7 +138,19 @@ public enum GGMLQuantize {
         let id: Float = d != 0 ? 1 / d : 0
         store(HalfPrecision.f16Bits(d), y, at: 0)
         let dataOffset = withSum ? 4 : 2
-        for k in 0..<32 { y[dataOffset + k] = BlockMath.byte(BlockMath.roundHalfAway(x[k] * id)) }
+        // Eight lanes at a time with the same operations as `BlockMath.roundHalfAway` and `byte`
+        // (the scalar loop did not vectorise, and was most of a Q8_0 conversion).
+        let scale = SIMD8<Float>(repeating: id)
+        let magic = SIMD8<Float>(repeating: BlockMath.magic)
+        for part in 0..<4 {
+            let v = BlockMath.load8(x, 8 * part) * scale
+            let a = unsafeBitCast(unsafeBitCast(v, to: SIMD8<UInt32>.self) & 0x7FFF_FFFF, to: SIMD8<Float>.self)
+            var n = (a + magic) - magic
+            n.replace(with: n + 1, where: a - n .== 0.5)
+            n.replace(with: -n, where: v .< 0)
+            let codes = SIMD8<UInt8>(truncatingIfNeeded: unsafeBitCast(n + magic, to: SIMD8<UInt32>.self))
+            y.storeBytes(of: codes, toByteOffset: dataOffset + 8 * part, as: SIMD8<UInt8>.self)
+        }
         if withSum {
             var sum = 0
             for k in 0..<32 { sum += Int(Int8(bitPattern: y[dataOffset + k])) }

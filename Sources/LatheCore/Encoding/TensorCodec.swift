@@ -1,5 +1,3 @@
-import Dispatch
-
 /// Converts tensor payloads between their stored encoding and Float32 values.
 public enum TensorCodec {
     /// Whether `dtype` can be decoded to floats.
@@ -105,53 +103,61 @@ public enum TensorCodec {
 
     /// Encodes floats as `dtype` (little-endian).
     public static func encode(_ values: UnsafeBufferPointer<Float>, as dtype: DType) throws(LatheError) -> [UInt8] {
-        let count = values.count
+        let size = try encodedSize(values.count, as: dtype)
+        return try [UInt8](unsafeUninitializedCapacity: size) { (buffer, initialized) throws(LatheError) in
+            try encode(values, as: dtype, into: UnsafeMutableRawBufferPointer(buffer))
+            initialized = size
+        }
+    }
+
+    /// The bytes `count` floats take as `dtype`, or an error when they cannot be encoded as it.
+    private static func encodedSize(_ count: Int, as dtype: DType) throws(LatheError) -> Int {
         switch dtype {
-        case .f32:
-            return [UInt8](unsafeUninitializedCapacity: 4 * count) { buffer, initialized in
-                UnsafeMutableRawBufferPointer(buffer).copyMemory(from: UnsafeRawBufferPointer(values))
-                initialized = 4 * count
-            }
-        case .f16:
-            return [UInt8](unsafeUninitializedCapacity: 2 * count) { buffer, initialized in
-                let out = UnsafeMutableRawBufferPointer(buffer)
-                for i in 0..<count {
-                    out.storeBytes(
-                        of: HalfPrecision.f16Bits(values[i]).littleEndian, toByteOffset: 2 * i, as: UInt16.self)
-                }
-                initialized = 2 * count
-            }
-        case .bf16:
-            return [UInt8](unsafeUninitializedCapacity: 2 * count) { buffer, initialized in
-                let out = UnsafeMutableRawBufferPointer(buffer)
-                for i in 0..<count {
-                    out.storeBytes(
-                        of: HalfPrecision.bf16Bits(values[i]).littleEndian, toByteOffset: 2 * i, as: UInt16.self)
-                }
-                initialized = 2 * count
-            }
-        case .f64:
-            return [UInt8](unsafeUninitializedCapacity: 8 * count) { buffer, initialized in
-                for i in 0..<count {
-                    UnsafeMutableRawBufferPointer(buffer).storeBytes(
-                        of: Double(values[i]).bitPattern.littleEndian, toByteOffset: 8 * i, as: UInt64.self)
-                }
-                initialized = 8 * count
-            }
+        case .f32: return 4 * count
+        case .f16, .bf16: return 2 * count
+        case .f64: return 8 * count
         case .quantized(.ggml(let type)) where GGMLQuantize.supportedTypes.contains(type):
             guard count % type.blockSize == 0 else {
                 throw .invalidShape(
                     [count],
                     reason: "\(count) values are not a whole number of \(type.name) blocks of \(type.blockSize)")
             }
-            let size = count / type.blockSize * type.bytesPerBlock
-            return [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
-                GGMLQuantize.blocks(type, from: values, into: UnsafeMutableRawBufferPointer(buffer))
-                initialized = size
-            }
+            return count / type.blockSize * type.bytesPerBlock
         default:
             throw .invalidValue(
                 field: "target type", value: "\(dtype)", expected: "F32, F16, BF16, F64 or a supported ggml type")
+        }
+    }
+
+    /// Encodes floats as `dtype` into `output`, which holds at least their encoded size.
+    public static func encode(
+        _ values: UnsafeBufferPointer<Float>, as dtype: DType, into output: UnsafeMutableRawBufferPointer
+    ) throws(LatheError) {
+        let count = values.count
+        let size = try encodedSize(count, as: dtype)
+        precondition(output.count >= size, "output too small")
+        switch dtype {
+        case .f32:
+            output.copyMemory(from: UnsafeRawBufferPointer(values))
+        case .f16:
+            let out = output.baseAddress!
+            for i in 0..<count {
+                out.storeBytes(of: HalfPrecision.f16Bits(values[i]).littleEndian, toByteOffset: 2 * i, as: UInt16.self)
+            }
+        case .bf16:
+            let out = output.baseAddress!
+            for i in 0..<count {
+                out.storeBytes(of: HalfPrecision.bf16Bits(values[i]).littleEndian, toByteOffset: 2 * i, as: UInt16.self)
+            }
+        case .f64:
+            let out = output.baseAddress!
+            for i in 0..<count {
+                out.storeBytes(of: Double(values[i]).bitPattern.littleEndian, toByteOffset: 8 * i, as: UInt64.self)
+            }
+        case .quantized(.ggml(let type)):
+            GGMLQuantize.blocks(type, from: values, into: output)
+        default:
+            preconditionFailure("encodedSize accepted \(dtype)")
         }
     }
 
@@ -162,9 +168,9 @@ public enum TensorCodec {
         return Tensor(info: streamed.info, storage: try streamed.storage())
     }
 
-    /// `tensor` re-encoded as `dtype`, produced in row chunks straight into the consumer: two chunks
-    /// at a time are converted on the cores into one reused buffer, then handed on in order, so no
-    /// tensor-sized buffer is ever allocated.
+    /// `tensor` re-encoded as `dtype`, produced in row chunks straight into the consumer: chunks are
+    /// converted on every core into a few reused slots and handed on in order while the next ones are
+    /// converted (``OrderedChunkPipeline``), so no tensor-sized buffer is ever allocated.
     public static func streamingConversion(_ tensor: Tensor, to dtype: DType) throws -> Tensor {
         if tensor.info.dtype == dtype { return tensor }
         let info = TensorInfo(name: tensor.name, dtype: dtype, shape: tensor.info.shape)
@@ -176,78 +182,59 @@ public enum TensorCodec {
             let rows = count / rowLength
             guard rows > 0 else { return }
             let (sourceRowBytes, targetRowBytes) = (source.byteCount / rows, outputBytes / rows)
+            // About a megabyte of output per chunk: large enough that a write costs little per byte,
+            // small enough that the slots stay in cache.
             let rowsPerChunk = max(1, (1 << 18) / rowLength)
-            let workers = 2
-            var buffer = [UInt8](repeating: 0, count: min(rows, rowsPerChunk * workers) * targetRowBytes)
-            var failure: (any Error)?
-            try source.withUnsafeBytes { input in
-                var row = 0
-                while row < rows {
-                    let batchRows = min(rowsPerChunk * workers, rows - row)
-                    let chunks = (batchRows + rowsPerChunk - 1) / rowsPerChunk
-                    var errors = [LatheError?](repeating: nil, count: chunks)
-                    buffer.withUnsafeMutableBytes { target in
-                        errors.withUnsafeMutableBufferPointer { slots in
-                            let (t, i, e) = (UnsafeShared(target), UnsafeShared(input), UnsafeShared(slots))
-                            let first = row
-                            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
-                                let start = first + chunk * rowsPerChunk
-                                let n = min(rowsPerChunk, first + batchRows - start)
-                                let from = UnsafeRawBufferPointer(
-                                    rebasing: i.value[(start * sourceRowBytes)..<((start + n) * sourceRowBytes)])
-                                let local = (start - first) * targetRowBytes
-                                let into = UnsafeMutableRawBufferPointer(
-                                    rebasing: t.value[local..<(local + n * targetRowBytes)])
-                                do {
-                                    try convertRows(
-                                        from: from, tensor.info.dtype, into: into, dtype, elements: n * rowLength)
-                                } catch {
-                                    e.value[chunk] = error as? LatheError
-                                }
-                            }
-                        }
-                    }
-                    if let error = errors.lazy.compactMap({ $0 }).first {
-                        failure = error.inTensor(tensor.name)
-                        return
-                    }
-                    try buffer.withUnsafeBytes {
-                        try sink(UnsafeRawBufferPointer(rebasing: $0[0..<(batchRows * targetRowBytes)]))
-                    }
-                    row += batchRows
+            let pipeline = OrderedChunkPipeline(
+                chunkCount: (rows + rowsPerChunk - 1) / rowsPerChunk, slotBytes: rowsPerChunk * targetRowBytes,
+                workers: HelperThreads.shared.count + 1)
+            let scratch = (0..<pipeline.workers).map { _ in
+                UnsafeMutableBufferPointer<Float>.allocate(capacity: rowsPerChunk * rowLength)
+            }
+            defer { for buffer in scratch { buffer.deallocate() } }
+            do {
+                try source.withUnsafeBytes { input in
+                    try pipeline.run(
+                        produce: { chunk, slot, worker in
+                            let start = chunk * rowsPerChunk
+                            let n = min(rowsPerChunk, rows - start)
+                            try convertRows(
+                                from: UnsafeRawBufferPointer(
+                                    rebasing: input[(start * sourceRowBytes)..<((start + n) * sourceRowBytes)]),
+                                tensor.info.dtype,
+                                into: UnsafeMutableRawBufferPointer(rebasing: slot[0..<(n * targetRowBytes)]), dtype,
+                                elements: n * rowLength, scratch: scratch[worker])
+                            return n * targetRowBytes
+                        }, consume: sink)
                 }
+            } catch let error as LatheError {
+                throw error.inTensor(tensor.name)
             }
             source.dropCachedPages()
-            if let failure { throw failure }
         }
     }
 
-    /// Decodes a run of whole rows into scratch floats and encodes them straight into `target`.
+    /// Decodes a run of whole rows and encodes them straight into `target`, through `scratch` floats
+    /// only when neither side is F32 already.
     private static func convertRows(
         from source: UnsafeRawBufferPointer, _ sourceType: DType, into target: UnsafeMutableRawBufferPointer,
-        _ targetType: DType,
-        elements: Int
+        _ targetType: DType, elements: Int, scratch: UnsafeMutableBufferPointer<Float>
     ) throws(LatheError) {
-        // F32 input that is suitably aligned is read in place (mapped files align tensors); the block
-        // quantizers write straight into the output.
-        let direct = sourceType == .f32 && Int(bitPattern: source.baseAddress) % MemoryLayout<Float>.alignment == 0
-        let scratch = direct ? nil : UnsafeMutableBufferPointer<Float>.allocate(capacity: elements)
-        defer { scratch?.deallocate() }
-        if let scratch { try decode(sourceType, from: source, into: scratch) }
-        let values =
-            scratch.map { UnsafeBufferPointer($0) }
-            ?? UnsafeBufferPointer(start: source.baseAddress?.assumingMemoryBound(to: Float.self), count: elements)
-        if case .quantized(.ggml(let type)) = targetType, GGMLQuantize.supportedTypes.contains(type) {
-            GGMLQuantize.blocks(type, from: values, into: target)
+        if targetType == .f32, Int(bitPattern: target.baseAddress) % MemoryLayout<Float>.alignment == 0 {
+            let floats = target.baseAddress!.assumingMemoryBound(to: Float.self)
+            try decode(sourceType, from: source, into: UnsafeMutableBufferPointer(start: floats, count: elements))
             return
         }
-        let encoded = try encode(values, as: targetType)
-        encoded.withUnsafeBytes { target.copyMemory(from: $0) }
+        // F32 input that is suitably aligned is read in place (mapped files align tensors).
+        let values: UnsafeBufferPointer<Float>
+        if sourceType == .f32, Int(bitPattern: source.baseAddress) % MemoryLayout<Float>.alignment == 0 {
+            values = UnsafeBufferPointer(
+                start: source.baseAddress?.assumingMemoryBound(to: Float.self), count: elements)
+        } else {
+            let floats = UnsafeMutableBufferPointer(rebasing: scratch[0..<elements])
+            try decode(sourceType, from: source, into: floats)
+            values = UnsafeBufferPointer(floats)
+        }
+        try encode(values, as: targetType, into: target)
     }
-}
-
-/// A buffer handed to concurrent workers that each use a disjoint part of it.
-private struct UnsafeShared<Value>: @unchecked Sendable {
-    let value: Value
-    init(_ value: Value) { self.value = value }
 }

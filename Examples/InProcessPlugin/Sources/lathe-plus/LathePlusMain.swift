@@ -3,13 +3,13 @@ import LatheCLI
 
 @main
 struct LathePlusMain {
-    static func main() async {
+    static func main() {
         var builder = LatheBuiltins.builder()
         do {
             try builder.register(pass: ScaleNormsPass.self)
         } catch {
             preconditionFailure("\(error)")
         }
-        await LatheCLI.main(registry: builder.build())
+        LatheCLI.main(registry: builder.build())
     }
 }

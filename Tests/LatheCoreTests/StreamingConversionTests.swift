@@ -1,0 +1,79 @@
+import Foundation
+import Testing
+
+@testable import LatheCore
+
+@Suite("Streaming conversion: ordered pipeline, scale scan, JSON escapes")
+struct StreamingConversionTests {
+    /// Fills each chunk with its own number, taking longer for early chunks so that later ones
+    /// finish first on another worker.
+    private func runNumbered(chunks: Int, workers: Int, failAt: Int? = nil, consumeFailAt: Int? = nil) throws
+        -> [Int]
+    {
+        let pipeline = OrderedChunkPipeline(chunkCount: chunks, slotBytes: 16, workers: workers)
+        var consumed: [Int] = []
+        try pipeline.run(
+            produce: { chunk, slot, _ in
+                if chunk == failAt { throw LatheError.invalidValue(field: "chunk", value: "\(chunk)", expected: "x") }
+                if chunk % 3 == 0 { usleep(2000) }
+                slot.storeBytes(of: UInt64(chunk), toByteOffset: 0, as: UInt64.self)
+                return 8 + chunk % 9
+            },
+            consume: { bytes in
+                let chunk = Int(bytes.loadUnaligned(as: UInt64.self))
+                #expect(bytes.count == 8 + chunk % 9)
+                if chunk == consumeFailAt {
+                    throw LatheError.invalidValue(field: "sink", value: "full", expected: "room")
+                }
+                consumed.append(chunk)
+            })
+        return consumed
+    }
+
+    @Test("chunks reach the consumer in order, whatever the worker count", arguments: [1, 2, 3, 5])
+    func ordered(workers: Int) throws {
+        #expect(try runNumbered(chunks: 23, workers: workers) == Array(0..<23))
+        #expect(try runNumbered(chunks: 1, workers: workers) == [0])
+        #expect(try runNumbered(chunks: 0, workers: workers) == [])
+    }
+
+    @Test("a producer's or the consumer's error stops the pipeline and is rethrown")
+    func errors() {
+        #expect(throws: LatheError.self) { _ = try runNumbered(chunks: 40, workers: 2, failAt: 17) }
+        #expect(throws: LatheError.self) { _ = try runNumbered(chunks: 40, workers: 3, consumeFailAt: 5) }
+    }
+
+    @Test("the scale scan names the first block with a non-finite scale in any field")
+    func scaleScan() {
+        let type = GGMLBlockType.q4_1
+        var bytes = [UInt8](repeating: 0, count: 12 * type.bytesPerBlock)
+        // Block 9's scale d is NaN; block 6's minimum (the second field) is +infinity.
+        bytes[9 * type.bytesPerBlock + 1] = 0x7E
+        bytes[6 * type.bytesPerBlock + 3] = 0x7C
+        let encoding = QuantizedEncoding.ggml(type)
+        #expect(bytes.withUnsafeBytes { encoding.firstNonFiniteScale($0) } == 6)
+        bytes[6 * type.bytesPerBlock + 3] = 0x7B  // 65504, the largest finite half
+        #expect(bytes.withUnsafeBytes { encoding.firstNonFiniteScale($0) } == 9)
+        bytes[9 * type.bytesPerBlock + 1] = 0
+        #expect(bytes.withUnsafeBytes { encoding.firstNonFiniteScale($0) } == nil)
+
+        // Q8_K keeps an F32 scale: an exponent of all ones is caught there too.
+        var k = [UInt8](repeating: 0, count: 3 * GGMLBlockType.q8_K.bytesPerBlock)
+        k.withUnsafeMutableBytes {
+            $0.storeBytes(
+                of: Float.infinity.bitPattern, toByteOffset: 2 * GGMLBlockType.q8_K.bytesPerBlock, as: UInt32.self)
+        }
+        #expect(k.withUnsafeBytes { QuantizedEncoding.ggml(.q8_K).firstNonFiniteScale($0) } == 2)
+    }
+
+    @Test("JSON strings: quotes, backslashes and control characters escaped, the rest copied whole")
+    func jsonEscapes() {
+        let text = "plain \"quoted\" back\\slash\nline\ttab\u{01}\u{1F}é ✓"
+        #expect(
+            JSONValue.string(text).serialized()
+                == #""plain \"quoted\" back\\slash\nline\ttab\u0001\u001fé ✓""#)
+        #expect(JSONValue.object([("k\"", .array([.string(""), .null]))]).serialized() == #"{"k\"":["",null]}"#)
+        // What is written parses back to the same string.
+        #expect((try? JSONValue.parse(JSONValue.string(text).serialized())) == .string(text))
+    }
+}
