@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 
 @testable import LatheCore
@@ -35,6 +36,18 @@ struct StreamingConversionTests {
         #expect(try runNumbered(chunks: 23, workers: workers) == Array(0..<23))
         #expect(try runNumbered(chunks: 1, workers: workers) == [0])
         #expect(try runNumbered(chunks: 0, workers: workers) == [])
+    }
+
+    @Test("pipelines started at once from several threads each keep their own order")
+    func concurrentCallers() {
+        let results = Mutex<[[Int]]>([])
+        DispatchQueue.concurrentPerform(iterations: 4) { caller in
+            let consumed = (try? runNumbered(chunks: 15 + caller, workers: 2)) ?? []
+            results.withLock { $0.append(consumed) }
+        }
+        let lengths = results.withLock { $0.map(\.count).sorted() }
+        #expect(lengths == [15, 16, 17, 18])
+        for consumed in results.withLock({ $0 }) { #expect(consumed == Array(0..<consumed.count)) }
     }
 
     @Test("a producer's or the consumer's error stops the pipeline and is rethrown")

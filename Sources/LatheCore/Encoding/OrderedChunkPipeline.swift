@@ -117,6 +117,8 @@ final class HelperThreads: @unchecked Sendable {
     /// Threads besides the caller.
     let count: Int
     private let condition = NSCondition()
+    /// Held by the caller that has the helpers.
+    private let entry = NSLock()
     private var job: (@Sendable (Int) -> Void)?
     private var wanted = 0
     private var started = 0
@@ -133,13 +135,15 @@ final class HelperThreads: @unchecked Sendable {
     }
 
     /// Runs `body(i)` for i in 0..<workers, i = 0 on the caller and the rest on helpers (as many as
-    /// there are); returns when all have finished. One caller at a time.
+    /// there are); returns when all have finished. While another caller has the helpers, every `i`
+    /// runs on the caller in turn (a pipeline's first worker then does all the work).
     func run(_ workers: Int, _ body: @escaping @Sendable (Int) -> Void) {
         let helpers = min(workers - 1, count)
-        guard helpers > 0 else {
+        guard helpers > 0, entry.try() else {
             for worker in 0..<workers { body(worker) }
             return
         }
+        defer { entry.unlock() }
         condition.lock()
         job = body
         wanted = helpers

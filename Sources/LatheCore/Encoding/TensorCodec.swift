@@ -170,7 +170,7 @@ public enum TensorCodec {
 
     /// `tensor` re-encoded as `dtype`, produced in row chunks straight into the consumer: chunks are
     /// converted on every core into a few reused slots and handed on in order while the next ones are
-    /// converted (``OrderedChunkPipeline``), so no tensor-sized buffer is ever allocated.
+    /// converted (`OrderedChunkPipeline`), so no tensor-sized buffer is ever allocated.
     public static func streamingConversion(_ tensor: Tensor, to dtype: DType) throws -> Tensor {
         if tensor.info.dtype == dtype { return tensor }
         let info = TensorInfo(name: tensor.name, dtype: dtype, shape: tensor.info.shape)
