@@ -481,9 +481,3 @@ public final class LlamaSession {
         return (cosines, sines)
     }
 }
-
-/// A pointer handed to parallel workers that each touch a disjoint part of its buffer.
-struct UnsafeSendable<Pointer>: @unchecked Sendable {
-    let value: Pointer
-    init(_ value: Pointer) { self.value = value }
-}

@@ -27,6 +27,22 @@ enum BlockMath {
         UInt8(truncatingIfNeeded: (integral + magic).bitPattern)
     }
 
+    /// `roundHalfAway`, eight lanes at once.
+    @inline(__always)
+    static func roundHalfAway(_ v: SIMD8<Float>) -> SIMD8<Float> {
+        let magic = SIMD8<Float>(repeating: magic)
+        let a = unsafeBitCast(unsafeBitCast(v, to: SIMD8<UInt32>.self) & 0x7FFF_FFFF, to: SIMD8<Float>.self)
+        var n = (a + magic) - magic
+        n.replace(with: n + 1, where: a - n .== 0.5)
+        return n.replacing(with: -n, where: v .< 0)
+    }
+
+    /// `byte`, eight lanes at once.
+    @inline(__always)
+    static func bytes(_ integral: SIMD8<Float>) -> SIMD8<UInt8> {
+        SIMD8(truncatingIfNeeded: unsafeBitCast(integral + SIMD8(repeating: magic), to: SIMD8<UInt32>.self))
+    }
+
     /// `truncateNonNegative`, sixteen lanes at once.
     @inline(__always)
     static func truncateNonNegative(_ v: SIMD16<Float>) -> SIMD16<Float> {

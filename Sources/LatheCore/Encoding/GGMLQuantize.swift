@@ -138,17 +138,9 @@ public enum GGMLQuantize {
         let id: Float = d != 0 ? 1 / d : 0
         store(HalfPrecision.f16Bits(d), y, at: 0)
         let dataOffset = withSum ? 4 : 2
-        // Eight lanes at a time with the same operations as `BlockMath.roundHalfAway` and `byte`
-        // (the scalar loop did not vectorise, and was most of a Q8_0 conversion).
-        let scale = SIMD8<Float>(repeating: id)
-        let magic = SIMD8<Float>(repeating: BlockMath.magic)
+        // Eight lanes at a time (the scalar loop did not vectorise, and was most of a Q8_0 conversion).
         for part in 0..<4 {
-            let v = BlockMath.load8(x, 8 * part) * scale
-            let a = unsafeBitCast(unsafeBitCast(v, to: SIMD8<UInt32>.self) & 0x7FFF_FFFF, to: SIMD8<Float>.self)
-            var n = (a + magic) - magic
-            n.replace(with: n + 1, where: a - n .== 0.5)
-            n.replace(with: -n, where: v .< 0)
-            let codes = SIMD8<UInt8>(truncatingIfNeeded: unsafeBitCast(n + magic, to: SIMD8<UInt32>.self))
+            let codes = BlockMath.bytes(BlockMath.roundHalfAway(BlockMath.load8(x, 8 * part) * id))
             y.storeBytes(of: codes, toByteOffset: dataOffset + 8 * part, as: SIMD8<UInt8>.self)
         }
         if withSum {

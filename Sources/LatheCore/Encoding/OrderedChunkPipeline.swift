@@ -103,10 +103,11 @@ private final class PipelineState: @unchecked Sendable {
     init(slots: Int) { filled = [Int?](repeating: nil, count: slots) }
 }
 
-/// Values handed to pipeline workers, which touch disjoint parts of them or take turns under a lock.
-struct UnsafeSendable<Value>: @unchecked Sendable {
-    let value: Value
-    init(_ value: Value) { self.value = value }
+/// A value (a pointer, a closure) handed to parallel workers that touch disjoint parts of it or
+/// take turns under a lock: the conversion pipeline's and the runtime's.
+public struct UnsafeSendable<Value>: @unchecked Sendable {
+    public let value: Value
+    public init(_ value: Value) { self.value = value }
 }
 
 /// Threads that sleep until a pipeline needs them. Dispatch's workers spin on `sched_yield` while

@@ -24,16 +24,21 @@ extension QuantizedEncoding {
         case .ggml(let type):
             // On the bit patterns: a float is NaN or infinite exactly when its exponent bits are all
             // ones (an F16 table lookup per scale was a noticeable part of converting a model).
-            let stride = type.bytesPerBlock
-            for field in type.scaleFields {
-                let (size, exponent): (Int, UInt32) = field.isF32 ? (4, 0x7F80_0000) : (2, 0x7C00)
-                for block in 0..<(bytes.count / stride) {
-                    let offset = block * stride + field.offset
-                    let bits =
-                        size == 4
-                        ? UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
-                        : UInt32(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt16.self)))
-                    if bits & exponent == exponent { return firstBad(bytes, type) }
+            let fields = type.scaleFields
+            for block in 0..<(bytes.count / type.bytesPerBlock) {
+                for field in fields {
+                    let offset = block * type.bytesPerBlock + field.offset
+                    let (bits, exponent): (UInt32, UInt32) =
+                        field.isF32
+                        ? (
+                            UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)),
+                            0x7F80_0000
+                        )
+                        : (
+                            UInt32(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt16.self))),
+                            0x7C00
+                        )
+                    if bits & exponent == exponent { return block }
                 }
             }
         case .packed(let encoding):
@@ -42,23 +47,6 @@ extension QuantizedEncoding {
                     let bits = bytes.loadUnaligned(fromByteOffset: row * encoding.rowStride + 4 * slot, as: UInt32.self)
                     if !Float(bitPattern: UInt32(littleEndian: bits)).isFinite { return row }
                 }
-            }
-        }
-        return nil
-    }
-
-    /// The first block with a non-finite scale in any of its fields (the fast scan goes field by field).
-    private func firstBad(_ bytes: UnsafeRawBufferPointer, _ type: GGMLBlockType) -> Int? {
-        for block in 0..<(bytes.count / type.bytesPerBlock) {
-            for field in type.scaleFields {
-                let offset = block * type.bytesPerBlock + field.offset
-                let value =
-                    field.isF32
-                    ? Float(
-                        bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
-                    : HalfPrecision.float(
-                        fromF16: UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt16.self)))
-                if !value.isFinite { return block }
             }
         }
         return nil
