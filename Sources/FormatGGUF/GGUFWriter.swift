@@ -55,6 +55,7 @@ public struct GGUFWriter: FormatWriter {
                 offset += (byteCount + alignment - 1) / alignment * alignment
             }
             try writer.pad(to: alignment)
+            writer.reserve(totalBytes: writer.position + offset)
             for (index, (tensor, _, _)) in records.enumerated() {
                 try tensor.forEachChunk { try writer.write($0) }
                 try writer.pad(to: alignment)

@@ -101,6 +101,7 @@ public struct SafetensorsWriter: FormatWriter {
                 problem: "\(header.count) bytes exceeds the 100,000,000-byte limit")
         }
         let writer = try BinaryWriter(creating: url)
+        writer.reserve(totalBytes: 8 + header.count + offset)
         try writer.write(UInt64(header.count))
         try writer.write(header)
         for (index, tensor) in ordered.enumerated() {

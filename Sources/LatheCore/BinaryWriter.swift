@@ -15,6 +15,7 @@ public final class BinaryWriter {
     /// Bytes handed to the kernel, and where the stretch not yet sent towards the disk starts.
     private var onDisk = 0
     private var writebackStart = 0
+    private var reserved = 0
     private static let writebackStride = 16 << 20
 
     /// Creates (or truncates) the file at `url`.
@@ -85,9 +86,32 @@ public final class BinaryWriter {
         }
     }
 
+    /// Allocates the file's blocks for `totalBytes` up front, without changing its size. Writing into
+    /// allocated blocks spares the file system a reservation per page (about a quarter of the kernel
+    /// time of writing a large file on ext4). Advisory: file systems without `fallocate` write as before.
+    public func reserve(totalBytes: Int) {
+        guard totalBytes > 0, let allocate = Self.fallocate else { return }
+        if allocate(handle.fileDescriptor, 1 /* FALLOC_FL_KEEP_SIZE */, 0, totalBytes) == 0 { reserved = totalBytes }
+    }
+
+    /// Linux's fallocate(2), looked up at run time (Swift's Glibc module does not export it, and
+    /// other systems do not have it).
+    private static let fallocate: (@convention(c) (Int32, Int32, Int, Int) -> Int32)? = {
+        #if os(Linux)
+            guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "fallocate") else { return nil }
+            return unsafeBitCast(symbol, to: (@convention(c) (Int32, Int32, Int, Int) -> Int32).self)
+        #else
+            return nil
+        #endif
+    }()
+
     /// Flushes, syncs and closes the file.
     public func close() throws {
         try flush()
+        if reserved > position {
+            // Blocks allocated past the end (the writer wrote less than it reserved) are freed.
+            _ = ftruncate(handle.fileDescriptor, off_t(position))
+        }
         do {
             try handle.synchronize()
             try handle.close()

@@ -127,6 +127,28 @@ struct EncodingTests {
         #expect(HalfPrecision.float(fromF16: 0xB9D8) == -0.73046875)
     }
 
+    @Test("F16 and BF16 encoding eight at a time equals the scalar conversion and Swift's Float16, bit for bit")
+    func vectorHalfPrecision() throws {
+        // Every 4093rd bit pattern (all exponents, both signs, NaNs) plus the case boundaries, in a
+        // count that leaves a scalar tail.
+        var patterns = Array(stride(from: UInt32(0), to: UInt32.max - 4093, by: 4093))
+        patterns += [0x3880_0000, 0x387F_FFFF, 0x4780_0000, 0x477F_EFFF, 0x477F_F000, 0x7F80_0000, 0x7F80_0001]
+        patterns += patterns.map { $0 | 0x8000_0000 } + [0x3300_0000, 0x3300_0001]
+        let values = patterns.map { Float(bitPattern: $0) }
+        let f16 = try values.withUnsafeBufferPointer { try TensorCodec.encode($0, as: .f16) }
+        let bf16 = try values.withUnsafeBufferPointer { try TensorCodec.encode($0, as: .bf16) }
+        var mismatches = 0
+        for (i, value) in values.enumerated() {
+            let half = UInt16(f16[2 * i]) | UInt16(f16[2 * i + 1]) << 8
+            let brain = UInt16(bf16[2 * i]) | UInt16(bf16[2 * i + 1]) << 8
+            let expected = value.isNaN ? (value.sign == .minus ? 0xFE00 : 0x7E00) : Float16(value).bitPattern
+            if half != HalfPrecision.f16Bits(value) || half != expected || brain != HalfPrecision.bf16Bits(value) {
+                mismatches += 1
+            }
+        }
+        #expect(mismatches == 0, "of \(values.count) values")
+    }
+
     @Test("scalar types decode little-endian values")
     func scalars() throws {
         let bytes: [UInt8] = [0xFF, 0xFF, 0x02, 0x00]

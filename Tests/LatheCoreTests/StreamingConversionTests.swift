@@ -1,4 +1,5 @@
 import Foundation
+import LatheTestSupport
 import Synchronization
 import Testing
 
@@ -77,6 +78,28 @@ struct StreamingConversionTests {
                 of: Float.infinity.bitPattern, toByteOffset: 2 * GGMLBlockType.q8_K.bytesPerBlock, as: UInt32.self)
         }
         #expect(k.withUnsafeBytes { QuantizedEncoding.ggml(.q8_K).firstNonFiniteScale($0) } == 2)
+    }
+
+    @Test("a writer that reserves more than it writes leaves a file of exactly what it wrote")
+    func reservedBlocks() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let payload = (0..<3_000_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        for reservation in [0, payload.count + 8, 5 * payload.count] {
+            let url = directory.appendingPathComponent("out-\(reservation).bin")
+            let writer = try BinaryWriter(creating: url)
+            try writer.write(UInt64(payload.count))
+            writer.reserve(totalBytes: reservation)
+            try writer.write(payload)
+            try writer.close()
+            let written = try Data(contentsOf: url)
+            #expect(written.count == 8 + payload.count, "reserved \(reservation)")
+            #expect(written.dropFirst(8).elementsEqual(payload), "reserved \(reservation)")
+            // Blocks reserved past the end are given back (a file system without fallocate has none).
+            var status = stat()
+            #expect(stat(url.path, &status) == 0)
+            #expect(Int(status.st_blocks) * 512 < 2 * payload.count, "reserved \(reservation)")
+        }
     }
 
     @Test("JSON strings: quotes, backslashes and control characters escaped, the rest copied whole")

@@ -140,15 +140,9 @@ public enum TensorCodec {
         case .f32:
             output.copyMemory(from: UnsafeRawBufferPointer(values))
         case .f16:
-            let out = output.baseAddress!
-            for i in 0..<count {
-                out.storeBytes(of: HalfPrecision.f16Bits(values[i]).littleEndian, toByteOffset: 2 * i, as: UInt16.self)
-            }
+            HalfPrecision.encode(values, bf16: false, into: output.baseAddress!)
         case .bf16:
-            let out = output.baseAddress!
-            for i in 0..<count {
-                out.storeBytes(of: HalfPrecision.bf16Bits(values[i]).littleEndian, toByteOffset: 2 * i, as: UInt16.self)
-            }
+            HalfPrecision.encode(values, bf16: true, into: output.baseAddress!)
         case .f64:
             let out = output.baseAddress!
             for i in 0..<count {
