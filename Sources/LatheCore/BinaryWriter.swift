@@ -91,7 +91,8 @@ public final class BinaryWriter {
     /// time of writing a large file on ext4). Advisory: file systems without `fallocate` write as before.
     public func reserve(totalBytes: Int) {
         guard totalBytes > 0, let allocate = Self.fallocate else { return }
-        if allocate(handle.fileDescriptor, 1 /* FALLOC_FL_KEEP_SIZE */, 0, totalBytes) == 0 { reserved = totalBytes }
+        let keepSize: Int32 = 1  // FALLOC_FL_KEEP_SIZE: the size grows only as bytes are written
+        if allocate(handle.fileDescriptor, keepSize, 0, totalBytes) == 0 { reserved = totalBytes }
     }
 
     /// Linux's fallocate(2), looked up at run time (Swift's Glibc module does not export it, and
