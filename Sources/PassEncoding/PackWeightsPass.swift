@@ -44,6 +44,11 @@ public struct PackWeightsPass: ModelPass {
     static func layout(kind: String, columns: Int, record: WeightQuantizationRecord, headDim: Int) throws
         -> PackedIntegerEncoding
     {
+        guard record.asymmetric != true else {
+            throw LatheError.invalidValue(
+                field: "metadata \(QuantizationScheme.metadataKey): weights", value: "asymmetric (zero points)",
+                expected: "symmetric weights (lpack stores symmetric codes; write safetensors or GGUF instead)")
+        }
         guard (0...headDim).contains(record.headHighColumns), (0...columns).contains(record.hiddenHighColumns) else {
             throw LatheError.invalidValue(
                 field: "metadata \(QuantizationScheme.metadataKey): weights",

@@ -9,8 +9,18 @@ struct ColumnGrid {
     var groupCount: Int
     /// `rows × groupCount`.
     var scales: [Float]
+    /// Integer zero points (`rows × groupCount`) for an asymmetric grid, or empty for a symmetric one.
+    var zeros: [Float] = []
 
     func scale(row: Int, column: Int) -> Float { scales[row * groupCount + group[column]] }
+
+    /// `value` rounded onto the grid of its row and column, dequantized.
+    func quantized(_ value: Float, row: Int, column: Int) -> Float {
+        let slot = row * groupCount + group[column]
+        let s = scales[slot]
+        guard !zeros.isEmpty else { return UniformQuantizer.symmetricCode(value, bits: bits[column], scale: s) * s }
+        return UniformQuantizer.asymmetricCode(value, bits: bits[column], scale: s, zero: zeros[slot]) * s
+    }
 }
 
 /// GPTQ (Frantar et al.): quantizes columns one at a time in `order` and spreads each column's
@@ -18,26 +28,43 @@ struct ColumnGrid {
 /// inputs (`H = E[xxᵀ]`), in blocks of `blockSize` with lazy updates. Without a Hessian it is
 /// round-to-nearest on the same grid.
 enum GPTQ {
-    /// The dequantized weights (`rows × columns`, row-major) on `grid`.
+    /// Fits one row's scale (and zero point, for an asymmetric grid) to a group's values at `bits`.
+    typealias Fit = (_ values: UnsafeBufferPointer<Float>, _ bits: Int) -> (scale: Float, zero: Float)
+
+    /// The dequantized weights (`rows × columns`, row-major) on `grid`. With `refit`, each group's
+    /// scales are fitted again when GPTQ reaches its first column, to the values as the errors fed
+    /// back so far left them (as the reference does with groups); blocks then end at group ends.
     static func quantize(
         _ weights: [Float], rows: Int, columns: Int, grid: ColumnGrid, order: [Int], hessian: [Double]?,
-        blockSize: Int = 128, damping: Double = 0.01
+        blockSize: Int = 128, damping: Double = 0.01, refit: Fit? = nil
     ) throws -> [Float] {
+        var grid = grid
         // Work transposed and permuted: row a of `wt` is input column order[a], contiguous over outputs.
         var wt = [Float](repeating: 0, count: rows * columns)
         for a in 0..<columns {
             let c = order[a]
             for r in 0..<rows { wt[a * rows + r] = weights[r * columns + c] }
         }
-        func quantize(_ a: Int, _ r: Int, _ value: Float) -> Float {
-            let c = order[a]
-            let s = grid.scale(row: r, column: c)
-            return UniformQuantizer.symmetricCode(value, bits: grid.bits[c], scale: s) * s
+        func quantize(_ a: Int, _ r: Int, _ value: Float) -> Float { grid.quantized(value, row: r, column: order[a]) }
+        // Positions in `order` where a group starts (groups are runs of consecutive positions).
+        let groupStarts = (0..<columns).filter { a in a == 0 || grid.group[order[a]] != grid.group[order[a - 1]] }
+        func startGroup(_ a: Int, _ w: UnsafeMutableBufferPointer<Float>) {
+            guard let refit else { return }
+            let next = groupStarts.first { $0 > a } ?? columns
+            let g = grid.group[order[a]]
+            var values = [Float](repeating: 0, count: next - a)
+            for r in 0..<rows {
+                for k in a..<next { values[k - a] = w[k * rows + r] }
+                let fitted = values.withUnsafeBufferPointer { refit($0, grid.bits[order[a]]) }
+                grid.scales[r * grid.groupCount + g] = fitted.scale
+                if !grid.zeros.isEmpty { grid.zeros[r * grid.groupCount + g] = fitted.zero }
+            }
         }
         if let hessian {
             try feedback(
                 &wt, rows: rows, columns: columns, order: order, hessian: hessian, quantize: quantize,
-                blockSize: blockSize, damping: damping)
+                blockSize: blockSize, damping: damping, groupStarts: refit == nil ? [] : groupStarts,
+                startGroup: startGroup)
         } else {
             for a in 0..<columns {
                 for r in 0..<rows { wt[a * rows + r] = quantize(a, r, wt[a * rows + r]) }
@@ -53,7 +80,8 @@ enum GPTQ {
 
     private static func feedback(
         _ wt: inout [Float], rows: Int, columns n: Int, order: [Int], hessian: [Double],
-        quantize: (Int, Int, Float) -> Float, blockSize: Int, damping: Double
+        quantize: (Int, Int, Float) -> Float, blockSize: Int, damping: Double, groupStarts: [Int],
+        startGroup: (Int, UnsafeMutableBufferPointer<Float>) -> Void
     ) throws {
         var h = [Double](repeating: 0, count: n * n)
         for a in 0..<n {
@@ -71,10 +99,19 @@ enum GPTQ {
         try wt.withUnsafeMutableBufferPointer { w in
             try hinv.withUnsafeBufferPointer { u in
                 try errors.withUnsafeMutableBufferPointer { e in
-                    for first in stride(from: 0, to: n, by: blockSize) {
-                        let count = min(blockSize, n - first)
+                    let starts = Set(groupStarts)
+                    var first = 0
+                    while first < n {
+                        // A block ends at the last group end it reaches, so that a group's later
+                        // columns have every earlier error fed back when its scales are fitted.
+                        var count = min(blockSize, n - first)
+                        if first + count < n, let end = groupStarts.last(where: { $0 > first && $0 <= first + count }) {
+                            count = end - first
+                        }
+                        defer { first += count }
                         for i in 0..<count {
                             let a = first + i
+                            if starts.contains(a) { startGroup(a, w) }
                             let d = u[a * n + a]
                             guard d > 0 else {
                                 throw LatheError.invalidValue(

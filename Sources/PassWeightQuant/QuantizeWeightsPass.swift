@@ -16,6 +16,8 @@ public struct QuantizeWeightsPass: ModelPass {
         public var clipSearch: Bool?
         /// Columns per scale group within each part (default: one scale per row and part).
         public var groupSize: Int?
+        /// A zero point per scale (the range [min, max] instead of ±max; default false).
+        public var asymmetric: Bool?
         /// GPTQ visits columns by decreasing Hessian diagonal within each part (default false).
         public var actOrder: Bool?
         public var blockSize: Int?
@@ -40,6 +42,7 @@ public struct QuantizeWeightsPass: ModelPass {
     let highBits: Int
     let search: ScaleSearch
     let groupSize: Int?
+    let asymmetric: Bool
     let actOrder: Bool
     let blockSize: Int
     let damping: Double
@@ -70,6 +73,7 @@ public struct QuantizeWeightsPass: ModelPass {
         if let groupSize, groupSize < 1 {
             throw LatheError.invalidValue(field: field + ": groupSize", value: "\(groupSize)", expected: "at least 1")
         }
+        asymmetric = options.asymmetric ?? false
         actOrder = options.actOrder ?? false
         blockSize = max(1, options.blockSize ?? 128)
         damping = options.damping ?? 0.01
@@ -168,7 +172,8 @@ public struct QuantizeWeightsPass: ModelPass {
         var scheme = try QuantizationScheme(metadata: graph.metadata)
         scheme.weights = WeightQuantizationRecord(
             method: method, bits: bits, highBits: highBits, hiddenHighColumns: layout.hiddenHigh,
-            headHighColumns: layout.headHigh, groupSize: groupSize, tensors: Self.linearKinds)
+            headHighColumns: layout.headHigh, groupSize: groupSize, tensors: Self.linearKinds,
+            asymmetric: asymmetric ? true : nil)
         try scheme.store(in: &graph.metadata)
     }
 
@@ -230,19 +235,34 @@ public struct QuantizeWeightsPass: ModelPass {
         }
         grid.groupCount = groups.count
         grid.scales = [Float](repeating: 0, count: rows * groups.count)
+        if asymmetric { grid.zeros = grid.scales }
         var buffer = [Float](repeating: 0, count: columns)
         for r in 0..<rows {
             for (g, members) in groups.enumerated() {
                 for (i, c) in members.enumerated() { buffer[i] = w[r * columns + c] }
                 let partBits = grid.bits[members[0]]
-                grid.scales[r * groups.count + g] = buffer.withUnsafeBufferPointer {
-                    search.scale(UnsafeBufferPointer(rebasing: $0[0..<members.count]), bits: partBits)
+                let slot = r * groups.count + g
+                buffer.withUnsafeBufferPointer {
+                    let values = UnsafeBufferPointer(rebasing: $0[0..<members.count])
+                    if asymmetric {
+                        (grid.scales[slot], grid.zeros[slot]) = search.asymmetric(values, bits: partBits)
+                    } else {
+                        grid.scales[slot] = search.scale(values, bits: partBits)
+                    }
                 }
             }
         }
+        // With groups, each group's scales are refitted as GPTQ reaches it (the reference's order);
+        // one scale per row part keeps the scales of the original weights, as before.
+        let refit: GPTQ.Fit? =
+            groupSize == nil
+            ? nil
+            : { [search, asymmetric] values, bits in
+                asymmetric ? search.asymmetric(values, bits: bits) : (search.scale(values, bits: bits), 0)
+            }
         return try GPTQ.quantize(
             w, rows: rows, columns: columns, grid: grid, order: low + highPart, hessian: hessian,
-            blockSize: blockSize, damping: damping)
+            blockSize: blockSize, damping: damping, refit: refit)
     }
 
     /// The embedding or head in a 16-bit float, or fake-quantized per row (absmax scale).

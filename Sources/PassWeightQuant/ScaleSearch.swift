@@ -37,4 +37,43 @@ struct ScaleSearch {
         }
         return best.scale
     }
+
+    /// The scale and integer zero point of `values` on the `bits`-bit asymmetric grid: the range
+    /// [min(x, 0), max(x, 0)] shrunk by the same search, as GPTQ's asymmetric `find_params`.
+    func asymmetric(_ values: UnsafeBufferPointer<Float>, bits: Int) -> (scale: Float, zero: Float) {
+        var low: Float = 0
+        var high: Float = 0
+        for v in values {
+            low = min(low, v)
+            high = max(high, v)
+        }
+        let top = Float((1 << bits) - 1)
+        func grid(_ step: Int) -> (scale: Float, zero: Float) {
+            let p = 1 - Float(step) / 100
+            var (a, b) = (p * low, p * high)
+            if a == 0 && b == 0 { (a, b) = (-1, 1) }
+            let scale = (b - a) / top
+            return (scale, (-a / scale).rounded(.toNearestOrEven))
+        }
+        guard clipSearch, low < high else { return grid(0) }
+        func error(_ step: Int) -> (Float, (scale: Float, zero: Float)) {
+            let g = grid(step)
+            var total: Float = 0
+            for v in values {
+                let e = abs(UniformQuantizer.asymmetricCode(v, bits: bits, scale: g.scale, zero: g.zero) * g.scale - v)
+                if e > 0 { total += pow(e, Self.exponent) }
+            }
+            return (total, g)
+        }
+        var best = (error: Float.infinity, grid: grid(0), step: 0)
+        for step in stride(from: 0, to: Self.steps, by: 4) {
+            let (e, g) = error(step)
+            if e < best.error { best = (e, g, step) }
+        }
+        for step in max(0, best.step - 3)...min(Self.steps - 1, best.step + 3) where step % 4 != 0 {
+            let (e, g) = error(step)
+            if e < best.error { best = (e, g, step) }
+        }
+        return best.grid
+    }
 }

@@ -493,6 +493,17 @@ struct PackWeightsLayoutTests {
         #expect(layout.rowStride == 332)
     }
 
+    @Test("weights with zero points are refused, naming the record: lpack stores symmetric codes")
+    func asymmetricRefused() {
+        var asymmetric = record
+        asymmetric.asymmetric = true
+        #expect {
+            try PackWeightsPass.layout(kind: "self_attn.q_proj", columns: 576, record: asymmetric, headDim: 64)
+        } throws: { error in
+            "\(error)".contains("asymmetric") && "\(error)".contains("weights")
+        }
+    }
+
     @Test("with a group size each group of a part gets its own slot")
     func groups() throws {
         var grouped = record

@@ -119,11 +119,14 @@ public struct WeightQuantizationRecord: Codable, Sendable, Equatable {
     public var headHighColumns: Int
     public var groupSize: Int?
     public var tensors: [String]
+    /// Each scale has an integer zero point (nil: symmetric, as files before this field).
+    public var asymmetric: Bool?
 
     public init(
         method: String, bits: Int, highBits: Int, hiddenHighColumns: Int, headHighColumns: Int, groupSize: Int?,
-        tensors: [String]
+        tensors: [String], asymmetric: Bool? = nil
     ) {
+        self.asymmetric = asymmetric
         self.method = method
         self.bits = bits
         self.highBits = highBits

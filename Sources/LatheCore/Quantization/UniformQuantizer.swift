@@ -58,6 +58,13 @@ public enum UniformQuantizer {
         return min(max((value / scale).rounded(.toNearestOrEven), lowest), highest)
     }
 
+    /// The code of `value` on the asymmetric grid of `scale` and integer `zero`, minus the zero
+    /// point (so the dequantized value is the result times `scale`): round(v/s) + z clamped to
+    /// 0 … 2^bits − 1, as GPTQ's asymmetric quantizer.
+    public static func asymmetricCode(_ value: Float, bits: Int, scale: Float, zero: Float) -> Float {
+        min(max((value / scale).rounded(.toNearestOrEven) + zero, 0), Float((1 << bits) - 1)) - zero
+    }
+
     /// The symmetric scale that maps the largest magnitude to the top level: max|x| / (2^(bits−1) − 1),
     /// at least 1e-5 / that (as the reference clamps the range to ≥ 1e-5).
     public static func symmetricScale(maxMagnitude: Float, bits: Int) -> Float {
