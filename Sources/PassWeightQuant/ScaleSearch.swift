@@ -1,10 +1,10 @@
 import Foundation
 import LatheCore
 
-/// Per-row symmetric scales for column groups of a weight, found by the reference's MSE clip search:
-/// shrink the range by p = 1 − i/100 (i < 80) and keep the scale with the least Σ|Q(w) − w|^2.4.
-/// The search walks every fourth step, then the neighbours of the best one: the error is
-/// unimodal in p in practice, and this does a third of the work.
+/// Per-row scales for column groups of a weight, found by the reference's MSE clip search: shrink
+/// the range by p = 1 − i/100 (i < 80) and keep the grid with the least Σ|Q(w) − w|^2.4. The search
+/// walks every fourth step, then the neighbours of the best one: the error is unimodal in p in
+/// practice, and this does a third of the work.
 struct ScaleSearch {
     static let steps = 80
     static let exponent: Float = 2.4
@@ -17,25 +17,10 @@ struct ScaleSearch {
         for v in values { largest = max(largest, abs(v)) }
         let top = Float((1 << (bits - 1)) - 1)
         guard clipSearch, largest > 0 else { return UniformQuantizer.symmetricScale(maxMagnitude: largest, bits: bits) }
-        func error(_ step: Int) -> (Float, Float) {
+        return bestGrid(values) { step in
             let scale = max(largest * (1 - Float(step) / 100), 1e-5) / top
-            var total: Float = 0
-            for v in values {
-                let e = abs(UniformQuantizer.symmetricCode(v, bits: bits, scale: scale) * scale - v)
-                if e > 0 { total += pow(e, Self.exponent) }
-            }
-            return (total, scale)
+            return (scale, { v in UniformQuantizer.symmetricCode(v, bits: bits, scale: scale) * scale })
         }
-        var best = (error: Float.infinity, scale: Float(0), step: 0)
-        for step in stride(from: 0, to: Self.steps, by: 4) {
-            let (e, s) = error(step)
-            if e < best.error { best = (e, s, step) }
-        }
-        for step in max(0, best.step - 3)...min(Self.steps - 1, best.step + 3) where step % 4 != 0 {
-            let (e, s) = error(step)
-            if e < best.error { best = (e, s, step) }
-        }
-        return best.scale
     }
 
     /// The scale and integer zero point of `values` on the `bits`-bit asymmetric grid: the range
@@ -56,16 +41,27 @@ struct ScaleSearch {
             return (scale, (-a / scale).rounded(.toNearestOrEven))
         }
         guard clipSearch, low < high else { return grid(0) }
-        func error(_ step: Int) -> (Float, (scale: Float, zero: Float)) {
+        return bestGrid(values) { step in
             let g = grid(step)
+            return (g, { v in UniformQuantizer.asymmetricCode(v, bits: bits, scale: g.scale, zero: g.zero) * g.scale })
+        }
+    }
+
+    /// The grid of the search step whose rounding (`candidate(step)`: the grid and its
+    /// quantize-dequantize) loses the least on `values`.
+    private func bestGrid<Grid>(
+        _ values: UnsafeBufferPointer<Float>, _ candidate: (Int) -> (grid: Grid, rounded: (Float) -> Float)
+    ) -> Grid {
+        func error(_ step: Int) -> (Float, Grid) {
+            let (grid, rounded) = candidate(step)
             var total: Float = 0
             for v in values {
-                let e = abs(UniformQuantizer.asymmetricCode(v, bits: bits, scale: g.scale, zero: g.zero) * g.scale - v)
+                let e = abs(rounded(v) - v)
                 if e > 0 { total += pow(e, Self.exponent) }
             }
-            return (total, g)
+            return (total, grid)
         }
-        var best = (error: Float.infinity, grid: grid(0), step: 0)
+        var best = (error: Float.infinity, grid: candidate(0).grid, step: 0)
         for step in stride(from: 0, to: Self.steps, by: 4) {
             let (e, g) = error(step)
             if e < best.error { best = (e, g, step) }
