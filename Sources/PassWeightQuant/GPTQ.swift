@@ -32,8 +32,9 @@ enum GPTQ {
     typealias Fit = (_ values: UnsafeBufferPointer<Float>, _ bits: Int) -> (scale: Float, zero: Float)
 
     /// The dequantized weights (`rows × columns`, row-major) on `grid`. With `refit`, each group's
-    /// scales are fitted again when GPTQ reaches its first column, to the values as the errors fed
-    /// back so far left them (as the reference does with groups); blocks then end at group ends.
+    /// scales are fitted when GPTQ reaches its first column, to the values as the errors fed back so
+    /// far left them (as the reference does with groups; without a Hessian, to the original values),
+    /// replacing whatever `grid` held for it; blocks then end at group ends.
     static func quantize(
         _ weights: [Float], rows: Int, columns: Int, grid: ColumnGrid, order: [Int], hessian: [Double]?,
         blockSize: Int = 128, damping: Double = 0.01, refit: Fit? = nil
@@ -66,8 +67,12 @@ enum GPTQ {
                 blockSize: blockSize, damping: damping, groupStarts: refit == nil ? [] : groupStarts,
                 startGroup: startGroup)
         } else {
-            for a in 0..<columns {
-                for r in 0..<rows { wt[a * rows + r] = quantize(a, r, wt[a * rows + r]) }
+            let starts = Set(refit == nil ? [] : groupStarts)
+            wt.withUnsafeMutableBufferPointer { w in
+                for a in 0..<columns {
+                    if starts.contains(a) { startGroup(a, w) }
+                    for r in 0..<rows { w[a * rows + r] = quantize(a, r, w[a * rows + r]) }
+                }
             }
         }
         var result = [Float](repeating: 0, count: rows * columns)

@@ -209,7 +209,7 @@ public struct QuantizeWeightsPass: ModelPass {
     }
 
     /// One matrix on its grid: low columns first, then high (as the reference orders o_proj), each
-    /// part cut into scale groups, scales searched on the original weights.
+    /// part cut into scale groups.
     func quantize(_ w: [Float], rows: Int, columns: Int, high: Set<Int>, hessian: [Double]?) throws -> [Float] {
         var low = (0..<columns).filter { !high.contains($0) }
         var highPart = (0..<columns).filter { high.contains($0) }
@@ -236,30 +236,25 @@ public struct QuantizeWeightsPass: ModelPass {
         grid.groupCount = groups.count
         grid.scales = [Float](repeating: 0, count: rows * groups.count)
         if asymmetric { grid.zeros = grid.scales }
-        var buffer = [Float](repeating: 0, count: columns)
-        for r in 0..<rows {
-            for (g, members) in groups.enumerated() {
-                for (i, c) in members.enumerated() { buffer[i] = w[r * columns + c] }
-                let partBits = grid.bits[members[0]]
-                let slot = r * groups.count + g
-                buffer.withUnsafeBufferPointer {
-                    let values = UnsafeBufferPointer(rebasing: $0[0..<members.count])
-                    if asymmetric {
-                        (grid.scales[slot], grid.zeros[slot]) = search.asymmetric(values, bits: partBits)
-                    } else {
-                        grid.scales[slot] = search.scale(values, bits: partBits)
+        let fit: GPTQ.Fit = { [search, asymmetric] values, bits in
+            asymmetric ? search.asymmetric(values, bits: bits) : (search.scale(values, bits: bits), 0)
+        }
+        // With groups, GPTQ fits each group's scales as it reaches the group (the reference's
+        // order); one scale per row part is fitted here, to the original weights.
+        let refit = groupSize == nil ? nil : fit
+        if refit == nil {
+            var buffer = [Float](repeating: 0, count: columns)
+            for r in 0..<rows {
+                for (g, members) in groups.enumerated() {
+                    for (i, c) in members.enumerated() { buffer[i] = w[r * columns + c] }
+                    let fitted = buffer.withUnsafeBufferPointer {
+                        fit(UnsafeBufferPointer(rebasing: $0[0..<members.count]), grid.bits[members[0]])
                     }
+                    grid.scales[r * groups.count + g] = fitted.scale
+                    if asymmetric { grid.zeros[r * groups.count + g] = fitted.zero }
                 }
             }
         }
-        // With groups, each group's scales are refitted as GPTQ reaches it (the reference's order);
-        // one scale per row part keeps the scales of the original weights, as before.
-        let refit: GPTQ.Fit? =
-            groupSize == nil
-            ? nil
-            : { [search, asymmetric] values, bits in
-                asymmetric ? search.asymmetric(values, bits: bits) : (search.scale(values, bits: bits), 0)
-            }
         return try GPTQ.quantize(
             w, rows: rows, columns: columns, grid: grid, order: low + highPart, hessian: hessian,
             blockSize: blockSize, damping: damping, refit: refit)

@@ -117,6 +117,10 @@ struct GPTQTests {
         let refitted = try GPTQ.quantize(
             w, rows: rows, columns: columns, grid: g, order: order, hessian: identity, blockSize: 20, refit: fit)
         #expect(refitted == rtn)
+        // Without a Hessian the groups are fitted as they are reached too, to the same original values.
+        let rtnRefitted = try GPTQ.quantize(
+            w, rows: rows, columns: columns, grid: g, order: order, hessian: nil, blockSize: 20, refit: fit)
+        #expect(rtnRefitted == rtn)
 
         var generator2 = SeededGenerator(seed: 13)
         let x = (0..<(80 * columns)).map { _ in Double(generator2.nextGaussian()) }
