@@ -30,11 +30,16 @@ public enum GGMLQuantize {
         }
     }
 
-    /// Whether any value is NaN: its magnitude bits exceed infinity's (an integer maximum vectorises).
-    static func containsNaN(_ x: UnsafeBufferPointer<Float>) -> Bool {
+    /// Whether any value is NaN: its magnitude bits exceed infinity's.
+    static func containsNaN(_ x: UnsafeBufferPointer<Float>) -> Bool { largestMagnitudeBits(x) > 0x7F80_0000 }
+
+    /// The largest magnitude's bit pattern. For non-negative floats the bit patterns order like the
+    /// values, and an integer maximum vectorises where a float one (with its NaN rules) does not.
+    @inline(__always)
+    private static func largestMagnitudeBits(_ x: UnsafeBufferPointer<Float>) -> UInt32 {
         var largest: UInt32 = 0
         for v in x { largest = max(largest, v.bitPattern & 0x7FFF_FFFF) }
-        return largest > 0x7F80_0000
+        return largest
     }
 
     @inline(__always)
@@ -55,11 +60,10 @@ public enum GGMLQuantize {
         }
     }
 
-    /// The element with the largest magnitude, keeping its sign (the first one on ties). The maximum
-    /// magnitude is found on the bit patterns (an integer maximum vectorises), then its first holder.
+    /// The element with the largest magnitude, keeping its sign (the first one on ties): the maximum
+    /// magnitude on the bit patterns, then its first holder.
     private static func signedAbsMax(_ x: UnsafeBufferPointer<Float>) -> Float {
-        var amaxBits: UInt32 = 0
-        for v in x { amaxBits = max(amaxBits, v.bitPattern & 0x7FFF_FFFF) }
+        let amaxBits = largestMagnitudeBits(x)
         guard amaxBits != 0 else { return 0 }
         for v in x where v.bitPattern & 0x7FFF_FFFF == amaxBits { return v }
         return 0
@@ -130,11 +134,7 @@ public enum GGMLQuantize {
     }
 
     private static func q8(_ x: UnsafeBufferPointer<Float>, _ y: UnsafeMutableRawBufferPointer, withSum: Bool) {
-        // For non-negative floats the bit patterns order like the values, and an integer maximum
-        // vectorises where a float one (with its NaN rules) does not.
-        var amaxBits: UInt32 = 0
-        for v in x { amaxBits = max(amaxBits, v.bitPattern & 0x7FFF_FFFF) }
-        let d = Float(bitPattern: amaxBits) / 127
+        let d = Float(bitPattern: largestMagnitudeBits(x)) / 127
         let id: Float = d != 0 ? 1 / d : 0
         store(HalfPrecision.f16Bits(d), y, at: 0)
         let dataOffset = withSum ? 4 : 2
