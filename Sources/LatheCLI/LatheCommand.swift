@@ -44,8 +44,7 @@ public func main() {
 /// Runs the CLI with a registry extended by an in-process plugin (see Examples/InProcessPlugin).
 public func main(registry: Registry) {
     LatheEnvironment.install(registry)
-    BLAS.stopIdleThreads()
-    LatheCommand.main()
+    main()
 }
 
 /// The registry the commands use: the built-ins, or what a plugin program installed before parsing.
