@@ -24,6 +24,13 @@ static inline float scale_of(const uint8_t *row, int slot) {
     return scale;
 }
 
+/// Bytes before a row's codes: its scales and zero points.
+static inline int header_bytes(lk_rows layout) { return layout.zero_points ? 5 * layout.slots : 4 * layout.slots; }
+
+static inline float zero_of(const uint8_t *row, lk_rows layout, int slot) {
+    return layout.zero_points ? (float)(int8_t)row[4 * layout.slots + slot] : 0.0f;
+}
+
 int lk_expanded_count(const lk_segment *g) {
     return g->bits == 4 ? (g->count + 63) / 64 * 64 : (g->count + 15) / 16 * 16;
 }
@@ -49,12 +56,30 @@ int lk_expanded_count(const lk_segment *g) {
 void lk_expand_u8(const uint8_t *x, const lk_segment *segments, int segment_count, uint8_t *out) { EXPAND(uint8_t) }
 void lk_expand_f32(const float *x, const lk_segment *segments, int segment_count, float *out) { EXPAND(float) }
 
+void lk_segment_sums_f32(const float *x, const lk_segment *segments, int segment_count, float *sums) {
+    for (int s = 0; s < segment_count; s++) {
+        const float *a = x + segments[s].expanded;
+        float sum = 0;
+        for (int i = 0; i < lk_expanded_count(&segments[s]); i++) sum += a[i];
+        sums[s] = sum;
+    }
+}
+
+void lk_segment_sums_u8(const uint8_t *x, const lk_segment *segments, int segment_count, int32_t *sums) {
+    for (int s = 0; s < segment_count; s++) {
+        const uint8_t *a = x + segments[s].expanded;
+        int32_t sum = 0;
+        for (int i = 0; i < lk_expanded_count(&segments[s]); i++) sum += a[i];
+        sums[s] = sum;
+    }
+}
+
 // MARK: - Portable bodies (the same arithmetic over the same expanded layout)
 
 static void generic_gemv_f32(const uint8_t *const *rows, int count, const lk_segment *segments, int segment_count,
-                             int slots, const float *x, float *y) {
+                             lk_rows layout, const float *x, const float *x_sums, float *y) {
     for (int r = 0; r < count; r++) {
-        const uint8_t *codes = rows[r] + 4 * slots;
+        const uint8_t *codes = rows[r] + header_bytes(layout);
         float sum = 0;
         for (int s = 0; s < segment_count; s++) {
             const lk_segment *g = &segments[s];
@@ -70,17 +95,18 @@ static void generic_gemv_f32(const uint8_t *const *rows, int count, const lk_seg
             } else {
                 for (int i = 0; i < lk_expanded_count(g); i++) dot += (float)(int8_t)w[i] * a[i];
             }
-            sum += dot * scale_of(rows[r], g->slot);
+            float zero = zero_of(rows[r], layout, g->slot);
+            sum += (zero != 0 ? dot - zero * x_sums[s] : dot) * scale_of(rows[r], g->slot);
         }
         y[r] = sum;
     }
 }
 
 static void generic_gemv_u8(const uint8_t *const *rows, int count, const lk_segment *segments, int segment_count,
-                            int slots, const int32_t *code_sums, const uint8_t *x, const float *scales,
-                            const float *zeros, float *y) {
+                            lk_rows layout, const int32_t *code_sums, const uint8_t *x, const int32_t *x_sums,
+                            const float *scales, const float *zeros, float *y) {
     for (int r = 0; r < count; r++) {
-        const uint8_t *codes = rows[r] + 4 * slots;
+        const uint8_t *codes = rows[r] + header_bytes(layout);
         float sum = 0;
         for (int s = 0; s < segment_count; s++) {
             const lk_segment *g = &segments[s];
@@ -97,6 +123,8 @@ static void generic_gemv_u8(const uint8_t *const *rows, int count, const lk_segm
                 for (int i = 0; i < lk_expanded_count(g); i++) dot += (int8_t)w[i] * a[i];
             }
             float corrected = (float)dot - zeros[g->part] * (float)code_sums[r * segment_count + s];
+            float zero = zero_of(rows[r], layout, g->slot);
+            if (zero != 0) corrected -= zero * ((float)x_sums[s] - zeros[g->part] * (float)g->count);
             sum += scale_of(rows[r], g->slot) * scales[g->part] * corrected;
         }
         y[r] = sum;
@@ -144,12 +172,12 @@ AVX2 static inline __m256i block_q4(const uint8_t *w, const uint8_t *a, __m256i 
 /// cost about a fifth of the integer GEMV's time (16 rows measured best among 4, 8, 16, 24, 32).
 #define PREFETCH_ROWS 16
 
-/// Bytes of one packed row: the scales, then the codes up to the end of the last segment.
-static int row_bytes(const lk_segment *segments, int segment_count, int slots) {
-    if (segment_count <= 0) return 4 * slots;
+/// Bytes of one packed row: the scales and zero points, then the codes up to the end of the last segment.
+static int row_bytes(const lk_segment *segments, int segment_count, lk_rows layout) {
+    if (segment_count <= 0) return header_bytes(layout);
     const lk_segment *last = &segments[segment_count - 1];
     int codes = last->bits == 4 ? 32 * (last->count / 64) + (last->count % 64 + 1) / 2 : last->count;
-    return 4 * slots + last->offset + codes;
+    return header_bytes(layout) + last->offset + codes;
 }
 
 /// Prefetches row r + PREFETCH_ROWS (`bytes` long), when there is one.
@@ -163,11 +191,11 @@ AVX2 static inline void prefetch_row(const uint8_t *const *rows, int r, int coun
 /// scaled into one float accumulator: no horizontal sum per segment (a head-wise row, such as
 /// o_proj's, has 18 short segments), one per row.
 AVX2 static void avx2_gemv_u8(const uint8_t *const *rows, int count, const lk_segment *segments, int segment_count,
-                              int slots, const int32_t *code_sums, const uint8_t *x, const float *scales,
-                              const float *zeros, float *y) {
-    int bytes = row_bytes(segments, segment_count, slots);
+                              lk_rows layout, const int32_t *code_sums, const uint8_t *x, const int32_t *x_sums,
+                              const float *scales, const float *zeros, float *y) {
+    int bytes = row_bytes(segments, segment_count, layout);
     for (int r = 0; r < count; r++) {
-        const uint8_t *codes = rows[r] + 4 * slots;
+        const uint8_t *codes = rows[r] + header_bytes(layout);
         prefetch_row(rows, r, count, bytes);
         __m256 total = _mm256_setzero_ps();
         float correction = 0;
@@ -187,19 +215,40 @@ AVX2 static void avx2_gemv_u8(const uint8_t *const *rows, int count, const lk_se
             }
             float factor = scale_of(rows[r], g->slot) * scales[g->part];
             total = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(factor), total);
-            correction += factor * zeros[g->part] * (float)code_sums[r * segment_count + s];
+            float term = zeros[g->part] * (float)code_sums[r * segment_count + s];
+            float zero = zero_of(rows[r], layout, g->slot);
+            if (zero != 0) term += zero * ((float)x_sums[s] - zeros[g->part] * (float)g->count);
+            correction += factor * term;
         }
         y[r] = hsum_f32(total) - correction;
     }
 }
 
+/// 16 bytes of a short block (m ≤ 32 columns, so h ≤ 16) → q of its columns 0..15 (low nibbles,
+/// against activations 0..15) and 32..47 (high nibbles, against 32..47): half of `unpack64`'s work,
+/// which matters for groups of 32 columns, where every segment is one such block.
+AVX2 static inline void unpack32(const uint8_t *codes, __m256 out[4]) {
+    __m128i w = _mm_loadu_si128((const __m128i *)codes);
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    const __m128i eight = _mm_set1_epi8(8);
+    __m128i lo = _mm_sub_epi8(_mm_and_si128(w, mask), eight);
+    __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(w, 4), mask), eight);
+    out[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
+    out[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)));
+    out[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
+    out[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
+}
+
+/// As the integer GEMV: each segment's dot product stays in its lanes and is scaled into one
+/// accumulator, with one horizontal sum per row; weight zero points enter as a scalar correction.
 AVX2 static void avx2_gemv_f32(const uint8_t *const *rows, int count, const lk_segment *segments, int segment_count,
-                               int slots, const float *x, float *y) {
-    int bytes = row_bytes(segments, segment_count, slots);
+                               lk_rows layout, const float *x, const float *x_sums, float *y) {
+    int bytes = row_bytes(segments, segment_count, layout);
     for (int r = 0; r < count; r++) {
-        const uint8_t *codes = rows[r] + 4 * slots;
+        const uint8_t *codes = rows[r] + header_bytes(layout);
         prefetch_row(rows, r, count, bytes);
-        float sum = 0;
+        __m256 total = _mm256_setzero_ps();
+        float correction = 0;
         for (int s = 0; s < segment_count; s++) {
             const lk_segment *g = &segments[s];
             const uint8_t *w = codes + g->offset;
@@ -207,6 +256,16 @@ AVX2 static void avx2_gemv_f32(const uint8_t *const *rows, int count, const lk_s
             __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
             if (g->bits == 4) {
                 for (int b = 0; b * 64 < g->count; b++) {
+                    if (g->count - b * 64 <= 32) {
+                        __m256 q[4];
+                        unpack32(w + 32 * b, q);
+                        const float *block = a + 64 * b;
+                        acc0 = _mm256_fmadd_ps(q[0], _mm256_loadu_ps(block), acc0);
+                        acc1 = _mm256_fmadd_ps(q[1], _mm256_loadu_ps(block + 8), acc1);
+                        acc0 = _mm256_fmadd_ps(q[2], _mm256_loadu_ps(block + 32), acc0);
+                        acc1 = _mm256_fmadd_ps(q[3], _mm256_loadu_ps(block + 40), acc1);
+                        continue;
+                    }
                     __m256 q[8];
                     unpack64(w + 32 * b, q);
                     for (int k = 0; k < 8; k += 2) {
@@ -222,19 +281,22 @@ AVX2 static void avx2_gemv_f32(const uint8_t *const *rows, int count, const lk_s
                         _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v, 8))), _mm256_loadu_ps(a + i + 8), acc1);
                 }
             }
-            sum += hsum_f32(_mm256_add_ps(acc0, acc1)) * scale_of(rows[r], g->slot);
+            float scale = scale_of(rows[r], g->slot);
+            total = _mm256_fmadd_ps(_mm256_add_ps(acc0, acc1), _mm256_set1_ps(scale), total);
+            float zero = zero_of(rows[r], layout, g->slot);
+            if (zero != 0) correction += scale * zero * x_sums[s];
         }
-        y[r] = sum;
+        y[r] = hsum_f32(total) - correction;
     }
 }
 
-AVX2 static void avx2_dequant_q4(const uint8_t *codes, float scale, float *out, int n) {
-    __m256 s = _mm256_set1_ps(scale);
+AVX2 static void avx2_dequant_q4(const uint8_t *codes, float scale, float zero, float *out, int n) {
+    __m256 s = _mm256_set1_ps(scale), z = _mm256_set1_ps(zero);
     int full = n / 64;
     for (int b = 0; b < full; b++) {
         __m256 w[8];
         unpack64(codes + 32 * b, w);
-        for (int k = 0; k < 8; k++) _mm256_storeu_ps(out + 64 * b + 8 * k, _mm256_mul_ps(w[k], s));
+        for (int k = 0; k < 8; k++) _mm256_storeu_ps(out + 64 * b + 8 * k, _mm256_mul_ps(_mm256_sub_ps(w[k], z), s));
     }
     int m = n - full * 64;
     if (m > 0) {
@@ -243,7 +305,7 @@ AVX2 static void avx2_dequant_q4(const uint8_t *codes, float scale, float *out, 
         __m256 w[8];
         float block[64];
         unpack64(codes + 32 * full, w);
-        for (int k = 0; k < 8; k++) _mm256_storeu_ps(block + 8 * k, _mm256_mul_ps(w[k], s));
+        for (int k = 0; k < 8; k++) _mm256_storeu_ps(block + 8 * k, _mm256_mul_ps(_mm256_sub_ps(w[k], z), s));
         memcpy(out + 64 * full, block, sizeof(float) * (size_t)h);
         memcpy(out + 64 * full + h, block + 32, sizeof(float) * (size_t)(m - h));
     }
@@ -315,40 +377,40 @@ int lk_uses_avx2(void) {
 void lk_use_portable_on_this_thread(int portable) { portable_only = portable; }
 
 void lk_gemv_packed_f32(const uint8_t *const *rows, int count, const lk_segment *segments, int segment_count,
-                        int slots, const float *x, float *y) {
+                        lk_rows layout, const float *x, const float *x_sums, float *y) {
 #ifdef LK_X86
     if (lk_uses_avx2()) {
-        avx2_gemv_f32(rows, count, segments, segment_count, slots, x, y);
+        avx2_gemv_f32(rows, count, segments, segment_count, layout, x, x_sums, y);
         return;
     }
 #endif
-    generic_gemv_f32(rows, count, segments, segment_count, slots, x, y);
+    generic_gemv_f32(rows, count, segments, segment_count, layout, x, x_sums, y);
 }
 
 void lk_gemv_packed_u8(const uint8_t *const *rows, int count, const lk_segment *segments, int segment_count,
-                       int slots, const int32_t *code_sums, const uint8_t *codes, const float *scales,
-                       const float *zeros, float *y) {
+                       lk_rows layout, const int32_t *code_sums, const uint8_t *codes, const int32_t *codes_sums_x,
+                       const float *scales, const float *zeros, float *y) {
 #ifdef LK_X86
     if (lk_uses_avx2()) {
-        avx2_gemv_u8(rows, count, segments, segment_count, slots, code_sums, codes, scales, zeros, y);
+        avx2_gemv_u8(rows, count, segments, segment_count, layout, code_sums, codes, codes_sums_x, scales, zeros, y);
         return;
     }
 #endif
-    generic_gemv_u8(rows, count, segments, segment_count, slots, code_sums, codes, scales, zeros, y);
+    generic_gemv_u8(rows, count, segments, segment_count, layout, code_sums, codes, codes_sums_x, scales, zeros, y);
 }
 
-void lk_dequant_q4(const uint8_t *codes, float scale, float *out, int n) {
+void lk_dequant_q4(const uint8_t *codes, float scale, float zero, float *out, int n) {
 #ifdef LK_X86
     if (lk_uses_avx2()) {
-        avx2_dequant_q4(codes, scale, out, n);
+        avx2_dequant_q4(codes, scale, zero, out, n);
         return;
     }
 #endif
-    for (int i = 0; i < n; i++) out[i] = (float)nibble_at(codes, n, i) * scale;
+    for (int i = 0; i < n; i++) out[i] = ((float)nibble_at(codes, n, i) - zero) * scale;
 }
 
-void lk_dequant_q8(const int8_t *codes, float scale, float *out, int n) {
-    for (int i = 0; i < n; i++) out[i] = (float)codes[i] * scale;
+void lk_dequant_q8(const int8_t *codes, float scale, float zero, float *out, int n) {
+    for (int i = 0; i < n; i++) out[i] = ((float)codes[i] - zero) * scale;
 }
 
 int32_t lk_sum_q4(const uint8_t *codes, int n) {

@@ -23,8 +23,16 @@ extension PackedFormatError: LocalizedError {
 /// The fixed header and the JSON manifest of an `lpack` file (`formats/packed/SPEC.md` §2–3).
 struct PackedManifest {
     static let magic: [UInt8] = Array("LPACK".utf8) + [0, 0x0D, 0x0A]
-    static let majorVersion: UInt32 = 1
+    /// The newest major version this reader reads; it reads every major from 1 up to it.
+    static let majorVersion: UInt32 = 2
     static let minorVersion: UInt32 = 0
+    static let readableMajors: ClosedRange<UInt32> = 1...majorVersion
+
+    /// The version a file of these members is written as: the lowest that holds them, so a file
+    /// without weight zero points (2.0's addition) stays readable by 1.x readers.
+    static func version(of members: [Member]) -> (major: UInt32, minor: UInt32) {
+        members.contains { $0.dtype.hasZeroPoints } ? (2, 0) : (1, 0)
+    }
     /// magic, major, minor, manifest length, manifest checksum.
     static let headerSize = 32
     static let alignment = 64
@@ -48,13 +56,14 @@ struct PackedManifest {
     var metadata: Metadata
     var members: [Member]
     var writer: String
+    var version: (major: UInt32, minor: UInt32)
 
     // MARK: - JSON
 
     func json() -> JSONValue {
         .object([
             ("format", .string("lpack")),
-            ("version", .array([.int(Int(Self.majorVersion)), .int(Int(Self.minorVersion))])),
+            ("version", .array([.int(Int(version.major)), .int(Int(version.minor))])),
             ("writer", .string(writer)),
             ("checksum", .string("xxh64")),
             ("metadata", metadata.jsonValue()),
@@ -81,23 +90,25 @@ struct PackedManifest {
         self.metadata = metadata
         self.members = members
         self.writer = writer
+        version = Self.version(of: members)
     }
 
     /// Parses and checks a manifest: every field present and typed, names unique, members inside
     /// the file, in order, not overlapping, and uncompressed ones aligned with the size their dtype
     /// and shape imply.
-    init(json: JSONValue, path: String, fileSize: Int, dataStart: Int) throws(PackedFormatError) {
+    init(json: JSONValue, path: String, fileSize: Int, dataStart: Int, headerMajor: UInt32) throws(PackedFormatError) {
         func fail(_ field: String, _ problem: String) -> PackedFormatError {
             PackedFormatError(path: path, field: field, problem: problem)
         }
         guard json["format"]?.stringValue == "lpack" else { throw fail("manifest.format", "is not \"lpack\"") }
         guard let version = json["version"]?.arrayValue?.compactMap(\.intValue), version.count == 2,
-            version[0] == Int(Self.majorVersion)
+            version[0] == Int(headerMajor), version[1] >= 0, version[1] <= Int(UInt32.max)
         else {
             throw fail(
                 "manifest.version",
-                "\(json["version"]?.serialized() ?? "missing"); this reader reads major version \(Self.majorVersion)")
+                "\(json["version"]?.serialized() ?? "missing"); the header says major version \(headerMajor)")
         }
+        self.version = (headerMajor, UInt32(version[1]))
         writer = json["writer"]?.stringValue ?? ""
         guard let metadataJSON = json["metadata"] else { throw fail("manifest.metadata", "missing") }
         do {
@@ -117,6 +128,9 @@ struct PackedManifest {
             guard seen.insert(name).inserted else { throw fail(field, "appears twice in the manifest") }
             guard let dtypeJSON = entry["dtype"], let dtype = Self.decodeDType(dtypeJSON) else {
                 throw fail(field, "unknown dtype \(entry["dtype"]?.serialized() ?? "missing")")
+            }
+            guard !dtype.hasZeroPoints || headerMajor >= 2 else {
+                throw fail(field, "weight zero points need lpack 2.0; this file says \(headerMajor).\(version[1])")
             }
             guard let shape = entry["shape"]?.arrayValue?.compactMap(\.intValue),
                 shape.count == entry["shape"]?.arrayValue?.count, shape.allSatisfy({ $0 >= 0 })
@@ -167,15 +181,12 @@ struct PackedManifest {
 
     static func encode(_ dtype: DType) -> JSONValue {
         guard case .quantized(.packed(let encoding)) = dtype else { return .string(dtype.description) }
-        return .object([
-            ("kind", .string("packed")),
-            ("slots", .int(encoding.slotCount)),
-            (
-                "segments",
-                .array(
-                    encoding.segments.map { .array([.int($0.start), .int($0.count), .int($0.bits), .int($0.slot)]) })
-            ),
-        ])
+        let segments = encoding.segments.map {
+            JSONValue.array([.int($0.start), .int($0.count), .int($0.bits), .int($0.slot)])
+        }
+        return .object(
+            [("kind", .string("packed")), ("slots", .int(encoding.slotCount))]
+                + (encoding.zeroPoints ? [("zeros", .bool(true))] : []) + [("segments", .array(segments))])
     }
 
     static func decodeDType(_ json: JSONValue) -> DType? {
@@ -187,11 +198,21 @@ struct PackedManifest {
         guard json["kind"]?.stringValue == "packed", let slots = json["slots"]?.intValue, slots > 0, slots < 1 << 20,
             let list = json["segments"]?.arrayValue
         else { return nil }
+        let zeros = json["zeros"] == nil ? false : json["zeros"]?.boolValue
+        guard let zeros else { return nil }
         var segments: [PackedIntegerEncoding.Segment] = []
         for item in list {
             guard let values = item.arrayValue?.compactMap(\.intValue), values.count == 4 else { return nil }
             segments.append(.init(start: values[0], count: values[1], bits: values[2], slot: values[3]))
         }
-        return try? .quantized(.packed(PackedIntegerEncoding(segments: segments, slotCount: slots)))
+        return try? .quantized(.packed(PackedIntegerEncoding(segments: segments, slotCount: slots, zeroPoints: zeros)))
+    }
+}
+
+extension DType {
+    /// Whether this is a packed encoding with weight zero points (lpack 2.0).
+    var hasZeroPoints: Bool {
+        guard case .quantized(.packed(let encoding)) = self else { return false }
+        return encoding.zeroPoints
     }
 }

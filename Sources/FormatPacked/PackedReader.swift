@@ -54,7 +54,7 @@ public struct PackedReader: FormatReader {
             }
         }
         options.diagnostics.info(
-            "\(url.lastPathComponent): lpack v\(PackedManifest.majorVersion), \(manifest.members.count) tensors")
+            "\(url.lastPathComponent): lpack v\(manifest.version.major), \(manifest.members.count) tensors")
         return graph
     }
 
@@ -104,8 +104,11 @@ public struct PackedReader: FormatReader {
                 throw fail("header", "not an lpack file (bad magic)")
             }
             let major = bytes.loadUnaligned(fromByteOffset: 8, as: UInt32.self).littleEndian
-            guard major == PackedManifest.majorVersion else {
-                throw fail("header.version", "major version \(major); this reader reads \(PackedManifest.majorVersion)")
+            guard PackedManifest.readableMajors.contains(major) else {
+                throw fail(
+                    "header.version",
+                    "major version \(major); this reader reads \(PackedManifest.readableMajors.lowerBound) to \(PackedManifest.majorVersion)"
+                )
             }
             let length = bytes.loadUnaligned(fromByteOffset: 16, as: UInt64.self).littleEndian
             let checksum = bytes.loadUnaligned(fromByteOffset: 24, as: UInt64.self).littleEndian
@@ -126,7 +129,8 @@ public struct PackedReader: FormatReader {
                 throw fail("manifest", "invalid JSON at byte \(error.offset): \(error.reason)")
             }
             return try PackedManifest(
-                json: json, path: path, fileSize: file.size, dataStart: PackedManifest.headerSize + Int(length))
+                json: json, path: path, fileSize: file.size, dataStart: PackedManifest.headerSize + Int(length),
+                headerMajor: major)
         }
     }
 }

@@ -45,8 +45,9 @@ public struct PackedWriter: FormatWriter {
         let written = try output.run { temporary in
             let writer = try BinaryWriter(creating: temporary)
             try writer.write(PackedManifest.magic)
-            try writer.write(PackedManifest.majorVersion)
-            try writer.write(PackedManifest.minorVersion)
+            let version = PackedManifest.version(of: members)
+            try writer.write(version.major)
+            try writer.write(version.minor)
             try writer.write(UInt64(manifestRegion))
             try writer.write(UInt64(0))  // manifest checksum, filled in last
             try writer.write([UInt8](repeating: 0x20, count: manifestRegion))

@@ -72,6 +72,9 @@ final class PackedScratch: @unchecked Sendable {
     /// An activation row laid out for the kernels.
     var expandedCodes: [UInt8] = []
     var expandedFloats: [Float] = []
+    /// Its per-segment sums, which weight zero points multiply (unused without them).
+    var codeSums: [Int32] = [0]
+    var floatSums: [Float] = [0]
 }
 
 extension LlamaSession {
@@ -124,6 +127,11 @@ extension LlamaSession {
             scratch.expandedCodes = [UInt8](repeating: 0, count: matrix.expandedCount)
             scratch.expandedFloats = [Float](repeating: 0, count: matrix.expandedCount)
         }
+        let segmentCount = matrix.kernelSegments.count
+        if scratch.codeSums.count < segmentCount {
+            scratch.codeSums = [Int32](repeating: 0, count: segmentCount)
+            scratch.floatSums = [Float](repeating: 0, count: segmentCount)
+        }
         for row in 0..<rows {
             var activation: QuantizedActivation?
             if let quantizer, let plan {
@@ -135,6 +143,11 @@ extension LlamaSession {
                         scratch.expandedCodes.withUnsafeMutableBufferPointer { expanded in
                             lk_expand_u8(
                                 codes.codes, segments.baseAddress!, Int32(segments.count), expanded.baseAddress!)
+                            if matrix.encoding.zeroPoints {
+                                lk_segment_sums_u8(
+                                    expanded.baseAddress!, segments.baseAddress!, Int32(segments.count),
+                                    &scratch.codeSums)
+                            }
                         }
                     }
                 }
@@ -149,6 +162,10 @@ extension LlamaSession {
                             lk_expand_f32(
                                 xp.baseAddress! + row * k, segments.baseAddress!, Int32(segments.count), $0.baseAddress!
                             )
+                            if matrix.encoding.zeroPoints {
+                                lk_segment_sums_f32(
+                                    $0.baseAddress!, segments.baseAddress!, Int32(segments.count), &scratch.floatSums)
+                            }
                         }
                     }
                 }
@@ -157,18 +174,27 @@ extension LlamaSession {
             let planned = plan ?? []
             scratch.expandedCodes.withUnsafeBufferPointer { codes in
                 scratch.expandedFloats.withUnsafeBufferPointer { floats in
-                    y.withUnsafeMutableBufferPointer { yp in
-                        let (expandedCodes, expandedFloats, output) = (
-                            UnsafeSendable(codes.baseAddress!), UnsafeSendable(floats.baseAddress!),
-                            UnsafeSendable(yp.baseAddress! + row * n)
-                        )
-                        pool.forEachRange(n, parallel: n * k >= 1 << 16) { range in
-                            if let integer {
-                                matrix.gemv(
-                                    integer.value, expanded: expandedCodes.value, plan: planned, rows: range,
-                                    into: output.value)
-                            } else {
-                                matrix.gemv(expanded: expandedFloats.value, rows: range, into: output.value)
+                    scratch.codeSums.withUnsafeBufferPointer { codeSums in
+                        scratch.floatSums.withUnsafeBufferPointer { floatSums in
+                            y.withUnsafeMutableBufferPointer { yp in
+                                let (expandedCodes, expandedFloats, output) = (
+                                    UnsafeSendable(codes.baseAddress!), UnsafeSendable(floats.baseAddress!),
+                                    UnsafeSendable(yp.baseAddress! + row * n)
+                                )
+                                let sums = (
+                                    UnsafeSendable(codeSums.baseAddress!), UnsafeSendable(floatSums.baseAddress!)
+                                )
+                                pool.forEachRange(n, parallel: n * k >= 1 << 16) { range in
+                                    if let integer {
+                                        matrix.gemv(
+                                            integer.value, expanded: expandedCodes.value, sums: sums.0.value,
+                                            plan: planned, rows: range, into: output.value)
+                                    } else {
+                                        matrix.gemv(
+                                            expanded: expandedFloats.value, sums: sums.1.value, rows: range,
+                                            into: output.value)
+                                    }
+                                }
                             }
                         }
                     }

@@ -14,7 +14,7 @@ public final class PackedMatrix: @unchecked Sendable {
     /// The last row of each part, copied with 64 bytes of slack: the kernels read whole 32-byte
     /// blocks, up to 31 bytes past a short segment's codes, which must not run off a buffer.
     private let paddedRows: [UnsafeMutableRawPointer]
-    /// The start of each row (its scales, then its codes).
+    /// The start of each row (its scales and zero points, then its codes).
     private let rowStarts: [UnsafePointer<UInt8>?]
     /// Σ q over each (row, segment): the zero-point term of an asymmetric activation.
     private let codeSums: [Int32]
@@ -50,7 +50,7 @@ public final class PackedMatrix: @unchecked Sendable {
         paddedRows = padded
         var sums = [Int32](repeating: 0, count: rows * encoding.segments.count)
         let segments = encoding.segments
-        let (offsets, slotBytes) = (encoding.segmentOffsets, 4 * encoding.slotCount)
+        let (offsets, slotBytes) = (encoding.segmentOffsets, encoding.headerBytes)
         for r in 0..<rows {
             for (s, segment) in segments.enumerated() {
                 let codes = UnsafeRawPointer(rowStarts[r]!) + slotBytes + offsets[s]
@@ -72,8 +72,11 @@ public final class PackedMatrix: @unchecked Sendable {
         expandedCount = Int(expanded)
     }
 
-    /// Bytes of weights and scales.
+    /// Bytes of weights, scales and zero points.
     public var byteCount: Int { rows * encoding.rowStride }
+
+    /// The rows' layout as the kernels take it.
+    var kernelLayout: lk_rows { lk_rows(slots: Int32(encoding.slotCount), zero_points: encoding.zeroPoints ? 1 : 0) }
 
     @inline(__always)
     private func scale(_ row: Int, _ slot: Int) -> Float {
@@ -82,7 +85,7 @@ public final class PackedMatrix: @unchecked Sendable {
 
     @inline(__always)
     private func codes(_ row: Int, _ segment: Int) -> UnsafeRawPointer {
-        UnsafeRawPointer(rowStarts[row]!) + 4 * encoding.slotCount + encoding.segmentOffsets[segment]
+        UnsafeRawPointer(rowStarts[row]!) + encoding.headerBytes + encoding.segmentOffsets[segment]
     }
 
     /// Rows `range` decoded to floats into `out` (`range.count × columns`).
@@ -91,32 +94,37 @@ public final class PackedMatrix: @unchecked Sendable {
             for (s, segment) in encoding.segments.enumerated() {
                 let target = out + index * columns + segment.start
                 let n = Int32(segment.count)
+                let (scale, zero) = (scale(r, segment.slot), Float(encoding.zero(rowStarts[r]!, slot: segment.slot)))
                 if segment.bits == 4 {
-                    lk_dequant_q4(codes(r, s).assumingMemoryBound(to: UInt8.self), scale(r, segment.slot), target, n)
+                    lk_dequant_q4(codes(r, s).assumingMemoryBound(to: UInt8.self), scale, zero, target, n)
                 } else {
-                    lk_dequant_q8(codes(r, s).assumingMemoryBound(to: Int8.self), scale(r, segment.slot), target, n)
+                    lk_dequant_q8(codes(r, s).assumingMemoryBound(to: Int8.self), scale, zero, target, n)
                 }
             }
         }
     }
 
     /// `y[r] = Σ W[r, c] · x[c]` for rows `range`, x in floats laid out by `lk_expand_f32` over
-    /// `kernelSegments`.
-    func gemv(expanded x: UnsafePointer<Float>, rows range: Range<Int>, into y: UnsafeMutablePointer<Float>) {
+    /// `kernelSegments`, `sums` its segment sums (`lk_segment_sums_f32`; read only with zero points).
+    func gemv(
+        expanded x: UnsafePointer<Float>, sums: UnsafePointer<Float>, rows range: Range<Int>,
+        into y: UnsafeMutablePointer<Float>
+    ) {
         rowStarts.withUnsafeBufferPointer { starts in
             kernelSegments.withUnsafeBufferPointer { segments in
                 lk_gemv_packed_f32(
                     starts.baseAddress! + range.lowerBound, Int32(range.count), segments.baseAddress!,
-                    Int32(segments.count), Int32(encoding.slotCount), x, y + range.lowerBound)
+                    Int32(segments.count), kernelLayout, x, sums, y + range.lowerBound)
             }
         }
     }
 
     /// The same product with x quantized: integer dot products of the weight codes with the
-    /// activation codes (`expanded` by `lk_expand_u8` over `plan`), then `s_w · s_a · (Σ q·a − z · Σ q)`
-    /// per segment. `plan` is this matrix's segments with their activation parts (`integerPlan`).
+    /// activation codes (`expanded` by `lk_expand_u8` over `plan`, `sums` their segment sums), then
+    /// `s_w · s_a · (Σ q·a − z_a · Σ q − z_w · (Σ a − z_a · n))` per segment. `plan` is this matrix's
+    /// segments with their activation parts (`integerPlan`).
     func gemv(
-        _ x: QuantizedActivation, expanded: UnsafePointer<UInt8>, plan: [lk_segment],
+        _ x: QuantizedActivation, expanded: UnsafePointer<UInt8>, sums: UnsafePointer<Int32>, plan: [lk_segment],
         rows range: Range<Int>, into y: UnsafeMutablePointer<Float>
     ) {
         rowStarts.withUnsafeBufferPointer { starts in
@@ -126,8 +134,8 @@ public final class PackedMatrix: @unchecked Sendable {
                         x.zeros.withUnsafeBufferPointer { zeros in
                             lk_gemv_packed_u8(
                                 starts.baseAddress! + range.lowerBound, Int32(range.count), segments.baseAddress!,
-                                Int32(segments.count), Int32(encoding.slotCount),
-                                codeSums.baseAddress! + range.lowerBound * segments.count, expanded,
+                                Int32(segments.count), kernelLayout,
+                                codeSums.baseAddress! + range.lowerBound * segments.count, expanded, sums,
                                 scales.baseAddress!,
                                 zeros.baseAddress!, y + range.lowerBound)
                         }

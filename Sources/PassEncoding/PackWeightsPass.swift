@@ -1,8 +1,9 @@
 import LatheCore
 
 /// `pack-weights`: stores the matrices `quantize-weights` put on its integer grid as packed integer
-/// codes with per-row scales (`PackedIntegerEncoding`), losslessly: each row part's scale is
-/// recovered from the dequantized values and every value is checked to be exactly code · scale.
+/// codes with per-row scales, and zero points for an asymmetric grid (`PackedIntegerEncoding`),
+/// losslessly: each row part's grid is recovered from the dequantized values and every value is
+/// checked to lie exactly on it.
 /// Embedding and head tables that an earlier pass rounded per row to 8 or 4 bits are packed too.
 public struct PackWeightsPass: ModelPass {
     public struct Options: Codable, Sendable {
@@ -44,10 +45,10 @@ public struct PackWeightsPass: ModelPass {
     static func layout(kind: String, columns: Int, record: WeightQuantizationRecord, headDim: Int) throws
         -> PackedIntegerEncoding
     {
-        guard record.asymmetric != true else {
+        guard record.actOrderGroups != true else {
             throw LatheError.invalidValue(
-                field: "metadata \(QuantizationScheme.metadataKey): weights", value: "asymmetric (zero points)",
-                expected: "symmetric weights (lpack stores symmetric codes; write safetensors or GGUF instead)")
+                field: "metadata \(QuantizationScheme.metadataKey): weights", value: "groups cut in act order",
+                expected: "groups of contiguous columns (lpack's segments; quantize without actOrder or groupSize)")
         }
         guard (0...headDim).contains(record.headHighColumns), (0...columns).contains(record.hiddenHighColumns) else {
             throw LatheError.invalidValue(
@@ -84,7 +85,7 @@ public struct PackWeightsPass: ModelPass {
                 segments.append(.init(start: c, count: 1, bits: bits, slot: slot[c]))
             }
         }
-        return try PackedIntegerEncoding(segments: segments, slotCount: slots)
+        return try PackedIntegerEncoding(segments: segments, slotCount: slots, zeroPoints: record.asymmetric == true)
     }
 
     public func plan(_ graph: ModelGraph) throws -> PassPlan {

@@ -173,7 +173,8 @@ public struct QuantizeWeightsPass: ModelPass {
         scheme.weights = WeightQuantizationRecord(
             method: method, bits: bits, highBits: highBits, hiddenHighColumns: layout.hiddenHigh,
             headHighColumns: layout.headHigh, groupSize: groupSize, tensors: Self.linearKinds,
-            asymmetric: asymmetric ? true : nil)
+            asymmetric: asymmetric ? true : nil,
+            actOrderGroups: actOrder && groupSize != nil && method == "gptq" ? true : nil)
         try scheme.store(in: &graph.metadata)
     }
 

@@ -68,7 +68,9 @@ private struct SplitMix64: RandomNumberGenerator {
 
 /// Segments of random lengths (1…80 columns) and widths; a segment shares a slot with an earlier one of the
 /// same width or opens a new one.
-private func randomEncoding(rowLength: Int, using generator: inout SplitMix64) throws -> PackedIntegerEncoding {
+private func randomEncoding(rowLength: Int, zeroPoints: Bool = false, using generator: inout SplitMix64) throws
+    -> PackedIntegerEncoding
+{
     var segments: [PackedIntegerEncoding.Segment] = []
     var slotBits: [Int] = []
     var start = 0
@@ -86,20 +88,24 @@ private func randomEncoding(rowLength: Int, using generator: inout SplitMix64) t
         segments.append(.init(start: start, count: count, bits: bits, slot: slot))
         start += count
     }
-    return try PackedIntegerEncoding(segments: segments, slotCount: slotBits.count)
+    return try PackedIntegerEncoding(segments: segments, slotCount: slotBits.count, zeroPoints: zeroPoints)
 }
 
 /// `rows × rowLength` values exactly on the encoding's grid: Float(q) · scale with random in-range codes and
-/// one random scale per row and slot.
+/// one random scale per row and slot; with zero points Float(u − z) · scale, u unsigned and one random z per
+/// row and slot.
 private func onGrid(_ encoding: PackedIntegerEncoding, rows: Int, using generator: inout SplitMix64) -> [Float] {
     var values = [Float](repeating: 0, count: rows * encoding.rowLength)
     for r in 0..<rows {
         let scales = (0..<encoding.slotCount).map { _ in Float.random(in: 0.001...2, using: &generator) }
+        let zeros = (0..<encoding.slotCount).map { _ in Int.random(in: 0...255, using: &generator) }
         for segment in encoding.segments {
             let limit = 1 << (segment.bits - 1)
+            let zero = zeros[segment.slot] % (2 * limit)
             for c in segment.start..<(segment.start + segment.count) {
                 let q = Int.random(in: -limit...(limit - 1), using: &generator)
-                values[r * encoding.rowLength + c] = Float(q) * scales[segment.slot]
+                let k = encoding.zeroPoints ? q + limit - zero : q
+                values[r * encoding.rowLength + c] = Float(k) * scales[segment.slot]
             }
         }
     }
@@ -356,6 +362,57 @@ struct PackedFormatTests {
         }
     }
 
+    @Test("a file with weight zero points is version 2.0; a 1.x file may not hold them, a major 3 is refused")
+    func versions() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var generator = SplitMix64(state: 12)
+        let encoding = try randomEncoding(rowLength: 90, zeroPoints: true, using: &generator)
+        let values = onGrid(encoding, rows: 2, using: &generator)
+        let payload = try #require(values.withUnsafeBufferPointer { encoding.encodeExactly($0, rows: 2) })
+        let graph = try ModelGraph(
+            source: "memory", metadata: Metadata(),
+            tensors: [
+                Tensor(
+                    info: TensorInfo(name: "w", dtype: .quantized(.packed(encoding)), shape: [2, 90]),
+                    storage: TensorStorage(bytes: payload))
+            ])
+        let url = directory.appendingPathComponent("v2.lpack")
+        _ = try PackedWriter().write(graph, to: url, options: WriteOptions())
+        let bytes = [UInt8](try Data(contentsOf: url))
+        #expect(littleEndian(bytes[8..<16]) == 2, "major 2, minor 0")
+        let (json, dataStart) = try manifest(of: bytes)
+        #expect(json["version"]?.serialized() == "[2,0]")
+        #expect(json["tensors"]?.arrayValue?.first?["dtype"]?["zeros"]?.boolValue == true)
+        let back = try PackedReader().read(url, options: ReadOptions())
+        #expect(try back.tensor(named: "w").info.dtype == .quantized(.packed(encoding)))
+        #expect(try TensorCodec.decode(back.tensor(named: "w")) == values)
+
+        /// The file with another version in the header and the manifest (checksum recomputed).
+        func relabelled(_ major: UInt8) throws -> URL {
+            var copy = bytes
+            copy[8] = major
+            let text = String(decoding: copy[32..<dataStart], as: UTF8.self)
+                .replacingOccurrences(of: "\"version\":[2,0]", with: "\"version\":[\(major),0]")
+            copy.replaceSubrange(32..<dataStart, with: Array(text.utf8))
+            withUnsafeBytes(of: XXHash64.hash(Array(copy[32..<dataStart])).littleEndian) {
+                copy.replaceSubrange(24..<32, with: $0)
+            }
+            let target = directory.appendingPathComponent("v\(major).lpack")
+            try Data(copy).write(to: target)
+            return target
+        }
+        let old = #expect(throws: PackedFormatError.self) {
+            try PackedReader().read(relabelled(1), options: ReadOptions())
+        }
+        #expect(old?.field == "tensor 'w'")
+        #expect(old?.problem.contains("zero points need lpack 2.0") == true, "\(String(describing: old))")
+        let future = #expect(throws: PackedFormatError.self) {
+            try PackedReader().read(relabelled(3), options: ReadOptions())
+        }
+        #expect(future?.field == "header.version")
+    }
+
     @Test("a flipped byte in the manifest or its padding is a manifest checksum mismatch")
     func damagedManifest() throws {
         let directory = try Fixtures.temporaryDirectory()
@@ -383,15 +440,20 @@ struct PackedFormatTests {
 
 @Suite("Packed integer encoding")
 struct PackedIntegerEncodingTests {
-    @Test("values built as Float(q) · scale pack exactly and decode to the same floats")
-    func exactRoundTrip() throws {
-        var generator = SplitMix64(state: 3)
+    @Test(
+        "values built as Float(q) · scale, or Float(u − z) · scale with zero points, pack exactly and decode to the same floats",
+        arguments: [false, true])
+    func exactRoundTrip(zeroPoints: Bool) throws {
+        var generator = SplitMix64(state: zeroPoints ? 4 : 3)
         for rowLength in [1, 7, 63, 64, 65, 130] {
             var encodings = try [4, 8].map { bits in
                 try PackedIntegerEncoding(
-                    segments: [.init(start: 0, count: rowLength, bits: bits, slot: 0)], slotCount: 1)
+                    segments: [.init(start: 0, count: rowLength, bits: bits, slot: 0)], slotCount: 1,
+                    zeroPoints: zeroPoints)
             }
-            for _ in 0..<4 { encodings.append(try randomEncoding(rowLength: rowLength, using: &generator)) }
+            for _ in 0..<4 {
+                encodings.append(try randomEncoding(rowLength: rowLength, zeroPoints: zeroPoints, using: &generator))
+            }
             for encoding in encodings {
                 let rows = Int.random(in: 1...4, using: &generator)
                 let values = onGrid(encoding, rows: rows, using: &generator)
@@ -418,6 +480,30 @@ struct PackedIntegerEncodingTests {
         }
         #expect(payload[36] == UInt8(codes[64] + 8) | UInt8(codes[66] + 8) << 4)
         #expect(payload[37] == UInt8(codes[65] + 8), "the unused high nibble is 0")
+    }
+
+    @Test("a zero point is an int8 after the scales; codes are k + z, stored as in §4.3")
+    func zeroPointBytes() throws {
+        let encoding = try PackedIntegerEncoding(
+            segments: [.init(start: 0, count: 3, bits: 4, slot: 0)], slotCount: 1, zeroPoints: true)
+        #expect(encoding.rowStride == 4 + 1 + 2)
+        #expect(encoding.description == "PACKED4x1z")
+        // 0.25 · (1, 4, 15): the scale 0.25 takes k = 1…15, so z = −8 and codes k − 8 = −7, −4, 7.
+        let values: [Float] = [0.25, 1.0, 3.75]
+        let payload = try #require(values.withUnsafeBufferPointer { encoding.encodeExactly($0, rows: 1) })
+        #expect(payload == [0x00, 0x00, 0x80, 0x3E, 0xF8, 0xF1, 0x04])
+        #expect(decode(payload, encoding, rows: 1) == values)
+        // The same values have no symmetric 4-bit grid (15 steps from the smallest to the largest).
+        let symmetric = try PackedIntegerEncoding(segments: encoding.segments, slotCount: 1)
+        #expect(values.withUnsafeBufferPointer { symmetric.encodeExactly($0, rows: 1) } == nil)
+        // 1 and 17 need k and 17k: a window of 16k steps, too wide for 4 bits, fine for 8.
+        let wide: [Float] = [1, 17]
+        let four = try PackedIntegerEncoding(
+            segments: [.init(start: 0, count: 2, bits: 4, slot: 0)], slotCount: 1, zeroPoints: true)
+        let eight = try PackedIntegerEncoding(
+            segments: [.init(start: 0, count: 2, bits: 8, slot: 0)], slotCount: 1, zeroPoints: true)
+        #expect(wide.withUnsafeBufferPointer { four.encodeExactly($0, rows: 1) } == nil)
+        #expect(wide.withUnsafeBufferPointer { eight.encodeExactly($0, rows: 1) } != nil)
     }
 
     @Test("values off the grid, non-finite values and out-of-range codes return nil")
@@ -493,14 +579,24 @@ struct PackWeightsLayoutTests {
         #expect(layout.rowStride == 332)
     }
 
-    @Test("weights with zero points are refused, naming the record: lpack stores symmetric codes")
-    func asymmetricRefused() {
+    @Test("weights with zero points get an int8 zero point per slot after the scales")
+    func asymmetric() throws {
         var asymmetric = record
         asymmetric.asymmetric = true
+        let layout = try PackWeightsPass.layout(kind: "self_attn.q_proj", columns: 576, record: asymmetric, headDim: 64)
+        #expect(layout.zeroPoints)
+        #expect(layout.rowStride == 332 + 2)
+    }
+
+    @Test("groups cut in act order (scattered columns) are refused, naming the record")
+    func actOrderGroupsRefused() {
+        var scattered = record
+        scattered.groupSize = 32
+        scattered.actOrderGroups = true
         #expect {
-            try PackWeightsPass.layout(kind: "self_attn.q_proj", columns: 576, record: asymmetric, headDim: 64)
+            try PackWeightsPass.layout(kind: "self_attn.q_proj", columns: 576, record: scattered, headDim: 64)
         } throws: { error in
-            "\(error)".contains("asymmetric") && "\(error)".contains("weights")
+            "\(error)".contains("act order") && "\(error)".contains("weights")
         }
     }
 

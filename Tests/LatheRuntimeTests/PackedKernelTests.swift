@@ -8,8 +8,11 @@ import Testing
 @testable import LatheRuntime
 
 /// Random packed matrices: segments of assorted widths (4 and 8 bit, shorter and longer than a
-/// 64-column nibble block, odd lengths), values exactly code · scale.
-func randomPacked(rows: Int, segments widths: [(Int, Int)], seed: UInt64) throws -> (PackedIntegerEncoding, [Float]) {
+/// 64-column nibble block, odd lengths), values exactly code · scale, or (code − zero) · scale
+/// with unsigned codes and a random zero point per row slot.
+func randomPacked(rows: Int, segments widths: [(Int, Int)], seed: UInt64, zeroPoints: Bool = false) throws
+    -> (PackedIntegerEncoding, [Float])
+{
     var generator = SeededGenerator(seed: seed)
     var segments: [PackedIntegerEncoding.Segment] = []
     var start = 0
@@ -17,15 +20,19 @@ func randomPacked(rows: Int, segments widths: [(Int, Int)], seed: UInt64) throws
         segments.append(.init(start: start, count: count, bits: bits, slot: index % 2))
         start += count
     }
-    let encoding = try PackedIntegerEncoding(segments: segments, slotCount: min(2, widths.count))
+    let encoding = try PackedIntegerEncoding(
+        segments: segments, slotCount: min(2, widths.count), zeroPoints: zeroPoints)
     var values = [Float](repeating: 0, count: rows * start)
     for r in 0..<rows {
         let scales = (0..<2).map { _ in Float(0.01 + abs(generator.nextGaussian()) * 0.02) }
+        let levels = (0..<2).map { slot in segments.first { $0.slot == slot }?.bits == 8 ? 256 : 16 }
+        let zeros = levels.map { Int(generator.next() % UInt64($0)) }
         for segment in segments {
             let top = segment.bits == 4 ? 8 : 128
             for c in segment.start..<(segment.start + segment.count) {
-                let q = Int(generator.next() % UInt64(2 * top)) - top
-                values[r * start + c] = Float(q) * scales[segment.slot]
+                let code = Int(generator.next() % UInt64(2 * top))
+                let k = zeroPoints ? code - zeros[segment.slot] : code - top
+                values[r * start + c] = Float(k) * scales[segment.slot]
             }
         }
     }
@@ -36,29 +43,41 @@ func randomPacked(rows: Int, segments widths: [(Int, Int)], seed: UInt64) throws
 struct PackedKernelTests {
     static let shapes: [[(Int, Int)]] = [
         [(504, 4), (72, 8)], [(7, 4), (1, 8)], [(63, 4)], [(64, 4)], [(65, 4), (3, 8)], [(130, 4), (17, 8), (56, 4)],
-        [(1536, 4)],
+        [(1536, 4)], [(32, 4), (33, 8), (96, 4), (31, 8)],
     ]
+    /// Each shape without and with weight zero points.
+    static let cases = shapes.indices.flatMap { [($0, false), ($0, true)] }
 
-    func matrix(_ widths: [(Int, Int)], rows: Int = 37, seed: UInt64) throws -> (PackedMatrix, [Float]) {
-        let (encoding, values) = try randomPacked(rows: rows, segments: widths, seed: seed)
+    func matrix(_ widths: [(Int, Int)], rows: Int = 37, seed: UInt64, zeroPoints: Bool = false) throws
+        -> (PackedMatrix, [Float])
+    {
+        let (encoding, values) = try randomPacked(rows: rows, segments: widths, seed: seed, zeroPoints: zeroPoints)
         let payload = try #require(values.withUnsafeBufferPointer { encoding.encodeExactly($0, rows: rows) })
         return (try PackedMatrix([(TensorStorage(bytes: payload), rows)], encoding: encoding), values)
     }
 
-    @Test("dequantization reproduces the values exactly", arguments: shapes.indices)
-    func dequantize(shape: Int) throws {
-        let (matrix, values) = try matrix(Self.shapes[shape], seed: UInt64(shape))
+    @Test("dequantization reproduces the values exactly, with and without zero points", arguments: cases)
+    func dequantize(shape: Int, zeroPoints: Bool) throws {
+        let (matrix, values) = try matrix(Self.shapes[shape], seed: UInt64(shape), zeroPoints: zeroPoints)
         let decoded = LinearWeight.packed(matrix).decoded()
         #expect(decoded == values)
+        // The portable decoder (formats' reading path) agrees bit for bit.
+        var portable = [Float](repeating: .nan, count: values.count)
+        let payload = try #require(
+            values.withUnsafeBufferPointer { matrix.encoding.encodeExactly($0, rows: matrix.rows) })
+        payload.withUnsafeBytes { bytes in
+            portable.withUnsafeMutableBufferPointer { matrix.encoding.decode(bytes, rows: matrix.rows, into: $0) }
+        }
+        #expect(portable == values)
     }
 
     @Test(
-        "float GEMV equals the F32 product to 1e-5 relative, SIMD and portable bodies",
-        arguments: shapes.indices, [false, true])
-    func floatGEMV(shape: Int, portable: Bool) throws {
+        "float GEMV equals the F32 product to 1e-5 relative, with and without zero points, SIMD and portable bodies",
+        arguments: cases, [false, true])
+    func floatGEMV(shape: (Int, Bool), portable: Bool) throws {
         lk_use_portable_on_this_thread(portable ? 1 : 0)
         defer { lk_use_portable_on_this_thread(0) }
-        let (matrix, values) = try matrix(Self.shapes[shape], seed: 100 + UInt64(shape))
+        let (matrix, values) = try matrix(Self.shapes[shape.0], seed: 100 + UInt64(shape.0), zeroPoints: shape.1)
         var generator = SeededGenerator(seed: 5)
         let x = (0..<matrix.columns).map { _ in Float(generator.nextGaussian()) }
         var y = [Float](repeating: 0, count: matrix.rows)
@@ -68,8 +87,10 @@ struct PackedKernelTests {
                 lk_expand_f32(xp.baseAddress!, segments.baseAddress!, Int32(segments.count), &expanded)
             }
         }
+        var sums = [Float](repeating: .nan, count: matrix.kernelSegments.count)
+        lk_segment_sums_f32(expanded, matrix.kernelSegments, Int32(sums.count), &sums)
         y.withUnsafeMutableBufferPointer {
-            matrix.gemv(expanded: expanded, rows: 0..<matrix.rows, into: $0.baseAddress!)
+            matrix.gemv(expanded: expanded, sums: sums, rows: 0..<matrix.rows, into: $0.baseAddress!)
         }
         let reference = (0..<matrix.rows).map { r in
             (0..<matrix.columns).reduce(0.0) { $0 + Double(values[r * matrix.columns + $1]) * Double(x[$1]) }
@@ -78,13 +99,13 @@ struct PackedKernelTests {
     }
 
     @Test(
-        "integer GEMV on quantized activations equals the fake-quantized product to 1e-5, SIMD and portable bodies",
-        arguments: shapes.indices, [false, true])
-    func integerGEMV(shape: Int, portable: Bool) throws {
+        "integer GEMV on quantized activations equals the fake-quantized product to 1e-5, with and without zero points, SIMD and portable bodies",
+        arguments: cases, [false, true])
+    func integerGEMV(shape: (Int, Bool), portable: Bool) throws {
         lk_use_portable_on_this_thread(portable ? 1 : 0)
         defer { lk_use_portable_on_this_thread(0) }
-        let widths = Self.shapes[shape]
-        let (matrix, values) = try matrix(widths, seed: 200 + UInt64(shape))
+        let widths = Self.shapes[shape.0]
+        let (matrix, values) = try matrix(widths, seed: 200 + UInt64(shape.0), zeroPoints: shape.1)
         // Activation parts aligned with the segments: the high part is the last segment when 8-bit.
         let high = widths.count > 1 && widths.last!.1 == 8 ? widths.last!.0 : 0
         let quantizer = ActivationQuantizer(bits: 4, highBits: 8, highCount: high, includeZero: true)
@@ -108,8 +129,11 @@ struct PackedKernelTests {
         var y = [Float](repeating: 0, count: matrix.rows)
         var expanded = [UInt8](repeating: 0xFF, count: matrix.expandedCount)
         plan.withUnsafeBufferPointer { lk_expand_u8(codes.codes, $0.baseAddress!, Int32($0.count), &expanded) }
+        var sums = [Int32](repeating: -1, count: plan.count)
+        lk_segment_sums_u8(expanded, plan, Int32(plan.count), &sums)
         y.withUnsafeMutableBufferPointer {
-            matrix.gemv(codes, expanded: expanded, plan: plan, rows: 0..<matrix.rows, into: $0.baseAddress!)
+            matrix.gemv(
+                codes, expanded: expanded, sums: sums, plan: plan, rows: 0..<matrix.rows, into: $0.baseAddress!)
         }
         x.withUnsafeMutableBufferPointer { quantizer.apply($0.baseAddress!, rows: 1, width: matrix.columns) }
         let reference = (0..<matrix.rows).map { r in

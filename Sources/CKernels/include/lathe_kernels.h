@@ -29,26 +29,41 @@ int lk_expanded_count(const lk_segment *segment);
 void lk_expand_u8(const uint8_t *codes, const lk_segment *segments, int segment_count, uint8_t *out);
 void lk_expand_f32(const float *x, const lk_segment *segments, int segment_count, float *out);
 
-/// y[i] = Σ_segments scale(row i, slot) · Σ q · x for the given row starts (each row: `slots` F32
-/// scales, then the codes), x expanded. Reads up to 31 bytes past a segment's codes: the caller
-/// guarantees they are readable (the last row of a buffer is copied into a padded one).
-void lk_gemv_packed_f32(const uint8_t *const *rows, int count, const lk_segment *segments, int segment_count,
-                        int slots, const float *x, float *y);
+/// The layout of a packed matrix's rows: `slots` F32 scales, then (when `zero_points`) `slots` int8
+/// weight zero points z, then the codes. A weight is scale · (q − z); without zero points z = 0.
+typedef struct {
+    int32_t slots;
+    int32_t zero_points;
+} lk_rows;
 
-/// The same with x quantized per part (expanded unsigned codes, scales, zero points): integer dot
-/// products, then scale(row) · scale(part) · (Σ q·a − zero · Σ q), Σ q from `code_sums`
-/// (row-major, rows × segments, starting at the first of these rows).
+/// Σ x over each segment of an expanded activation (its padding is zero), once per token: the
+/// term a weight zero point multiplies.
+void lk_segment_sums_f32(const float *x, const lk_segment *segments, int segment_count, float *sums);
+void lk_segment_sums_u8(const uint8_t *x, const lk_segment *segments, int segment_count, int32_t *sums);
+
+/// y[i] = Σ_segments scale(row i, slot) · (Σ q · x − z(row i, slot) · Σ x) for the given row
+/// starts, x expanded, `x_sums` its segment sums (read only with zero points). Reads up to 31
+/// bytes past a segment's codes: the caller guarantees they are readable (the last row of a
+/// buffer is copied into a padded one).
+void lk_gemv_packed_f32(const uint8_t *const *rows, int count, const lk_segment *segments, int segment_count,
+                        lk_rows layout, const float *x, const float *x_sums, float *y);
+
+/// The same with x quantized per part (expanded unsigned codes a, scales, zero points za): integer
+/// dot products, then scale(row) · scale(part) · (Σ q·a − za · Σ q − z · (Σ a − za · count)), Σ q
+/// from `code_sums` (row-major, rows × segments, starting at the first of these rows), Σ a from
+/// `codes_sums_x` (per segment; read only with weight zero points).
 void lk_gemv_packed_u8(const uint8_t *const *rows, int count, const lk_segment *segments, int segment_count,
-                       int slots, const int32_t *code_sums, const uint8_t *codes, const float *scales,
-                       const float *zeros, float *y);
+                       lk_rows layout, const int32_t *code_sums, const uint8_t *codes, const int32_t *codes_sums_x,
+                       const float *scales, const float *zeros, float *y);
 
 /// Σ q of a segment's codes (the zero-point term of an asymmetric activation).
 int32_t lk_sum_q4(const uint8_t *codes, int n);
 int32_t lk_sum_q8(const int8_t *codes, int n);
 
-/// out_i = (float)q_i · scale for a 4-bit or 8-bit segment.
-void lk_dequant_q4(const uint8_t *codes, float scale, float *out, int n);
-void lk_dequant_q8(const int8_t *codes, float scale, float *out, int n);
+/// out_i = (float)(q_i − zero) · scale for a 4-bit or 8-bit segment (zero: the slot's weight zero
+/// point, 0 without).
+void lk_dequant_q4(const uint8_t *codes, float scale, float zero, float *out, int n);
+void lk_dequant_q8(const int8_t *codes, float scale, float zero, float *out, int n);
 
 /// Unsigned codes of an asymmetric quantizer, two per byte (element 2k in the low nibble) or one
 /// per byte: out_i = scale · (code_i − zero).

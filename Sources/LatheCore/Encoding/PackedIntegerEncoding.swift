@@ -1,10 +1,11 @@
 /// Lathe's packed integer matrix encoding (`formats/packed/SPEC.md` §4): each row of a matrix is cut
 /// into contiguous column segments, each with its own bit width (4 or 8) and a scale slot; every row
-/// has one F32 scale per slot, shared by the segments that name it. Values are `Float(q) · scale`
-/// with symmetric integer codes q, exactly the grid the weight quantization pass simulates.
+/// has one F32 scale per slot, shared by the segments that name it, and with `zeroPoints` one int8
+/// zero point z per slot. Values are `Float(q − z) · scale` with integer codes q (z = 0 without zero
+/// points), exactly the grid the weight quantization pass simulates.
 ///
 /// Payload: rows one after another, `rowStride` bytes each: the row's `slotCount` F32 scales
-/// (little-endian), then its segments' codes in order. Whole rows keep every row-wise consumer (a
+/// (little-endian), its `slotCount` zero points when it has them, then its segments' codes in order. Whole rows keep every row-wise consumer (a
 /// streaming conversion, a GEMV over a row range) simple. An 8-bit segment holds its codes as
 /// two's-complement bytes. A 4-bit segment is cut into blocks of 64 columns (the last may be
 /// shorter); a block of m columns takes h = ⌈m/2⌉ bytes, byte j holding column j in its low nibble
@@ -33,13 +34,15 @@ public struct PackedIntegerEncoding: Hashable, Sendable, CustomStringConvertible
 
     public let segments: [Segment]
     public let slotCount: Int
+    /// Whether each row slot carries an int8 zero point after the scales (an asymmetric grid).
+    public let zeroPoints: Bool
     public let rowLength: Int
     public let rowCodeBytes: Int
     /// Byte offset of each segment inside a row's codes.
     public let segmentOffsets: [Int]
 
     /// Checks that the segments tile `0..<rowLength` in order with 4- or 8-bit codes and valid slots.
-    public init(segments: [Segment], slotCount: Int) throws(LatheError) {
+    public init(segments: [Segment], slotCount: Int, zeroPoints: Bool = false) throws(LatheError) {
         var next = 0
         var offsets: [Int] = []
         var bytes = 0
@@ -75,13 +78,17 @@ public struct PackedIntegerEncoding: Hashable, Sendable, CustomStringConvertible
         }
         self.segments = segments
         self.slotCount = slotCount
+        self.zeroPoints = zeroPoints
         rowLength = next
         rowCodeBytes = bytes
         segmentOffsets = offsets
     }
 
-    /// Bytes of one row: its scales, then its codes.
-    public var rowStride: Int { 4 * slotCount + rowCodeBytes }
+    /// Bytes before a row's codes: its scales and zero points.
+    public var headerBytes: Int { (zeroPoints ? 5 : 4) * slotCount }
+
+    /// Bytes of one row: its scales and zero points, then its codes.
+    public var rowStride: Int { headerBytes + rowCodeBytes }
 
     public func byteCount(rows: Int) -> Int { rows * rowStride }
 
@@ -91,19 +98,23 @@ public struct PackedIntegerEncoding: Hashable, Sendable, CustomStringConvertible
         return overflow ? nil : bytes
     }
 
-    /// Storage bits per weight, scales included.
-    public var bitsPerWeight: Double { Double(8 * (4 * slotCount + rowCodeBytes)) / Double(max(rowLength, 1)) }
+    /// Storage bits per weight, scales and zero points included.
+    public var bitsPerWeight: Double { Double(8 * rowStride) / Double(max(rowLength, 1)) }
 
-    public static func == (a: Self, b: Self) -> Bool { a.segments == b.segments && a.slotCount == b.slotCount }
+    public static func == (a: Self, b: Self) -> Bool {
+        a.segments == b.segments && a.slotCount == b.slotCount && a.zeroPoints == b.zeroPoints
+    }
     public func hash(into hasher: inout Hasher) {
         hasher.combine(segments)
         hasher.combine(slotCount)
+        hasher.combine(zeroPoints)
     }
 
-    /// `PACKED4/8` and the number of scale slots: enough to tell layouts apart in a table.
+    /// `PACKED4/8`, the number of scale slots and `z` for zero points: enough to tell layouts apart
+    /// in a table.
     public var description: String {
         let widths = Set(segments.map(\.bits)).sorted().map(String.init).joined(separator: "/")
-        return "PACKED\(widths)x\(slotCount)"
+        return "PACKED\(widths)x\(slotCount)\(zeroPoints ? "z" : "")"
     }
 
     // MARK: - Decoding
@@ -120,15 +131,23 @@ public struct PackedIntegerEncoding: Hashable, Sendable, CustomStringConvertible
         return Int(j < h ? byte & 0x0F : byte >> 4) - 8
     }
 
+    /// The zero point of `slot` in the row starting at `row` (0 without zero points).
+    @inline(__always)
+    public func zero(_ row: UnsafeRawPointer, slot: Int) -> Int {
+        zeroPoints ? Int(row.load(fromByteOffset: 4 * slotCount + slot, as: Int8.self)) : 0
+    }
+
     /// Decodes `rows` rows from `payload` into `output` (`rows × rowLength`).
     public func decode(_ payload: UnsafeRawBufferPointer, rows: Int, into output: UnsafeMutableBufferPointer<Float>) {
         for r in 0..<rows {
-            let codes = payload.baseAddress! + r * rowStride + 4 * slotCount
+            let row = payload.baseAddress! + r * rowStride
             for (index, segment) in segments.enumerated() {
                 let scale = payload.loadUnaligned(fromByteOffset: r * rowStride + 4 * segment.slot, as: Float.self)
-                let segmentCodes = codes + segmentOffsets[index]
+                let zero = zero(row, slot: segment.slot)
+                let segmentCodes = row + headerBytes + segmentOffsets[index]
                 for i in 0..<segment.count {
-                    output[r * rowLength + segment.start + i] = Float(Self.code(segmentCodes, segment, i)) * scale
+                    output[r * rowLength + segment.start + i] =
+                        Float(Self.code(segmentCodes, segment, i) - zero) * scale
                 }
             }
         }
@@ -136,23 +155,30 @@ public struct PackedIntegerEncoding: Hashable, Sendable, CustomStringConvertible
 
     // MARK: - Encoding
 
-    /// Packs `values` (`rows × rowLength`) when every value is exactly `Float(q) · scale` for one
-    /// scale per (row, slot) and in-range codes; nil when some row slot has no such scale, so a
-    /// caller never stores an approximation it did not ask for.
+    /// Packs `values` (`rows × rowLength`) when every value is exactly `Float(k) · scale` for one
+    /// scale per (row, slot) and integers k that in-range codes q = k + z reach (z = 0 without zero
+    /// points); nil when some row slot has no such grid, so a caller never stores an approximation
+    /// it did not ask for.
     public func encodeExactly(_ values: UnsafeBufferPointer<Float>, rows: Int) -> [UInt8]? {
         var payload = [UInt8](repeating: 0, count: byteCount(rows: rows))
+        let members = (0..<slotCount).map { slot in segments.filter { $0.slot == slot } }
         let ok = payload.withUnsafeMutableBytes { out -> Bool in
             for r in 0..<rows {
                 let row = UnsafeBufferPointer(rebasing: values[(r * rowLength)..<((r + 1) * rowLength)])
                 for slot in 0..<slotCount {
-                    let members = segments.filter { $0.slot == slot }
-                    guard let scale = Self.exactScale(row, members) else { return false }
+                    guard let (scale, zero) = Self.exactGrid(row, members[slot], zeroPoints: zeroPoints) else {
+                        return false
+                    }
                     out.storeBytes(of: scale, toByteOffset: r * rowStride + 4 * slot, as: Float.self)
+                    if zeroPoints {
+                        out.storeBytes(
+                            of: Int8(zero), toByteOffset: r * rowStride + 4 * slotCount + slot, as: Int8.self)
+                    }
                     for (index, segment) in segments.enumerated() where segment.slot == slot {
-                        let codes = out.baseAddress! + r * rowStride + 4 * slotCount + segmentOffsets[index]
+                        let codes = out.baseAddress! + r * rowStride + headerBytes + segmentOffsets[index]
                         for i in 0..<segment.count {
-                            let q = scale == 0 ? 0 : Int((row[segment.start + i] / scale).rounded(.toNearestOrEven))
-                            Self.store(q, codes, segment, i)
+                            let k = scale == 0 ? 0 : Int((row[segment.start + i] / scale).rounded(.toNearestOrEven))
+                            Self.store(k + zero, codes, segment, i)
                         }
                     }
                 }
@@ -178,10 +204,15 @@ public struct PackedIntegerEncoding: Hashable, Sendable, CustomStringConvertible
             of: j < h ? (old & 0xF0) | nibble : (old & 0x0F) | (nibble << 4), toByteOffset: offset, as: UInt8.self)
     }
 
-    /// A scale s with every member value equal to `Float(q) · s` for an in-range q: the largest
-    /// magnitude divided by each possible top code, nudged by a few ulps to undo the division's rounding.
-    static func exactScale(_ row: UnsafeBufferPointer<Float>, _ members: [Segment]) -> Float? {
-        guard let first = members.first else { return 0 }
+    /// A scale s and zero point z with every member value equal to `Float(k) · s` for an integer k
+    /// whose code k + z is in range: the largest magnitude divided by each possible top |k|, nudged by
+    /// a few ulps to undo the division's rounding. Without zero points z = 0 and k is the code; with
+    /// them, the ks may span any window of 2^bits − 1 steps inside ±(2^bits − 1), and z is the one
+    /// nearest 0 that fits them (any that fits gives the same values).
+    static func exactGrid(_ row: UnsafeBufferPointer<Float>, _ members: [Segment], zeroPoints: Bool)
+        -> (scale: Float, zero: Int)?
+    {
+        guard let first = members.first else { return (0, 0) }
         var largest: Float = 0
         for segment in members {
             for i in segment.start..<(segment.start + segment.count) {
@@ -189,21 +220,28 @@ public struct PackedIntegerEncoding: Hashable, Sendable, CustomStringConvertible
                 largest = max(largest, abs(row[i]))
             }
         }
-        if largest == 0 { return 0 }
+        if largest == 0 { return (0, 0) }
         let bits = first.bits
         guard members.allSatisfy({ $0.bits == bits }) else { return nil }
         let (lowest, highest) = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
-        func fits(_ s: Float) -> Bool {
-            guard s > 0, s.isFinite else { return false }
+        let steps = highest - lowest
+        /// The zero point that puts every k in range, if one does.
+        func fits(_ s: Float) -> Int? {
+            guard s > 0, s.isFinite else { return nil }
+            var (low, high) = (Float.infinity, -Float.infinity)
             for segment in members {
                 for i in segment.start..<(segment.start + segment.count) {
-                    let q = (row[i] / s).rounded(.toNearestOrEven)
-                    guard q >= Float(lowest), q <= Float(highest), q * s == row[i] else { return false }
+                    let k = (row[i] / s).rounded(.toNearestOrEven)
+                    guard k * s == row[i] else { return nil }
+                    (low, high) = (min(low, k), max(high, k))
                 }
             }
-            return true
+            guard zeroPoints else { return low >= Float(lowest) && high <= Float(highest) ? 0 : nil }
+            guard high - low <= Float(steps), low >= -Float(steps), high <= Float(steps) else { return nil }
+            return min(max(0, lowest - Int(low)), highest - Int(high))
         }
-        for top in [highest, -lowest] + (1..<highest).reversed() {
+        let tops = zeroPoints ? Array((1...steps).reversed()) : [highest, -lowest] + (1..<highest).reversed()
+        for top in tops {
             let base = largest / Float(top)
             var candidates = [base]
             var (up, down) = (base, base)
@@ -212,7 +250,9 @@ public struct PackedIntegerEncoding: Hashable, Sendable, CustomStringConvertible
                 down = down.nextDown
                 candidates += [up, down]
             }
-            if let s = candidates.first(where: fits) { return s }
+            for s in candidates {
+                if let zero = fits(s) { return (s, zero) }
+            }
         }
         return nil
     }

@@ -121,12 +121,16 @@ public struct WeightQuantizationRecord: Codable, Sendable, Equatable {
     public var tensors: [String]
     /// Each scale has an integer zero point (nil: symmetric, as files before this field).
     public var asymmetric: Bool?
+    /// The groups were cut from the columns in act order (by the Hessian's diagonal), so a group's
+    /// columns are scattered and the record does not say which they are (nil: contiguous runs).
+    public var actOrderGroups: Bool?
 
     public init(
         method: String, bits: Int, highBits: Int, hiddenHighColumns: Int, headHighColumns: Int, groupSize: Int?,
-        tensors: [String], asymmetric: Bool? = nil
+        tensors: [String], asymmetric: Bool? = nil, actOrderGroups: Bool? = nil
     ) {
         self.asymmetric = asymmetric
+        self.actOrderGroups = actOrderGroups
         self.method = method
         self.bits = bits
         self.highBits = highBits
