@@ -56,13 +56,22 @@ int lk_expanded_count(const lk_segment *g) {
 void lk_expand_u8(const uint8_t *x, const lk_segment *segments, int segment_count, uint8_t *out) { EXPAND(uint8_t) }
 void lk_expand_f32(const float *x, const lk_segment *segments, int segment_count, float *out) { EXPAND(float) }
 
-void lk_segment_sums_f32(const float *x, const lk_segment *segments, int segment_count, float *sums) {
+void lk_slot_sums_f32(const float *x, const lk_segment *segments, int segment_count, int slots, float *sums) {
+    memset(sums, 0, sizeof(float) * (size_t)slots);
     for (int s = 0; s < segment_count; s++) {
         const float *a = x + segments[s].expanded;
         float sum = 0;
         for (int i = 0; i < lk_expanded_count(&segments[s]); i++) sum += a[i];
-        sums[s] = sum;
+        sums[segments[s].slot] += sum;
     }
+}
+
+/// Σ over slots of scale · z · Σ x: what weight zero points take from a row's float product.
+static float zero_correction(const uint8_t *row, lk_rows layout, const float *x_sums) {
+    float correction = 0;
+    if (layout.zero_points)
+        for (int k = 0; k < layout.slots; k++) correction += scale_of(row, k) * zero_of(row, layout, k) * x_sums[k];
+    return correction;
 }
 
 void lk_segment_sums_u8(const uint8_t *x, const lk_segment *segments, int segment_count, int32_t *sums) {
@@ -95,10 +104,9 @@ static void generic_gemv_f32(const uint8_t *const *rows, int count, const lk_seg
             } else {
                 for (int i = 0; i < lk_expanded_count(g); i++) dot += (float)(int8_t)w[i] * a[i];
             }
-            float zero = zero_of(rows[r], layout, g->slot);
-            sum += (zero != 0 ? dot - zero * x_sums[s] : dot) * scale_of(rows[r], g->slot);
+            sum += dot * scale_of(rows[r], g->slot);
         }
-        y[r] = sum;
+        y[r] = sum - zero_correction(rows[r], layout, x_sums);
     }
 }
 
@@ -239,6 +247,22 @@ AVX2 static inline void unpack32(const uint8_t *codes, __m256 out[4]) {
     out[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
 }
 
+/// `zero_correction` eight slots at a time (scales, zero points and sums are contiguous per slot).
+AVX2 static float avx2_zero_correction(const uint8_t *row, lk_rows layout, const float *x_sums) {
+    if (!layout.zero_points) return 0;
+    const int8_t *zeros = (const int8_t *)(row + 4 * layout.slots);
+    __m256 acc = _mm256_setzero_ps();
+    int k = 0;
+    for (; k + 8 <= layout.slots; k += 8) {
+        __m256 z = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(zeros + k))));
+        __m256 scaled = _mm256_mul_ps(_mm256_loadu_ps((const float *)(row + 4 * k)), z);
+        acc = _mm256_fmadd_ps(scaled, _mm256_loadu_ps(x_sums + k), acc);
+    }
+    float correction = hsum_f32(acc);
+    for (; k < layout.slots; k++) correction += scale_of(row, k) * zero_of(row, layout, k) * x_sums[k];
+    return correction;
+}
+
 /// As the integer GEMV: each segment's dot product stays in its lanes and is scaled into one
 /// accumulator, with one horizontal sum per row; weight zero points enter as a scalar correction.
 AVX2 static void avx2_gemv_f32(const uint8_t *const *rows, int count, const lk_segment *segments, int segment_count,
@@ -248,7 +272,6 @@ AVX2 static void avx2_gemv_f32(const uint8_t *const *rows, int count, const lk_s
         const uint8_t *codes = rows[r] + header_bytes(layout);
         prefetch_row(rows, r, count, bytes);
         __m256 total = _mm256_setzero_ps();
-        float correction = 0;
         for (int s = 0; s < segment_count; s++) {
             const lk_segment *g = &segments[s];
             const uint8_t *w = codes + g->offset;
@@ -281,12 +304,9 @@ AVX2 static void avx2_gemv_f32(const uint8_t *const *rows, int count, const lk_s
                         _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v, 8))), _mm256_loadu_ps(a + i + 8), acc1);
                 }
             }
-            float scale = scale_of(rows[r], g->slot);
-            total = _mm256_fmadd_ps(_mm256_add_ps(acc0, acc1), _mm256_set1_ps(scale), total);
-            float zero = zero_of(rows[r], layout, g->slot);
-            if (zero != 0) correction += scale * zero * x_sums[s];
+            total = _mm256_fmadd_ps(_mm256_add_ps(acc0, acc1), _mm256_set1_ps(scale_of(rows[r], g->slot)), total);
         }
-        y[r] = hsum_f32(total) - correction;
+        y[r] = hsum_f32(total) - avx2_zero_correction(rows[r], layout, x_sums);
     }
 }
 
@@ -299,7 +319,12 @@ AVX2 static void avx2_dequant_q4(const uint8_t *codes, float scale, float zero, 
         for (int k = 0; k < 8; k++) _mm256_storeu_ps(out + 64 * b + 8 * k, _mm256_mul_ps(_mm256_sub_ps(w[k], z), s));
     }
     int m = n - full * 64;
-    if (m > 0) {
+    if (m == 32) {
+        // A group of 32 columns: bytes 0..15 hold columns 0..15 (low) and 16..31 (high).
+        __m256 w[4];
+        unpack32(codes + 32 * full, w);
+        for (int k = 0; k < 4; k++) _mm256_storeu_ps(out + 64 * full + 8 * k, _mm256_mul_ps(_mm256_sub_ps(w[k], z), s));
+    } else if (m > 0) {
         // A short block: unpack all 32 bytes (the caller keeps them readable), keep its m columns.
         int h = (m + 1) / 2;
         __m256 w[8];
@@ -411,6 +436,22 @@ void lk_dequant_q4(const uint8_t *codes, float scale, float zero, float *out, in
 
 void lk_dequant_q8(const int8_t *codes, float scale, float zero, float *out, int n) {
     for (int i = 0; i < n; i++) out[i] = ((float)codes[i] - zero) * scale;
+}
+
+void lk_dequant_rows(const uint8_t *const *rows, int count, const lk_segment *segments, int segment_count,
+                     lk_rows layout, int columns, float *out) {
+    for (int r = 0; r < count; r++) {
+        const uint8_t *codes = rows[r] + header_bytes(layout);
+        for (int s = 0; s < segment_count; s++) {
+            const lk_segment *g = &segments[s];
+            float scale = scale_of(rows[r], g->slot), zero = zero_of(rows[r], layout, g->slot);
+            float *target = out + (size_t)r * (size_t)columns + g->start;
+            if (g->bits == 4)
+                lk_dequant_q4(codes + g->offset, scale, zero, target, g->count);
+            else
+                lk_dequant_q8((const int8_t *)(codes + g->offset), scale, zero, target, g->count);
+        }
+    }
 }
 
 int32_t lk_sum_q4(const uint8_t *codes, int n) {

@@ -72,7 +72,8 @@ final class PackedScratch: @unchecked Sendable {
     /// An activation row laid out for the kernels.
     var expandedCodes: [UInt8] = []
     var expandedFloats: [Float] = []
-    /// Its per-segment sums, which weight zero points multiply (unused without them).
+    /// Its sums per segment (codes) and per slot (floats), which weight zero points multiply
+    /// (unused without them).
     var codeSums: [Int32] = [0]
     var floatSums: [Float] = [0]
 }
@@ -127,10 +128,11 @@ extension LlamaSession {
             scratch.expandedCodes = [UInt8](repeating: 0, count: matrix.expandedCount)
             scratch.expandedFloats = [Float](repeating: 0, count: matrix.expandedCount)
         }
-        let segmentCount = matrix.kernelSegments.count
-        if scratch.codeSums.count < segmentCount {
-            scratch.codeSums = [Int32](repeating: 0, count: segmentCount)
-            scratch.floatSums = [Float](repeating: 0, count: segmentCount)
+        if scratch.codeSums.count < matrix.kernelSegments.count {
+            scratch.codeSums = [Int32](repeating: 0, count: matrix.kernelSegments.count)
+        }
+        if scratch.floatSums.count < matrix.encoding.slotCount {
+            scratch.floatSums = [Float](repeating: 0, count: matrix.encoding.slotCount)
         }
         for row in 0..<rows {
             var activation: QuantizedActivation?
@@ -163,8 +165,9 @@ extension LlamaSession {
                                 xp.baseAddress! + row * k, segments.baseAddress!, Int32(segments.count), $0.baseAddress!
                             )
                             if matrix.encoding.zeroPoints {
-                                lk_segment_sums_f32(
-                                    $0.baseAddress!, segments.baseAddress!, Int32(segments.count), &scratch.floatSums)
+                                lk_slot_sums_f32(
+                                    $0.baseAddress!, segments.baseAddress!, Int32(segments.count),
+                                    Int32(matrix.encoding.slotCount), &scratch.floatSums)
                             }
                         }
                     }

@@ -78,34 +78,19 @@ public final class PackedMatrix: @unchecked Sendable {
     /// The rows' layout as the kernels take it.
     var kernelLayout: lk_rows { lk_rows(slots: Int32(encoding.slotCount), zero_points: encoding.zeroPoints ? 1 : 0) }
 
-    @inline(__always)
-    private func scale(_ row: Int, _ slot: Int) -> Float {
-        UnsafeRawPointer(rowStarts[row]!).loadUnaligned(fromByteOffset: 4 * slot, as: Float.self)
-    }
-
-    @inline(__always)
-    private func codes(_ row: Int, _ segment: Int) -> UnsafeRawPointer {
-        UnsafeRawPointer(rowStarts[row]!) + encoding.headerBytes + encoding.segmentOffsets[segment]
-    }
-
     /// Rows `range` decoded to floats into `out` (`range.count × columns`).
     public func dequantize(rows range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
-        for (index, r) in range.enumerated() {
-            for (s, segment) in encoding.segments.enumerated() {
-                let target = out + index * columns + segment.start
-                let n = Int32(segment.count)
-                let (scale, zero) = (scale(r, segment.slot), Float(encoding.zero(rowStarts[r]!, slot: segment.slot)))
-                if segment.bits == 4 {
-                    lk_dequant_q4(codes(r, s).assumingMemoryBound(to: UInt8.self), scale, zero, target, n)
-                } else {
-                    lk_dequant_q8(codes(r, s).assumingMemoryBound(to: Int8.self), scale, zero, target, n)
-                }
+        rowStarts.withUnsafeBufferPointer { starts in
+            kernelSegments.withUnsafeBufferPointer { segments in
+                lk_dequant_rows(
+                    starts.baseAddress! + range.lowerBound, Int32(range.count), segments.baseAddress!,
+                    Int32(segments.count), kernelLayout, Int32(columns), out)
             }
         }
     }
 
     /// `y[r] = Σ W[r, c] · x[c]` for rows `range`, x in floats laid out by `lk_expand_f32` over
-    /// `kernelSegments`, `sums` its segment sums (`lk_segment_sums_f32`; read only with zero points).
+    /// `kernelSegments`, `sums` its slot sums (`lk_slot_sums_f32`; read only with zero points).
     func gemv(
         expanded x: UnsafePointer<Float>, sums: UnsafePointer<Float>, rows range: Range<Int>,
         into y: UnsafeMutablePointer<Float>

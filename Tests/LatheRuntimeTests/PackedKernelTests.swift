@@ -16,16 +16,17 @@ func randomPacked(rows: Int, segments widths: [(Int, Int)], seed: UInt64, zeroPo
     var generator = SeededGenerator(seed: seed)
     var segments: [PackedIntegerEncoding.Segment] = []
     var start = 0
+    // Two slots shared alternately; a long list (a grouped layout) gets a slot per segment.
+    let slotCount = widths.count > 8 ? widths.count : min(2, widths.count)
     for (index, (count, bits)) in widths.enumerated() {
-        segments.append(.init(start: start, count: count, bits: bits, slot: index % 2))
+        segments.append(.init(start: start, count: count, bits: bits, slot: index % slotCount))
         start += count
     }
-    let encoding = try PackedIntegerEncoding(
-        segments: segments, slotCount: min(2, widths.count), zeroPoints: zeroPoints)
+    let encoding = try PackedIntegerEncoding(segments: segments, slotCount: slotCount, zeroPoints: zeroPoints)
     var values = [Float](repeating: 0, count: rows * start)
     for r in 0..<rows {
-        let scales = (0..<2).map { _ in Float(0.01 + abs(generator.nextGaussian()) * 0.02) }
-        let levels = (0..<2).map { slot in segments.first { $0.slot == slot }?.bits == 8 ? 256 : 16 }
+        let scales = (0..<slotCount).map { _ in Float(0.01 + abs(generator.nextGaussian()) * 0.02) }
+        let levels = (0..<slotCount).map { slot in segments.first { $0.slot == slot }?.bits == 8 ? 256 : 16 }
         let zeros = levels.map { Int(generator.next() % UInt64($0)) }
         for segment in segments {
             let top = segment.bits == 4 ? 8 : 128
@@ -44,6 +45,8 @@ struct PackedKernelTests {
     static let shapes: [[(Int, Int)]] = [
         [(504, 4), (72, 8)], [(7, 4), (1, 8)], [(63, 4)], [(64, 4)], [(65, 4), (3, 8)], [(130, 4), (17, 8), (56, 4)],
         [(1536, 4)], [(32, 4), (33, 8), (96, 4), (31, 8)],
+        // resq-w4a16's q_proj: groups of 32 with a slot each, the last low group of 24, the 8-bit tail.
+        Array(repeating: (32, 4), count: 15) + [(24, 4), (32, 8), (32, 8), (8, 8)],
     ]
     /// Each shape without and with weight zero points.
     static let cases = shapes.indices.flatMap { [($0, false), ($0, true)] }
@@ -87,8 +90,9 @@ struct PackedKernelTests {
                 lk_expand_f32(xp.baseAddress!, segments.baseAddress!, Int32(segments.count), &expanded)
             }
         }
-        var sums = [Float](repeating: .nan, count: matrix.kernelSegments.count)
-        lk_segment_sums_f32(expanded, matrix.kernelSegments, Int32(sums.count), &sums)
+        var sums = [Float](repeating: .nan, count: matrix.encoding.slotCount)
+        lk_slot_sums_f32(
+            expanded, matrix.kernelSegments, Int32(matrix.kernelSegments.count), Int32(sums.count), &sums)
         y.withUnsafeMutableBufferPointer {
             matrix.gemv(expanded: expanded, sums: sums, rows: 0..<matrix.rows, into: $0.baseAddress!)
         }

@@ -36,13 +36,14 @@ typedef struct {
     int32_t zero_points;
 } lk_rows;
 
-/// Σ x over each segment of an expanded activation (its padding is zero), once per token: the
-/// term a weight zero point multiplies.
-void lk_segment_sums_f32(const float *x, const lk_segment *segments, int segment_count, float *sums);
+/// The terms weight zero points multiply, once per token: Σ x over the segments of each scale slot
+/// (`slots` sums) of an expanded float activation, and Σ a over each segment of expanded activation
+/// codes (their padding is zero).
+void lk_slot_sums_f32(const float *x, const lk_segment *segments, int segment_count, int slots, float *sums);
 void lk_segment_sums_u8(const uint8_t *x, const lk_segment *segments, int segment_count, int32_t *sums);
 
-/// y[i] = Σ_segments scale(row i, slot) · (Σ q · x − z(row i, slot) · Σ x) for the given row
-/// starts, x expanded, `x_sums` its segment sums (read only with zero points). Reads up to 31
+/// y[i] = Σ_segments scale(row i, slot) · Σ q · x − Σ_slots scale(row i, slot) · z(row i, slot) · Σ x
+/// for the given row starts, x expanded, `x_sums` its slot sums (read only with zero points). Reads up to 31
 /// bytes past a segment's codes: the caller guarantees they are readable (the last row of a
 /// buffer is copied into a padded one).
 void lk_gemv_packed_f32(const uint8_t *const *rows, int count, const lk_segment *segments, int segment_count,
@@ -59,6 +60,11 @@ void lk_gemv_packed_u8(const uint8_t *const *rows, int count, const lk_segment *
 /// Σ q of a segment's codes (the zero-point term of an asymmetric activation).
 int32_t lk_sum_q4(const uint8_t *codes, int n);
 int32_t lk_sum_q8(const int8_t *codes, int n);
+
+/// Rows of a packed matrix decoded to floats, `columns` apart in `out`: each value
+/// (float)(q − z) · scale, exactly as `lk_dequant_q4`/`lk_dequant_q8` give it segment by segment.
+void lk_dequant_rows(const uint8_t *const *rows, int count, const lk_segment *segments, int segment_count,
+                     lk_rows layout, int columns, float *out);
 
 /// out_i = (float)(q_i − zero) · scale for a 4-bit or 8-bit segment (zero: the slot's weight zero
 /// point, 0 without).
