@@ -123,6 +123,8 @@ bench: system-deps model oracles
 	$(LATHE) convert $(MODEL) --recipe resq-w4a4kv4 -o .cache/bench/resq-w4a4kv4.lpack --force
 	$(LATHE) convert .cache/bench/resq-w4a4kv4.lpack -o .cache/bench/resq-w4a4kv4-zstd.lpack --compress zstd --force
 	.build/release/lathe-bench packed .cache/bench/resq-w4a4kv4.lpack --compressed .cache/bench/resq-w4a4kv4-zstd.lpack
+	$(LATHE) convert $(MODEL) --recipe resq-w4a16 -o .cache/bench/resq-w4a16.lpack --force
+	.build/release/lathe-bench packed .cache/bench/resq-w4a16.lpack
 	$(LATHE) eval ppl $(MODEL) --text $(WIKITEXT) --ctx 512 --chunks 40 --protocol llama
 
 ## DocC documentation of the library products (LatheCore, LatheBuiltins, LatheCLI) into .build/docs,
