@@ -3,7 +3,8 @@ import Foundation
 import FuzzSupport
 import LatheCore
 
-/// Seeds: the seed model plus a packed int4/int8 matrix, stored plain and zstd-compressed.
+/// Seeds: the seed model plus a packed int4/int8 matrix, stored plain and zstd-compressed (lpack
+/// 1.0), and with a second matrix that has weight zero points (lpack 2.0).
 @_cdecl("LLVMFuzzerInitialize")
 public func initialize(_ argc: FuzzArgc, _ argv: FuzzArgv) -> CInt {
     Seeds.initialize(argc, argv, harness: "fuzz-lpack") {
@@ -20,12 +21,29 @@ public func initialize(_ argc: FuzzArgc, _ argv: FuzzArgv) -> CInt {
             info: TensorInfo(name: "extra.packed", dtype: .quantized(.packed(encoding)), shape: Shape([4, 128])),
             storage: TensorStorage(bytes: payload))
         let graph = try SeedModel.graph(extras: [packed])
-        return try ["none", "zstd"].map { compression in
+        var seeds = try ["none", "zstd"].map { compression in
             try Seeds.written("\(compression).lpack") {
                 _ = try PackedWriter().write(
                     graph, to: $0, options: WriteOptions(parameters: ["compression": compression]))
             }
         }
+        // The same rows with an int8 zero point per slot after the scales.
+        let zeroPoints = try PackedIntegerEncoding(
+            segments: encoding.segments, slotCount: encoding.slotCount, zeroPoints: true)
+        var zeroPayload: [UInt8] = []
+        for row in 0..<4 {
+            let start = row * encoding.rowStride
+            zeroPayload += payload[start..<(start + 8)] + [UInt8(bitPattern: -3), 5]
+            zeroPayload += payload[(start + 8)..<(start + encoding.rowStride)]
+        }
+        let withZeros = Tensor(
+            info: TensorInfo(name: "extra.zeros", dtype: .quantized(.packed(zeroPoints)), shape: Shape([4, 128])),
+            storage: TensorStorage(bytes: zeroPayload))
+        let version2 = try SeedModel.graph(extras: [packed, withZeros])
+        seeds.append(
+            try Seeds.written("zeros.lpack") { _ = try PackedWriter().write(version2, to: $0, options: WriteOptions()) }
+        )
+        return seeds
     }
 }
 
