@@ -37,9 +37,10 @@ let package = Package(
         // MARK: - Foundations
         .target(name: "Compression", dependencies: ["CZstd", "CArchive"], swiftSettings: swiftSettings),
         .target(name: "LinearAlgebra", dependencies: ["COpenBLAS", "CLAPACKE"], swiftSettings: swiftSettings),
-        .target(name: "LatheCore", swiftSettings: swiftSettings),
-        // Low-bit kernels (AVX2 with a portable fallback, chosen at run time).
+        // Low-bit kernels (AVX2 with a portable fallback, chosen at run time); the core's F16 encoder
+        // uses its F16C conversion.
         .target(name: "CKernels"),
+        .target(name: "LatheCore", dependencies: ["CKernels"], swiftSettings: swiftSettings),
 
         // MARK: - Formats and passes (each depends on LatheCore only; registered in LatheBuiltins)
         .target(name: "FormatGGUF", dependencies: ["LatheCore"], swiftSettings: swiftSettings),
@@ -162,7 +163,7 @@ let package = Package(
             name: "CompressionTests", dependencies: ["Compression", "LatheTestSupport"],
             swiftSettings: swiftSettings),
         .testTarget(
-            name: "LatheCoreTests", dependencies: ["LatheCore", "LatheTestSupport"], exclude: ["Fixtures"],
+            name: "LatheCoreTests", dependencies: ["LatheCore", "CKernels", "LatheTestSupport"], exclude: ["Fixtures"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "LatheCLITests",

@@ -1,3 +1,4 @@
+import CKernels
 import LatheCore
 import Testing
 
@@ -127,8 +128,12 @@ struct EncodingTests {
         #expect(HalfPrecision.float(fromF16: 0xB9D8) == -0.73046875)
     }
 
-    @Test("F16 and BF16 encoding eight at a time equals the scalar conversion and Swift's Float16, bit for bit")
-    func vectorHalfPrecision() throws {
+    @Test(
+        "F16 and BF16 encoding eight at a time equals the scalar conversion and Swift's Float16, bit for bit, F16C and portable",
+        arguments: [false, true])
+    func vectorHalfPrecision(portable: Bool) throws {
+        lk_use_portable_on_this_thread(portable ? 1 : 0)
+        defer { lk_use_portable_on_this_thread(0) }
         // Every 4093rd bit pattern (all exponents, both signs, NaNs) plus the case boundaries, in a
         // count that leaves a scalar tail.
         var patterns = Array(stride(from: UInt32(0), to: UInt32.max - 4093, by: 4093))

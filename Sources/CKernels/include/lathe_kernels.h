@@ -113,6 +113,11 @@ void lk_attend_quantized(const float *q, int query_heads, int head_dim, float sc
 /// y = W · x for a row-major F16 matrix (`rows × columns`, IEEE half, little-endian).
 void lk_gemv_f16(const uint16_t *w, int rows, int columns, const float *x, float *y);
 
+/// Float → IEEE half bits (little-endian, `out` needs no alignment), round to nearest even, every
+/// NaN as sign | 0x7E00, for the first multiple of 8 of the n values when the CPU has F16C (and the
+/// AVX2 bodies are in use); returns how many it converted (0 otherwise), leaving the rest to the caller.
+int64_t lk_f32_to_f16(const float *in, void *out, int64_t n);
+
 /// IEEE half → float, exactly.
 void lk_f16_to_f32(const uint16_t *in, float *out, int n);
 
