@@ -18,17 +18,49 @@ static inline int nibble_at(const uint8_t *codes, int n, int i) {
     return (int)(j < h ? (byte & 0x0F) : (byte >> 4)) - 8;
 }
 
-static inline float scale_of(const uint8_t *row, int slot) {
+static float half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exponent = (h >> 10) & 0x1F, mantissa = h & 0x3FF, bits;
+    if (exponent == 0x1F) {
+        bits = sign | 0x7F800000 | (mantissa << 13);
+    } else if (exponent != 0) {
+        bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
+    } else if (mantissa == 0) {
+        bits = sign;
+    } else {
+        // Subnormal: normalise the mantissa.
+        int shift = 0;
+        while (!(mantissa & 0x400)) {
+            mantissa <<= 1;
+            shift++;
+        }
+        bits = sign | ((uint32_t)(113 - shift) << 23) | ((mantissa & 0x3FF) << 13);
+    }
+    float value;
+    memcpy(&value, &bits, sizeof value);
+    return value;
+}
+
+/// Bytes of one scale: 2 (F16) or 4 (F32).
+static inline int scale_bytes(lk_rows layout) { return layout.half_scales ? 2 : 4; }
+
+static inline float scale_of(const uint8_t *row, lk_rows layout, int slot) {
+    if (layout.half_scales) {
+        uint16_t bits;
+        memcpy(&bits, row + 2 * slot, sizeof bits);
+        return half_to_float(bits);
+    }
     float scale;
     memcpy(&scale, row + 4 * slot, sizeof scale);
     return scale;
 }
 
 /// Bytes before a row's codes: its scales and zero points.
-static inline int header_bytes(lk_rows layout) { return layout.zero_points ? 5 * layout.slots : 4 * layout.slots; }
+static inline int header_bytes(lk_rows layout) {
+    return (scale_bytes(layout) + (layout.zero_points ? 1 : 0)) * layout.slots;
+}
 
 static inline float zero_of(const uint8_t *row, lk_rows layout, int slot) {
-    return layout.zero_points ? (float)(int8_t)row[4 * layout.slots + slot] : 0.0f;
+    return layout.zero_points ? (float)(int8_t)row[scale_bytes(layout) * layout.slots + slot] : 0.0f;
 }
 
 int lk_expanded_count(const lk_segment *g) {
@@ -70,7 +102,7 @@ void lk_slot_sums_f32(const float *x, const lk_segment *segments, int segment_co
 static float zero_correction(const uint8_t *row, lk_rows layout, const float *x_sums) {
     float correction = 0;
     if (layout.zero_points)
-        for (int k = 0; k < layout.slots; k++) correction += scale_of(row, k) * zero_of(row, layout, k) * x_sums[k];
+        for (int k = 0; k < layout.slots; k++) correction += scale_of(row, layout, k) * zero_of(row, layout, k) * x_sums[k];
     return correction;
 }
 
@@ -104,7 +136,7 @@ static void generic_gemv_f32(const uint8_t *const *rows, int count, const lk_seg
             } else {
                 for (int i = 0; i < lk_expanded_count(g); i++) dot += (float)(int8_t)w[i] * a[i];
             }
-            sum += dot * scale_of(rows[r], g->slot);
+            sum += dot * scale_of(rows[r], layout, g->slot);
         }
         y[r] = sum - zero_correction(rows[r], layout, x_sums);
     }
@@ -133,7 +165,7 @@ static void generic_gemv_u8(const uint8_t *const *rows, int count, const lk_segm
             float corrected = (float)dot - zeros[g->part] * (float)code_sums[r * segment_count + s];
             float zero = zero_of(rows[r], layout, g->slot);
             if (zero != 0) corrected -= zero * ((float)x_sums[s] - zeros[g->part] * (float)g->count);
-            sum += scale_of(rows[r], g->slot) * scales[g->part] * corrected;
+            sum += scale_of(rows[r], layout, g->slot) * scales[g->part] * corrected;
         }
         y[r] = sum;
     }
@@ -221,7 +253,7 @@ AVX2 static void avx2_gemv_u8(const uint8_t *const *rows, int count, const lk_se
                     acc = _mm256_add_epi32(acc, _mm256_madd_epi16(wv, av));
                 }
             }
-            float factor = scale_of(rows[r], g->slot) * scales[g->part];
+            float factor = scale_of(rows[r], layout, g->slot) * scales[g->part];
             total = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(factor), total);
             float term = zeros[g->part] * (float)code_sums[r * segment_count + s];
             float zero = zero_of(rows[r], layout, g->slot);
@@ -248,18 +280,21 @@ AVX2 static inline void unpack32(const uint8_t *codes, __m256 out[4]) {
 }
 
 /// `zero_correction` eight slots at a time (scales, zero points and sums are contiguous per slot).
-AVX2 static float avx2_zero_correction(const uint8_t *row, lk_rows layout, const float *x_sums) {
+__attribute__((target("avx2,fma,f16c"))) static float avx2_zero_correction(const uint8_t *row, lk_rows layout,
+                                                                          const float *x_sums) {
     if (!layout.zero_points) return 0;
-    const int8_t *zeros = (const int8_t *)(row + 4 * layout.slots);
+    const int8_t *zeros = (const int8_t *)(row + scale_bytes(layout) * layout.slots);
     __m256 acc = _mm256_setzero_ps();
     int k = 0;
     for (; k + 8 <= layout.slots; k += 8) {
         __m256 z = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(zeros + k))));
-        __m256 scaled = _mm256_mul_ps(_mm256_loadu_ps((const float *)(row + 4 * k)), z);
+        __m256 scales = layout.half_scales ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * k)))
+                                           : _mm256_loadu_ps((const float *)(row + 4 * k));
+        __m256 scaled = _mm256_mul_ps(scales, z);
         acc = _mm256_fmadd_ps(scaled, _mm256_loadu_ps(x_sums + k), acc);
     }
     float correction = hsum_f32(acc);
-    for (; k < layout.slots; k++) correction += scale_of(row, k) * zero_of(row, layout, k) * x_sums[k];
+    for (; k < layout.slots; k++) correction += scale_of(row, layout, k) * zero_of(row, layout, k) * x_sums[k];
     return correction;
 }
 
@@ -304,7 +339,7 @@ AVX2 static void avx2_gemv_f32(const uint8_t *const *rows, int count, const lk_s
                         _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v, 8))), _mm256_loadu_ps(a + i + 8), acc1);
                 }
             }
-            total = _mm256_fmadd_ps(_mm256_add_ps(acc0, acc1), _mm256_set1_ps(scale_of(rows[r], g->slot)), total);
+            total = _mm256_fmadd_ps(_mm256_add_ps(acc0, acc1), _mm256_set1_ps(scale_of(rows[r], layout, g->slot)), total);
         }
         y[r] = hsum_f32(total) - avx2_zero_correction(rows[r], layout, x_sums);
     }
@@ -444,7 +479,7 @@ void lk_dequant_rows(const uint8_t *const *rows, int count, const lk_segment *se
         const uint8_t *codes = rows[r] + header_bytes(layout);
         for (int s = 0; s < segment_count; s++) {
             const lk_segment *g = &segments[s];
-            float scale = scale_of(rows[r], g->slot), zero = zero_of(rows[r], layout, g->slot);
+            float scale = scale_of(rows[r], layout, g->slot), zero = zero_of(rows[r], layout, g->slot);
             float *target = out + (size_t)r * (size_t)columns + g->start;
             if (g->bits == 4)
                 lk_dequant_q4(codes + g->offset, scale, zero, target, g->count);
@@ -492,27 +527,6 @@ void lk_dequant_u8_seq(const uint8_t *codes, float scale, float zero, float *out
     for (int i = 0; i < n; i++) out[i] = scale * ((float)codes[i] - zero);
 }
 
-static float half_to_float(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exponent = (h >> 10) & 0x1F, mantissa = h & 0x3FF, bits;
-    if (exponent == 0x1F) {
-        bits = sign | 0x7F800000 | (mantissa << 13);
-    } else if (exponent != 0) {
-        bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
-    } else if (mantissa == 0) {
-        bits = sign;
-    } else {
-        // Subnormal: normalise the mantissa.
-        int shift = 0;
-        while (!(mantissa & 0x400)) {
-            mantissa <<= 1;
-            shift++;
-        }
-        bits = sign | ((uint32_t)(113 - shift) << 23) | ((mantissa & 0x3FF) << 13);
-    }
-    float value;
-    memcpy(&value, &bits, sizeof value);
-    return value;
-}
 
 void lk_f16_to_f32(const uint16_t *in, float *out, int n) {
 #ifdef LK_X86

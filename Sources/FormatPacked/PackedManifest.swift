@@ -29,9 +29,9 @@ struct PackedManifest {
     static let readableMajors: ClosedRange<UInt32> = 1...majorVersion
 
     /// The version a file of these members is written as: the lowest that holds them, so a file
-    /// without weight zero points (2.0's addition) stays readable by 1.x readers.
+    /// without weight zero points or F16 scales (2.0's additions) stays readable by 1.x readers.
     static func version(of members: [Member]) -> (major: UInt32, minor: UInt32) {
-        members.contains { $0.dtype.hasZeroPoints } ? (2, 0) : (1, 0)
+        members.contains { $0.dtype.needsVersion2 } ? (2, 0) : (1, 0)
     }
     /// magic, major, minor, manifest length, manifest checksum.
     static let headerSize = 32
@@ -129,8 +129,10 @@ struct PackedManifest {
             guard let dtypeJSON = entry["dtype"], let dtype = Self.decodeDType(dtypeJSON) else {
                 throw fail(field, "unknown dtype \(entry["dtype"]?.serialized() ?? "missing")")
             }
-            guard !dtype.hasZeroPoints || headerMajor >= 2 else {
-                throw fail(field, "weight zero points need lpack 2.0; this file says \(headerMajor).\(version[1])")
+            guard !dtype.needsVersion2 || headerMajor >= 2 else {
+                throw fail(
+                    field,
+                    "weight zero points and F16 scales need lpack 2.0; this file says \(headerMajor).\(version[1])")
             }
             guard let shape = entry["shape"]?.arrayValue?.compactMap(\.intValue),
                 shape.count == entry["shape"]?.arrayValue?.count, shape.allSatisfy({ $0 >= 0 })
@@ -186,6 +188,7 @@ struct PackedManifest {
         }
         return .object(
             [("kind", .string("packed")), ("slots", .int(encoding.slotCount))]
+                + (encoding.halfScales ? [("scales", .string("F16"))] : [])
                 + (encoding.zeroPoints ? [("zeros", .bool(true))] : []) + [("segments", .array(segments))])
     }
 
@@ -199,20 +202,24 @@ struct PackedManifest {
             let list = json["segments"]?.arrayValue
         else { return nil }
         let zeros = json["zeros"] == nil ? false : json["zeros"]?.boolValue
-        guard let zeros else { return nil }
+        let scales = json["scales"] == nil ? "F32" : json["scales"]?.stringValue
+        guard let zeros, let scales, ["F32", "F16"].contains(scales) else { return nil }
         var segments: [PackedIntegerEncoding.Segment] = []
         for item in list {
             guard let values = item.arrayValue?.compactMap(\.intValue), values.count == 4 else { return nil }
             segments.append(.init(start: values[0], count: values[1], bits: values[2], slot: values[3]))
         }
-        return try? .quantized(.packed(PackedIntegerEncoding(segments: segments, slotCount: slots, zeroPoints: zeros)))
+        return try? .quantized(
+            .packed(
+                PackedIntegerEncoding(
+                    segments: segments, slotCount: slots, zeroPoints: zeros, halfScales: scales == "F16")))
     }
 }
 
 extension DType {
-    /// Whether this is a packed encoding with weight zero points (lpack 2.0).
-    var hasZeroPoints: Bool {
+    /// Whether this is a packed encoding with weight zero points or F16 scales (lpack 2.0).
+    var needsVersion2: Bool {
         guard case .quantized(.packed(let encoding)) = self else { return false }
-        return encoding.zeroPoints
+        return encoding.needsVersion2
     }
 }

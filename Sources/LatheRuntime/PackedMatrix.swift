@@ -76,7 +76,11 @@ public final class PackedMatrix: @unchecked Sendable {
     public var byteCount: Int { rows * encoding.rowStride }
 
     /// The rows' layout as the kernels take it.
-    var kernelLayout: lk_rows { lk_rows(slots: Int32(encoding.slotCount), zero_points: encoding.zeroPoints ? 1 : 0) }
+    var kernelLayout: lk_rows {
+        lk_rows(
+            slots: Int32(encoding.slotCount), zero_points: encoding.zeroPoints ? 1 : 0,
+            half_scales: encoding.halfScales ? 1 : 0)
+    }
 
     /// Rows `range` decoded to floats into `out` (`range.count × columns`).
     public func dequantize(rows range: Range<Int>, into out: UnsafeMutablePointer<Float>) {

@@ -85,7 +85,9 @@ public struct PackWeightsPass: ModelPass {
                 segments.append(.init(start: c, count: 1, bits: bits, slot: slot[c]))
             }
         }
-        return try PackedIntegerEncoding(segments: segments, slotCount: slots, zeroPoints: record.asymmetric == true)
+        return try PackedIntegerEncoding(
+            segments: segments, slotCount: slots, zeroPoints: record.asymmetric == true,
+            halfScales: record.halfScales == true)
     }
 
     public func plan(_ graph: ModelGraph) throws -> PassPlan {

@@ -18,6 +18,9 @@ public struct QuantizeWeightsPass: ModelPass {
         public var groupSize: Int?
         /// A zero point per scale (the range [min, max] instead of ±max; default false).
         public var asymmetric: Bool?
+        /// Scales rounded to F16, as ggml stores its block scales, so that lpack keeps them in two
+        /// bytes (default false: F32).
+        public var halfScales: Bool?
         /// GPTQ visits columns by decreasing Hessian diagonal within each part (default false).
         public var actOrder: Bool?
         public var blockSize: Int?
@@ -43,6 +46,7 @@ public struct QuantizeWeightsPass: ModelPass {
     let search: ScaleSearch
     let groupSize: Int?
     let asymmetric: Bool
+    let halfScales: Bool
     let actOrder: Bool
     let blockSize: Int
     let damping: Double
@@ -74,6 +78,7 @@ public struct QuantizeWeightsPass: ModelPass {
             throw LatheError.invalidValue(field: field + ": groupSize", value: "\(groupSize)", expected: "at least 1")
         }
         asymmetric = options.asymmetric ?? false
+        halfScales = options.halfScales ?? false
         actOrder = options.actOrder ?? false
         blockSize = max(1, options.blockSize ?? 128)
         damping = options.damping ?? 0.01
@@ -173,7 +178,7 @@ public struct QuantizeWeightsPass: ModelPass {
         scheme.weights = WeightQuantizationRecord(
             method: method, bits: bits, highBits: highBits, hiddenHighColumns: layout.hiddenHigh,
             headHighColumns: layout.headHigh, groupSize: groupSize, tensors: Self.linearKinds,
-            asymmetric: asymmetric ? true : nil,
+            asymmetric: asymmetric ? true : nil, halfScales: halfScales ? true : nil,
             actOrderGroups: actOrder && groupSize != nil && method == "gptq" ? true : nil)
         try scheme.store(in: &graph.metadata)
     }
@@ -237,8 +242,10 @@ public struct QuantizeWeightsPass: ModelPass {
         grid.groupCount = groups.count
         grid.scales = [Float](repeating: 0, count: rows * groups.count)
         if asymmetric { grid.zeros = grid.scales }
-        let fit: GPTQ.Fit = { [search, asymmetric] values, bits in
-            asymmetric ? search.asymmetric(values, bits: bits) : (search.scale(values, bits: bits), 0)
+        let fit: GPTQ.Fit = { [search, asymmetric, halfScales] values, bits in
+            let (scale, zero) =
+                asymmetric ? search.asymmetric(values, bits: bits) : (search.scale(values, bits: bits), 0)
+            return (halfScales ? Self.halfScale(scale) : scale, zero)
         }
         // With groups, GPTQ fits each group's scales as it reaches the group (the reference's
         // order); one scale per row part is fitted here, to the original weights.
@@ -259,6 +266,14 @@ public struct QuantizeWeightsPass: ModelPass {
         return try GPTQ.quantize(
             w, rows: rows, columns: columns, grid: grid, order: low + highPart, hessian: hessian,
             blockSize: blockSize, damping: damping, refit: refit)
+    }
+
+    /// `scale` rounded to the nearest F16, kept positive and finite (a grid needs a step).
+    static func halfScale(_ scale: Float) -> Float {
+        guard scale > 0 else { return scale }
+        let rounded = Float(Float16(scale))
+        if rounded == 0 { return Float(Float16.leastNonzeroMagnitude) }
+        return rounded.isFinite ? rounded : Float(Float16.greatestFiniteMagnitude)
     }
 
     /// The embedding or head in a 16-bit float, or fake-quantized per row (absmax scale).

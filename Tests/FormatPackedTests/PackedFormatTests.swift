@@ -68,9 +68,9 @@ private struct SplitMix64: RandomNumberGenerator {
 
 /// Segments of random lengths (1…80 columns) and widths; a segment shares a slot with an earlier one of the
 /// same width or opens a new one.
-private func randomEncoding(rowLength: Int, zeroPoints: Bool = false, using generator: inout SplitMix64) throws
-    -> PackedIntegerEncoding
-{
+private func randomEncoding(
+    rowLength: Int, zeroPoints: Bool = false, halfScales: Bool = false, using generator: inout SplitMix64
+) throws -> PackedIntegerEncoding {
     var segments: [PackedIntegerEncoding.Segment] = []
     var slotBits: [Int] = []
     var start = 0
@@ -88,16 +88,20 @@ private func randomEncoding(rowLength: Int, zeroPoints: Bool = false, using gene
         segments.append(.init(start: start, count: count, bits: bits, slot: slot))
         start += count
     }
-    return try PackedIntegerEncoding(segments: segments, slotCount: slotBits.count, zeroPoints: zeroPoints)
+    return try PackedIntegerEncoding(
+        segments: segments, slotCount: slotBits.count, zeroPoints: zeroPoints, halfScales: halfScales)
 }
 
 /// `rows × rowLength` values exactly on the encoding's grid: Float(q) · scale with random in-range codes and
 /// one random scale per row and slot; with zero points Float(u − z) · scale, u unsigned and one random z per
-/// row and slot.
+/// row and slot; with F16 scales, scales that F16 holds.
 private func onGrid(_ encoding: PackedIntegerEncoding, rows: Int, using generator: inout SplitMix64) -> [Float] {
     var values = [Float](repeating: 0, count: rows * encoding.rowLength)
     for r in 0..<rows {
-        let scales = (0..<encoding.slotCount).map { _ in Float.random(in: 0.001...2, using: &generator) }
+        let scales = (0..<encoding.slotCount).map { _ in
+            let scale = Float.random(in: 0.001...2, using: &generator)
+            return encoding.halfScales ? Float(Float16(scale)) : scale
+        }
         let zeros = (0..<encoding.slotCount).map { _ in Int.random(in: 0...255, using: &generator) }
         for segment in encoding.segments {
             let limit = 1 << (segment.bits - 1)
@@ -362,6 +366,32 @@ struct PackedFormatTests {
         }
     }
 
+    @Test("F16 scales alone make a file 2.0 as well, with \"scales\":\"F16\" in the dtype")
+    func halfScalesVersion() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var generator = SplitMix64(state: 13)
+        let encoding = try randomEncoding(rowLength: 40, halfScales: true, using: &generator)
+        let values = onGrid(encoding, rows: 3, using: &generator)
+        let payload = try #require(values.withUnsafeBufferPointer { encoding.encodeExactly($0, rows: 3) })
+        let graph = try ModelGraph(
+            source: "memory", metadata: Metadata(),
+            tensors: [
+                Tensor(
+                    info: TensorInfo(name: "w", dtype: .quantized(.packed(encoding)), shape: [3, 40]),
+                    storage: TensorStorage(bytes: payload))
+            ])
+        let url = directory.appendingPathComponent("half.lpack")
+        _ = try PackedWriter().write(graph, to: url, options: WriteOptions())
+        let bytes = [UInt8](try Data(contentsOf: url))
+        #expect(littleEndian(bytes[8..<16]) == 2)
+        let dtype = try manifest(of: bytes).json["tensors"]?.arrayValue?.first?["dtype"]
+        #expect(dtype?["scales"]?.stringValue == "F16")
+        #expect(dtype?["zeros"] == nil)
+        let back = try PackedReader().read(url, options: ReadOptions())
+        #expect(try TensorCodec.decode(back.tensor(named: "w")) == values)
+    }
+
     @Test("a file with weight zero points is version 2.0; a 1.x file may not hold them, a major 3 is refused")
     func versions() throws {
         let directory = try Fixtures.temporaryDirectory()
@@ -406,7 +436,8 @@ struct PackedFormatTests {
             try PackedReader().read(relabelled(1), options: ReadOptions())
         }
         #expect(old?.field == "tensor 'w'")
-        #expect(old?.problem.contains("zero points need lpack 2.0") == true, "\(String(describing: old))")
+        #expect(
+            old?.problem.contains("zero points and F16 scales need lpack 2.0") == true, "\(String(describing: old))")
         let future = #expect(throws: PackedFormatError.self) {
             try PackedReader().read(relabelled(3), options: ReadOptions())
         }
@@ -441,18 +472,20 @@ struct PackedFormatTests {
 @Suite("Packed integer encoding")
 struct PackedIntegerEncodingTests {
     @Test(
-        "values built as Float(q) · scale, or Float(u − z) · scale with zero points, pack exactly and decode to the same floats",
-        arguments: [false, true])
-    func exactRoundTrip(zeroPoints: Bool) throws {
-        var generator = SplitMix64(state: zeroPoints ? 4 : 3)
+        "values built as Float(q) · scale, or Float(u − z) · scale with zero points, pack exactly and decode to the same floats, F32 and F16 scales",
+        arguments: [false, true], [false, true])
+    func exactRoundTrip(zeroPoints: Bool, halfScales: Bool) throws {
+        var generator = SplitMix64(state: (zeroPoints ? 4 : 3) + (halfScales ? 10 : 0))
         for rowLength in [1, 7, 63, 64, 65, 130] {
             var encodings = try [4, 8].map { bits in
                 try PackedIntegerEncoding(
                     segments: [.init(start: 0, count: rowLength, bits: bits, slot: 0)], slotCount: 1,
-                    zeroPoints: zeroPoints)
+                    zeroPoints: zeroPoints, halfScales: halfScales)
             }
             for _ in 0..<4 {
-                encodings.append(try randomEncoding(rowLength: rowLength, zeroPoints: zeroPoints, using: &generator))
+                encodings.append(
+                    try randomEncoding(
+                        rowLength: rowLength, zeroPoints: zeroPoints, halfScales: halfScales, using: &generator))
             }
             for encoding in encodings {
                 let rows = Int.random(in: 1...4, using: &generator)
@@ -504,6 +537,25 @@ struct PackedIntegerEncodingTests {
             segments: [.init(start: 0, count: 2, bits: 8, slot: 0)], slotCount: 1, zeroPoints: true)
         #expect(wide.withUnsafeBufferPointer { four.encodeExactly($0, rows: 1) } == nil)
         #expect(wide.withUnsafeBufferPointer { eight.encodeExactly($0, rows: 1) } != nil)
+    }
+
+    @Test("F16 scales take two bytes; values whose scale F16 cannot hold are refused by that layout")
+    func halfScaleBytes() throws {
+        let encoding = try PackedIntegerEncoding(
+            segments: [.init(start: 0, count: 3, bits: 4, slot: 0)], slotCount: 1, zeroPoints: true, halfScales: true)
+        #expect(encoding.rowStride == 2 + 1 + 2)
+        #expect(encoding.description == "PACKED4x1zh")
+        let values: [Float] = [0.25, 1.0, 3.75]
+        let payload = try #require(values.withUnsafeBufferPointer { encoding.encodeExactly($0, rows: 1) })
+        #expect(payload == [0x00, 0x34, 0xF8, 0xF1, 0x04], "F16 0.25 is 0x3400")
+        #expect(decode(payload, encoding, rows: 1) == values)
+        // 0.1 has 24 significant bits; a 4-bit code times an F16 scale has at most 15.
+        let tenth: [Float] = [0.1, 0]
+        let half = try PackedIntegerEncoding(
+            segments: [.init(start: 0, count: 2, bits: 4, slot: 0)], slotCount: 1, halfScales: true)
+        let single = try PackedIntegerEncoding(segments: half.segments, slotCount: 1)
+        #expect(tenth.withUnsafeBufferPointer { half.encodeExactly($0, rows: 1) } == nil)
+        #expect(tenth.withUnsafeBufferPointer { single.encodeExactly($0, rows: 1) } != nil)
     }
 
     @Test("values off the grid, non-finite values and out-of-range codes return nil")
@@ -579,13 +631,17 @@ struct PackWeightsLayoutTests {
         #expect(layout.rowStride == 332)
     }
 
-    @Test("weights with zero points get an int8 zero point per slot after the scales")
+    @Test("weights with zero points get an int8 zero point per slot after the scales; F16 scales take two bytes")
     func asymmetric() throws {
         var asymmetric = record
         asymmetric.asymmetric = true
         let layout = try PackWeightsPass.layout(kind: "self_attn.q_proj", columns: 576, record: asymmetric, headDim: 64)
-        #expect(layout.zeroPoints)
+        #expect(layout.zeroPoints && !layout.halfScales)
         #expect(layout.rowStride == 332 + 2)
+        asymmetric.halfScales = true
+        let half = try PackWeightsPass.layout(kind: "self_attn.q_proj", columns: 576, record: asymmetric, headDim: 64)
+        #expect(half.zeroPoints && half.halfScales)
+        #expect(half.rowStride == 332 + 2 - 4)
     }
 
     @Test("groups cut in act order (scattered columns) are refused, naming the record")

@@ -387,6 +387,9 @@ struct InProcessPluginTests {
     @Test("a separate package adds a pass to the registry and runs it in a recipe")
     func examplePackage() throws {
         let package = Fixtures.packageRoot.appendingPathComponent("Examples/InProcessPlugin")
+        // SwiftPM keeps a path dependency's build plan: targets or dependencies Lathe gained since the
+        // example was last built would be missing from it, so the plan is made afresh.
+        try? FileManager.default.removeItem(at: package.appendingPathComponent(".build/debug.yaml"))
         _ = try run(["swift", "build", "--package-path", package.path])
         let binary = try run(["swift", "build", "--package-path", package.path, "--show-bin-path"]).trimmingCharacters(
             in: .whitespacesAndNewlines)

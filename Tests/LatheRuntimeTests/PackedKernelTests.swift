@@ -10,9 +10,9 @@ import Testing
 /// Random packed matrices: segments of assorted widths (4 and 8 bit, shorter and longer than a
 /// 64-column nibble block, odd lengths), values exactly code · scale, or (code − zero) · scale
 /// with unsigned codes and a random zero point per row slot.
-func randomPacked(rows: Int, segments widths: [(Int, Int)], seed: UInt64, zeroPoints: Bool = false) throws
-    -> (PackedIntegerEncoding, [Float])
-{
+func randomPacked(
+    rows: Int, segments widths: [(Int, Int)], seed: UInt64, zeroPoints: Bool = false, halfScales: Bool = false
+) throws -> (PackedIntegerEncoding, [Float]) {
     var generator = SeededGenerator(seed: seed)
     var segments: [PackedIntegerEncoding.Segment] = []
     var start = 0
@@ -22,10 +22,14 @@ func randomPacked(rows: Int, segments widths: [(Int, Int)], seed: UInt64, zeroPo
         segments.append(.init(start: start, count: count, bits: bits, slot: index % slotCount))
         start += count
     }
-    let encoding = try PackedIntegerEncoding(segments: segments, slotCount: slotCount, zeroPoints: zeroPoints)
+    let encoding = try PackedIntegerEncoding(
+        segments: segments, slotCount: slotCount, zeroPoints: zeroPoints, halfScales: halfScales)
     var values = [Float](repeating: 0, count: rows * start)
     for r in 0..<rows {
-        let scales = (0..<slotCount).map { _ in Float(0.01 + abs(generator.nextGaussian()) * 0.02) }
+        let scales = (0..<slotCount).map { _ in
+            let scale = Float(0.01 + abs(generator.nextGaussian()) * 0.02)
+            return halfScales ? Float(Float16(scale)) : scale
+        }
         let levels = (0..<slotCount).map { slot in segments.first { $0.slot == slot }?.bits == 8 ? 256 : 16 }
         let zeros = levels.map { Int(generator.next() % UInt64($0)) }
         for segment in segments {
@@ -48,20 +52,24 @@ struct PackedKernelTests {
         // resq-w4a16's q_proj: groups of 32 with a slot each, the last low group of 24, the 8-bit tail.
         Array(repeating: (32, 4), count: 15) + [(24, 4), (32, 8), (32, 8), (8, 8)],
     ]
-    /// Each shape without and with weight zero points.
-    static let cases = shapes.indices.flatMap { [($0, false), ($0, true)] }
+    /// Each shape with F32 scales, without and with weight zero points, then with F16 scales.
+    static let cases = shapes.indices.flatMap { [($0, false, false), ($0, true, false), ($0, true, true)] }
 
-    func matrix(_ widths: [(Int, Int)], rows: Int = 37, seed: UInt64, zeroPoints: Bool = false) throws
-        -> (PackedMatrix, [Float])
-    {
-        let (encoding, values) = try randomPacked(rows: rows, segments: widths, seed: seed, zeroPoints: zeroPoints)
+    func matrix(
+        _ widths: [(Int, Int)], rows: Int = 37, seed: UInt64, zeroPoints: Bool = false, halfScales: Bool = false
+    ) throws -> (PackedMatrix, [Float]) {
+        let (encoding, values) = try randomPacked(
+            rows: rows, segments: widths, seed: seed, zeroPoints: zeroPoints, halfScales: halfScales)
         let payload = try #require(values.withUnsafeBufferPointer { encoding.encodeExactly($0, rows: rows) })
         return (try PackedMatrix([(TensorStorage(bytes: payload), rows)], encoding: encoding), values)
     }
 
-    @Test("dequantization reproduces the values exactly, with and without zero points", arguments: cases)
-    func dequantize(shape: Int, zeroPoints: Bool) throws {
-        let (matrix, values) = try matrix(Self.shapes[shape], seed: UInt64(shape), zeroPoints: zeroPoints)
+    @Test(
+        "dequantization reproduces the values exactly, with and without zero points, F32 and F16 scales",
+        arguments: cases)
+    func dequantize(shape: Int, zeroPoints: Bool, halfScales: Bool) throws {
+        let (matrix, values) = try matrix(
+            Self.shapes[shape], seed: UInt64(shape), zeroPoints: zeroPoints, halfScales: halfScales)
         let decoded = LinearWeight.packed(matrix).decoded()
         #expect(decoded == values)
         // The portable decoder (formats' reading path) agrees bit for bit.
@@ -75,12 +83,13 @@ struct PackedKernelTests {
     }
 
     @Test(
-        "float GEMV equals the F32 product to 1e-5 relative, with and without zero points, SIMD and portable bodies",
+        "float GEMV equals the F32 product to 1e-5 relative, with and without zero points, F32 and F16 scales, SIMD and portable bodies",
         arguments: cases, [false, true])
-    func floatGEMV(shape: (Int, Bool), portable: Bool) throws {
+    func floatGEMV(shape: (Int, Bool, Bool), portable: Bool) throws {
         lk_use_portable_on_this_thread(portable ? 1 : 0)
         defer { lk_use_portable_on_this_thread(0) }
-        let (matrix, values) = try matrix(Self.shapes[shape.0], seed: 100 + UInt64(shape.0), zeroPoints: shape.1)
+        let (matrix, values) = try matrix(
+            Self.shapes[shape.0], seed: 100 + UInt64(shape.0), zeroPoints: shape.1, halfScales: shape.2)
         var generator = SeededGenerator(seed: 5)
         let x = (0..<matrix.columns).map { _ in Float(generator.nextGaussian()) }
         var y = [Float](repeating: 0, count: matrix.rows)
@@ -103,13 +112,14 @@ struct PackedKernelTests {
     }
 
     @Test(
-        "integer GEMV on quantized activations equals the fake-quantized product to 1e-5, with and without zero points, SIMD and portable bodies",
+        "integer GEMV on quantized activations equals the fake-quantized product to 1e-5, with and without zero points, F32 and F16 scales, SIMD and portable bodies",
         arguments: cases, [false, true])
-    func integerGEMV(shape: (Int, Bool), portable: Bool) throws {
+    func integerGEMV(shape: (Int, Bool, Bool), portable: Bool) throws {
         lk_use_portable_on_this_thread(portable ? 1 : 0)
         defer { lk_use_portable_on_this_thread(0) }
         let widths = Self.shapes[shape.0]
-        let (matrix, values) = try matrix(widths, seed: 200 + UInt64(shape.0), zeroPoints: shape.1)
+        let (matrix, values) = try matrix(
+            widths, seed: 200 + UInt64(shape.0), zeroPoints: shape.1, halfScales: shape.2)
         // Activation parts aligned with the segments: the high part is the last segment when 8-bit.
         let high = widths.count > 1 && widths.last!.1 == 8 ? widths.last!.0 : 0
         let quantizer = ActivationQuantizer(bits: 4, highBits: 8, highCount: high, includeZero: true)

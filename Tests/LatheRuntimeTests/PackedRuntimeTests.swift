@@ -15,11 +15,17 @@ enum QuantizedTinyModel {
         try JSONDecoder().decode(T.self, from: Data(json.utf8))
     }
 
-    static func graphs(activations: Bool) throws -> (simulated: ModelGraph, packed: ModelGraph) {
+    /// `quantize-weights` options of the grouped layout `resq-w4a16` uses: groups of 8 columns with
+    /// zero points and F16 scales.
+    static let grouped = #"{"method": "rtn", "groupSize": 8, "asymmetric": true, "halfScales": true}"#
+
+    static func graphs(activations: Bool, weights: String = #"{"method": "rtn"}"#) throws
+        -> (simulated: ModelGraph, packed: ModelGraph)
+    {
         var graph = try TinyModel.graph()
         try SubspaceLayout(hiddenHigh: 8, headHigh: 4, basis: "pca").store(in: &graph.metadata)
         var context = PassContext()
-        try QuantizeWeightsPass(options: options(QuantizeWeightsPass.Options.self, #"{"method": "rtn"}"#))
+        try QuantizeWeightsPass(options: options(QuantizeWeightsPass.Options.self, weights))
             .apply(&graph, context: &context)
         if activations {
             try QuantizeActivationsPass(options: options(QuantizeActivationsPass.Options.self, "{}"))
@@ -96,6 +102,54 @@ struct PackedRuntimeTests {
         #expect(session.kvCacheBytesPerToken == (activations ? 2 * 2 * 2 * (6 + 4 + 16) : 2 * 2 * 4 * width))
         _ = try session.forward([Self.tokens[0]])
         for (index, token) in Self.tokens.enumerated().dropFirst() {
+            let logits = session.logits(try session.forward([token]), rows: 0..<1)
+            let row = expected[(index * vocab)..<((index + 1) * vocab)]
+            let divergence = QuantizedTinyModel.kl(row, logits[...])
+            #expect(divergence < 1e-3, "token \(index): KL \(divergence)")
+            #expect(
+                logits.indices.max { logits[$0] < logits[$1] } == row.indices.max { row[$0] < row[$1] }! - index * vocab
+            )
+        }
+    }
+}
+
+@Suite("Grouped weights with zero points and F16 scales (lpack 2.0) against the simulated path")
+struct GroupedPackedRuntimeTests {
+    @Test("every linear packs with an int8 zero point and an F16 scale per group, losslessly")
+    func packedGraph() throws {
+        let (simulated, packed) = try QuantizedTinyModel.graphs(activations: false, weights: QuantizedTinyModel.grouped)
+        let linears = packed.tensors.filter { $0.name.contains("_proj") }
+        #expect(linears.count == 14)
+        for tensor in linears {
+            guard case .quantized(.packed(let encoding)) = tensor.info.dtype else {
+                Issue.record("\(tensor.name) is \(tensor.info.dtype)")
+                continue
+            }
+            #expect(encoding.zeroPoints && encoding.halfScales, "\(tensor.name): \(encoding)")
+            // Two bytes of scale and one of zero point per group.
+            #expect(encoding.rowStride == 3 * encoding.slotCount + encoding.rowCodeBytes)
+            #expect(encoding.slotCount >= encoding.rowLength / 8)
+            #expect(
+                try TensorCodec.decode(tensor) == simulated.tensor(named: tensor.name).storage().values(as: Float.self))
+        }
+    }
+
+    @Test(
+        "prefill is bit-identical to the simulated path; decoding (float or integer kernels) stays within KL 1e-3 per token with the same greedy choices",
+        arguments: [false, true])
+    func matchesSimulation(activations: Bool) throws {
+        let (simulated, packed) = try QuantizedTinyModel.graphs(
+            activations: activations, weights: QuantizedTinyModel.grouped)
+        let tokens = PackedRuntimeTests.tokens
+        let reference = LlamaSession(
+            weights: try LlamaWeights(simulated), maxContext: 32, threads: 1, quantizedCache: false)
+        let expected = reference.logits(try reference.forward(tokens), rows: 0..<tokens.count)
+        let prefill = LlamaSession(weights: try LlamaWeights(packed), maxContext: 32, threads: 2)
+        #expect(prefill.logits(try prefill.forward(tokens), rows: 0..<tokens.count) == expected)
+        let vocab = simulated.config!.vocabSize
+        let session = LlamaSession(weights: try LlamaWeights(packed), maxContext: 32, threads: 2)
+        _ = try session.forward([tokens[0]])
+        for (index, token) in tokens.enumerated().dropFirst() {
             let logits = session.logits(try session.forward([token]), rows: 0..<1)
             let row = expected[(index * vocab)..<((index + 1) * vocab)]
             let divergence = QuantizedTinyModel.kl(row, logits[...])

@@ -4,7 +4,7 @@ import FuzzSupport
 import LatheCore
 
 /// Seeds: the seed model plus a packed int4/int8 matrix, stored plain and zstd-compressed (lpack
-/// 1.0), and with a second matrix that has weight zero points (lpack 2.0).
+/// 1.0), and with a second matrix that has weight zero points and F16 scales (lpack 2.0).
 @_cdecl("LLVMFuzzerInitialize")
 public func initialize(_ argc: FuzzArgc, _ argv: FuzzArgv) -> CInt {
     Seeds.initialize(argc, argv, harness: "fuzz-lpack") {
@@ -27,13 +27,13 @@ public func initialize(_ argc: FuzzArgc, _ argv: FuzzArgv) -> CInt {
                     graph, to: $0, options: WriteOptions(parameters: ["compression": compression]))
             }
         }
-        // The same rows with an int8 zero point per slot after the scales.
+        // The same codes with F16 scales (0.01 and 0.002 as 0x211F and 0x1819) and an int8 zero point per slot.
         let zeroPoints = try PackedIntegerEncoding(
-            segments: encoding.segments, slotCount: encoding.slotCount, zeroPoints: true)
+            segments: encoding.segments, slotCount: encoding.slotCount, zeroPoints: true, halfScales: true)
         var zeroPayload: [UInt8] = []
         for row in 0..<4 {
             let start = row * encoding.rowStride
-            zeroPayload += payload[start..<(start + 8)] + [UInt8(bitPattern: -3), 5]
+            zeroPayload += [0x1F, 0x21, 0x19, 0x18, UInt8(bitPattern: -3), 5]
             zeroPayload += payload[(start + 8)..<(start + encoding.rowStride)]
         }
         let withZeros = Tensor(

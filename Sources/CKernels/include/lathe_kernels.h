@@ -29,11 +29,13 @@ int lk_expanded_count(const lk_segment *segment);
 void lk_expand_u8(const uint8_t *codes, const lk_segment *segments, int segment_count, uint8_t *out);
 void lk_expand_f32(const float *x, const lk_segment *segments, int segment_count, float *out);
 
-/// The layout of a packed matrix's rows: `slots` F32 scales, then (when `zero_points`) `slots` int8
-/// weight zero points z, then the codes. A weight is scale · (q − z); without zero points z = 0.
+/// The layout of a packed matrix's rows: `slots` scales (F32, or F16 with `half_scales`), then (when
+/// `zero_points`) `slots` int8 weight zero points z, then the codes. A weight is scale · (q − z);
+/// without zero points z = 0.
 typedef struct {
     int32_t slots;
     int32_t zero_points;
+    int32_t half_scales;
 } lk_rows;
 
 /// The terms weight zero points multiply, once per token: Σ x over the segments of each scale slot

@@ -1,10 +1,11 @@
 /// Lathe's packed integer matrix encoding (`formats/packed/SPEC.md` §4): each row of a matrix is cut
 /// into contiguous column segments, each with its own bit width (4 or 8) and a scale slot; every row
-/// has one F32 scale per slot, shared by the segments that name it, and with `zeroPoints` one int8
+/// has one scale per slot (F32, or F16 with `halfScales`), shared by the segments that name it, and
+/// with `zeroPoints` one int8
 /// zero point z per slot. Values are `Float(q − z) · scale` with integer codes q (z = 0 without zero
 /// points), exactly the grid the weight quantization pass simulates.
 ///
-/// Payload: rows one after another, `rowStride` bytes each: the row's `slotCount` F32 scales
+/// Payload: rows one after another, `rowStride` bytes each: the row's `slotCount` scales
 /// (little-endian), its `slotCount` zero points when it has them, then its segments' codes in order. Whole rows keep every row-wise consumer (a
 /// streaming conversion, a GEMV over a row range) simple. An 8-bit segment holds its codes as
 /// two's-complement bytes. A 4-bit segment is cut into blocks of 64 columns (the last may be
@@ -36,13 +37,17 @@ public struct PackedIntegerEncoding: Hashable, Sendable, CustomStringConvertible
     public let slotCount: Int
     /// Whether each row slot carries an int8 zero point after the scales (an asymmetric grid).
     public let zeroPoints: Bool
+    /// Whether the scales are stored as IEEE half (F16) instead of F32.
+    public let halfScales: Bool
     public let rowLength: Int
     public let rowCodeBytes: Int
     /// Byte offset of each segment inside a row's codes.
     public let segmentOffsets: [Int]
 
     /// Checks that the segments tile `0..<rowLength` in order with 4- or 8-bit codes and valid slots.
-    public init(segments: [Segment], slotCount: Int, zeroPoints: Bool = false) throws(LatheError) {
+    public init(segments: [Segment], slotCount: Int, zeroPoints: Bool = false, halfScales: Bool = false)
+        throws(LatheError)
+    {
         var next = 0
         var offsets: [Int] = []
         var bytes = 0
@@ -79,13 +84,20 @@ public struct PackedIntegerEncoding: Hashable, Sendable, CustomStringConvertible
         self.segments = segments
         self.slotCount = slotCount
         self.zeroPoints = zeroPoints
+        self.halfScales = halfScales
         rowLength = next
         rowCodeBytes = bytes
         segmentOffsets = offsets
     }
 
     /// Bytes before a row's codes: its scales and zero points.
-    public var headerBytes: Int { (zeroPoints ? 5 : 4) * slotCount }
+    public var headerBytes: Int { (scaleBytes + (zeroPoints ? 1 : 0)) * slotCount }
+
+    /// Bytes of one scale.
+    public var scaleBytes: Int { halfScales ? 2 : 4 }
+
+    /// Whether the layout needs lpack 2.0 (zero points or F16 scales).
+    public var needsVersion2: Bool { zeroPoints || halfScales }
 
     /// Bytes of one row: its scales and zero points, then its codes.
     public var rowStride: Int { headerBytes + rowCodeBytes }
@@ -103,18 +115,20 @@ public struct PackedIntegerEncoding: Hashable, Sendable, CustomStringConvertible
 
     public static func == (a: Self, b: Self) -> Bool {
         a.segments == b.segments && a.slotCount == b.slotCount && a.zeroPoints == b.zeroPoints
+            && a.halfScales == b.halfScales
     }
     public func hash(into hasher: inout Hasher) {
         hasher.combine(segments)
         hasher.combine(slotCount)
         hasher.combine(zeroPoints)
+        hasher.combine(halfScales)
     }
 
-    /// `PACKED4/8`, the number of scale slots and `z` for zero points: enough to tell layouts apart
-    /// in a table.
+    /// `PACKED4/8`, the number of scale slots, `z` for zero points and `h` for F16 scales: enough to
+    /// tell layouts apart in a table.
     public var description: String {
         let widths = Set(segments.map(\.bits)).sorted().map(String.init).joined(separator: "/")
-        return "PACKED\(widths)x\(slotCount)\(zeroPoints ? "z" : "")"
+        return "PACKED\(widths)x\(slotCount)\(zeroPoints ? "z" : "")\(halfScales ? "h" : "")"
     }
 
     // MARK: - Decoding
@@ -134,7 +148,17 @@ public struct PackedIntegerEncoding: Hashable, Sendable, CustomStringConvertible
     /// The zero point of `slot` in the row starting at `row` (0 without zero points).
     @inline(__always)
     public func zero(_ row: UnsafeRawPointer, slot: Int) -> Int {
-        zeroPoints ? Int(row.load(fromByteOffset: 4 * slotCount + slot, as: Int8.self)) : 0
+        zeroPoints ? Int(row.load(fromByteOffset: scaleBytes * slotCount + slot, as: Int8.self)) : 0
+    }
+
+    /// The scale of `slot` in the row starting at `row`.
+    @inline(__always)
+    public func scale(_ row: UnsafeRawPointer, slot: Int) -> Float {
+        guard halfScales else {
+            return Float(bitPattern: UInt32(littleEndian: row.loadUnaligned(fromByteOffset: 4 * slot, as: UInt32.self)))
+        }
+        return HalfPrecision.float(
+            fromF16: UInt16(littleEndian: row.loadUnaligned(fromByteOffset: 2 * slot, as: UInt16.self)))
     }
 
     /// Decodes `rows` rows from `payload` into `output` (`rows × rowLength`).
@@ -142,7 +166,7 @@ public struct PackedIntegerEncoding: Hashable, Sendable, CustomStringConvertible
         for r in 0..<rows {
             let row = payload.baseAddress! + r * rowStride
             for (index, segment) in segments.enumerated() {
-                let scale = payload.loadUnaligned(fromByteOffset: r * rowStride + 4 * segment.slot, as: Float.self)
+                let scale = scale(row, slot: segment.slot)
                 let zero = zero(row, slot: segment.slot)
                 let segmentCodes = row + headerBytes + segmentOffsets[index]
                 for i in 0..<segment.count {
@@ -166,13 +190,21 @@ public struct PackedIntegerEncoding: Hashable, Sendable, CustomStringConvertible
             for r in 0..<rows {
                 let row = UnsafeBufferPointer(rebasing: values[(r * rowLength)..<((r + 1) * rowLength)])
                 for slot in 0..<slotCount {
-                    guard let (scale, zero) = Self.exactGrid(row, members[slot], zeroPoints: zeroPoints) else {
-                        return false
+                    guard
+                        let (scale, zero) = Self.exactGrid(
+                            row, members[slot], zeroPoints: zeroPoints, halfScale: halfScales)
+                    else { return false }
+                    if halfScales {
+                        out.storeBytes(
+                            of: HalfPrecision.f16Bits(scale).littleEndian, toByteOffset: r * rowStride + 2 * slot,
+                            as: UInt16.self)
+                    } else {
+                        out.storeBytes(
+                            of: scale.bitPattern.littleEndian, toByteOffset: r * rowStride + 4 * slot, as: UInt32.self)
                     }
-                    out.storeBytes(of: scale, toByteOffset: r * rowStride + 4 * slot, as: Float.self)
                     if zeroPoints {
                         out.storeBytes(
-                            of: Int8(zero), toByteOffset: r * rowStride + 4 * slotCount + slot, as: Int8.self)
+                            of: Int8(zero), toByteOffset: r * rowStride + scaleBytes * slotCount + slot, as: Int8.self)
                     }
                     for (index, segment) in segments.enumerated() where segment.slot == slot {
                         let codes = out.baseAddress! + r * rowStride + headerBytes + segmentOffsets[index]
@@ -208,8 +240,9 @@ public struct PackedIntegerEncoding: Hashable, Sendable, CustomStringConvertible
     /// whose code k + z is in range: the largest magnitude divided by each possible top |k|, nudged by
     /// a few ulps to undo the division's rounding. Without zero points z = 0 and k is the code; with
     /// them, the ks may span any window of 2^bits − 1 steps inside ±(2^bits − 1), and z is the one
-    /// nearest 0 that fits them (any that fits gives the same values).
-    static func exactGrid(_ row: UnsafeBufferPointer<Float>, _ members: [Segment], zeroPoints: Bool)
+    /// nearest 0 that fits them (any that fits gives the same values). With `halfScale` only scales
+    /// that F16 holds exactly count.
+    static func exactGrid(_ row: UnsafeBufferPointer<Float>, _ members: [Segment], zeroPoints: Bool, halfScale: Bool)
         -> (scale: Float, zero: Int)?
     {
         guard let first = members.first else { return (0, 0) }
@@ -227,7 +260,9 @@ public struct PackedIntegerEncoding: Hashable, Sendable, CustomStringConvertible
         let steps = highest - lowest
         /// The zero point that puts every k in range, if one does.
         func fits(_ s: Float) -> Int? {
-            guard s > 0, s.isFinite else { return nil }
+            guard s > 0, s.isFinite, !halfScale || HalfPrecision.float(fromF16: HalfPrecision.f16Bits(s)) == s else {
+                return nil
+            }
             var (low, high) = (Float.infinity, -Float.infinity)
             for segment in members {
                 for i in segment.start..<(segment.start + segment.count) {

@@ -44,8 +44,9 @@ extension QuantizedEncoding {
         case .packed(let encoding):
             for row in 0..<(bytes.count / max(encoding.rowStride, 1)) {
                 for slot in 0..<encoding.slotCount {
-                    let bits = bytes.loadUnaligned(fromByteOffset: row * encoding.rowStride + 4 * slot, as: UInt32.self)
-                    if !Float(bitPattern: UInt32(littleEndian: bits)).isFinite { return row }
+                    if !encoding.scale(bytes.baseAddress! + row * encoding.rowStride, slot: slot).isFinite {
+                        return row
+                    }
                 }
             }
         }

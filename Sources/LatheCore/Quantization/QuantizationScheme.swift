@@ -124,12 +124,15 @@ public struct WeightQuantizationRecord: Codable, Sendable, Equatable {
     /// The groups were cut from the columns in act order (by the Hessian's diagonal), so a group's
     /// columns are scattered and the record does not say which they are (nil: contiguous runs).
     public var actOrderGroups: Bool?
+    /// Every scale is an F16 value (nil: F32).
+    public var halfScales: Bool?
 
     public init(
         method: String, bits: Int, highBits: Int, hiddenHighColumns: Int, headHighColumns: Int, groupSize: Int?,
-        tensors: [String], asymmetric: Bool? = nil, actOrderGroups: Bool? = nil
+        tensors: [String], asymmetric: Bool? = nil, halfScales: Bool? = nil, actOrderGroups: Bool? = nil
     ) {
         self.asymmetric = asymmetric
+        self.halfScales = halfScales
         self.actOrderGroups = actOrderGroups
         self.method = method
         self.bits = bits
