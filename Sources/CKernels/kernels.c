@@ -207,6 +207,18 @@ AVX2 static inline __m256i block_q4(const uint8_t *w, const uint8_t *a, __m256i 
     return _mm256_add_epi32(acc, _mm256_madd_epi16(p, ones));
 }
 
+/// `scale_of` with F16C for F16 scales.
+AVX2 static inline float avx2_scale_of(const uint8_t *row, lk_rows layout, int slot) {
+    if (layout.half_scales) {
+        uint16_t bits;
+        memcpy(&bits, row + 2 * slot, sizeof bits);
+        return _cvtsh_ss(bits);
+    }
+    float scale;
+    memcpy(&scale, row + 4 * slot, sizeof scale);
+    return scale;
+}
+
 /// Rows ahead that the packed GEMVs ask the memory system for: a decoded token's matrices are
 /// small (0.2–1 MB), and each starts cold; without the hint the hardware prefetcher's ramp-up
 /// cost about a fifth of the integer GEMV's time (16 rows measured best among 4, 8, 16, 24, 32).
@@ -253,7 +265,7 @@ AVX2 static void avx2_gemv_u8(const uint8_t *const *rows, int count, const lk_se
                     acc = _mm256_add_epi32(acc, _mm256_madd_epi16(wv, av));
                 }
             }
-            float factor = scale_of(rows[r], layout, g->slot) * scales[g->part];
+            float factor = avx2_scale_of(rows[r], layout, g->slot) * scales[g->part];
             total = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(factor), total);
             float term = zeros[g->part] * (float)code_sums[r * segment_count + s];
             float zero = zero_of(rows[r], layout, g->slot);
@@ -280,7 +292,7 @@ AVX2 static inline void unpack32(const uint8_t *codes, __m256 out[4]) {
 }
 
 /// `zero_correction` eight slots at a time (scales, zero points and sums are contiguous per slot).
-__attribute__((target("avx2,fma,f16c"))) static float avx2_zero_correction(const uint8_t *row, lk_rows layout,
+AVX2 static float avx2_zero_correction(const uint8_t *row, lk_rows layout,
                                                                           const float *x_sums) {
     if (!layout.zero_points) return 0;
     const int8_t *zeros = (const int8_t *)(row + scale_bytes(layout) * layout.slots);
@@ -294,7 +306,7 @@ __attribute__((target("avx2,fma,f16c"))) static float avx2_zero_correction(const
         acc = _mm256_fmadd_ps(scaled, _mm256_loadu_ps(x_sums + k), acc);
     }
     float correction = hsum_f32(acc);
-    for (; k < layout.slots; k++) correction += scale_of(row, layout, k) * zero_of(row, layout, k) * x_sums[k];
+    for (; k < layout.slots; k++) correction += avx2_scale_of(row, layout, k) * zero_of(row, layout, k) * x_sums[k];
     return correction;
 }
 
@@ -339,7 +351,7 @@ AVX2 static void avx2_gemv_f32(const uint8_t *const *rows, int count, const lk_s
                         _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v, 8))), _mm256_loadu_ps(a + i + 8), acc1);
                 }
             }
-            total = _mm256_fmadd_ps(_mm256_add_ps(acc0, acc1), _mm256_set1_ps(scale_of(rows[r], layout, g->slot)), total);
+            total = _mm256_fmadd_ps(_mm256_add_ps(acc0, acc1), _mm256_set1_ps(avx2_scale_of(rows[r], layout, g->slot)), total);
         }
         y[r] = hsum_f32(total) - avx2_zero_correction(rows[r], layout, x_sums);
     }
@@ -387,7 +399,7 @@ AVX2 static int32_t avx2_sum_q4(const uint8_t *codes, int n) {
     return sum;
 }
 
-__attribute__((target("avx2,fma,f16c"))) static void avx2_gemv_f16(const uint16_t *w, int rows, int columns,
+AVX2 static void avx2_gemv_f16(const uint16_t *w, int rows, int columns,
                                                                  const float *x, float *y) {
     for (int r = 0; r < rows; r++) {
         const uint16_t *row = w + (size_t)r * (size_t)columns;
@@ -404,7 +416,7 @@ __attribute__((target("avx2,fma,f16c"))) static void avx2_gemv_f16(const uint16_
     }
 }
 
-__attribute__((target("avx2,fma,f16c"))) static void avx2_f16_to_f32(const uint16_t *in, float *out, int n) {
+AVX2 static void avx2_f16_to_f32(const uint16_t *in, float *out, int n) {
     int i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(in + i))));
     for (; i < n; i++) out[i] = _cvtsh_ss(in[i]);

@@ -8,7 +8,8 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define LK_X86 1
-#define AVX2 __attribute__((target("avx2,fma")))
+// The SIMD bodies may use AVX2, FMA and F16C: `lk_uses_avx2` requires all three.
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
 
 AVX2 static inline float hsum_f32(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
