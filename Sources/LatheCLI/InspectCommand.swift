@@ -8,9 +8,11 @@ struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show a checkpoint's format, architecture, tokenizer and tensors.",
         discussion: """
-            PATH may be a GGUF file, a safetensors file or index, a Hugging Face directory, or a .tar, \
-            .tar.zst or .zip archive holding one. Shapes are printed outermost dimension first (PyTorch order; \
-            GGUF's ne reversed). GGUF files are shown with their own tensor names unless --hf-names is given.
+            PATH may be a GGUF file, a safetensors file or index, a Hugging Face directory, an lpack file, or a \
+            .tar, .tar.zst or .zip archive holding one. Shapes are printed outermost dimension first (PyTorch \
+            order; GGUF's ne reversed). GGUF files are shown with their own tensor names unless --hf-names is \
+            given. lpack matrices show as PACKED<bit widths>x<scale slots per row>, with z when they carry zero \
+            points and h when their scales are F16 (formats/packed/SPEC.md).
             """
     )
 
