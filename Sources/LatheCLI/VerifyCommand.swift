@@ -14,6 +14,10 @@ struct Verify: ParsableCommand {
             token, and each model's log-likelihood; for every layer, the relative RMS error of the candidate's \
             residual stream against the base's.
 
+            With --decode each candidate reads the text one token at a time, as `lathe run` generates: the \
+            decoding kernels and the KV cache as generation uses them, against the base's prefill. Slower \
+            (a chunk takes as long as generating it); without it both run each chunk as one prefill.
+
             Example: lathe verify model.gguf model-q4_0.gguf --text data/wikitext-2/wiki.test.raw --chunks 10
             """
     )
@@ -24,6 +28,8 @@ struct Verify: ParsableCommand {
     @OptionGroup var text: TextOptions
     @OptionGroup var runtime: RuntimeOptions
     @Flag(help: "Print JSON.") var json = false
+    @Flag(help: "Run the candidates token by token, as generation does, instead of one prefill per chunk.")
+    var decode = false
     @Option(
         help: ArgumentHelp(
             "Also write a self-contained HTML report (summary, per-layer error, KL histogram, PCA spectra, sizes, provenance).",
@@ -46,7 +52,7 @@ struct Verify: ParsableCommand {
             candidates: candidateModels.map {
                 LlamaSession(weights: $0.weights, maxContext: text.ctx, threads: threads)
             },
-            tokens: tokens, context: text.ctx, maxChunks: text.chunks, protocol: try text.scoring,
+            tokens: tokens, context: text.ctx, maxChunks: text.chunks, protocol: try text.scoring, decode: decode,
             diagnostics: printer.diagnostics)
         if let report, let result = results.first, let candidate = candidateModels.first {
             var data = try Self.reportData(

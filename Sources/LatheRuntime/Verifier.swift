@@ -37,18 +37,21 @@ public enum Verifier {
     /// their next-token distributions and hidden states.
     public static func compare(
         base: LlamaSession, candidate: LlamaSession, tokens: [Int], context: Int, maxChunks: Int?,
-        protocol scoring: PerplexityProtocol = .llama, diagnostics: Diagnostics = .silent
+        protocol scoring: PerplexityProtocol = .llama, decode: Bool = false, diagnostics: Diagnostics = .silent
     ) throws -> VerificationResult {
         try compare(
             base: base, candidates: [candidate], tokens: tokens, context: context, maxChunks: maxChunks,
-            protocol: scoring, diagnostics: diagnostics)[0]
+            protocol: scoring, decode: decode, diagnostics: diagnostics)[0]
     }
 
     /// Several candidates against one base: the base runs once per chunk, and each candidate is
-    /// compared with it in turn (only one chunk's base distributions are held at a time).
+    /// compared with it in turn (only one chunk's base distributions are held at a time). With
+    /// `decode` each candidate reads the chunk one token at a time, as generation runs it (decoding
+    /// kernels, the KV cache read in place), and its logits come one row at a time; the base always
+    /// runs the chunk as one prefill.
     public static func compare(
         base: LlamaSession, candidates: [LlamaSession], tokens: [Int], context: Int, maxChunks: Int?,
-        protocol scoring: PerplexityProtocol = .llama, diagnostics: Diagnostics = .silent
+        protocol scoring: PerplexityProtocol = .llama, decode: Bool = false, diagnostics: Diagnostics = .silent
     ) throws -> [VerificationResult] {
         let bc = base.weights.config
         for candidate in candidates {
@@ -89,14 +92,29 @@ public enum Verifier {
             for (index, candidate) in candidates.enumerated() {
                 candidate.reset()
                 let rotation = candidate.weights.residualRotation
-                let candidateHidden = try candidate.forward(window) { layer, hidden in
+                /// Hidden states of the window's positions from `first` on, against the base's.
+                func compareStates(layer: Int, hidden: [Float], first: Int) {
                     let hidden = originalBasis(hidden, rotation: rotation, width: bc.hiddenSize)
-                    for (a, b) in zip(baseStates[layer], hidden) {
+                    for (a, b) in zip(baseStates[layer][(first * bc.hiddenSize)...], hidden) {
                         tallies[index].layerDifference[layer] += Double(b - a) * Double(b - a)
                         tallies[index].layerNorm[layer] += Double(a) * Double(a)
                     }
                 }
-                let candidateLogits = candidate.logits(candidateHidden, rows: rows)
+                var candidateLogits: [Float] = []
+                if decode {
+                    candidateLogits.reserveCapacity(rows.count * vocab)
+                    for (position, token) in window.enumerated() {
+                        let hidden = try candidate.forward([token]) { layer, hidden in
+                            compareStates(layer: layer, hidden: hidden, first: position)
+                        }
+                        if rows.contains(position) { candidateLogits += candidate.logits(hidden, rows: 0..<1) }
+                    }
+                } else {
+                    let candidateHidden = try candidate.forward(window) { layer, hidden in
+                        compareStates(layer: layer, hidden: hidden, first: 0)
+                    }
+                    candidateLogits = candidate.logits(candidateHidden, rows: rows)
+                }
                 candidateLogits.withUnsafeBufferPointer { cl in
                     for (offset, row) in rows.enumerated() {
                         let p = baseLog[offset]

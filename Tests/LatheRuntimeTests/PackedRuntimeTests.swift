@@ -161,6 +161,33 @@ struct GroupedPackedRuntimeTests {
     }
 }
 
+@Suite("Verifying decoding")
+struct DecodeVerificationTests {
+    @Test(
+        "verify --decode runs the packed candidate token by token: KL above 0 (other arithmetic) yet below 1e-3, where prefill gives exactly 0"
+    )
+    func decodeMode() throws {
+        let (simulated, packed) = try QuantizedTinyModel.graphs(activations: false, weights: QuantizedTinyModel.grouped)
+        let vocab = simulated.config!.vocabSize
+        let tokens = (0..<48).map { ($0 * 37 + 5) % vocab }
+        func verify(decode: Bool) throws -> VerificationResult {
+            try Verifier.compare(
+                base: LlamaSession(weights: try LlamaWeights(simulated), maxContext: 16, quantizedCache: false),
+                candidate: LlamaSession(weights: try LlamaWeights(packed), maxContext: 16, threads: 2),
+                tokens: tokens, context: 16, maxChunks: 3, decode: decode)
+        }
+        let prefill = try verify(decode: false)
+        #expect(prefill.kl.max == 0)
+        #expect(prefill.layerErrors.allSatisfy { $0 == 0 })
+        let decoded = try verify(decode: true)
+        #expect(decoded.scoredTokens == prefill.scoredTokens)
+        #expect(decoded.kl.max > 0)
+        #expect(decoded.kl.mean < 1e-3, "mean KL \(decoded.kl.mean)")
+        #expect(decoded.topOneAgreement == 1)
+        #expect(decoded.layerErrors.allSatisfy { $0 < 1e-3 }, "\(decoded.layerErrors)")
+    }
+}
+
 @Suite("F16 matrices run in place")
 struct HalfWeightTests {
     @Test("an F16 output head gives the F32 path's prefill logits exactly and its decode logits to 1e-5")
