@@ -69,13 +69,42 @@ final class PackedScratch: @unchecked Sendable {
     var activations: [String: QuantizedActivation] = [:]
     /// Each packed matrix's segments paired with a site's activation parts (nil: float path).
     var plans: [ObjectIdentifier: [lk_segment]?] = [:]
-    /// An activation row laid out for the kernels.
-    var expandedCodes: [UInt8] = []
-    var expandedFloats: [Float] = []
+    /// An activation row laid out for the kernels, as codes or floats.
+    let expandedCodes = ScratchBuffer<UInt8>(filling: 0)
+    let expandedFloats = ScratchBuffer<Float>(filling: 0)
     /// Its sums per segment (codes) and per slot (floats), which weight zero points multiply
     /// (unused without them).
-    var codeSums: [Int32] = [0]
-    var floatSums: [Float] = [0]
+    let codeSums = ScratchBuffer<Int32>(filling: 0)
+    let floatSums = ScratchBuffer<Float>(filling: 0)
+}
+
+/// A buffer that keeps its base address until it has to grow, so the kernels take plain pointers
+/// with no `withUnsafe…` scope around each call.
+final class ScratchBuffer<Element> {
+    private(set) var base: UnsafeMutablePointer<Element>
+    private var capacity = 1
+    private let fill: Element
+
+    init(filling fill: Element) {
+        self.fill = fill
+        base = .allocate(capacity: 1)
+        base.initialize(to: fill)
+    }
+
+    deinit {
+        base.deinitialize(count: capacity)
+        base.deallocate()
+    }
+
+    /// Room for at least `count` elements; a new allocation, filled, only when it has to grow.
+    func reserve(_ count: Int) {
+        guard count > capacity else { return }
+        base.deinitialize(count: capacity)
+        base.deallocate()
+        base = .allocate(capacity: count)
+        base.initialize(repeating: fill, count: count)
+        capacity = count
+    }
 }
 
 extension LlamaSession {
@@ -124,33 +153,24 @@ extension LlamaSession {
             plan = quantizer.flatMap { matrix.integerPlan($0) }
             scratch.plans[key] = .some(plan)
         }
-        if scratch.expandedCodes.count < matrix.expandedCount {
-            scratch.expandedCodes = [UInt8](repeating: 0, count: matrix.expandedCount)
-            scratch.expandedFloats = [Float](repeating: 0, count: matrix.expandedCount)
-        }
-        if scratch.codeSums.count < matrix.kernelSegments.count {
-            scratch.codeSums = [Int32](repeating: 0, count: matrix.kernelSegments.count)
-        }
-        if scratch.floatSums.count < matrix.encoding.slotCount {
-            scratch.floatSums = [Float](repeating: 0, count: matrix.encoding.slotCount)
-        }
+        scratch.expandedCodes.reserve(matrix.expandedCount)
+        scratch.expandedFloats.reserve(matrix.expandedCount)
+        scratch.codeSums.reserve(matrix.kernelSegments.count)
+        scratch.floatSums.reserve(matrix.encoding.slotCount)
+        let (codes, floats) = (scratch.expandedCodes.base, scratch.expandedFloats.base)
+        let (codeSums, floatSums) = (scratch.codeSums.base, scratch.floatSums.base)
+        let zeroPoints = matrix.encoding.zeroPoints
         for row in 0..<rows {
             var activation: QuantizedActivation?
             if let quantizer, let plan {
-                let codes = scratch.activations[site] ?? QuantizedActivation(quantizer, width: k)
-                scratch.activations[site] = codes
-                if x.withUnsafeBufferPointer({ codes.load($0.baseAddress! + row * k) }) {
-                    activation = codes
+                let quantized = scratch.activations[site] ?? QuantizedActivation(quantizer, width: k)
+                scratch.activations[site] = quantized
+                if x.withUnsafeBufferPointer({ quantized.load($0.baseAddress! + row * k) }) {
+                    activation = quantized
                     plan.withUnsafeBufferPointer { segments in
-                        scratch.expandedCodes.withUnsafeMutableBufferPointer { expanded in
-                            lk_expand_u8(
-                                codes.codes, segments.baseAddress!, Int32(segments.count), expanded.baseAddress!)
-                            if matrix.encoding.zeroPoints {
-                                lk_segment_sums_u8(
-                                    expanded.baseAddress!, segments.baseAddress!, Int32(segments.count),
-                                    &scratch.codeSums)
-                            }
-                        }
+                        let (first, count) = (segments.baseAddress!, Int32(segments.count))
+                        lk_expand_u8(quantized.codes, first, count, codes)
+                        if zeroPoints { lk_segment_sums_u8(codes, first, count, codeSums) }
                     }
                 }
             }
@@ -160,46 +180,26 @@ extension LlamaSession {
                 }
                 x.withUnsafeBufferPointer { xp in
                     matrix.kernelSegments.withUnsafeBufferPointer { segments in
-                        scratch.expandedFloats.withUnsafeMutableBufferPointer {
-                            lk_expand_f32(
-                                xp.baseAddress! + row * k, segments.baseAddress!, Int32(segments.count), $0.baseAddress!
-                            )
-                            if matrix.encoding.zeroPoints {
-                                lk_slot_sums_f32(
-                                    $0.baseAddress!, segments.baseAddress!, Int32(segments.count),
-                                    Int32(matrix.encoding.slotCount), &scratch.floatSums)
-                            }
+                        let (first, count) = (segments.baseAddress!, Int32(segments.count))
+                        lk_expand_f32(xp.baseAddress! + row * k, first, count, floats)
+                        if zeroPoints {
+                            lk_slot_sums_f32(floats, first, count, Int32(matrix.encoding.slotCount), floatSums)
                         }
                     }
                 }
             }
-            let integer = activation.map { UnsafeSendable($0) }
-            let planned = plan ?? []
-            scratch.expandedCodes.withUnsafeBufferPointer { codes in
-                scratch.expandedFloats.withUnsafeBufferPointer { floats in
-                    scratch.codeSums.withUnsafeBufferPointer { codeSums in
-                        scratch.floatSums.withUnsafeBufferPointer { floatSums in
-                            y.withUnsafeMutableBufferPointer { yp in
-                                let (expandedCodes, expandedFloats, output) = (
-                                    UnsafeSendable(codes.baseAddress!), UnsafeSendable(floats.baseAddress!),
-                                    UnsafeSendable(yp.baseAddress! + row * n)
-                                )
-                                let sums = (
-                                    UnsafeSendable(codeSums.baseAddress!), UnsafeSendable(floatSums.baseAddress!)
-                                )
-                                pool.forEachRange(n, parallel: n * k >= 1 << 16) { range in
-                                    if let integer {
-                                        matrix.gemv(
-                                            integer.value, expanded: expandedCodes.value, sums: sums.0.value,
-                                            plan: planned, rows: range, into: output.value)
-                                    } else {
-                                        matrix.gemv(
-                                            expanded: expandedFloats.value, sums: sums.1.value, rows: range,
-                                            into: output.value)
-                                    }
-                                }
-                            }
-                        }
+            let (integer, planned) = (activation.map { UnsafeSendable($0) }, plan ?? [])
+            let buffers = UnsafeSendable((codes, floats, codeSums, floatSums))
+            y.withUnsafeMutableBufferPointer { yp in
+                let output = UnsafeSendable(yp.baseAddress! + row * n)
+                pool.forEachRange(n, parallel: n * k >= 1 << 16) { range in
+                    let (codes, floats, codeSums, floatSums) = buffers.value
+                    if let integer {
+                        matrix.gemv(
+                            integer.value, expanded: codes, sums: codeSums, plan: planned, rows: range,
+                            into: output.value)
+                    } else {
+                        matrix.gemv(expanded: floats, sums: floatSums, rows: range, into: output.value)
                     }
                 }
             }
