@@ -37,10 +37,10 @@ let package = Package(
         // MARK: - Foundations
         .target(name: "Compression", dependencies: ["CZstd", "CArchive"], swiftSettings: swiftSettings),
         .target(name: "LinearAlgebra", dependencies: ["COpenBLAS", "CLAPACKE"], swiftSettings: swiftSettings),
-        // Low-bit kernels (AVX2 with a portable fallback, chosen at run time); the core's F16 encoder
-        // uses its F16C conversion.
+        .target(name: "LatheCore", swiftSettings: swiftSettings),
+        // Low-bit kernels (AVX2 with a portable fallback, chosen at run time), and the SIMD encoders
+        // LatheBuiltins installs into LatheCore's `EncoderAcceleration`.
         .target(name: "CKernels"),
-        .target(name: "LatheCore", dependencies: ["CKernels"], swiftSettings: swiftSettings),
 
         // MARK: - Formats and passes (each depends on LatheCore only; registered in LatheBuiltins)
         .target(name: "FormatGGUF", dependencies: ["LatheCore"], swiftSettings: swiftSettings),
@@ -71,7 +71,8 @@ let package = Package(
         .target(
             name: "LatheBuiltins",
             dependencies: [
-                "LatheCore", "Compression", "FormatGGUF", "FormatSafetensors", "FormatPacked", "PassEncoding",
+                "LatheCore", "CKernels", "Compression", "FormatGGUF", "FormatSafetensors", "FormatPacked",
+                "PassEncoding",
                 "PassSurgery",
                 "PassCalibration", "PassPCA", "PassRotate", "PassWeightQuant", "PassActivationQuant",
             ],
@@ -135,7 +136,7 @@ let package = Package(
             name: "LatheBuiltinsTests",
             dependencies: [
                 "LatheBuiltins", "LatheCLI", "LatheCore", "LathePipeline", "Compression", "FormatGGUF",
-                "LatheTestSupport", "LatheRuntime", "LinearAlgebra",
+                "LatheTestSupport", "LatheRuntime", "LinearAlgebra", "CKernels",
             ],
             swiftSettings: swiftSettings),
         .testTarget(
@@ -163,7 +164,7 @@ let package = Package(
             name: "CompressionTests", dependencies: ["Compression", "LatheTestSupport"],
             swiftSettings: swiftSettings),
         .testTarget(
-            name: "LatheCoreTests", dependencies: ["LatheCore", "CKernels", "LatheTestSupport"], exclude: ["Fixtures"],
+            name: "LatheCoreTests", dependencies: ["LatheCore", "LatheTestSupport"], exclude: ["Fixtures"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "LatheCLITests",

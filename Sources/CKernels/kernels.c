@@ -102,7 +102,8 @@ void lk_slot_sums_f32(const float *x, const lk_segment *segments, int segment_co
 static float zero_correction(const uint8_t *row, lk_rows layout, const float *x_sums) {
     float correction = 0;
     if (layout.zero_points)
-        for (int k = 0; k < layout.slots; k++) correction += scale_of(row, layout, k) * zero_of(row, layout, k) * x_sums[k];
+        for (int k = 0; k < layout.slots; k++)
+            correction += scale_of(row, layout, k) * zero_of(row, layout, k) * x_sums[k];
     return correction;
 }
 
@@ -292,8 +293,7 @@ AVX2 static inline void unpack32(const uint8_t *codes, __m256 out[4]) {
 }
 
 /// `zero_correction` eight slots at a time (scales, zero points and sums are contiguous per slot).
-AVX2 static float avx2_zero_correction(const uint8_t *row, lk_rows layout,
-                                                                          const float *x_sums) {
+AVX2 static float avx2_zero_correction(const uint8_t *row, lk_rows layout, const float *x_sums) {
     if (!layout.zero_points) return 0;
     const int8_t *zeros = (const int8_t *)(row + scale_bytes(layout) * layout.slots);
     __m256 acc = _mm256_setzero_ps();
@@ -351,7 +351,8 @@ AVX2 static void avx2_gemv_f32(const uint8_t *const *rows, int count, const lk_s
                         _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v, 8))), _mm256_loadu_ps(a + i + 8), acc1);
                 }
             }
-            total = _mm256_fmadd_ps(_mm256_add_ps(acc0, acc1), _mm256_set1_ps(avx2_scale_of(rows[r], layout, g->slot)), total);
+            __m256 scale = _mm256_set1_ps(avx2_scale_of(rows[r], layout, g->slot));
+            total = _mm256_fmadd_ps(_mm256_add_ps(acc0, acc1), scale, total);
         }
         y[r] = hsum_f32(total) - avx2_zero_correction(rows[r], layout, x_sums);
     }
@@ -399,8 +400,7 @@ AVX2 static int32_t avx2_sum_q4(const uint8_t *codes, int n) {
     return sum;
 }
 
-AVX2 static void avx2_gemv_f16(const uint16_t *w, int rows, int columns,
-                                                                 const float *x, float *y) {
+AVX2 static void avx2_gemv_f16(const uint16_t *w, int rows, int columns, const float *x, float *y) {
     for (int r = 0; r < rows; r++) {
         const uint16_t *row = w + (size_t)r * (size_t)columns;
         __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
@@ -460,15 +460,15 @@ void lk_gemv_packed_f32(const uint8_t *const *rows, int count, const lk_segment 
 }
 
 void lk_gemv_packed_u8(const uint8_t *const *rows, int count, const lk_segment *segments, int segment_count,
-                       lk_rows layout, const int32_t *code_sums, const uint8_t *codes, const int32_t *codes_sums_x,
+                       lk_rows layout, const int32_t *code_sums, const uint8_t *codes, const int32_t *x_sums,
                        const float *scales, const float *zeros, float *y) {
 #ifdef LK_X86
     if (lk_uses_avx2()) {
-        avx2_gemv_u8(rows, count, segments, segment_count, layout, code_sums, codes, codes_sums_x, scales, zeros, y);
+        avx2_gemv_u8(rows, count, segments, segment_count, layout, code_sums, codes, x_sums, scales, zeros, y);
         return;
     }
 #endif
-    generic_gemv_u8(rows, count, segments, segment_count, layout, code_sums, codes, codes_sums_x, scales, zeros, y);
+    generic_gemv_u8(rows, count, segments, segment_count, layout, code_sums, codes, x_sums, scales, zeros, y);
 }
 
 void lk_dequant_q4(const uint8_t *codes, float scale, float zero, float *out, int n) {

@@ -104,11 +104,11 @@ public struct PackedReader: FormatReader {
                 throw fail("header", "not an lpack file (bad magic)")
             }
             let major = bytes.loadUnaligned(fromByteOffset: 8, as: UInt32.self).littleEndian
-            guard PackedManifest.readableMajors.contains(major) else {
+            let readable = PackedManifest.readableMajors
+            guard readable.contains(major) else {
                 throw fail(
                     "header.version",
-                    "major version \(major); this reader reads \(PackedManifest.readableMajors.lowerBound) to \(PackedManifest.majorVersion)"
-                )
+                    "major version \(major); this reader reads \(readable.lowerBound) to \(readable.upperBound)")
             }
             let length = bytes.loadUnaligned(fromByteOffset: 16, as: UInt64.self).littleEndian
             let checksum = bytes.loadUnaligned(fromByteOffset: 24, as: UInt64.self).littleEndian

@@ -1,3 +1,4 @@
+import CKernels
 import FormatGGUF
 import FormatPacked
 import FormatSafetensors
@@ -16,8 +17,9 @@ public enum LatheBuiltins {
     public static let registry: Registry = builder().build()
 
     /// A builder holding every built-in registration, for a program that adds its own formats or
-    /// passes (an in-process plugin) before freezing it.
+    /// passes (an in-process plugin) before freezing it. Also installs the SIMD encoders.
     public static func builder() -> RegistryBuilder {
+        installEncoders()
         var builder = RegistryBuilder()
         do {
             try builder.register(reader: GGUFReader.self)
@@ -45,5 +47,19 @@ public enum LatheBuiltins {
             preconditionFailure("built-in registrations conflict: \(error)")
         }
         return builder
+    }
+}
+
+extension LatheBuiltins {
+    /// Lathe's SIMD encoders (F16C for F16 output, AVX2 for Q8_0 and Q4_0) in LatheCore's hooks.
+    /// Each does nothing on a CPU without them (or on a thread told to use the portable bodies),
+    /// leaving the work to the portable path.
+    public static func installEncoders() {
+        EncoderAcceleration.install(
+            half: { input, output, count in Int(lk_f32_to_f16(input, output, Int64(count))) },
+            blocks: { type, input, blocks, output in
+                guard type == .q8_0 || type == .q4_0 else { return 0 }
+                return Int(lk_quantize_ggml(Int32(type.rawValue), input, Int64(blocks), output))
+            })
     }
 }

@@ -143,7 +143,9 @@ public struct PackWeightsPass: ModelPass {
                 tensor.name,
                 .invalidValue(
                     field: "values", value: "off the \(encoding) grid",
-                    expected: "code · scale with one scale per row part (as quantize-weights leaves them)"))
+                    expected:
+                        "code · scale with one scale per row part (as quantize-weights leaves them; groups cut in act order by an older Lathe are not contiguous)"
+                ))
         }
         return packed
     }

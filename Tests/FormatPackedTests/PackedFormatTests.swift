@@ -390,6 +390,23 @@ struct PackedFormatTests {
         #expect(dtype?["zeros"] == nil)
         let back = try PackedReader().read(url, options: ReadOptions())
         #expect(try TensorCodec.decode(back.tensor(named: "w")) == values)
+        // Labelled 1.0 (header and manifest, checksum recomputed), the F16 scales are refused by name.
+        var old = bytes
+        old[8] = 1
+        let dataStart = try manifest(of: bytes).dataStart
+        let text = String(decoding: old[32..<dataStart], as: UTF8.self)
+            .replacingOccurrences(of: "\"version\":[2,0]", with: "\"version\":[1,0]")
+        old.replaceSubrange(32..<dataStart, with: Array(text.utf8))
+        withUnsafeBytes(of: XXHash64.hash(Array(old[32..<dataStart])).littleEndian) {
+            old.replaceSubrange(24..<32, with: $0)
+        }
+        let relabelled = directory.appendingPathComponent("half-v1.lpack")
+        try Data(old).write(to: relabelled)
+        let error = #expect(throws: PackedFormatError.self) {
+            try PackedReader().read(relabelled, options: ReadOptions())
+        }
+        #expect(error?.field == "tensor 'w'")
+        #expect(error?.problem.contains("F16 scales need lpack 2.0") == true, "\(String(describing: error))")
     }
 
     @Test("a file with weight zero points is version 2.0; a 1.x file may not hold them, a major 3 is refused")

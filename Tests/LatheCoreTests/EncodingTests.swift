@@ -1,4 +1,3 @@
-import CKernels
 import LatheCore
 import Testing
 
@@ -128,12 +127,8 @@ struct EncodingTests {
         #expect(HalfPrecision.float(fromF16: 0xB9D8) == -0.73046875)
     }
 
-    @Test(
-        "F16 and BF16 encoding eight at a time equals the scalar conversion and Swift's Float16, bit for bit, F16C and portable",
-        arguments: [false, true])
-    func vectorHalfPrecision(portable: Bool) throws {
-        lk_use_portable_on_this_thread(portable ? 1 : 0)
-        defer { lk_use_portable_on_this_thread(0) }
+    @Test("F16 and BF16 encoding eight at a time equals the scalar conversion and Swift's Float16, bit for bit")
+    func vectorHalfPrecision() throws {
         // Every 4093rd bit pattern (all exponents, both signs, NaNs) plus the case boundaries, in a
         // count that leaves a scalar tail.
         var patterns = Array(stride(from: UInt32(0), to: UInt32.max - 4093, by: 4093))
@@ -152,35 +147,6 @@ struct EncodingTests {
             }
         }
         #expect(mismatches == 0, "of \(values.count) values")
-    }
-
-    @Test("Q8_0 and Q4_0: the SIMD quantizer writes the portable one's bytes, edge blocks included")
-    func simdQuantizers() throws {
-        var generator = SeededGeneratorLite(seed: 31)
-        var blocks: [[Float]] = (0..<64).map { _ in (0..<32).map { _ in generator.gaussian() * 3 } }
-        // Halves after scaling (d = 1 for Q8_0 when the largest is 127; ties must go away from zero),
-        // ±0, a tie between +m and −m for Q4_0's signed maximum, subnormal and tiny blocks whose
-        // 1/d overflows, and a block of one huge value.
-        blocks.append([127] + (1..<32).map { Float($0 % 8) + 0.5 - Float($0 % 3) * 4 })
-        blocks.append([Float](repeating: 0, count: 31) + [-0.0])
-        blocks.append([-2, 2] + [Float](repeating: 1, count: 30))
-        blocks.append([2, -2] + [Float](repeating: -1, count: 30))
-        blocks.append((0..<32).map { Float($0) * 0x1p-133 })
-        blocks.append((0..<32).map { Float($0 - 16) * 0x1p-128 })
-        blocks.append([3e38] + [Float](repeating: -1e-3, count: 31))
-        let values = blocks.flatMap { $0 }
-        for type in [GGMLBlockType.q8_0, .q4_0] {
-            func encode(portable: Bool) throws -> [UInt8] {
-                lk_use_portable_on_this_thread(portable ? 1 : 0)
-                defer { lk_use_portable_on_this_thread(0) }
-                return try values.withUnsafeBufferPointer { try TensorCodec.encode($0, as: .quantized(.ggml(type))) }
-            }
-            let (simd, portable) = (try encode(portable: false), try encode(portable: true))
-            let differing = stride(from: 0, to: simd.count, by: type.bytesPerBlock).filter {
-                simd[$0..<($0 + type.bytesPerBlock)] != portable[$0..<($0 + type.bytesPerBlock)]
-            }
-            #expect(differing.isEmpty, "\(type.name): blocks at byte offsets \(differing) differ")
-        }
     }
 
     @Test("scalar types decode little-endian values")

@@ -54,9 +54,9 @@ void lk_gemv_packed_f32(const uint8_t *const *rows, int count, const lk_segment 
 /// The same with x quantized per part (expanded unsigned codes a, scales, zero points za): integer
 /// dot products, then scale(row) · scale(part) · (Σ q·a − za · Σ q − z · (Σ a − za · count)), Σ q
 /// from `code_sums` (row-major, rows × segments, starting at the first of these rows), Σ a from
-/// `codes_sums_x` (per segment; read only with weight zero points).
+/// `x_sums` (per segment; read only with weight zero points).
 void lk_gemv_packed_u8(const uint8_t *const *rows, int count, const lk_segment *segments, int segment_count,
-                       lk_rows layout, const int32_t *code_sums, const uint8_t *codes, const int32_t *codes_sums_x,
+                       lk_rows layout, const int32_t *code_sums, const uint8_t *codes, const int32_t *x_sums,
                        const float *scales, const float *zeros, float *y);
 
 /// Σ q of a segment's codes (the zero-point term of an asymmetric activation).

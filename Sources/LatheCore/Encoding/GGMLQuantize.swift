@@ -1,8 +1,6 @@
 // swift-format-ignore-file: AlwaysUseLowerCamelCase
 // (function names follow ggml's type names: q4_0, q6_K, …)
 
-import CKernels
-
 /// ggml's reference quantizers for the 32-element block types, operation for operation
 /// (formats.md §3.3): the scale is inverted from the float `d` before it is rounded to fp16, and
 /// `(int8)` casts truncate toward zero. Swift never fuses multiply-adds implicitly, so the float
@@ -21,15 +19,14 @@ public enum GGMLQuantize {
         // One vectorised scan for NaNs over the whole input spares the common case a check per block.
         let largest = largestMagnitudeBits(input)
         let clean = largest <= 0x7F80_0000
-        // Finite values: the SIMD kernels take Q8_0 and Q4_0 (0 blocks where they cannot).
-        let kernel = largest < 0x7F80_0000 && (type == .q8_0 || type == .q4_0) && lk_uses_avx2() != 0
+        // Finite values: an installed SIMD quantizer goes first (0 blocks where it cannot).
+        let kernel = largest < 0x7F80_0000 ? EncoderAcceleration.blocks : nil
         var b = 0
         while b < blockCount {
-            if kernel {
-                b += Int(
-                    lk_quantize_ggml(
-                        Int32(type.rawValue), input.baseAddress! + b * type.blockSize, Int64(blockCount - b),
-                        output.baseAddress! + b * type.bytesPerBlock))
+            if let kernel {
+                b += kernel(
+                    type, input.baseAddress! + b * type.blockSize, blockCount - b,
+                    output.baseAddress! + b * type.bytesPerBlock)
                 if b == blockCount { break }
             }
             let block = UnsafeBufferPointer(rebasing: input[(b * type.blockSize)..<((b + 1) * type.blockSize)])

@@ -1,5 +1,3 @@
-import CKernels
-
 /// Conversions between Float and the 16-bit float formats, with the rounding ggml and PyTorch use.
 public enum HalfPrecision {
     /// Every binary16 value widened, so decoding is one table load (x86-64 has no baseline
@@ -94,8 +92,8 @@ extension HalfPrecision {
         let count = values.count
         let vectorCount = count / 8 * 8
         let input = UnsafeRawPointer(values.baseAddress!)
-        // F16C converts eight per instruction; the Swift loops below handle what it leaves.
-        var i = bf16 ? 0 : Int(lk_f32_to_f16(values.baseAddress!, output, Int64(count)))
+        // An installed SIMD encoder (F16C) goes first; the Swift loops below handle what it leaves.
+        var i = bf16 ? 0 : EncoderAcceleration.half?(values.baseAddress!, output, count) ?? 0
         while i < vectorCount {
             let v = input.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self)
             let halves = bf16 ? bf16Bits(v) : f16Bits(v)

@@ -1,13 +1,13 @@
 /// Lathe's packed integer matrix encoding (`formats/packed/SPEC.md` §4): each row of a matrix is cut
 /// into contiguous column segments, each with its own bit width (4 or 8) and a scale slot; every row
 /// has one scale per slot (F32, or F16 with `halfScales`), shared by the segments that name it, and
-/// with `zeroPoints` one int8
-/// zero point z per slot. Values are `Float(q − z) · scale` with integer codes q (z = 0 without zero
-/// points), exactly the grid the weight quantization pass simulates.
+/// with `zeroPoints` one int8 zero point z per slot. Values are `Float(q − z) · scale` with integer
+/// codes q (z = 0 without zero points), exactly the grid the weight quantization pass simulates.
 ///
 /// Payload: rows one after another, `rowStride` bytes each: the row's `slotCount` scales
-/// (little-endian), its `slotCount` zero points when it has them, then its segments' codes in order. Whole rows keep every row-wise consumer (a
-/// streaming conversion, a GEMV over a row range) simple. An 8-bit segment holds its codes as
+/// (little-endian), its `slotCount` zero points when it has them, then its segments' codes in
+/// order. Whole rows keep every row-wise consumer (a streaming conversion, a GEMV over a row range)
+/// simple. An 8-bit segment holds its codes as
 /// two's-complement bytes. A 4-bit segment is cut into blocks of 64 columns (the last may be
 /// shorter); a block of m columns takes h = ⌈m/2⌉ bytes, byte j holding column j in its low nibble
 /// and column j + h in its high nibble, as q + 8. That pairing lets a SIMD kernel unpack 64 columns
