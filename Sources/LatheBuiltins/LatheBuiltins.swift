@@ -55,6 +55,7 @@ extension LatheBuiltins {
     /// Each does nothing on a CPU without them (or on a thread told to use the portable bodies),
     /// leaving the work to the portable path.
     public static func installEncoders() {
+        guard EncoderAcceleration.isInstalled != (true, true) else { return }
         EncoderAcceleration.install(
             half: { input, output, count in Int(lk_f32_to_f16(input, output, Int64(count))) },
             blocks: { type, input, blocks, output in

@@ -7,8 +7,9 @@ import Synchronization
 public enum EncoderAcceleration {
     /// F32 → IEEE half bits into `output` (no alignment): returns how many leading values it converted.
     public typealias HalfEncoder =
-        @Sendable (_ input: UnsafePointer<Float>, _ output: UnsafeMutableRawPointer, _ count: Int)
-        -> Int
+        @Sendable (
+            _ input: UnsafePointer<Float>, _ output: UnsafeMutableRawPointer, _ count: Int
+        ) -> Int
     /// ggml blocks of finite values: returns how many leading blocks of `blocks` it wrote (0 for a
     /// type it does not take).
     public typealias BlockQuantizer =
@@ -16,18 +17,35 @@ public enum EncoderAcceleration {
             _ type: GGMLBlockType, _ input: UnsafePointer<Float>, _ blocks: Int, _ output: UnsafeMutableRawPointer
         ) -> Int
 
-    private static let installed = Mutex<(half: HalfEncoder?, blocks: BlockQuantizer?)>((nil, nil))
+    private final class Bodies: Sendable {
+        let half: HalfEncoder?
+        let blocks: BlockQuantizer?
+        init(half: HalfEncoder?, blocks: BlockQuantizer?) {
+            self.half = half
+            self.blocks = blocks
+        }
+    }
+
+    /// The installed bodies, read without a lock: encoders call in per row from several threads, and
+    /// a contended lock there cost more than the SIMD saved. Replaced bodies are kept alive (installs
+    /// are rare), so a reader never sees a freed one.
+    private static let current = Atomic<Int>(0)  // the bodies' address; 0: none
 
     /// Installs (or, with nil, removes) the bodies; later encodes use them.
     public static func install(half: HalfEncoder?, blocks: BlockQuantizer?) {
-        installed.withLock { $0 = (half, blocks) }
+        let bodies = Unmanaged.passRetained(Bodies(half: half, blocks: blocks))
+        current.store(Int(bitPattern: bodies.toOpaque()), ordering: .releasing)
+    }
+
+    private static var bodies: Bodies? {
+        UnsafeRawPointer(bitPattern: current.load(ordering: .acquiring)).map {
+            Unmanaged<Bodies>.fromOpaque($0).takeUnretainedValue()
+        }
     }
 
     /// Which bodies are installed (for diagnostics and tests).
-    public static var isInstalled: (half: Bool, blocks: Bool) {
-        installed.withLock { ($0.half != nil, $0.blocks != nil) }
-    }
+    public static var isInstalled: (half: Bool, blocks: Bool) { (bodies?.half != nil, bodies?.blocks != nil) }
 
-    static var half: HalfEncoder? { installed.withLock { $0.half } }
-    static var blocks: BlockQuantizer? { installed.withLock { $0.blocks } }
+    static var half: HalfEncoder? { bodies?.half }
+    static var blocks: BlockQuantizer? { bodies?.blocks }
 }
