@@ -33,6 +33,21 @@ private struct StoredMember {
     var compression: String
 }
 
+/// An lpack file's bytes labelled with another major version, in the header and the manifest, with
+/// the manifest's checksum recomputed (the file is otherwise unchanged).
+private func relabelled(_ bytes: [UInt8], major: UInt8) throws -> [UInt8] {
+    var copy = bytes
+    let dataStart = try manifest(of: bytes).dataStart
+    copy[8] = major
+    let text = String(decoding: copy[32..<dataStart], as: UTF8.self)
+        .replacingOccurrences(of: "\"version\":[\(bytes[8]),0]", with: "\"version\":[\(major),0]")
+    copy.replaceSubrange(32..<dataStart, with: Array(text.utf8))
+    withUnsafeBytes(of: XXHash64.hash(Array(copy[32..<dataStart])).littleEndian) {
+        copy.replaceSubrange(24..<32, with: $0)
+    }
+    return copy
+}
+
 /// The manifest of an lpack file and the offset where its data starts.
 private func manifest(of bytes: [UInt8]) throws -> (json: JSONValue, dataStart: Int) {
     let length = Int(littleEndian(bytes[16..<24]))
@@ -390,21 +405,10 @@ struct PackedFormatTests {
         #expect(dtype?["zeros"] == nil)
         let back = try PackedReader().read(url, options: ReadOptions())
         #expect(try TensorCodec.decode(back.tensor(named: "w")) == values)
-        // Labelled 1.0 (header and manifest, checksum recomputed), the F16 scales are refused by name.
-        var old = bytes
-        old[8] = 1
-        let dataStart = try manifest(of: bytes).dataStart
-        let text = String(decoding: old[32..<dataStart], as: UTF8.self)
-            .replacingOccurrences(of: "\"version\":[2,0]", with: "\"version\":[1,0]")
-        old.replaceSubrange(32..<dataStart, with: Array(text.utf8))
-        withUnsafeBytes(of: XXHash64.hash(Array(old[32..<dataStart])).littleEndian) {
-            old.replaceSubrange(24..<32, with: $0)
-        }
-        let relabelled = directory.appendingPathComponent("half-v1.lpack")
-        try Data(old).write(to: relabelled)
-        let error = #expect(throws: PackedFormatError.self) {
-            try PackedReader().read(relabelled, options: ReadOptions())
-        }
+        // Labelled 1.0, the F16 scales are refused by name.
+        let old = directory.appendingPathComponent("half-v1.lpack")
+        try Data(relabelled(bytes, major: 1)).write(to: old)
+        let error = #expect(throws: PackedFormatError.self) { try PackedReader().read(old, options: ReadOptions()) }
         #expect(error?.field == "tensor 'w'")
         #expect(error?.problem.contains("F16 scales need lpack 2.0") == true, "\(String(describing: error))")
     }
@@ -428,35 +432,27 @@ struct PackedFormatTests {
         _ = try PackedWriter().write(graph, to: url, options: WriteOptions())
         let bytes = [UInt8](try Data(contentsOf: url))
         #expect(littleEndian(bytes[8..<16]) == 2, "major 2, minor 0")
-        let (json, dataStart) = try manifest(of: bytes)
+        let (json, _) = try manifest(of: bytes)
         #expect(json["version"]?.serialized() == "[2,0]")
         #expect(json["tensors"]?.arrayValue?.first?["dtype"]?["zeros"]?.boolValue == true)
         let back = try PackedReader().read(url, options: ReadOptions())
         #expect(try back.tensor(named: "w").info.dtype == .quantized(.packed(encoding)))
         #expect(try TensorCodec.decode(back.tensor(named: "w")) == values)
 
-        /// The file with another version in the header and the manifest (checksum recomputed).
-        func relabelled(_ major: UInt8) throws -> URL {
-            var copy = bytes
-            copy[8] = major
-            let text = String(decoding: copy[32..<dataStart], as: UTF8.self)
-                .replacingOccurrences(of: "\"version\":[2,0]", with: "\"version\":[\(major),0]")
-            copy.replaceSubrange(32..<dataStart, with: Array(text.utf8))
-            withUnsafeBytes(of: XXHash64.hash(Array(copy[32..<dataStart])).littleEndian) {
-                copy.replaceSubrange(24..<32, with: $0)
-            }
+        /// The file labelled with another major version.
+        func labelled(_ major: UInt8) throws -> URL {
             let target = directory.appendingPathComponent("v\(major).lpack")
-            try Data(copy).write(to: target)
+            try Data(relabelled(bytes, major: major)).write(to: target)
             return target
         }
         let old = #expect(throws: PackedFormatError.self) {
-            try PackedReader().read(relabelled(1), options: ReadOptions())
+            try PackedReader().read(labelled(1), options: ReadOptions())
         }
         #expect(old?.field == "tensor 'w'")
         #expect(
             old?.problem.contains("zero points and F16 scales need lpack 2.0") == true, "\(String(describing: old))")
         let future = #expect(throws: PackedFormatError.self) {
-            try PackedReader().read(relabelled(3), options: ReadOptions())
+            try PackedReader().read(labelled(3), options: ReadOptions())
         }
         #expect(future?.field == "header.version")
     }

@@ -25,10 +25,7 @@ struct EncoderAccelerationTests {
 
     @Test("F16 through F16C: the portable bytes for every 4093rd bit pattern, NaNs and boundaries included")
     func half() throws {
-        var patterns = Array(stride(from: UInt32(0), to: UInt32.max - 4093, by: 4093))
-        patterns += [0x3880_0000, 0x387F_FFFF, 0x4780_0000, 0x477F_EFFF, 0x477F_F000, 0x7F80_0000, 0x7F80_0001]
-        patterns += patterns.map { $0 | 0x8000_0000 } + [0x3300_0000, 0x3300_0001]
-        let values = patterns.map { Float(bitPattern: $0) }
+        let values = FloatPatterns.halfPrecisionEdges
         #expect(try encode(values, as: .f16, portable: false) == encode(values, as: .f16, portable: true))
     }
 

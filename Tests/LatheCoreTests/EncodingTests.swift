@@ -1,4 +1,5 @@
 import LatheCore
+import LatheTestSupport
 import Testing
 
 /// Bytes from a hex string.
@@ -129,12 +130,7 @@ struct EncodingTests {
 
     @Test("F16 and BF16 encoding eight at a time equals the scalar conversion and Swift's Float16, bit for bit")
     func vectorHalfPrecision() throws {
-        // Every 4093rd bit pattern (all exponents, both signs, NaNs) plus the case boundaries, in a
-        // count that leaves a scalar tail.
-        var patterns = Array(stride(from: UInt32(0), to: UInt32.max - 4093, by: 4093))
-        patterns += [0x3880_0000, 0x387F_FFFF, 0x4780_0000, 0x477F_EFFF, 0x477F_F000, 0x7F80_0000, 0x7F80_0001]
-        patterns += patterns.map { $0 | 0x8000_0000 } + [0x3300_0000, 0x3300_0001]
-        let values = patterns.map { Float(bitPattern: $0) }
+        let values = FloatPatterns.halfPrecisionEdges
         let f16 = try values.withUnsafeBufferPointer { try TensorCodec.encode($0, as: .f16) }
         let bf16 = try values.withUnsafeBufferPointer { try TensorCodec.encode($0, as: .bf16) }
         var mismatches = 0

@@ -37,6 +37,25 @@ enum QuantizedTinyModel {
         return (graph, packed)
     }
 
+    /// Feeds `tokens` to `session` one at a time after the first and checks each step's logits
+    /// against the prefill's row (`expected`, rows × vocab): KL below 1e-3 and the same argmax.
+    static func expectDecodingMatches(
+        _ session: LlamaSession, tokens: [Int], expected: [Float], vocab: Int,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
+        _ = try session.forward([tokens[0]])
+        for (index, token) in tokens.enumerated().dropFirst() {
+            let logits = session.logits(try session.forward([token]), rows: 0..<1)
+            let row = expected[(index * vocab)..<((index + 1) * vocab)]
+            let divergence = kl(row, logits[...])
+            #expect(divergence < 1e-3, "token \(index): KL \(divergence)", sourceLocation: sourceLocation)
+            #expect(
+                logits.indices.max { logits[$0] < logits[$1] } == row.indices.max { row[$0] < row[$1] }! - index
+                    * vocab,
+                sourceLocation: sourceLocation)
+        }
+    }
+
     /// KL(p ‖ q) of the softmaxes of two logit rows.
     static func kl(_ p: ArraySlice<Float>, _ q: ArraySlice<Float>) -> Double {
         func logSoftmax(_ x: ArraySlice<Float>) -> [Double] {
@@ -100,16 +119,7 @@ struct PackedRuntimeTests {
         // plus two F32 scales and zero points per part.
         let width = 32
         #expect(session.kvCacheBytesPerToken == (activations ? 2 * 2 * 2 * (6 + 4 + 16) : 2 * 2 * 4 * width))
-        _ = try session.forward([Self.tokens[0]])
-        for (index, token) in Self.tokens.enumerated().dropFirst() {
-            let logits = session.logits(try session.forward([token]), rows: 0..<1)
-            let row = expected[(index * vocab)..<((index + 1) * vocab)]
-            let divergence = QuantizedTinyModel.kl(row, logits[...])
-            #expect(divergence < 1e-3, "token \(index): KL \(divergence)")
-            #expect(
-                logits.indices.max { logits[$0] < logits[$1] } == row.indices.max { row[$0] < row[$1] }! - index * vocab
-            )
-        }
+        try QuantizedTinyModel.expectDecodingMatches(session, tokens: Self.tokens, expected: expected, vocab: vocab)
     }
 }
 
@@ -148,16 +158,7 @@ struct GroupedPackedRuntimeTests {
         #expect(prefill.logits(try prefill.forward(tokens), rows: 0..<tokens.count) == expected)
         let vocab = simulated.config!.vocabSize
         let session = LlamaSession(weights: try LlamaWeights(packed), maxContext: 32, threads: 2)
-        _ = try session.forward([tokens[0]])
-        for (index, token) in tokens.enumerated().dropFirst() {
-            let logits = session.logits(try session.forward([token]), rows: 0..<1)
-            let row = expected[(index * vocab)..<((index + 1) * vocab)]
-            let divergence = QuantizedTinyModel.kl(row, logits[...])
-            #expect(divergence < 1e-3, "token \(index): KL \(divergence)")
-            #expect(
-                logits.indices.max { logits[$0] < logits[$1] } == row.indices.max { row[$0] < row[$1] }! - index * vocab
-            )
-        }
+        try QuantizedTinyModel.expectDecodingMatches(session, tokens: tokens, expected: expected, vocab: vocab)
     }
 }
 
