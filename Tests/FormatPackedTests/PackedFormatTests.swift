@@ -48,6 +48,23 @@ private func relabelled(_ bytes: [UInt8], major: UInt8) throws -> [UInt8] {
     return copy
 }
 
+/// An lpack file at `url` holding one packed matrix `w` of `rows` rows on `encoding`'s grid; also
+/// its values.
+private func writeMatrix(_ encoding: PackedIntegerEncoding, rows: Int, to url: URL) throws -> (URL, [Float]) {
+    var generator = SplitMix64(state: UInt64(rows * 1000 + encoding.rowLength))
+    let values = onGrid(encoding, rows: rows, using: &generator)
+    let payload = try #require(values.withUnsafeBufferPointer { encoding.encodeExactly($0, rows: rows) })
+    let graph = try ModelGraph(
+        source: "memory", metadata: Metadata(),
+        tensors: [
+            Tensor(
+                info: TensorInfo(name: "w", dtype: .quantized(.packed(encoding)), shape: [rows, encoding.rowLength]),
+                storage: TensorStorage(bytes: payload))
+        ])
+    _ = try PackedWriter().write(graph, to: url, options: WriteOptions())
+    return (url, values)
+}
+
 /// The manifest of an lpack file and the offset where its data starts.
 private func manifest(of bytes: [UInt8]) throws -> (json: JSONValue, dataStart: Int) {
     let length = Int(littleEndian(bytes[16..<24]))
@@ -387,17 +404,7 @@ struct PackedFormatTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         var generator = SplitMix64(state: 13)
         let encoding = try randomEncoding(rowLength: 40, halfScales: true, using: &generator)
-        let values = onGrid(encoding, rows: 3, using: &generator)
-        let payload = try #require(values.withUnsafeBufferPointer { encoding.encodeExactly($0, rows: 3) })
-        let graph = try ModelGraph(
-            source: "memory", metadata: Metadata(),
-            tensors: [
-                Tensor(
-                    info: TensorInfo(name: "w", dtype: .quantized(.packed(encoding)), shape: [3, 40]),
-                    storage: TensorStorage(bytes: payload))
-            ])
-        let url = directory.appendingPathComponent("half.lpack")
-        _ = try PackedWriter().write(graph, to: url, options: WriteOptions())
+        let (url, values) = try writeMatrix(encoding, rows: 3, to: directory.appendingPathComponent("half.lpack"))
         let bytes = [UInt8](try Data(contentsOf: url))
         #expect(littleEndian(bytes[8..<16]) == 2)
         let dtype = try manifest(of: bytes).json["tensors"]?.arrayValue?.first?["dtype"]
@@ -419,17 +426,7 @@ struct PackedFormatTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         var generator = SplitMix64(state: 12)
         let encoding = try randomEncoding(rowLength: 90, zeroPoints: true, using: &generator)
-        let values = onGrid(encoding, rows: 2, using: &generator)
-        let payload = try #require(values.withUnsafeBufferPointer { encoding.encodeExactly($0, rows: 2) })
-        let graph = try ModelGraph(
-            source: "memory", metadata: Metadata(),
-            tensors: [
-                Tensor(
-                    info: TensorInfo(name: "w", dtype: .quantized(.packed(encoding)), shape: [2, 90]),
-                    storage: TensorStorage(bytes: payload))
-            ])
-        let url = directory.appendingPathComponent("v2.lpack")
-        _ = try PackedWriter().write(graph, to: url, options: WriteOptions())
+        let (url, values) = try writeMatrix(encoding, rows: 2, to: directory.appendingPathComponent("v2.lpack"))
         let bytes = [UInt8](try Data(contentsOf: url))
         #expect(littleEndian(bytes[8..<16]) == 2, "major 2, minor 0")
         let (json, _) = try manifest(of: bytes)

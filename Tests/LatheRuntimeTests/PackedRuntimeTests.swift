@@ -56,6 +56,21 @@ enum QuantizedTinyModel {
         }
     }
 
+    /// The packed graph's linear layers with their encodings; records an issue for any left unpacked.
+    static func packedLinears(_ graph: ModelGraph, sourceLocation: SourceLocation = #_sourceLocation)
+        -> [(tensor: Tensor, encoding: PackedIntegerEncoding)]
+    {
+        let linears = graph.tensors.filter { $0.name.contains("_proj") }
+        #expect(linears.count == 14, sourceLocation: sourceLocation)
+        return linears.compactMap { tensor in
+            guard case .quantized(.packed(let encoding)) = tensor.info.dtype else {
+                Issue.record("\(tensor.name) is \(tensor.info.dtype)", sourceLocation: sourceLocation)
+                return nil
+            }
+            return (tensor, encoding)
+        }
+    }
+
     /// KL(p ‖ q) of the softmaxes of two logit rows.
     static func kl(_ p: ArraySlice<Float>, _ q: ArraySlice<Float>) -> Double {
         func logSoftmax(_ x: ArraySlice<Float>) -> [Double] {
@@ -75,13 +90,7 @@ struct PackedRuntimeTests {
     @Test("the packed graph holds int4/int8 codes for every linear, and packing lost nothing")
     func packedGraph() throws {
         let (simulated, packed) = try QuantizedTinyModel.graphs(activations: true)
-        let linears = packed.tensors.filter { $0.name.contains("_proj") }
-        #expect(linears.count == 14)
-        for tensor in linears {
-            guard case .quantized(.packed(let encoding)) = tensor.info.dtype else {
-                Issue.record("\(tensor.name) is \(tensor.info.dtype)")
-                continue
-            }
+        for (tensor, encoding) in QuantizedTinyModel.packedLinears(packed) {
             #expect(encoding.bitsPerWeight < 6.5, "\(tensor.name): \(encoding.bitsPerWeight) bits per weight")
             #expect(
                 try TensorCodec.decode(tensor) == simulated.tensor(named: tensor.name).storage().values(as: Float.self))
@@ -128,13 +137,7 @@ struct GroupedPackedRuntimeTests {
     @Test("every linear packs with an int8 zero point and an F16 scale per group, losslessly")
     func packedGraph() throws {
         let (simulated, packed) = try QuantizedTinyModel.graphs(activations: false, weights: QuantizedTinyModel.grouped)
-        let linears = packed.tensors.filter { $0.name.contains("_proj") }
-        #expect(linears.count == 14)
-        for tensor in linears {
-            guard case .quantized(.packed(let encoding)) = tensor.info.dtype else {
-                Issue.record("\(tensor.name) is \(tensor.info.dtype)")
-                continue
-            }
+        for (tensor, encoding) in QuantizedTinyModel.packedLinears(packed) {
             #expect(encoding.zeroPoints && encoding.halfScales, "\(tensor.name): \(encoding)")
             // Two bytes of scale and one of zero point per group.
             #expect(encoding.rowStride == 3 * encoding.slotCount + encoding.rowCodeBytes)
