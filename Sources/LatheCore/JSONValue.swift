@@ -276,7 +276,16 @@ private struct JSONParser {
         {
             index += 1
         }
-        var utf8 = [UInt8](UnsafeRawBufferPointer(rebasing: bytes[start..<index]))
+        let run = UnsafeRawBufferPointer(rebasing: bytes[start..<index]).assumingMemoryBound(to: UInt8.self)
+        if index < bytes.count, bytes[index] == UInt8(ascii: "\"") {
+            // No escapes: validated straight from the input (short strings then allocate nothing).
+            index += 1
+            guard let string = String(validating: run, as: UTF8.self) else {
+                throw JSONParseError(offset: start, reason: "invalid UTF-8 in a string")
+            }
+            return string
+        }
+        var utf8 = [UInt8](run)
         while true {
             guard index < bytes.count else { throw fail("unterminated string") }
             let byte = bytes[index]

@@ -112,4 +112,21 @@ struct StreamingConversionTests {
         // What is written parses back to the same string.
         #expect((try? JSONValue.parse(JSONValue.string(text).serialized())) == .string(text))
     }
+
+    @Test("JSON strings are validated as UTF-8 with and without escapes; short and long ones parse alike")
+    func jsonStringValidation() throws {
+        for text in ["", "a", "é ✓ 𝄞", String(repeating: "long ✓ ", count: 40)] {
+            let parsed = try Array("[\"\(text)\"]".utf8).withUnsafeBytes { try JSONValue.parse($0) }
+            #expect(parsed == .array([.string(text)]))
+        }
+        for invalid: [UInt8] in [[0xFF], [0xC3], [0xE2, 0x9C], [0x41, 0x80, 0x42]] {
+            for escaped in [false, true] {
+                let bytes = Array("\"".utf8) + (escaped ? Array("\\n".utf8) : []) + invalid + Array("\"".utf8)
+                let error = #expect(throws: JSONParseError.self, "\(invalid) escaped: \(escaped)") {
+                    try bytes.withUnsafeBytes { try JSONValue.parse($0) }
+                }
+                #expect(error?.reason.contains("invalid UTF-8") == true)
+            }
+        }
+    }
 }
