@@ -208,16 +208,12 @@ AVX2 static inline __m256i block_q4(const uint8_t *w, const uint8_t *a, __m256i 
     return _mm256_add_epi32(acc, _mm256_madd_epi16(p, ones));
 }
 
-/// `scale_of` with F16C for F16 scales.
+/// `scale_of`, widening F16 scales with F16C instead of `half_to_float`.
 AVX2 static inline float avx2_scale_of(const uint8_t *row, lk_rows layout, int slot) {
-    if (layout.half_scales) {
-        uint16_t bits;
-        memcpy(&bits, row + 2 * slot, sizeof bits);
-        return _cvtsh_ss(bits);
-    }
-    float scale;
-    memcpy(&scale, row + 4 * slot, sizeof scale);
-    return scale;
+    if (!layout.half_scales) return scale_of(row, layout, slot);
+    uint16_t bits;
+    memcpy(&bits, row + 2 * slot, sizeof bits);
+    return _cvtsh_ss(bits);
 }
 
 /// Rows ahead that the packed GEMVs ask the memory system for: a decoded token's matrices are
@@ -306,7 +302,8 @@ AVX2 static float avx2_zero_correction(const uint8_t *row, lk_rows layout, const
         acc = _mm256_fmadd_ps(scaled, _mm256_loadu_ps(x_sums + k), acc);
     }
     float correction = hsum_f32(acc);
-    for (; k < layout.slots; k++) correction += avx2_scale_of(row, layout, k) * zero_of(row, layout, k) * x_sums[k];
+    for (; k < layout.slots; k++)
+        correction += avx2_scale_of(row, layout, k) * zero_of(row, layout, k) * x_sums[k];
     return correction;
 }
 

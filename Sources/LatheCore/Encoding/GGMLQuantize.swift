@@ -16,7 +16,8 @@ public enum GGMLQuantize {
         let blockCount = input.count / type.blockSize
         precondition(input.count % type.blockSize == 0, "input is not a whole number of \(type.name) blocks")
         precondition(output.count >= blockCount * type.bytesPerBlock, "output too small")
-        // One vectorised scan for NaNs over the whole input spares the common case a check per block.
+        // One vectorised scan for NaNs over the whole input spares the common case a check per
+        // block: a NaN's magnitude bits exceed infinity's.
         let largest = largestMagnitudeBits(input)
         let clean = largest <= 0x7F80_0000
         // Finite values: an installed SIMD quantizer goes first (0 blocks where it cannot).
@@ -40,9 +41,6 @@ public enum GGMLQuantize {
             b += 1
         }
     }
-
-    /// Whether any value is NaN: its magnitude bits exceed infinity's.
-    static func containsNaN(_ x: UnsafeBufferPointer<Float>) -> Bool { largestMagnitudeBits(x) > 0x7F80_0000 }
 
     /// The largest magnitude's bit pattern. For non-negative floats the bit patterns order like the
     /// values, and an integer maximum vectorises where a float one (with its NaN rules) does not.
