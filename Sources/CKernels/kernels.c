@@ -196,16 +196,20 @@ AVX2 static inline void unpack64(const uint8_t *codes, __m256 out[8]) {
 /// Σ (nibble − 8) · a over one 64-column block: maddubs takes the activation codes as its unsigned
 /// operand and the centred nibbles as its signed one (pairs ≤ 2 · 255 · 8, two of them still fit
 /// in 16 bits), so the sum is exact and needs no correction.
-AVX2 static inline __m256i block_q4(const uint8_t *w, const uint8_t *a, __m256i acc) {
+AVX2 static inline __m256i block_q4_loaded(const uint8_t *w, __m256i a_low, __m256i a_high, __m256i acc) {
     const __m256i mask = _mm256_set1_epi8(0x0F);
     const __m256i eight = _mm256_set1_epi8(8);
     const __m256i ones = _mm256_set1_epi16(1);
     __m256i v = _mm256_loadu_si256((const __m256i *)w);
     __m256i lo = _mm256_sub_epi8(_mm256_and_si256(v, mask), eight);
     __m256i hi = _mm256_sub_epi8(_mm256_and_si256(_mm256_srli_epi16(v, 4), mask), eight);
-    __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)a), lo),
-                                 _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)(a + 32)), hi));
+    __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(a_low, lo), _mm256_maddubs_epi16(a_high, hi));
     return _mm256_add_epi32(acc, _mm256_madd_epi16(p, ones));
+}
+
+AVX2 static inline __m256i block_q4(const uint8_t *w, const uint8_t *a, __m256i acc) {
+    return block_q4_loaded(w, _mm256_loadu_si256((const __m256i *)a), _mm256_loadu_si256((const __m256i *)(a + 32)),
+                           acc);
 }
 
 /// `scale_of`, widening F16 scales with F16C instead of `half_to_float`.
@@ -236,6 +240,48 @@ AVX2 static inline void prefetch_row(const uint8_t *const *rows, int r, int coun
     for (int line = 0; line < bytes; line += 64) _mm_prefetch(next + line, _MM_HINT_T0);
 }
 
+/// `avx2_gemv_u8` for two rows at once, without weight zero points: each segment's activation
+/// codes are loaded once for both, which matters for rows of many short segments (o_proj's 18 per
+/// row, one per head and precision). The same operations per row, so the same results.
+AVX2 static void avx2_gemv_u8_pair(const uint8_t *row0, const uint8_t *row1, const lk_segment *segments,
+                                   int segment_count, lk_rows layout, const int32_t *sums0, const int32_t *sums1,
+                                   const uint8_t *x, const float *scales, const float *zeros, float *y) {
+    const uint8_t *codes0 = row0 + header_bytes(layout), *codes1 = row1 + header_bytes(layout);
+    __m256 total0 = _mm256_setzero_ps(), total1 = _mm256_setzero_ps();
+    float correction0 = 0, correction1 = 0;
+    for (int s = 0; s < segment_count; s++) {
+        const lk_segment *g = &segments[s];
+        const uint8_t *w0 = codes0 + g->offset, *w1 = codes1 + g->offset;
+        const uint8_t *a = x + g->expanded;
+        __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
+        if (g->bits == 4) {
+            for (int b = 0; b * 64 < g->count; b++) {
+                __m256i low = _mm256_loadu_si256((const __m256i *)(a + 64 * b));
+                __m256i high = _mm256_loadu_si256((const __m256i *)(a + 64 * b + 32));
+                acc0 = block_q4_loaded(w0 + 32 * b, low, high, acc0);
+                acc1 = block_q4_loaded(w1 + 32 * b, low, high, acc1);
+            }
+        } else {
+            for (int i = 0; i < g->count; i += 16) {
+                __m256i av = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(a + i)));
+                acc0 = _mm256_add_epi32(
+                    acc0, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w0 + i))), av));
+                acc1 = _mm256_add_epi32(
+                    acc1, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w1 + i))), av));
+            }
+        }
+        float factor0 = avx2_scale_of(row0, layout, g->slot) * scales[g->part];
+        float factor1 = avx2_scale_of(row1, layout, g->slot) * scales[g->part];
+        total0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc0), _mm256_set1_ps(factor0), total0);
+        total1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc1), _mm256_set1_ps(factor1), total1);
+        float term0 = zeros[g->part] * (float)sums0[s], term1 = zeros[g->part] * (float)sums1[s];
+        correction0 += factor0 * term0;
+        correction1 += factor1 * term1;
+    }
+    y[0] = hsum_f32(total0) - correction0;
+    y[1] = hsum_f32(total1) - correction1;
+}
+
 /// Each segment's exact integer dot product stays in its eight lanes, which are converted and
 /// scaled into one float accumulator: no horizontal sum per segment (a head-wise row, such as
 /// o_proj's, has 18 short segments), one per row.
@@ -243,7 +289,15 @@ AVX2 static void avx2_gemv_u8(const uint8_t *const *rows, int count, const lk_se
                               lk_rows layout, const int32_t *code_sums, const uint8_t *x, const int32_t *x_sums,
                               const float *scales, const float *zeros, float *y) {
     int bytes = row_bytes(segments, segment_count, layout);
-    for (int r = 0; r < count; r++) {
+    int r = 0;
+    if (!layout.zero_points)
+        for (; r + 2 <= count; r += 2) {
+            prefetch_row(rows, r, count, bytes);
+            prefetch_row(rows, r + 1, count, bytes);
+            avx2_gemv_u8_pair(rows[r], rows[r + 1], segments, segment_count, layout, code_sums + r * segment_count,
+                              code_sums + (r + 1) * segment_count, x, scales, zeros, y + r);
+        }
+    for (; r < count; r++) {
         const uint8_t *codes = rows[r] + header_bytes(layout);
         prefetch_row(rows, r, count, bytes);
         __m256 total = _mm256_setzero_ps();
@@ -568,6 +622,27 @@ void lk_pause(void) {
 }
 
 #ifdef LK_X86
+/// The range loop of `lk_quantize_asymmetric` over whole groups of eight, for an x[0] that is not
+/// NaN: lanes start at x[0] and keep `v < low ? v : low` (MINPS's rule, the scalar loop's), so
+/// NaNs are skipped, as there; returns the index where the scalar loop resumes.
+AVX2 static int avx2_range(const float *x, int n, float *low, float *high) {
+    __m256 lo = _mm256_set1_ps(x[0]), hi = lo;
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        lo = _mm256_min_ps(v, lo);
+        hi = _mm256_max_ps(v, hi);
+    }
+    float lows[8], highs[8];
+    _mm256_storeu_ps(lows, lo);
+    _mm256_storeu_ps(highs, hi);
+    for (int k = 0; k < 8; k++) {
+        *low = lows[k] < *low ? lows[k] : *low;
+        *high = highs[k] > *high ? highs[k] : *high;
+    }
+    return i > 0 ? i : 1;
+}
+
 /// The code loop of `lk_quantize_asymmetric`, eight at a time with the same IEEE operations
 /// (a true division, round half to even, the clamps); returns how many values it did.
 AVX2 static int avx2_codes(const float *x, int n, float scale, float zero, float levels, uint8_t *codes) {
@@ -589,9 +664,14 @@ int lk_quantize_asymmetric(const float *x, int n, int bits, int include_zero, fl
                            float *scale_out, float *zero_out) {
     if (n <= 0) return 0;
     float low = x[0], high = x[0];
-    for (int i = 1; i < n; i++) {
-        low = x[i] < low ? x[i] : low;
-        high = x[i] > high ? x[i] : high;
+    int first = 1;
+#ifdef LK_X86
+    if (lk_uses_avx2() && x[0] == x[0]) first = avx2_range(x, n, &low, &high);
+#endif
+    // Swift's min and max skip NaNs, so a NaN bound gives way to the next value.
+    for (int i = first; i < n; i++) {
+        low = x[i] < low || low != low ? x[i] : low;
+        high = x[i] > high || high != high ? x[i] : high;
     }
     if (include_zero) {
         low = low < 0 ? low : 0;

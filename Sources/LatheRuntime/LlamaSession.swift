@@ -217,12 +217,13 @@ public final class LlamaSession {
         }
         if let downHadamard {
             gate.withUnsafeMutableBufferPointer { g in
-                let base = UnsafeSendable(g.baseAddress!)
-                let scale = 1 / Float(f).squareRoot()
-                Self.parallelFor(t, pool: pool, minimumWork: 16) { row in
-                    // Cannot fail: each row is one vector of the plan's order.
-                    try? downHadamard.apply(
-                        to: UnsafeMutableBufferPointer(start: base.value + row * f, count: f), scale: scale)
+                downHadamard.baseEntries.withUnsafeBufferPointer { entries in
+                    let (base, had) = (UnsafeSendable(g.baseAddress!), UnsafeSendable(entries.baseAddress!))
+                    let scale = 1 / Float(f).squareRoot()
+                    let (order, power) = (Int32(downHadamard.base), Int32(downHadamard.powerOfTwo))
+                    Self.parallelFor(t, pool: pool, minimumWork: 16) { row in
+                        lk_hadamard(base.value + row * f, order, power, had.value, scale)
+                    }
                 }
             }
         }
@@ -283,6 +284,17 @@ public final class LlamaSession {
     /// the scheme's q/k bits when it has them (the rotation's integer input).
     private func rotateHeads(_ x: inout [Float], rows: Int, by rotation: [Float]) {
         let hd = config.headDim
+        if rows <= Self.packedGEMVLimit * config.headCount, hd <= 512 {
+            // Decoding: one small kernel instead of a quantizer pass and a BLAS call for a dozen
+            // vectors, serial time on the main thread. Prefill keeps the GEMM.
+            let bits = Int32(weights.quantization.queryKeyBits ?? 0)
+            x.withUnsafeMutableBufferPointer { xp in
+                rotation.withUnsafeBufferPointer {
+                    lk_rotate_heads(xp.baseAddress!, Int32(rows), Int32(hd), $0.baseAddress!, bits)
+                }
+            }
+            return
+        }
         if let bits = weights.quantization.queryKeyBits {
             quantize(&x, ActivationQuantizer(bits: bits, includeZero: true), rows: rows)
         }

@@ -55,7 +55,8 @@ public struct HadamardPlan: Sendable {
     public let order: Int
     public let base: Int
     public let powerOfTwo: Int
-    private let baseEntries: [Float]
+    /// The ±1 base matrix `had_K`, row-major (`base × base`).
+    public let baseEntries: [Float]
 
     public init(order n: Int) throws {
         guard let (k, pow2) = Hadamard.factorization(of: n) else {

@@ -130,12 +130,24 @@ int64_t lk_quantize_ggml(int type, const float *x, int64_t blocks, void *y);
 /// IEEE half → float, exactly.
 void lk_f16_to_f32(const uint16_t *in, float *out, int n);
 
-/// Asymmetric quantization of n values to `bits` bits exactly as Lathe's fake quantizer does it
-/// (range widened to 0 when `include_zero`, times `clip`, 2^bits − 1 steps, integer zero point,
-/// round half to even): writes the codes and the scale and zero point; returns 0 when the range
+/// Asymmetric quantization of n values (none NaN) to `bits` bits exactly as Lathe's fake quantizer
+/// does it (range widened to 0 when `include_zero`, times `clip`, 2^bits − 1 steps, integer zero
+/// point, round half to even): writes the codes and the scale and zero point; returns 0 when the range
 /// holds no step (the fake quantizer then leaves the values as they are).
 int lk_quantize_asymmetric(const float *x, int n, int bits, int include_zero, float clip, uint8_t *codes,
                            float *scale, float *zero);
+
+/// For each of `rows` head vectors of `x` (`head_dim` ≤ 512 values each), in place: when `bits` > 0,
+/// fake-quantized as `lk_quantize_asymmetric` with zero in the range and no clipping does it (values
+/// scale · (code − zero); a range without a step is left as it is), then x ← x · U for the row-major
+/// `head_dim × head_dim` matrix `rotation`, each output a fused sum over the inputs in order.
+void lk_rotate_heads(float *x, int rows, int head_dim, const float *rotation, int bits);
+
+/// The unnormalised Walsh–Hadamard transform of one vector of `base · power_of_two` values in place,
+/// then times `scale`: Sylvester butterflies within each contiguous block of `power_of_two`, then the
+/// `base × base` ±1 matrix `base_entries` (row-major) across the blocks, summed in order. The same
+/// operations as `HadamardPlan.apply`, so the same bits.
+void lk_hadamard(float *x, int base, int power_of_two, const float *base_entries, float scale);
 
 /// A spin-wait hint to the CPU (PAUSE on x86).
 void lk_pause(void);
