@@ -171,8 +171,8 @@ public final class LlamaSession {
         applyRope(&q, rows: t, heads: heads)
         applyRope(&k, rows: t, heads: kvHeads)
         if let rotation = w.queryKeyRotation {
-            rotateHeads(&q, rows: t * heads, by: rotation)
-            rotateHeads(&k, rows: t * kvHeads, by: rotation)
+            rotateHeads(&q, tokens: t, heads: heads, by: rotation)
+            rotateHeads(&k, tokens: t, heads: kvHeads, by: rotation)
         }
         notify(.rotatedKeys, layer, k, rows: t, width: kvDim)
         if keyCache == nil { quantize(&k, weights.quantization.keys, rows: t) }
@@ -280,11 +280,11 @@ public final class LlamaSession {
         }
     }
 
-    /// `x ← x · U` for each head vector of `x` (`rows × head_dim`), after quantizing each vector to
+    /// `x ← x · U` for each head vector of `x` (`tokens × heads` of them), after quantizing each vector to
     /// the scheme's q/k bits when it has them (the rotation's integer input).
-    private func rotateHeads(_ x: inout [Float], rows: Int, by rotation: [Float]) {
-        let hd = config.headDim
-        if rows <= Self.packedGEMVLimit * config.headCount, hd <= 512 {
+    private func rotateHeads(_ x: inout [Float], tokens: Int, heads: Int, by rotation: [Float]) {
+        let (hd, rows) = (config.headDim, tokens * heads)
+        if tokens <= Self.packedGEMVLimit, hd <= 512 {
             // Decoding: one small kernel instead of a quantizer pass and a BLAS call for a dozen
             // vectors, serial time on the main thread. Prefill keeps the GEMM.
             let bits = Int32(weights.quantization.queryKeyBits ?? 0)
