@@ -622,16 +622,17 @@ void lk_pause(void) {
 }
 
 #ifdef LK_X86
-/// The range loop of `lk_quantize_asymmetric` over whole groups of eight, for an x[0] that is not
-/// NaN: lanes start at x[0] and keep `v < low ? v : low` (MINPS's rule, the scalar loop's), so
-/// NaNs are skipped, as there; returns the index where the scalar loop resumes.
-AVX2 static int avx2_range(const float *x, int n, float *low, float *high) {
-    __m256 lo = _mm256_set1_ps(x[0]), hi = lo;
+/// The range loop of `lk_quantize_asymmetric` over whole groups of eight: lanes start at x[0] and
+/// keep `v < low ? v : low` (MINPS's rule, the scalar loop's), so NaNs after the first value are
+/// skipped as there, and flagged in `unordered`; returns the index where the scalar loop resumes.
+AVX2 static int avx2_range(const float *x, int n, float *low, float *high, int *unordered) {
+    __m256 lo = _mm256_set1_ps(x[0]), hi = lo, nan = _mm256_setzero_ps();
     int i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256 v = _mm256_loadu_ps(x + i);
         lo = _mm256_min_ps(v, lo);
         hi = _mm256_max_ps(v, hi);
+        nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
     }
     float lows[8], highs[8];
     _mm256_storeu_ps(lows, lo);
@@ -640,6 +641,7 @@ AVX2 static int avx2_range(const float *x, int n, float *low, float *high) {
         *low = lows[k] < *low ? lows[k] : *low;
         *high = highs[k] > *high ? highs[k] : *high;
     }
+    *unordered |= _mm256_movemask_ps(nan) != 0;
     return i > 0 ? i : 1;
 }
 
@@ -664,18 +666,21 @@ int lk_quantize_asymmetric(const float *x, int n, int bits, int include_zero, fl
                            float *scale_out, float *zero_out) {
     if (n <= 0) return 0;
     float low = x[0], high = x[0];
-    int first = 1;
+    int first = 1, unordered = 0;
 #ifdef LK_X86
-    if (lk_uses_avx2() && x[0] == x[0]) first = avx2_range(x, n, &low, &high);
+    if (lk_uses_avx2()) first = avx2_range(x, n, &low, &high, &unordered);
 #endif
-    // Swift's min and max skip NaNs, so a NaN bound gives way to the next value.
     for (int i = first; i < n; i++) {
-        low = x[i] < low || low != low ? x[i] : low;
-        high = x[i] > high || high != high ? x[i] : high;
+        low = x[i] < low ? x[i] : low;
+        high = x[i] > high ? x[i] : high;
+        unordered |= x[i] != x[i];
     }
+    // A NaN has no code: the caller quantizes in floats, as the fake quantizer does.
+    if (unordered || x[0] != x[0]) return 0;
     if (include_zero) {
-        low = low < 0 ? low : 0;
-        high = high > 0 ? high : 0;
+        // Swift's min(low, 0) and max(high, 0), signed zeros included.
+        low = 0 < low ? 0 : low;
+        high = 0 >= high ? 0 : high;
     }
     low *= clip;
     high *= clip;

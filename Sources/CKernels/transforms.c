@@ -9,7 +9,9 @@
 #include "simd.h"
 
 /// Fake quantization of one vector, exactly as `UniformQuantizer.asymmetric` with zero in the range
-/// and no clipping: values = scale · (code − zero). A range without a step is left as it is.
+/// and no clipping: values = scale · (code − zero). A range without a step is left as it is, and so
+/// is a vector holding a NaN (the fake quantizer keeps the NaN, which the rotation then spreads to
+/// every output, as here).
 static void fake_quantize(float *x, int n, int bits) {
     uint8_t codes[512];
     float scale, zero;

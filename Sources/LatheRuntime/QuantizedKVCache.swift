@@ -83,9 +83,9 @@ final class QuantizedKVCache {
                 if codes.load(x, part: index) {
                     (scale, zero) = (codes.scales[index], codes.zeros[index])
                 } else {
-                    // A part the fake quantizer leaves as it is: a constant part is stored exactly as
-                    // code 0 with zero point −1 and its value as the scale (scale · (0 − (−1))); any
-                    // other (a non-finite value, a range too small for a step) keeps its floats aside,
+                    // A part without codes: a constant part is stored exactly as code 0 with zero
+                    // point −1 and its value as the scale (scale · (0 − (−1))); any other (a NaN, an
+                    // infinity, a range too small for a step) keeps its fake-quantized floats aside,
                     // marked by a NaN zero point.
                     let constant = (0..<part.count).allSatisfy {
                         x[part.start + $0].bitPattern == x[part.start].bitPattern
@@ -95,8 +95,13 @@ final class QuantizedKVCache {
                     } else {
                         (scale, zero) = (0, .nan)
                         layersWithRawParts.insert(layer)
-                        raw[rawKey(layer, position + row, index)] = Array(
-                            UnsafeBufferPointer(start: x + part.start, count: part.count))
+                        var values = Array(UnsafeBufferPointer(start: x + part.start, count: part.count))
+                        values.withUnsafeMutableBufferPointer {
+                            UniformQuantizer.asymmetric(
+                                $0.baseAddress!, count: part.count, bits: part.bits,
+                                includeZero: quantizer.includeZero, clip: quantizer.clip)
+                        }
+                        raw[rawKey(layer, position + row, index)] = values
                     }
                     for i in 0..<part.count { codes.codes[part.start + i] = 0 }
                 }

@@ -168,13 +168,15 @@ struct QuantizedKVCacheTests {
         var generator = SeededGenerator(seed: 21)
         var values = (0..<(rows * width)).map { _ in Float(generator.nextGaussian()) }
         // Row 1: a constant high part; row 2: a constant whole group; row 3: a range too small for a
-        // step (the fake quantizer leaves it as it is); row 4: an infinity.
+        // step (the fake quantizer leaves it as it is); row 4: an infinity; row 5: a NaN, which has
+        // no code while the fake quantizer quantizes the values beside it.
         values[width + 6] = 3
         values[width + 7] = 3
         for i in 0..<8 { values[2 * width + i] = -1.5 }
         values[3 * width + 14] = 3 * .leastNonzeroMagnitude
         values[3 * width + 15] = 5 * .leastNonzeroMagnitude
         values[4 * width + 3] = .infinity
+        values[5 * width + 2] = .nan
         let cache = try #require(QuantizedKVCache(quantizer, width: width, layers: 2, maxContext: 8))
         values.withUnsafeBufferPointer { cache.store(layer: 1, position: 0, rows: rows, values: $0.baseAddress!) }
         var decoded = [Float](repeating: 0, count: rows * width)

@@ -64,8 +64,7 @@ struct TransformKernelTests {
     }
 
     /// Vectors whose range is decided by special values: signed zeros, an infinity, all equal,
-    /// lengths around the SIMD width. (A NaN has no code, so vectors with one are outside the
-    /// kernel's promise.)
+    /// lengths around the SIMD width.
     static func specialVectors() -> [[Float]] {
         var generator = SeededGenerator(seed: 77)
         var vectors: [[Float]] = []
@@ -83,7 +82,7 @@ struct TransformKernelTests {
     }
 
     @Test(
-        "lk_quantize_asymmetric's codes give the fake quantizer's bits, or it declines where the fake quantizer leaves values as they are, SIMD and portable bodies",
+        "lk_quantize_asymmetric's codes give the fake quantizer's bits, or it declines where the fake quantizer leaves values as they are or a NaN has no code, SIMD and portable bodies",
         arguments: [false, true], [true, false])
     func quantizerMatchesFakeQuantizer(portable: Bool, includeZero: Bool) {
         lk_use_portable_on_this_thread(portable ? 1 : 0)
@@ -105,6 +104,17 @@ struct TransformKernelTests {
                     #expect(decoded.map(\.bitPattern) == fake.map(\.bitPattern), "vector \(index), \(bits) bits")
                 }
             }
+        }
+        // A NaN first, in the middle of a SIMD group, or in the scalar tail: no codes.
+        for position in [0, 5, 16] {
+            var vector = (0..<17).map { Float($0) - 8 }
+            vector[position] = .nan
+            var codes = [UInt8](repeating: 0, count: vector.count)
+            var (scale, zero): (Float, Float) = (0, 0)
+            #expect(
+                lk_quantize_asymmetric(
+                    vector, Int32(vector.count), 4, includeZero ? 1 : 0, 1, &codes, &scale, &zero) == 0,
+                "NaN at \(position)")
         }
     }
 

@@ -130,10 +130,11 @@ int64_t lk_quantize_ggml(int type, const float *x, int64_t blocks, void *y);
 /// IEEE half → float, exactly.
 void lk_f16_to_f32(const uint16_t *in, float *out, int n);
 
-/// Asymmetric quantization of n values (none NaN) to `bits` bits exactly as Lathe's fake quantizer
-/// does it (range widened to 0 when `include_zero`, times `clip`, 2^bits − 1 steps, integer zero
-/// point, round half to even): writes the codes and the scale and zero point; returns 0 when the range
-/// holds no step (the fake quantizer then leaves the values as they are).
+/// Asymmetric quantization of n values to `bits` bits exactly as Lathe's fake quantizer does it
+/// (range widened to 0 when `include_zero`, times `clip`, 2^bits − 1 steps, integer zero point,
+/// round half to even): writes the codes and the scale and zero point; returns 0 when the range
+/// holds no step (the fake quantizer then leaves the values as they are) or a value is NaN (which
+/// no code holds: the caller quantizes in floats).
 int lk_quantize_asymmetric(const float *x, int n, int bits, int include_zero, float clip, uint8_t *codes,
                            float *scale, float *zero);
 
