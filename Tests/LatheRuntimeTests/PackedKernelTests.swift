@@ -205,14 +205,21 @@ struct QuantizedAttentionTests {
     func matchesDequantizedAttention(layout: Int, portable: Bool) throws {
         lk_use_portable_on_this_thread(portable ? 1 : 0)
         defer { lk_use_portable_on_this_thread(0) }
+        // One position, one group of eight, a block of 32 and a tail, two blocks and a tail.
+        for visible in [1, 8, 37, 70] {
+            try matchesDequantizedAttention(layout: layout, visible: visible)
+        }
+    }
+
+    func matchesDequantizedAttention(layout: Int, visible: Int) throws {
         let (hd, kvHeads, quantizer) = Self.layouts[layout]
-        let (width, visible, group) = (hd * kvHeads, 37, 3)
+        let (width, group) = (hd * kvHeads, 3)
         var generator = SeededGenerator(seed: UInt64(40 + layout))
         let keys = (0..<(visible * width)).map { _ in Float(generator.nextGaussian()) * 2 }
         let values = (0..<(visible * width)).map { _ in Float(generator.nextGaussian()) }
         let query = (0..<(group * hd)).map { _ in Float(generator.nextGaussian()) }
-        let keyCache = try #require(QuantizedKVCache(quantizer, width: width, layers: 1, maxContext: 64))
-        let valueCache = try #require(QuantizedKVCache(quantizer, width: width, layers: 1, maxContext: 64))
+        let keyCache = try #require(QuantizedKVCache(quantizer, width: width, layers: 1, maxContext: 80))
+        let valueCache = try #require(QuantizedKVCache(quantizer, width: width, layers: 1, maxContext: 80))
         keys.withUnsafeBufferPointer { keyCache.store(layer: 0, position: 0, rows: visible, values: $0.baseAddress!) }
         values.withUnsafeBufferPointer {
             valueCache.store(layer: 0, position: 0, rows: visible, values: $0.baseAddress!)
