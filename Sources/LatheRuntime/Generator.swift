@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import LatheCore
 import LinearAlgebra
@@ -55,14 +56,18 @@ public struct Generator {
         return output
     }
 
+    /// The first of the most likely tokens among the first `vocab` logits (greedy decoding), eight
+    /// logits at a time: a scalar scan of a 49 152-token vocabulary was a few percent of a decoded
+    /// token's time with the low-bit kernels.
+    public static func greedyToken(_ logits: [Float], vocab: Int) -> Int {
+        precondition(vocab > 0 && vocab <= logits.count, "vocab outside the logits")
+        return logits.withUnsafeBufferPointer { Int(lk_argmax($0.baseAddress!, Int32(vocab))) }
+    }
+
     /// Greedy argmax, or temperature sampling among the top-k tokens.
     static func sample(_ logits: [Float], vocab: Int, options: SamplingOptions, generator: inout SeededGenerator) -> Int
     {
-        if options.temperature <= 0 {
-            var best = 0
-            for i in 1..<vocab where logits[i] > logits[best] { best = i }
-            return best
-        }
+        if options.temperature <= 0 { return greedyToken(logits, vocab: vocab) }
         var candidates = Array(0..<vocab)
         if options.topK > 0, options.topK < vocab {
             candidates.sort { logits[$0] > logits[$1] }

@@ -95,7 +95,7 @@ struct RuntimeBench: ParsableCommand {
             for _ in 0..<tokens {
                 let rows = hidden.count / c.hiddenSize
                 let logits = session.logits(hidden, rows: (rows - 1)..<rows)
-                hidden = try session.forward([logits.indices.max { logits[$0] < logits[$1] } ?? 0])
+                hidden = try session.forward([Generator.greedyToken(logits, vocab: c.vocabSize)])
             }
         }
         let prefill = try median(repetitions) {

@@ -147,4 +147,38 @@ struct TransformKernelTests {
         #expect(together.map(\.bitPattern) == alone.map(\.bitPattern))
         #expect(together.allSatisfy { $0 != 0 && $0.isFinite })
     }
+
+    @Test(
+        "lk_argmax finds the first largest value as the scalar scan does: ties, NaNs, the tail, SIMD and portable bodies",
+        arguments: [false, true])
+    func argmax(portable: Bool) {
+        lk_use_portable_on_this_thread(portable ? 1 : 0)
+        defer { lk_use_portable_on_this_thread(0) }
+        func scan(_ x: [Float]) -> Int {
+            var best = 0
+            for i in 1..<x.count where x[i] > x[best] { best = i }
+            return best
+        }
+        var generator = SeededGenerator(seed: 12)
+        var cases: [[Float]] = []
+        for length in [1, 7, 8, 9, 16, 23, 49_152] {
+            let x = (0..<length).map { _ in Float(generator.nextGaussian()) }
+            cases.append(x)
+            // The maximum repeated in several lanes and in the tail: the first one wins.
+            var ties = x.map { min($0, 1) }
+            for i in stride(from: 3, to: length, by: 5) { ties[i] = 2 }
+            cases.append(ties)
+            var withNaN = x
+            withNaN[length / 2] = .nan
+            cases.append(withNaN)
+            var nanFirst = x
+            nanFirst[0] = .nan
+            cases.append(nanFirst)
+            cases.append([Float](repeating: -0.0, count: length))
+        }
+        for (index, x) in cases.enumerated() {
+            #expect(Int(lk_argmax(x, Int32(x.count))) == scan(x), "case \(index)")
+        }
+        #expect(Generator.greedyToken([0, 3, 1, 3, 9], vocab: 4) == 1)
+    }
 }

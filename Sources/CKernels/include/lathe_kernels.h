@@ -96,6 +96,10 @@ typedef struct {
 /// where it gives 0 (silu itself is then below 1e-36 in magnitude).
 void lk_silu_mul(float *gate, const float *up, int n);
 
+/// The first index of the largest of n values (greedy decoding's token), as the loop
+/// `best = 0; for i in 1..<n where x[i] > x[best] { best = i }` finds it; −1 when n ≤ 0.
+int lk_argmax(const float *x, int n);
+
 /// Softmax of n scores in place (the maximum subtracted before e^x). The AVX2 body computes e^x
 /// eight at a time, within 3 ulp of expf (0 where e^x < 1.2e-38, beside the largest term's 1).
 void lk_softmax(float *scores, int n);
