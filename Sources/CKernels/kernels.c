@@ -451,9 +451,19 @@ AVX2 static int32_t avx2_sum_q4(const uint8_t *codes, int n) {
     return sum;
 }
 
+/// The F16 GEMV (the output head, 57 MB per decoded token for SmolLM2) asks for rows about 8 KB
+/// ahead: at 2 threads the head took 6 % less time than with the hardware prefetcher alone
+/// (median of five interleaved runs); non-temporal hints did no better.
+#define F16_PREFETCH_BYTES 8192
+
 AVX2 static void avx2_gemv_f16(const uint16_t *w, int rows, int columns, const float *x, float *y) {
+    int ahead = F16_PREFETCH_BYTES / (2 * columns) + 1;
     for (int r = 0; r < rows; r++) {
         const uint16_t *row = w + (size_t)r * (size_t)columns;
+        if (r + ahead < rows) {
+            const char *next = (const char *)(row + (size_t)ahead * (size_t)columns);
+            for (int line = 0; line < 2 * columns; line += 64) _mm_prefetch(next + line, _MM_HINT_T0);
+        }
         __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
         int i = 0;
         for (; i + 16 <= columns; i += 16) {
