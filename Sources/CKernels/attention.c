@@ -159,22 +159,21 @@ AVX2 static inline __m256 avx2_reduce8(const __m256 acc[8]) {
     return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
 }
 
-/// `ATTEND` for head_dim = 64 (most models), in blocks of cached positions: each block's keys are
-/// dequantized once into an L1 buffer, then every query head scores eight positions at a time with
-/// one reduction for the eight; each block's values likewise, then every head accumulates its
-/// output in registers instead of loading and storing it per position. The scores' sums differ in
-/// order from the per-position body; the values' are the same.
-AVX2 static void avx2_attend64(ATTEND_PARAMETERS) {
+/// Scores of every query head against cached positions [first, end) for head_dim = 64, in blocks:
+/// each block's keys dequantized once into an L1 buffer, then every query head scores eight
+/// positions at a time with one reduction for the eight.
+AVX2 static void avx2_scores64(const float *q, int query_heads, float scale, const uint8_t *keys, int key_record,
+                               const lk_kv_piece *key_pieces, int key_piece_count, int visible, float *scores,
+                               int first, int end) {
     float block[ATTEND_BLOCK * 64];
-    (void)head_dim;
-    for (int first = 0; first < visible; first += ATTEND_BLOCK) {
-        int count = visible - first < ATTEND_BLOCK ? visible - first : ATTEND_BLOCK;
+    for (int start = first; start < end; start += ATTEND_BLOCK) {
+        int count = end - start < ATTEND_BLOCK ? end - start : ATTEND_BLOCK;
         for (int p = 0; p < count; p++)
-            avx2_dequant_head(keys + (size_t)(first + p) * (size_t)key_record, key_pieces, key_piece_count,
+            avx2_dequant_head(keys + (size_t)(start + p) * (size_t)key_record, key_pieces, key_piece_count,
                               block + 64 * p);
         for (int h = 0; h < query_heads; h++) {
             const float *query = q + 64 * h;
-            float *row = scores + (size_t)h * (size_t)visible + first;
+            float *row = scores + (size_t)h * (size_t)visible + start;
             int p = 0;
             for (; p + 8 <= count; p += 8) {
                 __m256 acc[8];
@@ -190,26 +189,79 @@ AVX2 static void avx2_attend64(ATTEND_PARAMETERS) {
             for (; p < count; p++) row[p] = avx2_dot(query, block + 64 * p, 64) * scale;
         }
     }
-    for (int h = 0; h < query_heads; h++) avx2_softmax(scores + (size_t)h * (size_t)visible, visible);
-    memset(out, 0, sizeof(float) * (size_t)(query_heads * 64));
-    for (int first = 0; first < visible; first += ATTEND_BLOCK) {
-        int count = visible - first < ATTEND_BLOCK ? visible - first : ATTEND_BLOCK;
+}
+
+/// out_h += Σ_j weight_hj · v_j over cached positions [first, end) for head_dim = 64, the weights
+/// being the scores rows: each block's values dequantized once, each head's output in registers.
+AVX2 static void avx2_accumulate64(int query_heads, const uint8_t *values, int value_record,
+                                   const lk_kv_piece *value_pieces, int value_piece_count, int visible,
+                                   const float *scores, float *out, int first, int end) {
+    float block[ATTEND_BLOCK * 64];
+    for (int start = first; start < end; start += ATTEND_BLOCK) {
+        int count = end - start < ATTEND_BLOCK ? end - start : ATTEND_BLOCK;
         for (int p = 0; p < count; p++)
-            avx2_dequant_head(values + (size_t)(first + p) * (size_t)value_record, value_pieces, value_piece_count,
+            avx2_dequant_head(values + (size_t)(start + p) * (size_t)value_record, value_pieces, value_piece_count,
                               block + 64 * p);
         for (int h = 0; h < query_heads; h++) {
-            const float *probabilities = scores + (size_t)h * (size_t)visible + first;
+            const float *weights = scores + (size_t)h * (size_t)visible + start;
             float *target = out + 64 * h;
             __m256 o[8];
             for (int c = 0; c < 8; c++) o[c] = _mm256_loadu_ps(target + 8 * c);
             for (int p = 0; p < count; p++) {
-                __m256 weight = _mm256_set1_ps(probabilities[p]);
+                __m256 weight = _mm256_set1_ps(weights[p]);
                 const float *value = block + 64 * p;
                 for (int c = 0; c < 8; c++) o[c] = _mm256_fmadd_ps(weight, _mm256_loadu_ps(value + 8 * c), o[c]);
             }
             for (int c = 0; c < 8; c++) _mm256_storeu_ps(target + 8 * c, o[c]);
         }
     }
+}
+
+/// `ATTEND` for head_dim = 64 (most models) in blocks of cached positions (`avx2_scores64`,
+/// `avx2_accumulate64`): no output loaded and stored per position. The scores' sums differ in order
+/// from the per-position body; the values' are the same.
+AVX2 static void avx2_attend64(ATTEND_PARAMETERS) {
+    (void)head_dim;
+    avx2_scores64(q, query_heads, scale, keys, key_record, key_pieces, key_piece_count, visible, scores, 0, visible);
+    for (int h = 0; h < query_heads; h++) avx2_softmax(scores + (size_t)h * (size_t)visible, visible);
+    memset(out, 0, sizeof(float) * (size_t)(query_heads * 64));
+    avx2_accumulate64(query_heads, values, value_record, value_pieces, value_piece_count, visible, scores, out, 0,
+                      visible);
+}
+
+/// e^(s − max) over n scores in place; returns their sum and the max in `maximum`.
+AVX2 static float avx2_exp_shifted(float *scores, int n, float *maximum) {
+    __m256 maxima = _mm256_set1_ps(-INFINITY);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) maxima = _mm256_max_ps(maxima, _mm256_loadu_ps(scores + i));
+    float lanes[8], top = -INFINITY;
+    _mm256_storeu_ps(lanes, maxima);
+    for (int k = 0; k < 8; k++) top = lanes[k] > top ? lanes[k] : top;
+    for (; i < n; i++) top = scores[i] > top ? scores[i] : top;
+    __m256 shift = _mm256_set1_ps(top), sums = _mm256_setzero_ps();
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 e = avx2_exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(scores + i), shift));
+        _mm256_storeu_ps(scores + i, e);
+        sums = _mm256_add_ps(sums, e);
+    }
+    float sum = hsum_f32(sums);
+    for (; i < n; i++) {
+        scores[i] = expf(scores[i] - top);
+        sum += scores[i];
+    }
+    *maximum = top;
+    return sum;
+}
+
+AVX2 static void avx2_attend64_span(ATTEND_PARAMETERS, int first, int count, float *maxima, float *sums) {
+    (void)head_dim;
+    avx2_scores64(q, query_heads, scale, keys, key_record, key_pieces, key_piece_count, visible, scores, first,
+                  first + count);
+    for (int h = 0; h < query_heads; h++)
+        sums[h] = avx2_exp_shifted(scores + (size_t)h * (size_t)visible + first, count, &maxima[h]);
+    memset(out, 0, sizeof(float) * (size_t)(query_heads * 64));
+    avx2_accumulate64(query_heads, values, value_record, value_pieces, value_piece_count, visible, scores, out,
+                      first, first + count);
 }
 
 AVX2 static void avx2_attend(ATTEND_PARAMETERS) {
@@ -245,4 +297,72 @@ void lk_attend_quantized(ATTEND_PARAMETERS) {
     }
 #endif
     generic_attend(ATTEND_ARGUMENTS);
+}
+
+/// `lk_attend_quantized_span`'s portable body: the per-position steps over the span, e^(s − max)
+/// unnormalised.
+static void generic_attend_span(ATTEND_PARAMETERS, int first, int count, float *maxima, float *sums) {
+    float vector[512];
+    for (int j = first; j < first + count; j++) {
+        generic_dequant_head(keys + (size_t)j * (size_t)key_record, key_pieces, key_piece_count, vector);
+        for (int h = 0; h < query_heads; h++)
+            scores[(size_t)h * (size_t)visible + j] = generic_dot(q + h * head_dim, vector, head_dim) * scale;
+    }
+    for (int h = 0; h < query_heads; h++) {
+        float *row = scores + (size_t)h * (size_t)visible + first;
+        float top = -INFINITY, sum = 0;
+        for (int j = 0; j < count; j++) top = row[j] > top ? row[j] : top;
+        for (int j = 0; j < count; j++) {
+            row[j] = expf(row[j] - top);
+            sum += row[j];
+        }
+        maxima[h] = top;
+        sums[h] = sum;
+    }
+    memset(out, 0, sizeof(float) * (size_t)(query_heads * head_dim));
+    for (int j = first; j < first + count; j++) {
+        generic_dequant_head(values + (size_t)j * (size_t)value_record, value_pieces, value_piece_count, vector);
+        for (int h = 0; h < query_heads; h++)
+            generic_axpy(scores[(size_t)h * (size_t)visible + j], vector, out + h * head_dim, head_dim);
+    }
+}
+
+void lk_attend_quantized_span(ATTEND_PARAMETERS, int first, int count, float *maxima, float *sums) {
+    if (head_dim > 512 || count <= 0 || first < 0 || first + count > visible) {
+        memset(out, 0, sizeof(float) * (size_t)(query_heads > 0 && head_dim > 0 ? query_heads * head_dim : 0));
+        for (int h = 0; h < query_heads; h++) {
+            maxima[h] = -INFINITY;
+            sums[h] = 0;
+        }
+        return;
+    }
+#ifdef LK_X86
+    if (lk_uses_avx2() && head_dim == 64) {
+        avx2_attend64_span(ATTEND_ARGUMENTS, first, count, maxima, sums);
+        return;
+    }
+#endif
+    generic_attend_span(ATTEND_ARGUMENTS, first, count, maxima, sums);
+}
+
+void lk_attend_merge(int query_heads, int head_dim, int spans, const float *maxima, const float *sums,
+                     const float *outs, float *out) {
+    for (int h = 0; h < query_heads; h++) {
+        float top = -INFINITY;
+        for (int s = 0; s < spans; s++) {
+            float m = maxima[s * query_heads + h];
+            top = m > top ? m : top;
+        }
+        float total = 0;
+        float *target = out + h * head_dim;
+        for (int i = 0; i < head_dim; i++) target[i] = 0;
+        for (int s = 0; s < spans; s++) {
+            float weight = sums[s * query_heads + h] > 0 ? expf(maxima[s * query_heads + h] - top) : 0;
+            total += weight * sums[s * query_heads + h];
+            const float *part = outs + ((size_t)s * (size_t)query_heads + (size_t)h) * (size_t)head_dim;
+            for (int i = 0; i < head_dim; i++) target[i] += weight * part[i];
+        }
+        float inverse = total > 0 ? 1 / total : 0;
+        for (int i = 0; i < head_dim; i++) target[i] *= inverse;
+    }
 }

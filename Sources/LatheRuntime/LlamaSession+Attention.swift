@@ -27,9 +27,16 @@ extension LlamaSession {
                         UnsafeSendable(qp.baseAddress!), UnsafeSendable(out.baseAddress!),
                         UnsafeSendable(sp.baseAddress!)
                     )
+                    let kvHeads = heads / groupSize
+                    if threads > 1, span >= Self.splitAttentionSpan {
+                        attendInSpans(
+                            kvHeads: kvHeads, span: span, scale: scale, query: query, output: output, scores: scores,
+                            keys: keys, keyRecord: keyRecord, values: values, valueRecord: valueRecord)
+                        return
+                    }
                     // One KV head and the query heads that read it at a time: each cached vector is
                     // dequantized once for the group.
-                    pool.run(heads / groupSize) { kvHead in
+                    pool.run(kvHeads) { kvHead in
                         let head = kvHead * groupSize
                         keyPieces[kvHead].withUnsafeBufferPointer { kp in
                             valuePieces[kvHead].withUnsafeBufferPointer { vp in
@@ -42,6 +49,53 @@ extension LlamaSession {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// Cached positions from which decoding's attention splits each KV head's span in two.
+    static let splitAttentionSpan = 64
+
+    /// `attendQuantized` with each KV head's span cut in two halves, one work item each, so that
+    /// two cores share three KV heads evenly (whole heads left one core idle a third of the time).
+    /// Each half leaves its unnormalised output and its heads' softmax maxima and sums; the halves
+    /// are then merged (`lk_attend_merge`).
+    private func attendInSpans(
+        kvHeads: Int, span: Int, scale: Float, query: UnsafeSendable<UnsafePointer<Float>>,
+        output: UnsafeSendable<UnsafeMutablePointer<Float>>, scores: UnsafeSendable<UnsafeMutablePointer<Float>>,
+        keys: UnsafeSendable<UnsafePointer<UInt8>>, keyRecord: Int32, values: UnsafeSendable<UnsafePointer<UInt8>>,
+        valueRecord: Int32
+    ) {
+        let (hd, group, context) = (config.headDim, config.groupSize, maxContext)
+        let (items, outputFloats) = (2 * kvHeads, group * hd)
+        let size = items * (outputFloats + 2 * group)
+        if attentionPartials.count < size { attentionPartials = [Float](repeating: 0, count: size) }
+        let middle = span / 2
+        let (keyPieces, valuePieces) = (keyPieces, valuePieces)
+        attentionPartials.withUnsafeMutableBufferPointer { partials in
+            let base = UnsafeSendable(partials.baseAddress!)
+            let statistics = items * outputFloats
+            pool.run(items) { item in
+                let (kvHead, half) = (item / 2, item % 2)
+                let head = kvHead * group
+                let (first, count) = half == 0 ? (0, middle) : (middle, span - middle)
+                keyPieces[kvHead].withUnsafeBufferPointer { kp in
+                    valuePieces[kvHead].withUnsafeBufferPointer { vp in
+                        lk_attend_quantized_span(
+                            query.value + head * hd, Int32(group), Int32(hd), scale, keys.value, keyRecord,
+                            kp.baseAddress, Int32(kp.count), values.value, valueRecord, vp.baseAddress,
+                            Int32(vp.count), Int32(span), scores.value + head * context,
+                            base.value + item * outputFloats, Int32(first), Int32(count),
+                            base.value + statistics + item * group, base.value + statistics + (items + item) * group)
+                    }
+                }
+            }
+            for kvHead in 0..<kvHeads {
+                let item = 2 * kvHead
+                lk_attend_merge(
+                    Int32(group), Int32(hd), 2, base.value + statistics + item * group,
+                    base.value + statistics + (items + item) * group, base.value + item * outputFloats,
+                    output.value + kvHead * group * hd)
             }
         }
     }

@@ -44,6 +44,9 @@ public final class LlamaSession {
     /// Decoding's attention probabilities: the group of query heads reading KV head g keeps its
     /// `groupSize × span` rows from `g · groupSize · maxContext` on (room for `heads × maxContext`).
     var attentionScores: [Float] = []
+    /// Decoding attention split over spans of the context: each (KV head, span)'s unnormalised output,
+    /// then its heads' maxima and sums (`attendQuantized`).
+    var attentionPartials: [Float] = []
 
     /// `quantizedCache` keeps a quantized KV cache in its quantized form (false: fake-quantized
     /// floats, the simulated path).

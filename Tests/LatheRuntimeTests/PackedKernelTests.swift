@@ -200,18 +200,21 @@ struct QuantizedAttentionTests {
     ]
 
     @Test(
-        "lk_attend_quantized equals softmax(q·k/√d)·v over the dequantized cache to 1e-5, SIMD and portable bodies",
+        "lk_attend_quantized, whole or in merged spans, equals softmax(q·k/√d)·v over the dequantized cache to 1e-5, SIMD and portable bodies",
         arguments: layouts.indices, [false, true])
     func matchesDequantizedAttention(layout: Int, portable: Bool) throws {
         lk_use_portable_on_this_thread(portable ? 1 : 0)
         defer { lk_use_portable_on_this_thread(0) }
-        // One position, one group of eight, a block of 32 and a tail, two blocks and a tail.
+        // One position, one group of eight, a block of 32 and a tail, two blocks and a tail; whole,
+        // and cut into two or three spans merged by their softmax statistics.
         for visible in [1, 8, 37, 70] {
-            try matchesDequantizedAttention(layout: layout, visible: visible)
+            for spans in [1, 2, 3] where spans <= visible {
+                try matchesDequantizedAttention(layout: layout, visible: visible, spans: spans)
+            }
         }
     }
 
-    func matchesDequantizedAttention(layout: Int, visible: Int) throws {
+    func matchesDequantizedAttention(layout: Int, visible: Int, spans: Int) throws {
         let (hd, kvHeads, quantizer) = Self.layouts[layout]
         let (width, group) = (hd * kvHeads, 3)
         var generator = SeededGenerator(seed: UInt64(40 + layout))
@@ -234,11 +237,38 @@ struct QuantizedAttentionTests {
             var scores = [Float](repeating: .nan, count: group * visible)
             let keyPieces = keyCache.pieces(head: kvHead, headDim: hd)
             let valuePieces = valueCache.pieces(head: kvHead, headDim: hd)
-            lk_attend_quantized(
-                query, Int32(group), Int32(hd), scale, keyCache.records(layer: 0).assumingMemoryBound(to: UInt8.self),
-                Int32(keyCache.recordBytes), keyPieces, Int32(keyPieces.count),
-                valueCache.records(layer: 0).assumingMemoryBound(to: UInt8.self), Int32(valueCache.recordBytes),
-                valuePieces, Int32(valuePieces.count), Int32(visible), &scores, &out)
+            let (keyRecords, valueRecords) = (
+                keyCache.records(layer: 0).assumingMemoryBound(to: UInt8.self),
+                valueCache.records(layer: 0).assumingMemoryBound(to: UInt8.self)
+            )
+            if spans == 1 {
+                lk_attend_quantized(
+                    query, Int32(group), Int32(hd), scale, keyRecords, Int32(keyCache.recordBytes), keyPieces,
+                    Int32(keyPieces.count), valueRecords, Int32(valueCache.recordBytes), valuePieces,
+                    Int32(valuePieces.count), Int32(visible), &scores, &out)
+            } else {
+                var (outs, maxima, sums) = (
+                    [Float](repeating: .nan, count: spans * group * hd), [Float](repeating: .nan, count: spans * group),
+                    [Float](repeating: .nan, count: spans * group)
+                )
+                for span in 0..<spans {
+                    let first = span * visible / spans
+                    let count = (span + 1) * visible / spans - first
+                    outs.withUnsafeMutableBufferPointer { o in
+                        maxima.withUnsafeMutableBufferPointer { m in
+                            sums.withUnsafeMutableBufferPointer { t in
+                                lk_attend_quantized_span(
+                                    query, Int32(group), Int32(hd), scale, keyRecords, Int32(keyCache.recordBytes),
+                                    keyPieces, Int32(keyPieces.count), valueRecords, Int32(valueCache.recordBytes),
+                                    valuePieces, Int32(valuePieces.count), Int32(visible), &scores,
+                                    o.baseAddress! + span * group * hd, Int32(first), Int32(count),
+                                    m.baseAddress! + span * group, t.baseAddress! + span * group)
+                            }
+                        }
+                    }
+                }
+                lk_attend_merge(Int32(group), Int32(hd), Int32(spans), maxima, sums, outs, &out)
+            }
             var expected: [Double] = []
             for head in 0..<group {
                 var logits = [Double](repeating: 0, count: visible)
@@ -256,8 +286,10 @@ struct QuantizedAttentionTests {
                     for j in 0..<visible { sum += weights[j] / total * Double(v[j * width + kvHead * hd + i]) }
                     expected.append(sum)
                 }
-                let probabilities = scores[(head * visible)..<((head + 1) * visible)]
-                #expect(abs(probabilities.reduce(0, +) - 1) < 1e-5)
+                if spans == 1 {
+                    let probabilities = scores[(head * visible)..<((head + 1) * visible)]
+                    #expect(abs(probabilities.reduce(0, +) - 1) < 1e-5)
+                }
             }
             #expect(relativeError(out, expected.map(Float.init)) < 1e-5)
         }

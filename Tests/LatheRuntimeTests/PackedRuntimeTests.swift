@@ -130,6 +130,20 @@ struct PackedRuntimeTests {
         #expect(session.kvCacheBytesPerToken == (activations ? 2 * 2 * 2 * (6 + 4 + 16) : 2 * 2 * 4 * width))
         try QuantizedTinyModel.expectDecodingMatches(session, tokens: Self.tokens, expected: expected, vocab: vocab)
     }
+
+    @Test(
+        "decoding past the context where attention splits into spans (2 threads) still matches the simulated prefill: KL < 1e-3 per token, same greedy choices"
+    )
+    func longDecodeMatches() throws {
+        let (simulated, packed) = try QuantizedTinyModel.graphs(activations: true)
+        let vocab = simulated.config!.vocabSize
+        let tokens = (0..<(LlamaSession.splitAttentionSpan + 12)).map { ($0 * 37 + 5) % vocab }
+        let reference = LlamaSession(
+            weights: try LlamaWeights(simulated), maxContext: tokens.count, threads: 1, quantizedCache: false)
+        let expected = reference.logits(try reference.forward(tokens), rows: 0..<tokens.count)
+        let session = LlamaSession(weights: try LlamaWeights(packed), maxContext: tokens.count, threads: 2)
+        try QuantizedTinyModel.expectDecodingMatches(session, tokens: tokens, expected: expected, vocab: vocab)
+    }
 }
 
 @Suite("Grouped weights with zero points and F16 scales (lpack 2.0) against the simulated path")

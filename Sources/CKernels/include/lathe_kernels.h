@@ -116,6 +116,22 @@ void lk_attend_quantized(const float *q, int query_heads, int head_dim, float sc
                          int value_record, const lk_kv_piece *value_pieces, int value_piece_count, int visible,
                          float *scores, float *out);
 
+/// `lk_attend_quantized` over the cached positions [first, first + count) of `visible` only (a span,
+/// one worker's share of a long context): scores go to their places in `scores` and become
+/// e^(s − max) for the span, unnormalised; `maxima` and `sums` get each query head's max and
+/// Σ e^(s − max), and `out` Σ e^(s − max) · v. `lk_attend_merge` combines the spans.
+void lk_attend_quantized_span(const float *q, int query_heads, int head_dim, float scale, const uint8_t *keys,
+                              int key_record, const lk_kv_piece *key_pieces, int key_piece_count,
+                              const uint8_t *values, int value_record, const lk_kv_piece *value_pieces,
+                              int value_piece_count, int visible, float *scores, float *out, int first, int count,
+                              float *maxima, float *sums);
+
+/// The attention output of `query_heads` heads from `spans` spans' unnormalised results (maxima and
+/// sums `spans × query_heads`, outputs `spans × query_heads × head_dim`): each span's terms scaled by
+/// e^(its max − the overall max), then divided by the scaled sum.
+void lk_attend_merge(int query_heads, int head_dim, int spans, const float *maxima, const float *sums,
+                     const float *outs, float *out);
+
 /// y = W · x for a row-major F16 matrix (`rows × columns`, IEEE half, little-endian).
 void lk_gemv_f16(const uint16_t *w, int rows, int columns, const float *x, float *y);
 
