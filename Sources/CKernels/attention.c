@@ -101,28 +101,35 @@ AVX2 static void avx2_dequant_head(const uint8_t *record, const lk_kv_piece *pie
     }
 }
 
-AVX2 static void avx2_softmax(float *scores, int n) {
+/// e^(s − max) over n scores in place; returns their sum and the max in `maximum`.
+AVX2 static float avx2_exp_shifted(float *scores, int n, float *maximum) {
     __m256 maxima = _mm256_set1_ps(-INFINITY);
     int i = 0;
     for (; i + 8 <= n; i += 8) maxima = _mm256_max_ps(maxima, _mm256_loadu_ps(scores + i));
-    __m128 m = _mm_max_ps(_mm256_castps256_ps128(maxima), _mm256_extractf128_ps(maxima, 1));
-    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_max_ss(m, _mm_movehdup_ps(m));
-    float maximum = _mm_cvtss_f32(m);
-    for (; i < n; i++) maximum = scores[i] > maximum ? scores[i] : maximum;
-    __m256 top = _mm256_set1_ps(maximum), sums = _mm256_setzero_ps();
+    float lanes[8], top = -INFINITY;
+    _mm256_storeu_ps(lanes, maxima);
+    for (int k = 0; k < 8; k++) top = lanes[k] > top ? lanes[k] : top;
+    for (; i < n; i++) top = scores[i] > top ? scores[i] : top;
+    __m256 shift = _mm256_set1_ps(top), sums = _mm256_setzero_ps();
     for (i = 0; i + 8 <= n; i += 8) {
-        __m256 e = avx2_exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(scores + i), top));
+        __m256 e = avx2_exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(scores + i), shift));
         _mm256_storeu_ps(scores + i, e);
         sums = _mm256_add_ps(sums, e);
     }
     float sum = hsum_f32(sums);
     for (; i < n; i++) {
-        scores[i] = expf(scores[i] - maximum);
+        scores[i] = expf(scores[i] - top);
         sum += scores[i];
     }
-    float inverse = 1 / sum;
-    for (i = 0; i + 8 <= n; i += 8)
+    *maximum = top;
+    return sum;
+}
+
+AVX2 static void avx2_softmax(float *scores, int n) {
+    float maximum;
+    float inverse = 1 / avx2_exp_shifted(scores, n, &maximum);
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(scores + i, _mm256_mul_ps(_mm256_loadu_ps(scores + i), _mm256_set1_ps(inverse)));
     for (; i < n; i++) scores[i] *= inverse;
 }
@@ -227,30 +234,6 @@ AVX2 static void avx2_attend64(ATTEND_PARAMETERS) {
     memset(out, 0, sizeof(float) * (size_t)(query_heads * 64));
     avx2_accumulate64(query_heads, values, value_record, value_pieces, value_piece_count, visible, scores, out, 0,
                       visible);
-}
-
-/// e^(s − max) over n scores in place; returns their sum and the max in `maximum`.
-AVX2 static float avx2_exp_shifted(float *scores, int n, float *maximum) {
-    __m256 maxima = _mm256_set1_ps(-INFINITY);
-    int i = 0;
-    for (; i + 8 <= n; i += 8) maxima = _mm256_max_ps(maxima, _mm256_loadu_ps(scores + i));
-    float lanes[8], top = -INFINITY;
-    _mm256_storeu_ps(lanes, maxima);
-    for (int k = 0; k < 8; k++) top = lanes[k] > top ? lanes[k] : top;
-    for (; i < n; i++) top = scores[i] > top ? scores[i] : top;
-    __m256 shift = _mm256_set1_ps(top), sums = _mm256_setzero_ps();
-    for (i = 0; i + 8 <= n; i += 8) {
-        __m256 e = avx2_exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(scores + i), shift));
-        _mm256_storeu_ps(scores + i, e);
-        sums = _mm256_add_ps(sums, e);
-    }
-    float sum = hsum_f32(sums);
-    for (; i < n; i++) {
-        scores[i] = expf(scores[i] - top);
-        sum += scores[i];
-    }
-    *maximum = top;
-    return sum;
 }
 
 AVX2 static void avx2_attend64_span(ATTEND_PARAMETERS, int first, int count, float *maxima, float *sums) {
