@@ -160,8 +160,9 @@ int lk_quantize_asymmetric(const float *x, int n, int bits, int include_zero, fl
 
 /// For each of `rows` head vectors of `x` (`head_dim` ≤ 512 values each), in place: when `bits` > 0,
 /// fake-quantized as `lk_quantize_asymmetric` with zero in the range and no clipping does it (values
-/// scale · (code − zero); a range without a step is left as it is), then x ← x · U for the row-major
-/// `head_dim × head_dim` matrix `rotation`, each output a fused sum over the inputs in order.
+/// scale · (code − zero); a range without a step, or a vector with a NaN, is left as it is), then
+/// x ← x · U for the row-major `head_dim × head_dim` matrix `rotation`, each output a fused sum over
+/// the inputs in order.
 void lk_rotate_heads(float *x, int rows, int head_dim, const float *rotation, int bits);
 
 /// The unnormalised Walsh–Hadamard transform of one vector of `base · power_of_two` values in place,
