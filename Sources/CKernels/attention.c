@@ -7,10 +7,12 @@
 
 #include "simd.h"
 
-/// A piece's part scale and zero point, from the record's F32 pair.
+/// A piece's part scale and zero point, from the record's F32 scale and Int16 zero point.
 static inline void piece_parameters(const uint8_t *record, const lk_kv_piece *piece, float *scale, float *zero) {
+    int16_t integer;
     memcpy(scale, record + piece->params, sizeof *scale);
-    memcpy(zero, record + piece->params + 4, sizeof *zero);
+    memcpy(&integer, record + piece->params + 4, sizeof integer);
+    *zero = (float)integer;
 }
 
 /// One piece of a cached head vector, value by value.

@@ -3,8 +3,9 @@ import LatheCore
 
 /// A KV cache kept in its quantized form: per token, the codes of each part the quantizer cuts the
 /// row into (4-bit codes two per byte, element 2k in the low nibble; wider codes one per byte),
-/// then each part's F32 scale and F32 zero point (an integer, but unbounded when the range excludes 0). Dequantizing gives exactly the values the
-/// simulated path's fake quantization produces.
+/// then each part's F32 scale and its zero point as an Int16 (the fake quantizer's zero point is an
+/// integer; one outside Int16, possible only when the range excludes 0, sends the part to the float
+/// side store). Dequantizing gives exactly the values the simulated path's fake quantization produces.
 final class QuantizedKVCache {
     let quantizer: ActivationQuantizer
     let width: Int
@@ -12,6 +13,8 @@ final class QuantizedKVCache {
     /// Byte offset of each part's codes inside a token's record.
     private let codeOffsets: [Int]
     private let paramsOffset: Int
+    /// A part's F32 scale and Int16 zero point.
+    static let parameterBytes = 6
     let recordBytes: Int
     private var layers: [UnsafeMutableRawPointer]
     private let codes: QuantizedActivation
@@ -31,10 +34,9 @@ final class QuantizedKVCache {
         }
         codeOffsets = offsets
         paramsOffset = offset
-        recordBytes = offset + 8 * parts.count
-        layers = (0..<layerCount).map { _ in
-            UnsafeMutableRawPointer.allocate(
-                byteCount: max(1, maxContext * (offset + 8 * offsets.count)), alignment: 64)
+        recordBytes = offset + Self.parameterBytes * parts.count
+        layers = (0..<layerCount).map { [recordBytes] _ in
+            UnsafeMutableRawPointer.allocate(byteCount: max(1, maxContext * recordBytes), alignment: 64)
         }
         codes = QuantizedActivation(quantizer, width: width)
         self.maxContext = maxContext
@@ -60,7 +62,8 @@ final class QuantizedKVCache {
             guard first < end else { return nil }
             return lk_kv_piece(
                 codes: Int32(codeOffsets[index]), first: Int32(first - part.start), count: Int32(end - first),
-                bits: Int32(part.bits), params: Int32(paramsOffset + 8 * index), target: Int32(first - low))
+                bits: Int32(part.bits), params: Int32(paramsOffset + Self.parameterBytes * index),
+                target: Int32(first - low))
         }
     }
 
@@ -78,22 +81,22 @@ final class QuantizedKVCache {
             let x = values + row * width
             for (index, part) in parts.enumerated() {
                 var scale: Float = 0
-                var zero: Float = 0
+                var zero: Int16 = 0
                 let target = record + codeOffsets[index]
-                if codes.load(x, part: index) {
-                    (scale, zero) = (codes.scales[index], codes.zeros[index])
+                if codes.load(x, part: index), let integer = Int16(exactly: codes.zeros[index]) {
+                    (scale, zero) = (codes.scales[index], integer)
                 } else {
-                    // A part without codes: a constant part is stored exactly as code 0 with zero
-                    // point −1 and its value as the scale (scale · (0 − (−1))); any other (a NaN, an
-                    // infinity, a range too small for a step) keeps its fake-quantized floats aside,
-                    // marked by a NaN zero point.
-                    let constant = (0..<part.count).allSatisfy {
-                        x[part.start + $0].bitPattern == x[part.start].bitPattern
-                    }
+                    // A part without codes that fit: a constant part is stored exactly as code 0 with
+                    // zero point −1 and its value as the scale (scale · (0 − (−1))); any other (a NaN,
+                    // an infinity, a range too small for a step, a zero point beyond Int16) keeps its
+                    // fake-quantized floats aside, marked by a NaN scale.
+                    let constant =
+                        !x[part.start].isNaN
+                        && (0..<part.count).allSatisfy { x[part.start + $0].bitPattern == x[part.start].bitPattern }
                     if constant {
                         (scale, zero) = (x[part.start], -1)
                     } else {
-                        (scale, zero) = (0, .nan)
+                        (scale, zero) = (.nan, 0)
                         layersWithRawParts.insert(layer)
                         var values = Array(UnsafeBufferPointer(start: x + part.start, count: part.count))
                         values.withUnsafeMutableBufferPointer {
@@ -114,9 +117,9 @@ final class QuantizedKVCache {
                 } else {
                     target.copyMemory(from: codes.codes + part.start, byteCount: part.count)
                 }
-                let params = record + paramsOffset + 8 * index
+                let params = record + paramsOffset + Self.parameterBytes * index
                 params.storeBytes(of: scale, as: Float.self)
-                params.storeBytes(of: zero, toByteOffset: 4, as: Float.self)
+                params.storeBytes(of: zero, toByteOffset: 4, as: Int16.self)
             }
         }
     }
@@ -126,12 +129,12 @@ final class QuantizedKVCache {
         for row in 0..<count {
             let record = UnsafeRawPointer(layers[layer] + row * recordBytes)
             for (index, part) in parts.enumerated() {
-                let params = record + paramsOffset + 8 * index
+                let params = record + paramsOffset + Self.parameterBytes * index
                 let scale = params.loadUnaligned(as: Float.self)
-                let zero = params.loadUnaligned(fromByteOffset: 4, as: Float.self)
+                let zero = Float(params.loadUnaligned(fromByteOffset: 4, as: Int16.self))
                 let source = (record + codeOffsets[index]).assumingMemoryBound(to: UInt8.self)
                 let target = out + row * width + part.start
-                if zero.isNaN, let values = raw[rawKey(layer, row, index)] {
+                if scale.isNaN, let values = raw[rawKey(layer, row, index)] {
                     target.update(from: values, count: part.count)
                 } else if part.bits <= 4 {
                     lk_dequant_u4_seq(source, scale, zero, target, Int32(part.count))

@@ -164,12 +164,13 @@ struct QuantizedKVCacheTests {
         arguments: [true, false])
     func exactRoundTrip(includeZero: Bool) throws {
         let quantizer = ActivationQuantizer(bits: 4, highBits: 8, highCount: 2, groupSize: 8, includeZero: includeZero)
-        let (width, rows) = (16, 6)
+        let (width, rows) = (16, 7)
         var generator = SeededGenerator(seed: 21)
         var values = (0..<(rows * width)).map { _ in Float(generator.nextGaussian()) }
         // Row 1: a constant high part; row 2: a constant whole group; row 3: a range too small for a
         // step (the fake quantizer leaves it as it is); row 4: an infinity; row 5: a NaN, which has
-        // no code while the fake quantizer quantizes the values beside it.
+        // no code while the fake quantizer quantizes the values beside it; row 6: values far from 0
+        // in a narrow range, whose zero point (without zero in the range) is beyond Int16.
         values[width + 6] = 3
         values[width + 7] = 3
         for i in 0..<8 { values[2 * width + i] = -1.5 }
@@ -177,6 +178,7 @@ struct QuantizedKVCacheTests {
         values[3 * width + 15] = 5 * .leastNonzeroMagnitude
         values[4 * width + 3] = .infinity
         values[5 * width + 2] = .nan
+        for i in 0..<8 { values[6 * width + i] = 1000 + Float(i) / 1000 }
         let cache = try #require(QuantizedKVCache(quantizer, width: width, layers: 2, maxContext: 8))
         values.withUnsafeBufferPointer { cache.store(layer: 1, position: 0, rows: rows, values: $0.baseAddress!) }
         var decoded = [Float](repeating: 0, count: rows * width)
@@ -184,8 +186,8 @@ struct QuantizedKVCacheTests {
         var expected = values
         expected.withUnsafeMutableBufferPointer { quantizer.apply($0.baseAddress!, rows: rows, width: width) }
         #expect(decoded.map(\.bitPattern) == expected.map(\.bitPattern))
-        // 4-bit codes two per byte, 8-bit one per byte, F32 scale and zero per part.
-        #expect(cache.bytesPerToken == 2 * (3 + 2) + 4 * 8)
+        // 4-bit codes two per byte, 8-bit one per byte, an F32 scale and an Int16 zero point per part.
+        #expect(cache.bytesPerToken == 2 * (3 + 2) + 4 * 6)
     }
 }
 

@@ -125,9 +125,9 @@ struct PackedRuntimeTests {
         let vocab = simulated.config!.vocabSize
         let session = LlamaSession(weights: try LlamaWeights(packed), maxContext: 32, threads: 2)
         // K and V, 2 layers, 32 values each: F32 floats, or per head of 16 six 4-bit and four 8-bit codes
-        // plus two F32 scales and zero points per part.
+        // plus an F32 scale and an Int16 zero point per part.
         let width = 32
-        #expect(session.kvCacheBytesPerToken == (activations ? 2 * 2 * 2 * (6 + 4 + 16) : 2 * 2 * 4 * width))
+        #expect(session.kvCacheBytesPerToken == (activations ? 2 * 2 * 2 * (6 + 4 + 12) : 2 * 2 * 4 * width))
         try QuantizedTinyModel.expectDecodingMatches(session, tokens: Self.tokens, expected: expected, vocab: vocab)
     }
 

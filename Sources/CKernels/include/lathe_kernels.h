@@ -80,8 +80,8 @@ void lk_dequant_u8_seq(const uint8_t *codes, float scale, float zero, float *out
 
 /// Where a piece of one cached head vector lies in a token's record of the quantized KV cache: the
 /// part's codes (4-bit two per byte, element 2k in the low nibble, or 8-bit one per byte), the
-/// piece's first element and length inside that part, the part's F32 scale and zero point, and
-/// where the piece goes in the head vector.
+/// piece's first element and length inside that part, the part's F32 scale followed by its Int16
+/// zero point, and where the piece goes in the head vector.
 typedef struct {
     int32_t codes;
     int32_t first;
