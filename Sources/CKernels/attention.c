@@ -42,15 +42,22 @@ static void generic_axpy(float alpha, const float *x, float *y, int n) {
     for (int i = 0; i < n; i++) y[i] += alpha * x[i];
 }
 
-/// Softmax of `scores` in place: the maximum subtracted, e^x, normalised by the sum.
-static void softmax(float *scores, int n) {
-    float maximum = -INFINITY, sum = 0;
-    for (int j = 0; j < n; j++) maximum = scores[j] > maximum ? scores[j] : maximum;
+/// e^(s − max) over n scores in place; returns their sum and the max in `maximum`.
+static float exp_shifted(float *scores, int n, float *maximum) {
+    float top = -INFINITY, sum = 0;
+    for (int j = 0; j < n; j++) top = scores[j] > top ? scores[j] : top;
     for (int j = 0; j < n; j++) {
-        scores[j] = expf(scores[j] - maximum);
+        scores[j] = expf(scores[j] - top);
         sum += scores[j];
     }
-    float inverse = 1 / sum;
+    *maximum = top;
+    return sum;
+}
+
+/// Softmax of `scores` in place: the maximum subtracted, e^x, normalised by the sum.
+static void softmax(float *scores, int n) {
+    float maximum;
+    float inverse = 1 / exp_shifted(scores, n, &maximum);
     for (int j = 0; j < n; j++) scores[j] *= inverse;
 }
 
@@ -168,6 +175,13 @@ AVX2 static inline __m256 avx2_reduce8(const __m256 acc[8]) {
     return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
 }
 
+/// Head vectors of cached positions [start, start + count) dequantized into `block`, 64 apart.
+AVX2 static inline void avx2_dequant_block(const uint8_t *records, int record_bytes, const lk_kv_piece *pieces,
+                                           int piece_count, int start, int count, float *block) {
+    for (int p = 0; p < count; p++)
+        avx2_dequant_head(records + (size_t)(start + p) * (size_t)record_bytes, pieces, piece_count, block + 64 * p);
+}
+
 /// Scores of every query head against cached positions [first, end) for head_dim = 64, in blocks:
 /// each block's keys dequantized once into an L1 buffer, then every query head scores eight
 /// positions at a time with one reduction for the eight.
@@ -177,9 +191,7 @@ AVX2 static void avx2_scores64(const float *q, int query_heads, float scale, con
     float block[ATTEND_BLOCK * 64];
     for (int start = first; start < end; start += ATTEND_BLOCK) {
         int count = end - start < ATTEND_BLOCK ? end - start : ATTEND_BLOCK;
-        for (int p = 0; p < count; p++)
-            avx2_dequant_head(keys + (size_t)(start + p) * (size_t)key_record, key_pieces, key_piece_count,
-                              block + 64 * p);
+        avx2_dequant_block(keys, key_record, key_pieces, key_piece_count, start, count, block);
         for (int h = 0; h < query_heads; h++) {
             const float *query = q + 64 * h;
             float *row = scores + (size_t)h * (size_t)visible + start;
@@ -208,9 +220,7 @@ AVX2 static void avx2_accumulate64(int query_heads, const uint8_t *values, int v
     float block[ATTEND_BLOCK * 64];
     for (int start = first; start < end; start += ATTEND_BLOCK) {
         int count = end - start < ATTEND_BLOCK ? end - start : ATTEND_BLOCK;
-        for (int p = 0; p < count; p++)
-            avx2_dequant_head(values + (size_t)(start + p) * (size_t)value_record, value_pieces, value_piece_count,
-                              block + 64 * p);
+        avx2_dequant_block(values, value_record, value_pieces, value_piece_count, start, count, block);
         for (int h = 0; h < query_heads; h++) {
             const float *weights = scores + (size_t)h * (size_t)visible + start;
             float *target = out + 64 * h;
@@ -293,17 +303,8 @@ static void generic_attend_span(ATTEND_PARAMETERS, int first, int count, float *
         for (int h = 0; h < query_heads; h++)
             scores[(size_t)h * (size_t)visible + j] = generic_dot(q + h * head_dim, vector, head_dim) * scale;
     }
-    for (int h = 0; h < query_heads; h++) {
-        float *row = scores + (size_t)h * (size_t)visible + first;
-        float top = -INFINITY, sum = 0;
-        for (int j = 0; j < count; j++) top = row[j] > top ? row[j] : top;
-        for (int j = 0; j < count; j++) {
-            row[j] = expf(row[j] - top);
-            sum += row[j];
-        }
-        maxima[h] = top;
-        sums[h] = sum;
-    }
+    for (int h = 0; h < query_heads; h++)
+        sums[h] = exp_shifted(scores + (size_t)h * (size_t)visible + first, count, &maxima[h]);
     memset(out, 0, sizeof(float) * (size_t)(query_heads * head_dim));
     for (int j = first; j < first + count; j++) {
         generic_dequant_head(values + (size_t)j * (size_t)value_record, value_pieces, value_piece_count, vector);

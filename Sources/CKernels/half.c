@@ -7,7 +7,7 @@
 /// Eight at a time with VCVTPS2PH (round to nearest even, overflow to ±Inf). Every NaN is first
 /// replaced by the float NaN sign | 0x7FC00000, which converts to sign | 0x7E00: Lathe's canonical
 /// NaN, the bits the portable encoder gives.
-__attribute__((target("avx2,f16c"))) static int64_t f16c_encode(const float *in, uint8_t *out, int64_t n) {
+AVX2 static int64_t f16c_encode(const float *in, uint8_t *out, int64_t n) {
     const __m256i sign = _mm256_set1_epi32((int)0x80000000u);
     const __m256i quiet = _mm256_set1_epi32(0x7FC00000);
     int64_t i = 0;

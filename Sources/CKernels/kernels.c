@@ -207,6 +207,11 @@ AVX2 static inline __m256i block_q4_loaded(const uint8_t *w, __m256i a_low, __m2
     return _mm256_add_epi32(acc, _mm256_madd_epi16(p, ones));
 }
 
+/// Σ w · a over 16 columns of int8 weights, `a` their activation codes widened to 16 bits.
+AVX2 static inline __m256i block_q8(const uint8_t *w, __m256i a, __m256i acc) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w)), a));
+}
+
 AVX2 static inline __m256i block_q4(const uint8_t *w, const uint8_t *a, __m256i acc) {
     return block_q4_loaded(w, _mm256_loadu_si256((const __m256i *)a), _mm256_loadu_si256((const __m256i *)(a + 32)),
                            acc);
@@ -264,10 +269,8 @@ AVX2 static void avx2_gemv_u8_pair(const uint8_t *row0, const uint8_t *row1, con
         } else {
             for (int i = 0; i < g->count; i += 16) {
                 __m256i av = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(a + i)));
-                acc0 = _mm256_add_epi32(
-                    acc0, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w0 + i))), av));
-                acc1 = _mm256_add_epi32(
-                    acc1, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w1 + i))), av));
+                acc0 = block_q8(w0 + i, av, acc0);
+                acc1 = block_q8(w1 + i, av, acc1);
             }
         }
         float factor0 = avx2_scale_of(row0, layout, g->slot) * scales[g->part];
@@ -310,11 +313,8 @@ AVX2 static void avx2_gemv_u8(const uint8_t *const *rows, int count, const lk_se
             if (g->bits == 4) {
                 for (int b = 0; b * 64 < g->count; b++) acc = block_q4(w + 32 * b, a + 64 * b, acc);
             } else {
-                for (int i = 0; i < g->count; i += 16) {
-                    __m256i wv = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + i)));
-                    __m256i av = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(a + i)));
-                    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(wv, av));
-                }
+                for (int i = 0; i < g->count; i += 16)
+                    acc = block_q8(w + i, _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(a + i))), acc);
             }
             float factor = avx2_scale_of(rows[r], layout, g->slot) * scales[g->part];
             total = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(factor), total);
@@ -599,7 +599,6 @@ void lk_dequant_u8_seq(const uint8_t *codes, float scale, float zero, float *out
 #endif
     for (int i = 0; i < n; i++) out[i] = scale * ((float)codes[i] - zero);
 }
-
 
 void lk_f16_to_f32(const uint16_t *in, float *out, int n) {
 #ifdef LK_X86

@@ -15,8 +15,7 @@
 static void fake_quantize(float *x, int n, int bits) {
     uint8_t codes[512];
     float scale, zero;
-    if (!lk_quantize_asymmetric(x, n, bits, 1, 1.0f, codes, &scale, &zero)) return;
-    for (int i = 0; i < n; i++) x[i] = scale * ((float)codes[i] - zero);
+    if (lk_quantize_asymmetric(x, n, bits, 1, 1.0f, codes, &scale, &zero)) lk_dequant_u8_seq(codes, scale, zero, x, n);
 }
 
 static void generic_rotate(float *x, int head_dim, const float *rotation) {

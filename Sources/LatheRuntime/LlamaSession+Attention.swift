@@ -14,39 +14,26 @@ extension LlamaSession {
         into attended: inout [Float]
     ) {
         let (hd, heads, groupSize, context) = (config.headDim, config.headCount, config.groupSize, maxContext)
-        let scale = 1 / Float(hd).squareRoot()
         if attentionScores.count < heads * context { attentionScores = [Float](repeating: 0, count: heads * context) }
-        let keys = UnsafeSendable(keyCache.records(layer: layer).assumingMemoryBound(to: UInt8.self))
-        let values = UnsafeSendable(valueCache.records(layer: layer).assumingMemoryBound(to: UInt8.self))
-        let (keyRecord, valueRecord) = (Int32(keyCache.recordBytes), Int32(valueCache.recordBytes))
-        let (keyPieces, valuePieces) = (keyPieces, valuePieces)
+        let kvHeads = heads / groupSize
         q.withUnsafeBufferPointer { qp in
             attended.withUnsafeMutableBufferPointer { out in
                 attentionScores.withUnsafeMutableBufferPointer { sp in
-                    let (query, output, scores) = (
-                        UnsafeSendable(qp.baseAddress!), UnsafeSendable(out.baseAddress!),
-                        UnsafeSendable(sp.baseAddress!)
-                    )
-                    let kvHeads = heads / groupSize
+                    let operands = QuantizedAttention(
+                        query: qp.baseAddress!, scores: sp.baseAddress!,
+                        keys: keyCache.records(layer: layer).assumingMemoryBound(to: UInt8.self),
+                        values: valueCache.records(layer: layer).assumingMemoryBound(to: UInt8.self),
+                        keyRecord: Int32(keyCache.recordBytes), valueRecord: Int32(valueCache.recordBytes),
+                        keyPieces: keyPieces, valuePieces: valuePieces, group: groupSize, headDim: hd,
+                        context: context, span: span)
                     if threads > 1, span >= Self.splitAttentionSpan {
-                        attendInSpans(
-                            kvHeads: kvHeads, span: span, scale: scale, query: query, output: output, scores: scores,
-                            keys: keys, keyRecord: keyRecord, values: values, valueRecord: valueRecord)
+                        attendInSpans(operands, kvHeads: kvHeads, into: out.baseAddress!)
                         return
                     }
                     // One KV head and the query heads that read it at a time: each cached vector is
                     // dequantized once for the group.
-                    pool.run(kvHeads) { kvHead in
-                        let head = kvHead * groupSize
-                        keyPieces[kvHead].withUnsafeBufferPointer { kp in
-                            valuePieces[kvHead].withUnsafeBufferPointer { vp in
-                                lk_attend_quantized(
-                                    query.value + head * hd, Int32(groupSize), Int32(hd), scale, keys.value, keyRecord,
-                                    kp.baseAddress, Int32(kp.count), values.value, valueRecord, vp.baseAddress,
-                                    Int32(vp.count), Int32(span), scores.value + head * context,
-                                    output.value + head * hd)
-                            }
-                        }
+                    let output = UnsafeSendable(out.baseAddress!)
+                    pool.run(kvHeads) { kvHead in operands.attend(kvHead, into: output.value + kvHead * groupSize * hd)
                     }
                 }
             }
@@ -60,42 +47,28 @@ extension LlamaSession {
     /// two cores share three KV heads evenly (whole heads left one core idle a third of the time).
     /// Each half leaves its unnormalised output and its heads' softmax maxima and sums; the halves
     /// are then merged (`lk_attend_merge`).
-    private func attendInSpans(
-        kvHeads: Int, span: Int, scale: Float, query: UnsafeSendable<UnsafePointer<Float>>,
-        output: UnsafeSendable<UnsafeMutablePointer<Float>>, scores: UnsafeSendable<UnsafeMutablePointer<Float>>,
-        keys: UnsafeSendable<UnsafePointer<UInt8>>, keyRecord: Int32, values: UnsafeSendable<UnsafePointer<UInt8>>,
-        valueRecord: Int32
-    ) {
-        let (hd, group, context) = (config.headDim, config.groupSize, maxContext)
+    private func attendInSpans(_ operands: QuantizedAttention, kvHeads: Int, into output: UnsafeMutablePointer<Float>) {
+        let (hd, group, span) = (operands.headDim, operands.group, operands.span)
         let (items, outputFloats) = (2 * kvHeads, group * hd)
         let size = items * (outputFloats + 2 * group)
         if attentionPartials.count < size { attentionPartials = [Float](repeating: 0, count: size) }
         let middle = span / 2
-        let (keyPieces, valuePieces) = (keyPieces, valuePieces)
         attentionPartials.withUnsafeMutableBufferPointer { partials in
             let base = UnsafeSendable(partials.baseAddress!)
             let statistics = items * outputFloats
             pool.run(items) { item in
-                let (kvHead, half) = (item / 2, item % 2)
-                let head = kvHead * group
-                let (first, count) = half == 0 ? (0, middle) : (middle, span - middle)
-                keyPieces[kvHead].withUnsafeBufferPointer { kp in
-                    valuePieces[kvHead].withUnsafeBufferPointer { vp in
-                        lk_attend_quantized_span(
-                            query.value + head * hd, Int32(group), Int32(hd), scale, keys.value, keyRecord,
-                            kp.baseAddress, Int32(kp.count), values.value, valueRecord, vp.baseAddress,
-                            Int32(vp.count), Int32(span), scores.value + head * context,
-                            base.value + item * outputFloats, Int32(first), Int32(count),
-                            base.value + statistics + item * group, base.value + statistics + (items + item) * group)
-                    }
-                }
+                let (first, count) = item % 2 == 0 ? (0, middle) : (middle, span - middle)
+                operands.attend(
+                    item / 2, positions: first..<(first + count), into: base.value + item * outputFloats,
+                    maxima: base.value + statistics + item * group,
+                    sums: base.value + statistics + (items + item) * group)
             }
             for kvHead in 0..<kvHeads {
                 let item = 2 * kvHead
                 lk_attend_merge(
                     Int32(group), Int32(hd), 2, base.value + statistics + item * group,
                     base.value + statistics + (items + item) * group, base.value + item * outputFloats,
-                    output.value + kvHead * group * hd)
+                    output + kvHead * group * hd)
             }
         }
     }
@@ -173,6 +146,65 @@ extension LlamaSession {
                         }
                     }
                 }
+            }
+        }
+    }
+}
+
+/// One layer's operands of decoding attention over the quantized caches, as the kernels take them:
+/// the query heads, the scores scratch (`maxContext` per query head), the caches' records and
+/// where each KV head lies in them. Workers share it; each touches its own heads' scores and output.
+struct QuantizedAttention: @unchecked Sendable {
+    let query: UnsafePointer<Float>
+    let scores: UnsafeMutablePointer<Float>
+    let keys: UnsafePointer<UInt8>
+    let values: UnsafePointer<UInt8>
+    let keyRecord: Int32
+    let valueRecord: Int32
+    let keyPieces: [[lk_kv_piece]]
+    let valuePieces: [[lk_kv_piece]]
+    let group: Int
+    let headDim: Int
+    let context: Int
+    let span: Int
+
+    var scale: Float { 1 / Float(headDim).squareRoot() }
+
+    /// The normalised attention of KV head `kvHead`'s query heads over the whole span.
+    func attend(_ kvHead: Int, into output: UnsafeMutablePointer<Float>) {
+        withHead(kvHead) { query, scores, kp, vp in
+            lk_attend_quantized(
+                query, Int32(group), Int32(headDim), scale, keys, keyRecord, kp.baseAddress, Int32(kp.count), values,
+                valueRecord, vp.baseAddress, Int32(vp.count), Int32(span), scores, output)
+        }
+    }
+
+    /// The same over `positions` only, unnormalised, with each query head's softmax max and sum
+    /// (`lk_attend_quantized_span`).
+    func attend(
+        _ kvHead: Int, positions: Range<Int>, into output: UnsafeMutablePointer<Float>,
+        maxima: UnsafeMutablePointer<Float>, sums: UnsafeMutablePointer<Float>
+    ) {
+        withHead(kvHead) { query, scores, kp, vp in
+            lk_attend_quantized_span(
+                query, Int32(group), Int32(headDim), scale, keys, keyRecord, kp.baseAddress, Int32(kp.count), values,
+                valueRecord, vp.baseAddress, Int32(vp.count), Int32(span), scores, output,
+                Int32(positions.lowerBound), Int32(positions.count), maxima, sums)
+        }
+    }
+
+    /// KV head `kvHead`'s first query head, its scores rows, and its key and value pieces.
+    private func withHead(
+        _ kvHead: Int,
+        _ body: (
+            UnsafePointer<Float>, UnsafeMutablePointer<Float>, UnsafeBufferPointer<lk_kv_piece>,
+            UnsafeBufferPointer<lk_kv_piece>
+        ) -> Void
+    ) {
+        let head = kvHead * group
+        keyPieces[kvHead].withUnsafeBufferPointer { kp in
+            valuePieces[kvHead].withUnsafeBufferPointer { vp in
+                body(query + head * headDim, scores + head * context, kp, vp)
             }
         }
     }
