@@ -101,9 +101,9 @@ demo: build model
 	@echo "   activations a last-bit difference between two correct kernels flips a rounding; BENCHMARKS.md)"
 	$(LATHE) run $(DEMO)/smollm2-resq-w4a4kv4.safetensors -p "The capital of France is" -n 48 --stats
 	$(LATHE) run $(DEMO)/smollm2-resq-w4a4kv4.lpack -p "The capital of France is" -n 48 --stats
-	@echo "-- the packed file against the F32 simulation: evaluation is bit-identical (KL 0, 100 % agreement)"
+	@echo "-- the packed file against the F32 simulation, its prompts in floats: bit-identical (KL 0, 100 % agreement)"
 	$(LATHE) verify $(DEMO)/smollm2-resq-w4a4kv4.safetensors $(DEMO)/smollm2-resq-w4a4kv4.lpack \
-	  --text $(WIKITEXT) --ctx 512 --chunks 1
+	  --text $(WIKITEXT) --ctx 512 --chunks 1 --float-prompts
 	@echo "-- the packed file against the original, with an HTML report"
 	$(LATHE) verify $(MODEL) $(DEMO)/smollm2-resq-w4a4kv4.lpack --text $(WIKITEXT) --protocol all --ctx 2048 \
 	  --chunks 2 --report $(DEMO)/smollm2-resq-w4a4kv4-report.html

@@ -1,6 +1,7 @@
-// Online transforms of a decoded token: the per-head query/key rotation (U_C) with its integer
-// input, and the fast Walsh–Hadamard transform of the FFN's inner activation (U_D). Decoding runs
-// each once per layer on the main thread while the workers wait, so their cost is serial time.
+// Online transforms: the fake quantizer of activations, the per-head query/key rotation (U_C) of a
+// decoded token with its integer input, and the fast Walsh–Hadamard transform of the FFN's inner
+// activation (U_D). Decoding runs the last two once per layer on the main thread while the workers
+// wait, so their cost is serial time.
 #include "lathe_kernels.h"
 
 #include <math.h>
@@ -8,14 +9,18 @@
 
 #include "simd.h"
 
-/// Fake quantization of one vector, exactly as `UniformQuantizer.asymmetric` with zero in the range
-/// and no clipping: values = scale · (code − zero). A range without a step is left as it is, and so
-/// is a vector holding a NaN (the fake quantizer keeps the NaN, which the rotation then spreads to
-/// every output, as here).
+int lk_fake_quantize(float *x, int n, int bits, int include_zero, float clip, uint8_t *codes) {
+    float scale, zero;
+    if (bits > 8 || !lk_quantize_asymmetric(x, n, bits, include_zero, clip, codes, &scale, &zero)) return 0;
+    lk_dequant_u8_seq(codes, scale, zero, x, n);
+    return 1;
+}
+
+/// The rotation's integer input: zero in the range, no clipping. A vector the quantizer declines
+/// keeps its values, as the fake quantizer leaves it (a NaN then spreads to every output, as there).
 static void fake_quantize(float *x, int n, int bits) {
     uint8_t codes[512];
-    float scale, zero;
-    if (lk_quantize_asymmetric(x, n, bits, 1, 1.0f, codes, &scale, &zero)) lk_dequant_u8_seq(codes, scale, zero, x, n);
+    lk_fake_quantize(x, n, bits, 1, 1.0f, codes);
 }
 
 static void generic_rotate(float *x, int head_dim, const float *rotation) {

@@ -36,7 +36,7 @@ struct PerplexityCommand: ParsableCommand {
         let printer = StderrDiagnostics(verbose: input.verbose)
         let loaded = try LoadedModel(model, format: input.format, diagnostics: printer.diagnostics)
         let tokens = try text.tokens(loaded.tokenizer)
-        let session = LlamaSession(weights: loaded.weights, maxContext: text.ctx, threads: threads)
+        let session = runtime.session(loaded.weights, maxContext: text.ctx, threads: threads)
         let result = try Perplexity.evaluate(
             session, tokens: tokens, context: text.ctx, maxChunks: text.chunks, protocol: try text.scoring,
             diagnostics: printer.diagnostics)

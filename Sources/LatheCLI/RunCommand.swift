@@ -34,9 +34,8 @@ struct Run: ParsableCommand {
         let text =
             chat ? try ChatTemplate.prompt(for: prompt, template: loaded.tokenizer.description.chatTemplate) : prompt
         let tokens = loaded.tokenizer.encode(text, addSpecial: true, parseSpecial: chat)
-        let session = LlamaSession(
-            weights: loaded.weights, maxContext: min(loaded.weights.config.contextLength, tokens.count + n),
-            threads: threads)
+        let session = runtime.session(
+            loaded.weights, maxContext: min(loaded.weights.config.contextLength, tokens.count + n), threads: threads)
         let generator = Generator(
             session: session, tokenizer: loaded.tokenizer,
             sampling: SamplingOptions(temperature: temperature, topK: topK, seed: seed))

@@ -8,6 +8,19 @@ import LinearAlgebra
 /// Options for commands that run a model.
 struct RuntimeOptions: ParsableArguments {
     @Option(help: "Threads (default: OPENBLAS_NUM_THREADS, else every core).") var threads: Int?
+    @Flag(
+        help: """
+            Multiply a packed file's prompts in floats, bit for bit as its simulated model computes them \
+            (slower), instead of with the integer GEMM. Checks a packed file against its simulation.
+            """)
+    var floatPrompts = false
+
+    /// A session over `weights` run as these options say.
+    func session(_ weights: LlamaWeights, maxContext: Int, threads: Int) -> LlamaSession {
+        let session = LlamaSession(weights: weights, maxContext: maxContext, threads: threads)
+        session.integerPrompts = !floatPrompts
+        return session
+    }
 
     /// How the threads are used. The session splits all work (GEMM tiles, GEMV row ranges, the packed
     /// kernels, heads) over single-threaded BLAS; OpenBLAS's own threads would spin between calls

@@ -48,9 +48,9 @@ struct Verify: ParsableCommand {
         }
         let tokens = try text.tokens(baseModel.tokenizer)
         let results = try Verifier.compare(
-            base: LlamaSession(weights: baseModel.weights, maxContext: text.ctx, threads: threads),
+            base: runtime.session(baseModel.weights, maxContext: text.ctx, threads: threads),
             candidates: candidateModels.map {
-                LlamaSession(weights: $0.weights, maxContext: text.ctx, threads: threads)
+                runtime.session($0.weights, maxContext: text.ctx, threads: threads)
             },
             tokens: tokens, context: text.ctx, maxChunks: text.chunks, protocol: try text.scoring, decode: decode,
             diagnostics: printer.diagnostics)

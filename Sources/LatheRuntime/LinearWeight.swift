@@ -76,6 +76,12 @@ final class PackedScratch: @unchecked Sendable {
     /// (unused without them).
     let codeSums = ScratchBuffer<Int32>(filling: 0)
     let floatSums = ScratchBuffer<Float>(filling: 0)
+    /// A prompt's activations as codes for the integer GEMM: expanded codes, part scales and zero
+    /// points per token, and which tokens the quantizer declined.
+    let promptCodes = ScratchBuffer<UInt8>(filling: 0)
+    let promptScales = ScratchBuffer<Float>(filling: 0)
+    let promptZeros = ScratchBuffer<Float>(filling: 0)
+    let promptDeclined = ScratchBuffer<UInt8>(filling: 0)
 }
 
 extension LlamaSession {
@@ -100,6 +106,10 @@ extension LlamaSession {
         case .packed(let matrix):
             if rows <= Self.packedGEMVLimit {
                 packedGEMV(&x, rows: rows, matrix, quantizer: quantizer, site: site, into: &y)
+            } else if integerPrompts, let quantizer, !matrix.encoding.zeroPoints,
+                let plan = integerPlan(matrix, quantizer)
+            {
+                packedIntegerGEMM(x, rows: rows, matrix, quantizer: quantizer, plan: plan, site: site, into: &y)
             } else {
                 quantize(&x, quantizer, rows: rows)
                 packedGEMM(x, rows: rows, matrix, into: &y)
@@ -116,14 +126,7 @@ extension LlamaSession {
         into y: inout [Float]
     ) {
         let (n, k) = (matrix.rows, matrix.columns)
-        let key = ObjectIdentifier(matrix)
-        let plan: [lk_segment]?
-        if let cached = scratch.plans[key] {
-            plan = cached
-        } else {
-            plan = quantizer.flatMap { matrix.integerPlan($0) }
-            scratch.plans[key] = .some(plan)
-        }
+        let plan = quantizer.flatMap { integerPlan(matrix, $0) }
         scratch.expandedCodes.reserve(matrix.expandedCount)
         scratch.expandedFloats.reserve(matrix.expandedCount)
         scratch.codeSums.reserve(matrix.kernelSegments.count)
@@ -174,6 +177,76 @@ extension LlamaSession {
                     }
                 }
             }
+        }
+    }
+
+    /// `matrix.integerPlan(quantizer)`, worked out once per matrix (a matrix has one input site).
+    private func integerPlan(_ matrix: PackedMatrix, _ quantizer: ActivationQuantizer) -> [lk_segment]? {
+        let key = ObjectIdentifier(matrix)
+        if let cached = scratch.plans[key] { return cached }
+        let plan = matrix.integerPlan(quantizer)
+        scratch.plans[key] = .some(plan)
+        return plan
+    }
+
+    /// Many tokens with quantized activations: every token's codes laid out once, then one integer
+    /// GEMM over row ranges, which gives each token the bits the token-by-token path gives it. A
+    /// token the quantizer declines (a NaN, a part without a step) goes through that path after.
+    private func packedIntegerGEMM(
+        _ x: [Float], rows tokens: Int, _ matrix: PackedMatrix, quantizer: ActivationQuantizer,
+        plan: [lk_segment], site: String, into y: inout [Float]
+    ) {
+        let (n, k, stride) = (matrix.rows, matrix.columns, matrix.expandedCount)
+        let parts = quantizer.parts(width: k)
+        scratch.promptCodes.reserve(tokens * stride)
+        scratch.promptScales.reserve(tokens * parts.count)
+        scratch.promptZeros.reserve(tokens * parts.count)
+        scratch.promptDeclined.reserve(tokens)
+        let buffers = UnsafeSendable(
+            (scratch.promptCodes.base, scratch.promptScales.base, scratch.promptZeros.base, scratch.promptDeclined.base)
+        )
+        x.withUnsafeBufferPointer { xp in
+            let input = UnsafeSendable(xp.baseAddress!)
+            pool.forEachRange(tokens, parallel: tokens >= 16) { range in
+                let (codes, scales, zeros, declined) = buffers.value
+                withUnsafeTemporaryAllocation(of: UInt8.self, capacity: k) { row in
+                    for t in range {
+                        var quantized = true
+                        for (index, part) in parts.enumerated() where quantized {
+                            quantized =
+                                lk_quantize_asymmetric(
+                                    input.value + t * k + part.start, Int32(part.count), Int32(part.bits),
+                                    quantizer.includeZero ? 1 : 0, quantizer.clip, row.baseAddress! + part.start,
+                                    scales + t * parts.count + index, zeros + t * parts.count + index) != 0
+                        }
+                        declined[t] = quantized ? 0 : 1
+                        if !quantized {
+                            // Codes the GEMM can read; the token's outputs are replaced below.
+                            row.initialize(repeating: 0)
+                            (scales + t * parts.count).update(repeating: 0, count: parts.count)
+                            (zeros + t * parts.count).update(repeating: 0, count: parts.count)
+                        }
+                        plan.withUnsafeBufferPointer {
+                            lk_expand_u8(row.baseAddress!, $0.baseAddress!, Int32($0.count), codes + t * stride)
+                        }
+                    }
+                }
+            }
+        }
+        y.withUnsafeMutableBufferPointer { yp in
+            let output = UnsafeSendable(yp.baseAddress!)
+            pool.forEachRange(n, parallel: n * k >= 1 << 16) { range in
+                let (codes, scales, zeros, _) = buffers.value
+                matrix.gemm(
+                    codes: codes, stride: stride, tokens: tokens, scales: scales, zeros: zeros,
+                    partStride: parts.count, plan: plan, rows: range, into: output.value, ldy: n)
+            }
+        }
+        for t in 0..<tokens where buffers.value.3[t] != 0 {
+            var row = Array(x[(t * k)..<((t + 1) * k)])
+            var out = [Float](repeating: 0, count: n)
+            packedGEMV(&row, rows: 1, matrix, quantizer: quantizer, site: site, into: &out)
+            y.replaceSubrange((t * n)..<((t + 1) * n), with: out)
         }
     }
 

@@ -21,6 +21,11 @@ public final class LlamaSession {
     /// The model layer the session's first layer is, as the observer is told (a session over one
     /// layer of a larger model, `LlamaWeights.withOnlyLayer`).
     public var firstLayer = 0
+    /// Packed weights multiply a prompt's quantized activations in integers (`lk_gemm_packed_u8`),
+    /// each token getting the bits the token-by-token path gives it. False: in floats, the fake-quantized
+    /// activations times the decoded weights, bit for bit as the simulated model computes them
+    /// (slower; for checking a packed file against its simulation).
+    public var integerPrompts = true
 
     let config: LlamaConfig
     var keys: [[Float]]
@@ -275,10 +280,26 @@ public final class LlamaSession {
     func quantize(_ x: inout [Float], _ quantizer: ActivationQuantizer?, rows: Int) {
         guard let quantizer, rows > 0 else { return }
         let width = x.count / rows
+        let parts = quantizer.parts(width: width)
         x.withUnsafeMutableBufferPointer { p in
             let base = UnsafeSendable(p.baseAddress!)
             pool.forEachRange(rows, parallel: rows >= 64) { range in
-                quantizer.apply(base.value + range.lowerBound * width, rows: range.count, width: width)
+                // The SIMD quantizer gives the float one's bits; a part it declines (NaN, no step,
+                // more than 8 bits) goes through the float one.
+                withUnsafeTemporaryAllocation(of: UInt8.self, capacity: width) { codes in
+                    for row in range {
+                        let values = base.value + row * width
+                        for part in parts
+                        where lk_fake_quantize(
+                            values + part.start, Int32(part.count), Int32(part.bits), quantizer.includeZero ? 1 : 0,
+                            quantizer.clip, codes.baseAddress!) == 0
+                        {
+                            UniformQuantizer.asymmetric(
+                                values + part.start, count: part.count, bits: part.bits,
+                                includeZero: quantizer.includeZero, clip: quantizer.clip)
+                        }
+                    }
+                }
             }
         }
     }

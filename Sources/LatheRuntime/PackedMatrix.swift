@@ -134,6 +134,28 @@ public final class PackedMatrix: @unchecked Sendable {
         }
     }
 
+    /// `gemv(_:expanded:sums:plan:rows:into:)` for `tokens` tokens at once: token t's expanded codes
+    /// at `codes + t · stride`, its part scales and zero points at `t · partStride`; y[t · ldy + r].
+    /// Each token gets the bits the one-token product gives it. Rows without zero points only.
+    func gemm(
+        codes: UnsafePointer<UInt8>, stride: Int, tokens: Int, scales: UnsafePointer<Float>,
+        zeros: UnsafePointer<Float>, partStride: Int, plan: [lk_segment], rows range: Range<Int>,
+        into y: UnsafeMutablePointer<Float>, ldy: Int
+    ) {
+        precondition(!encoding.zeroPoints, "the integer GEMM takes rows without weight zero points")
+        rowStarts.withUnsafeBufferPointer { starts in
+            plan.withUnsafeBufferPointer { segments in
+                codeSums.withUnsafeBufferPointer { codeSums in
+                    _ = lk_gemm_packed_u8(
+                        starts.baseAddress! + range.lowerBound, Int32(range.count), segments.baseAddress!,
+                        Int32(segments.count), kernelLayout,
+                        codeSums.baseAddress! + range.lowerBound * segments.count, codes, Int32(stride),
+                        Int32(tokens), scales, zeros, Int32(partStride), y + range.lowerBound, Int32(ldy))
+                }
+            }
+        }
+    }
+
     /// For each segment, the activation part that holds it whole, when `quantizer` allows the integer
     /// path on this matrix (codes of at most 8 bits, parts aligned with segments); nil otherwise.
     func integerPlan(_ quantizer: ActivationQuantizer) -> [lk_segment]? {

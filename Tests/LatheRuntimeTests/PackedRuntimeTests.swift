@@ -102,7 +102,7 @@ struct PackedRuntimeTests {
     }
 
     @Test(
-        "prefill on packed weights is bit-identical to the simulated F32 path, at 1 and 2 threads",
+        "prefill on packed weights with float prompt products is bit-identical to the simulated F32 path, at 1 and 2 threads",
         arguments: [true, false], [1, 2])
     func prefillIdentical(activations: Bool, threads: Int) throws {
         let (simulated, packed) = try QuantizedTinyModel.graphs(activations: activations)
@@ -110,8 +110,31 @@ struct PackedRuntimeTests {
             weights: try LlamaWeights(simulated), maxContext: 32, threads: 1, quantizedCache: false)
         let expected = reference.logits(try reference.forward(Self.tokens), rows: 0..<Self.tokens.count)
         let session = LlamaSession(weights: try LlamaWeights(packed), maxContext: 32, threads: threads)
+        session.integerPrompts = false
         let logits = session.logits(try session.forward(Self.tokens), rows: 0..<Self.tokens.count)
         #expect(logits == expected)
+    }
+
+    @Test(
+        "prefill with the integer GEMM (the default) matches the simulated prefill: KL < 1e-3 per token, the same greedy choices, other arithmetic than the float path"
+    )
+    func integerPrefillMatches() throws {
+        let (simulated, packed) = try QuantizedTinyModel.graphs(activations: true)
+        let vocab = simulated.config!.vocabSize
+        let reference = LlamaSession(
+            weights: try LlamaWeights(simulated), maxContext: 32, threads: 1, quantizedCache: false)
+        let expected = reference.logits(try reference.forward(Self.tokens), rows: 0..<Self.tokens.count)
+        let session = LlamaSession(weights: try LlamaWeights(packed), maxContext: 32, threads: 2)
+        #expect(session.integerPrompts)
+        let logits = session.logits(try session.forward(Self.tokens), rows: 0..<Self.tokens.count)
+        #expect(logits != expected)
+        for index in Self.tokens.indices {
+            let (want, got) = (
+                expected[(index * vocab)..<((index + 1) * vocab)], logits[(index * vocab)..<((index + 1) * vocab)]
+            )
+            #expect(QuantizedTinyModel.kl(want, got) < 1e-3, "token \(index): KL \(QuantizedTinyModel.kl(want, got))")
+            #expect(got.indices.max { got[$0] < got[$1] } == want.indices.max { want[$0] < want[$1] })
+        }
     }
 
     @Test(

@@ -118,6 +118,40 @@ struct TransformKernelTests {
         }
     }
 
+    @Test(
+        "lk_fake_quantize gives UniformQuantizer.asymmetric's bits (2, 4 and 8 bits, clipped or not, zero in the range or not), and where it declines leaves the values for the float quantizer, SIMD and portable bodies",
+        arguments: [false, true], [true, false])
+    func fakeQuantizerMatchesFloatQuantizer(portable: Bool, includeZero: Bool) {
+        lk_use_portable_on_this_thread(portable ? 1 : 0)
+        defer { lk_use_portable_on_this_thread(0) }
+        var generator = SeededGenerator(seed: 5)
+        let wide = (0..<1344).map { _ in Float(generator.nextGaussian()) * 3 + 0.5 }
+        var nan = wide
+        nan[700] = .nan
+        for (index, vector) in (Self.specialVectors() + [wide, nan]).enumerated() {
+            for (bits, clip) in [(2, Float(1)), (4, 1), (8, 1), (4, 0.9), (12, 1)] {
+                var expected = vector
+                expected.withUnsafeMutableBufferPointer {
+                    UniformQuantizer.asymmetric(
+                        $0.baseAddress!, count: $0.count, bits: bits, includeZero: includeZero, clip: clip)
+                }
+                var x = vector
+                var codes = [UInt8](repeating: 0, count: vector.count)
+                if lk_fake_quantize(&x, Int32(x.count), Int32(bits), includeZero ? 1 : 0, clip, &codes) == 0 {
+                    #expect(x.map(\.bitPattern) == vector.map(\.bitPattern), "vector \(index), \(bits) bits declined")
+                    x.withUnsafeMutableBufferPointer {
+                        UniformQuantizer.asymmetric(
+                            $0.baseAddress!, count: $0.count, bits: bits, includeZero: includeZero, clip: clip)
+                    }
+                } else {
+                    #expect(bits <= 8 && !vector.contains(where: \.isNaN), "vector \(index), \(bits) bits")
+                }
+                #expect(
+                    x.map(\.bitPattern) == expected.map(\.bitPattern), "vector \(index), \(bits) bits, clip \(clip)")
+            }
+        }
+    }
+
     @Test("the integer GEMV gives each row the same bits whether it runs alone or beside another")
     func rowPairsMatchSingleRows() throws {
         let widths: [(Int, Int)] = Array(repeating: [(56, 4), (8, 8)], count: 9).flatMap { $0 }

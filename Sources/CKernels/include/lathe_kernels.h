@@ -59,6 +59,19 @@ void lk_gemv_packed_u8(const uint8_t *const *rows, int count, const lk_segment *
                        lk_rows layout, const int32_t *code_sums, const uint8_t *codes, const int32_t *x_sums,
                        const float *scales, const float *zeros, float *y);
 
+/// The same product for `tokens` tokens at once (a prompt), each token's expanded codes `code_stride`
+/// bytes after the last and its part scales and zero points `part_stride` floats after the last:
+/// y[t · ldy + r] is bit for bit what `lk_gemv_packed_u8` gives token t's codes on row r. Only for
+/// rows without weight zero points: returns 0 (and writes nothing) for a layout with them.
+int lk_gemm_packed_u8(const uint8_t *const *rows, int count, const lk_segment *segments, int segment_count,
+                      lk_rows layout, const int32_t *code_sums, const uint8_t *codes, int code_stride, int tokens,
+                      const float *scales, const float *zeros, int part_stride, float *y, int ldy);
+
+/// Whether the integer GEMM's 4-bit products use AVX-VNNI (VPDPBUSD) on this thread; the same sums
+/// as the AVX2 body's. `lk_avoid_vnni_on_this_thread(1)` keeps this thread on the AVX2 body (tests).
+int lk_uses_vnni(void);
+void lk_avoid_vnni_on_this_thread(int avoid);
+
 /// Σ q of a segment's codes (the zero-point term of an asymmetric activation).
 int32_t lk_sum_q4(const uint8_t *codes, int n);
 int32_t lk_sum_q8(const int8_t *codes, int n);
@@ -157,6 +170,12 @@ void lk_f16_to_f32(const uint16_t *in, float *out, int n);
 /// no code holds: the caller quantizes in floats).
 int lk_quantize_asymmetric(const float *x, int n, int bits, int include_zero, float clip, uint8_t *codes,
                            float *scale, float *zero);
+
+/// Fake quantization of n values in place, bit for bit as `UniformQuantizer.asymmetric`: the codes of
+/// `lk_quantize_asymmetric` (written to `codes`, n bytes) decoded to scale · (code − zero). Returns 0
+/// and leaves x as it is when `bits` > 8 or the quantizer declines (no step, or a NaN): the caller
+/// then runs the float quantizer, which leaves a stepless range as it is too.
+int lk_fake_quantize(float *x, int n, int bits, int include_zero, float clip, uint8_t *codes);
 
 /// For each of `rows` head vectors of `x` (`head_dim` ≤ 512 values each), in place: when `bits` > 0,
 /// fake-quantized as `lk_quantize_asymmetric` with zero in the range and no clipping does it (values
