@@ -148,9 +148,10 @@ static int detect_vnni(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avxvnni");
 }
-#endif
 
 static int vnni_state = -1;
+#endif
+
 static _Thread_local int vnni_avoided = 0;
 
 void lk_avoid_vnni_on_this_thread(int avoid) { vnni_avoided = avoid; }

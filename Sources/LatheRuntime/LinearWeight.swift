@@ -242,7 +242,8 @@ extension LlamaSession {
                     partStride: parts.count, plan: plan, rows: range, into: output.value, ldy: n)
             }
         }
-        for t in 0..<tokens where buffers.value.3[t] != 0 {
+        let declined = scratch.promptDeclined.base
+        for t in 0..<tokens where declined[t] != 0 {
             var row = Array(x[(t * k)..<((t + 1) * k)])
             var out = [Float](repeating: 0, count: n)
             packedGEMV(&row, rows: 1, matrix, quantizer: quantizer, site: site, into: &out)
