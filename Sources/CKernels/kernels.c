@@ -410,13 +410,7 @@ static _Thread_local int portable_only = 0;
 
 int lk_uses_avx2(void) {
     if (portable_only) return 0;
-    // Every thread computes the same answer; relaxed atomics keep the race defined.
-    int state = __atomic_load_n(&avx2_state, __ATOMIC_RELAXED);
-    if (state < 0) {
-        state = detect_avx2();
-        __atomic_store_n(&avx2_state, state, __ATOMIC_RELAXED);
-    }
-    return state;
+    return lk_detect_once(&avx2_state, detect_avx2);
 }
 
 void lk_use_portable_on_this_thread(int portable) { portable_only = portable; }

@@ -11,20 +11,15 @@
 /// the eight lanes of one vector (`hsum8_minus` assumes eight).
 #define GEMM_TOKENS 8
 
+/// Token by token through the GEMV: token t's outputs are row-contiguous at y + t · ldy.
 static void generic_gemm_u8(const uint8_t *const *rows, int count, const lk_segment *segments, int segment_count,
                             lk_rows layout, const int32_t *code_sums, const uint8_t *codes, int code_stride,
                             int tokens, const float *scales, const float *zeros, int part_stride, float *y,
                             int ldy) {
-    enum { chunk = 16 };
-    float column[chunk];
     for (int t = 0; t < tokens; t++)
-        for (int r0 = 0; r0 < count; r0 += chunk) {
-            int n = count - r0 < chunk ? count - r0 : chunk;
-            lk_gemv_packed_u8(rows + r0, n, segments, segment_count, layout, code_sums + r0 * segment_count,
-                              codes + (size_t)t * (size_t)code_stride, NULL, scales + t * part_stride,
-                              zeros + t * part_stride, column);
-            for (int r = 0; r < n; r++) y[(size_t)t * (size_t)ldy + (size_t)(r0 + r)] = column[r];
-        }
+        lk_gemv_packed_u8(rows, count, segments, segment_count, layout, code_sums,
+                          codes + (size_t)t * (size_t)code_stride, NULL, scales + t * part_stride,
+                          zeros + t * part_stride, y + (size_t)t * (size_t)ldy);
 }
 
 #ifdef LK_X86
@@ -159,13 +154,7 @@ void lk_avoid_vnni_on_this_thread(int avoid) { vnni_avoided = avoid; }
 int lk_uses_vnni(void) {
 #ifdef LK_X86
     if (vnni_avoided || !lk_uses_avx2()) return 0;
-    // Every thread computes the same answer; relaxed atomics keep the race defined.
-    int state = __atomic_load_n(&vnni_state, __ATOMIC_RELAXED);
-    if (state < 0) {
-        state = detect_vnni();
-        __atomic_store_n(&vnni_state, state, __ATOMIC_RELAXED);
-    }
-    return state;
+    return lk_detect_once(&vnni_state, detect_vnni);
 #else
     return 0;
 #endif

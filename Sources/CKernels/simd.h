@@ -5,6 +5,17 @@
 #include <stdint.h>
 #include <string.h>
 
+/// `detect()` run once and kept in `*state` (−1 until then): every thread computes the same answer,
+/// and relaxed atomics keep the race defined.
+static inline int lk_detect_once(int *state, int (*detect)(void)) {
+    int value = __atomic_load_n(state, __ATOMIC_RELAXED);
+    if (value < 0) {
+        value = detect();
+        __atomic_store_n(state, value, __ATOMIC_RELAXED);
+    }
+    return value;
+}
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define LK_X86 1

@@ -213,11 +213,9 @@ extension LlamaSession {
                     for t in range {
                         var quantized = true
                         for (index, part) in parts.enumerated() where quantized {
-                            quantized =
-                                lk_quantize_asymmetric(
-                                    input.value + t * k + part.start, Int32(part.count), Int32(part.bits),
-                                    quantizer.includeZero ? 1 : 0, quantizer.clip, row.baseAddress! + part.start,
-                                    scales + t * parts.count + index, zeros + t * parts.count + index) != 0
+                            quantized = QuantizedActivation.quantize(
+                                input.value + t * k, part: part, quantizer, codes: row.baseAddress!,
+                                scale: scales + t * parts.count + index, zero: zeros + t * parts.count + index)
                         }
                         declined[t] = quantized ? 0 : 1
                         if !quantized {

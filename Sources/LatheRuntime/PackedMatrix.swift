@@ -202,16 +202,25 @@ final class QuantizedActivation {
 
     /// One part; false when the fake quantizer would leave it as it is.
     func load(_ x: UnsafePointer<Float>, part index: Int) -> Bool {
-        let part = parts[index]
         var scale: Float = 0
         var zero: Float = 0
-        guard
-            lk_quantize_asymmetric(
-                x + part.start, Int32(part.count), Int32(part.bits), quantizer.includeZero ? 1 : 0, quantizer.clip,
-                codes + part.start, &scale, &zero) != 0
-        else { return false }
+        guard Self.quantize(x, part: parts[index], quantizer, codes: codes, scale: &scale, zero: &zero) else {
+            return false
+        }
         scales[index] = scale
         zeros[index] = zero
         return true
+    }
+
+    /// The step every row of codes is made by: `part` of the row `x` quantized by `quantizer` into
+    /// `codes` (at the part's columns), its scale and zero point; false when the fake quantizer would
+    /// leave the part as it is.
+    static func quantize(
+        _ x: UnsafePointer<Float>, part: ActivationQuantizer.Part, _ quantizer: ActivationQuantizer,
+        codes: UnsafeMutablePointer<UInt8>, scale: UnsafeMutablePointer<Float>, zero: UnsafeMutablePointer<Float>
+    ) -> Bool {
+        lk_quantize_asymmetric(
+            x + part.start, Int32(part.count), Int32(part.bits), quantizer.includeZero ? 1 : 0, quantizer.clip,
+            codes + part.start, scale, zero) != 0
     }
 }
