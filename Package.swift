@@ -115,7 +115,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(
             name: "FormatPackedTests",
-            dependencies: ["FormatPacked", "PassEncoding", "LatheCore", "LatheTestSupport"],
+            dependencies: ["Compression", "FormatPacked", "PassEncoding", "LatheCore", "LatheTestSupport"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "FormatSafetensorsTests",
@@ -169,7 +169,7 @@ let package = Package(
         .testTarget(
             name: "LatheCLITests",
             dependencies: [
-                "LatheCLI", "LatheBuiltins", "LatheCore", "LatheTestSupport",
+                "LatheCLI", "LatheBuiltins", "LatheCore", "LathePipeline", "LatheTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             exclude: ["Snapshots"],

@@ -43,8 +43,9 @@ public struct ArchiveMember: Equatable, Sendable {
 
 /// Reading and writing tar, tar.zst and zip archives through libarchive.
 ///
-/// Extraction never writes outside the destination: absolute member paths, `..` components and links
-/// whose target leaves the root are refused before anything of that member is written.
+/// Extraction never writes outside the destination: absolute member paths, `..` components, links
+/// whose target leaves the root, and paths or link targets that pass through a symbolic link
+/// (`ArchiveLinkGuard`) are refused before anything of that member is written.
 public enum Archive {
     /// Lists the members without extracting anything; unsafe members are reported as errors.
     public static func list(_ url: URL) throws -> [ArchiveMember] {
@@ -164,6 +165,7 @@ public enum Archive {
         }
         guard archive_read_open_filename(reader, path, 1 << 16) == ARCHIVE_OK else { throw failure() }
         var entry: OpaquePointer?
+        var links = ArchiveLinkGuard(archive: path)
         while true {
             let status = archive_read_next_header(reader, &entry)
             if status == ARCHIVE_EOF { break }
@@ -171,6 +173,7 @@ public enum Archive {
             guard let rawName = archive_entry_pathname(entry) else { throw failure() }
             let name = String(cString: rawName)
             let member = try describe(entry, name: name, archive: path)
+            try links.admit(member)
             try body(member) { sink in
                 var block: UnsafeRawPointer?
                 var size = 0
@@ -183,6 +186,7 @@ public enum Archive {
                 }
             }
         }
+        try links.finish()
     }
 
     private static func describe(_ entry: OpaquePointer, name: String, archive: String) throws -> ArchiveMember {

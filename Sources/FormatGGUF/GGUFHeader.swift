@@ -191,7 +191,7 @@ struct ByteCursor {
         try need(Int(length), field)
         let slice = UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + Int(length))])
         offset += Int(length)
-        guard let string = String(validating: slice, as: UTF8.self) else {
+        guard let string = UTF8Text.string(slice) else {
             throw GGUFError(path: path, field: field, problem: "string is not valid UTF-8")
         }
         return string

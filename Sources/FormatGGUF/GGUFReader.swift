@@ -18,7 +18,7 @@ public struct GGUFReader: FormatReader {
         graph.sourceFormat = Self.formatID
         graph.naming = .gguf
         graph.config = try LlamaConfig(metadata: header.metadata, source: url.path)
-        graph.tokenizer = TokenizerDescription(metadata: header.metadata)
+        graph.tokenizer = try TokenizerDescription(metadata: header.metadata, source: url.path)
         if graph.config != nil {
             graph.config?.tiedEmbeddings = !header.tensors.contains { $0.name == "output.weight" }
         }

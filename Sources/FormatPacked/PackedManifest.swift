@@ -55,6 +55,8 @@ struct PackedManifest {
 
     var metadata: Metadata
     var members: [Member]
+    /// Where the members may start: the end of the manifest region (0 for a manifest being written).
+    var dataStart = 0
     var writer: String
     var version: (major: UInt32, minor: UInt32)
 
@@ -118,6 +120,7 @@ struct PackedManifest {
         }
         guard let entries = json["tensors"]?.arrayValue else { throw fail("manifest.tensors", "missing") }
         var seen = Set<String>()
+        self.dataStart = dataStart
         var end = dataStart
         members = []
         for (index, entry) in entries.enumerated() {

@@ -19,7 +19,7 @@ public struct PackedReader: FormatReader {
         var graph = try ModelGraph(source: url.path, metadata: manifest.metadata)
         graph.sourceFormat = Self.formatID
         graph.config = try LlamaConfig(metadata: manifest.metadata, source: url.path)
-        graph.tokenizer = TokenizerDescription(metadata: manifest.metadata)
+        graph.tokenizer = try TokenizerDescription(metadata: manifest.metadata, source: url.path)
         graph.config?.tiedEmbeddings = !manifest.members.contains { $0.name == "lm_head.weight" }
         for member in manifest.members {
             let info = TensorInfo(name: member.name, dtype: member.dtype, shape: Shape(member.shape))
@@ -41,13 +41,7 @@ public struct PackedReader: FormatReader {
                     Tensor(info: info) {
                         let stored = try TensorStorage(file: file, offset: member.offset, length: member.length)
                         try checksum.run { try Self.verifyChecksum(stored, member, path: url.path) }
-                        let bytes = try stored.withUnsafeBytes { try Zstd.decompress($0, limit: member.size) }
-                        guard bytes.count == member.size else {
-                            throw PackedFormatError(
-                                path: url.path, field: "tensor '\(member.name)'",
-                                problem: "inflates to \(bytes.count) bytes, the manifest says \(member.size)")
-                        }
-                        let storage = TensorStorage(bytes: bytes)
+                        let storage = TensorStorage(bytes: try Self.inflate(stored, member, path: url.path))
                         try scales.run { try ScaleCheck.check(storage, info, path: url.path) }
                         return storage
                     })
@@ -64,18 +58,74 @@ public struct PackedReader: FormatReader {
         return Dictionary(uniqueKeysWithValues: manifest.members.map { ($0.name, $0.length) })
     }
 
-    /// Checks every member's checksum; the error names the first damaged tensor.
+    /// Everything `lathe check` can check beyond what reading requires: every member's checksum, every
+    /// compressed member inflated to its size, the header's minor version equal to the manifest's, the
+    /// gaps between members zero and nothing after the last, as the writer leaves them (§9). The
+    /// error names the first damage: the tensor, or the bytes between which tensors.
     public static func verify(_ url: URL) throws -> (tensors: Int, bytes: Int) {
         let file = try MappedFile(path: url.path)
         let manifest = try manifest(file)
+        func fail(_ field: String, _ problem: String) -> PackedFormatError {
+            PackedFormatError(path: url.path, field: field, problem: problem)
+        }
+        let headerMinor = try file.withBytes { $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self).littleEndian }
+        guard headerMinor == manifest.version.minor else {
+            throw fail(
+                "header.version",
+                "minor version \(headerMinor); the manifest says \(manifest.version.major).\(manifest.version.minor)")
+        }
         var bytes = 0
+        var end = manifest.dataStart
         for member in manifest.members {
+            try requireZeros(file, end..<member.offset, path: url.path)
             let storage = try TensorStorage(file: file, offset: member.offset, length: member.length)
             try verifyChecksum(storage, member, path: url.path)
+            if member.compression != "none" { _ = try inflate(storage, member, path: url.path) }
             storage.dropCachedPages()
             bytes += member.length
+            end = member.offset + member.length
+        }
+        guard end == file.size else {
+            throw fail(
+                "file", "\(file.size - end) byte(s) after the last member, which ends at \(end): the writer writes none"
+            )
         }
         return (manifest.members.count, bytes)
+    }
+
+    /// Throws when a byte of `range` is not zero (the writer's padding before a member).
+    private static func requireZeros(_ file: MappedFile, _ range: Range<Int>, path: String) throws {
+        guard !range.isEmpty else { return }
+        let offset = try file.withBytes { bytes in
+            UnsafeRawBufferPointer(rebasing: bytes[range]).firstIndex { $0 != 0 }
+        }
+        if let offset {
+            throw PackedFormatError(
+                path: path, field: "padding at byte \(range.lowerBound + offset)",
+                problem: "not zero (the gap before the member at \(range.upperBound)): the file is damaged")
+        }
+    }
+
+    /// A zstd member's payload, exactly `size` bytes; errors name the tensor.
+    static func inflate(_ stored: TensorStorage, _ member: PackedManifest.Member, path: String) throws -> [UInt8] {
+        let bytes: [UInt8]
+        do {
+            bytes = try stored.withUnsafeBytes { try Zstd.decompress($0, limit: member.size) }
+        } catch CompressionError.sizeLimitExceeded {
+            throw PackedFormatError(
+                path: path, field: "tensor '\(member.name)'",
+                problem: "inflates to more than the \(member.size) bytes the manifest says")
+        } catch {
+            throw PackedFormatError(
+                path: path, field: "tensor '\(member.name)'", problem: "does not inflate: \(error.localizedDescription)"
+            )
+        }
+        guard bytes.count == member.size else {
+            throw PackedFormatError(
+                path: path, field: "tensor '\(member.name)'",
+                problem: "inflates to \(bytes.count) bytes, the manifest says \(member.size)")
+        }
+        return bytes
     }
 
     /// Throws, naming the member, when its stored bytes do not have the manifest's XXH64.

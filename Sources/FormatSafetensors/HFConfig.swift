@@ -5,10 +5,11 @@ enum HFConfig {
     static func llamaConfig(from json: JSONValue, path: String) throws -> LlamaConfig {
         func int(_ key: String, default fallback: Int? = nil) throws -> Int {
             if let value = json[key], value != .null {
-                guard let int = value.intValue else {
+                // GGUF stores these as u32: anything outside is refused here rather than trapped on later.
+                guard let int = value.intValue, int >= 0, int <= Int(UInt32.max) else {
                     throw SafetensorsError(
                         path: path, rule: .invalidConfig, field: key,
-                        problem: "must be an integer, got \(value.serialized())")
+                        problem: "must be an integer from 0 to 4294967295, got \(value.serialized())")
                 }
                 return int
             }

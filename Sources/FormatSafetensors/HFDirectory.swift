@@ -51,8 +51,15 @@ public struct HFDirectoryReader: FormatReader {
             var tokenizer = try HFTokenizer.description(
                 tokenizer: json, config: tokenizerConfig, path: url.appendingPathComponent("tokenizer.json").path,
                 diagnostics: options.diagnostics)
-            tokenizer.bosTokenID = tokenizer.bosTokenID ?? configJSON["bos_token_id"]?.intValue
-            tokenizer.eosTokenID = tokenizer.eosTokenID ?? configJSON["eos_token_id"]?.intValue
+            // config.json's ids fill in only when they name a token; `eos_token_id` may be a list
+            // (Llama 3 Instruct), whose first entry GGUF's single key keeps.
+            let vocabulary = 0..<tokenizer.tokens.count
+            func configTokenID(_ key: String) -> Int? {
+                let value = configJSON[key]
+                return (value?.intValue ?? value?.arrayValue?.first?.intValue).flatMap { vocabulary ~= $0 ? $0 : nil }
+            }
+            tokenizer.bosTokenID = tokenizer.bosTokenID ?? configTokenID("bos_token_id")
+            tokenizer.eosTokenID = tokenizer.eosTokenID ?? configTokenID("eos_token_id")
             graph.tokenizer = tokenizer
             graph.metadata[HFKeys.tokenizer] = .string(text)
         }

@@ -42,7 +42,7 @@ struct SafetensorsHeader {
         }
         dataStart = 8 + Int(length)
         let headerBytes = UnsafeRawBufferPointer(rebasing: bytes[8..<dataStart])
-        guard String(validating: headerBytes, as: UTF8.self) != nil else {
+        guard UTF8Text.isValid(headerBytes) else {
             throw fail(.invalidHeader, "header", "not valid UTF-8")
         }
         let json: JSONValue

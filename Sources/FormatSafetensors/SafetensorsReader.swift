@@ -29,7 +29,7 @@ public struct SafetensorsReader: FormatReader {
             try Self.appendFile(file, to: &graph)
         }
         graph.config = try LlamaConfig(metadata: graph.metadata, source: url.path)
-        graph.tokenizer = TokenizerDescription(metadata: graph.metadata)
+        graph.tokenizer = try TokenizerDescription(metadata: graph.metadata, source: url.path)
         let tied = graph["lm_head.weight"] == nil
         graph.config?.tiedEmbeddings = tied
         options.diagnostics.info("\(url.lastPathComponent): safetensors, \(graph.tensors.count) tensors")

@@ -48,8 +48,17 @@ public enum ModelInput {
         options.diagnostics.progress(.reading, "extracting \(url.lastPathComponent)")
         try Archive.extract(url, to: scratch)
         let model = try locateModel(in: scratch, archive: url, registry: registry)
-        var graph = try (format.map { try registry.reader($0) } ?? detect(model, registry: registry)).read(
-            model, options: options)
+        var graph: ModelGraph
+        do {
+            graph = try (format.map { try registry.reader($0) } ?? detect(model, registry: registry)).read(
+                model, options: options)
+        } catch {
+            // The scratch directory is gone when the message is read: name the archive and member.
+            let message = (error as? any LocalizedError)?.errorDescription ?? "\(error)"
+            throw ArchivedModelError(
+                message: message.replacingOccurrences(of: scratch.path + "/", with: url.path + "#")
+                    .replacingOccurrences(of: scratch.path, with: url.path))
+        }
         graph.source = url.path + (model == scratch ? "" : "#" + model.path.dropFirst(scratch.path.count + 1))
         return graph
     }
@@ -70,4 +79,11 @@ public enum ModelInput {
         }
         return candidates[0]
     }
+}
+
+/// A reader's error about a model inside an archive, its paths rewritten to `archive#member`.
+public struct ArchivedModelError: LocalizedError, CustomStringConvertible {
+    public var message: String
+    public var errorDescription: String? { message }
+    public var description: String { message }
 }

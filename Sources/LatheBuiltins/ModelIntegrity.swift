@@ -16,12 +16,13 @@ public struct IntegrityReport: Sendable, Equatable {
 }
 
 public enum ModelIntegrity {
-    /// Reads `url` (every header rule of its format), verifies lpack checksums, and with `values`
+    /// Reads `url` (every header rule of its format; `format` forces a reader), verifies an lpack
+    /// file's checksums, compressed members, padding and end (`PackedReader.verify`), and with `values`
     /// decodes every tensor. Throws on the first damage, naming the file and tensor.
-    public static func check(_ url: URL, values: Bool, registry: Registry = LatheBuiltins.registry) throws
-        -> IntegrityReport
-    {
-        let graph = try ModelInput.open(url, registry: registry)
+    public static func check(
+        _ url: URL, format: String? = nil, values: Bool, registry: Registry = LatheBuiltins.registry
+    ) throws -> IntegrityReport {
+        let graph = try ModelInput.open(url, format: format, registry: registry)
         var report = IntegrityReport(
             path: url.path, format: graph.sourceFormat, tensors: graph.tensors.count, checksummed: 0, checkedBytes: 0,
             nonFinite: [:])

@@ -8,9 +8,11 @@ struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check a model file: its structure, its checksums (lpack), and optionally every value.",
         discussion: """
-            Every format's header rules are applied as when reading. An lpack file's members are each \
-            verified against their XXH64 checksum, so a flipped byte anywhere is reported with the tensor \
-            it hit. --values also decodes every tensor and reports NaN or infinite values.
+            Every format's header rules are applied as when reading. An lpack file is checked further: \
+            its manifest and each member against their XXH64 checksums (a flipped byte is reported with the \
+            tensor it hit), each zstd member inflated to its size, the padding between members zero and \
+            nothing after the last, as the writer leaves them. --values also decodes every tensor and \
+            reports NaN or infinite values.
 
             Exit status: 0 when intact, 1 with one line naming the damage otherwise.
 
@@ -21,10 +23,11 @@ struct Check: ParsableCommand {
     @Argument(help: "The model (file, HF directory or archive).") var model: String
     @Flag(help: "Decode every tensor and count non-finite values.") var values = false
     @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var input: InputOptions
 
     func run() throws {
         let report = try ModelIntegrity.check(
-            URL(fileURLWithPath: model), values: values, registry: LatheEnvironment.registry)
+            URL(fileURLWithPath: model), format: input.format, values: values, registry: LatheEnvironment.registry)
         if json {
             printJSON(
                 .object([

@@ -62,7 +62,7 @@ struct Checkpoints {
         }
         graph.metadata = try Metadata(json: JSONValue.parse(text), field: metadata(step).path)
         graph.config = try LlamaConfig(metadata: graph.metadata, source: source)
-        graph.tokenizer = TokenizerDescription(metadata: graph.metadata)
+        graph.tokenizer = try TokenizerDescription(metadata: graph.metadata, source: source)
         if graph.config != nil {
             let tied = graph["lm_head.weight"] == nil
             graph.config?.tiedEmbeddings = tied

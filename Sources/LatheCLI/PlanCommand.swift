@@ -38,14 +38,15 @@ struct Plan: ParsableCommand {
             URL(fileURLWithPath: model), format: input.format, options: ReadOptions(diagnostics: printer.diagnostics),
             registry: LatheEnvironment.registry)
         let (_, plan) = try Pipeline.plan(recipe, for: graph, registry: LatheEnvironment.registry, strict: strict)
+        let note = try Self.llamaCppNote(plan.recipe, input: graph)
         if json {
-            printJSON(Self.json(plan, model: graph.source))
+            printJSON(Self.json(plan, model: graph.source, llamaCpp: note))
         } else {
-            print(Self.text(plan, model: graph.source, allTensors: tensors))
+            print(Self.text(plan, model: graph.source, allTensors: tensors, llamaCpp: note))
         }
     }
 
-    static func text(_ plan: PipelinePlan, model: String, allTensors: Bool) -> String {
+    static func text(_ plan: PipelinePlan, model: String, allTensors: Bool, llamaCpp: String) -> String {
         var lines = [
             "Recipe: \(plan.recipe.name) (\(plan.recipe.source))\(plan.recipe.strict ? ", strict" : "")",
             "  \(plan.recipe.description)", "Model:  \(model)", "Steps:",
@@ -71,23 +72,32 @@ struct Plan: ParsableCommand {
                 + (plan.fallbacks.isEmpty
                     ? "none" : plan.fallbacks.map { "\($0.tensor) → F32 (\($0.reason))" }.joined(separator: "; ")))
         lines.append("Outputs: " + plan.recipe.outputs.map(\.format).joined(separator: ", "))
-        lines.append("GGUF for llama.cpp: " + llamaCppNote(plan.recipe))
+        lines.append("GGUF for llama.cpp: " + llamaCpp)
         lines.append(
             String(format: "Estimated output: %@, %.3f bits/weight", formatBytes(plan.outputBytes), plan.bitsPerWeight))
         return lines.joined(separator: "\n")
     }
 
-    /// What a GGUF export of the recipe's result cannot carry for llama.cpp, from its steps.
-    static func llamaCppNote(_ recipe: Recipe) -> String {
-        var blocking: [String] = []
+    /// What a GGUF export of the recipe's result cannot carry for llama.cpp: what the input model
+    /// already has (its transform and quantization records, as `convert --for-llama-cpp` reads them),
+    /// then what the recipe's steps add.
+    static func llamaCppNote(_ recipe: Recipe, input: ModelGraph) throws -> String {
+        let existing = try LlamaCppCompatibility(metadata: input.metadata, tensorNames: input.tensorNames)
+        var blocking = existing.blocking.map { "\($0) (in the input)" }
         var ignored: [String] = []
+        let sites = existing.ignored.filter { $0.hasPrefix("activation quantization") }.count
+        if sites > 0 { ignored.append("activation quantization at \(sites) site(s) (in the input)") }
+        ignored += existing.ignored.filter { !$0.hasPrefix("activation quantization") }.map { "\($0) (in the input)" }
         for step in recipe.steps {
             switch step.pass {
-            case "online-hadamard": blocking.append("U_D (online Hadamard before down_proj)")
-            case "rotate" where step.options["keys"]?.boolValue != false:
+            case "online-hadamard" where !blocking.contains(where: { $0.hasPrefix("U_D") }):
+                blocking.append("U_D (online Hadamard before down_proj)")
+            case "rotate"
+            where step.options["keys"]?.boolValue != false && !blocking.contains(where: { $0.hasPrefix("U_C") }):
                 blocking.append("U_C (online q/k rotation after RoPE)")
-            case "quantize-activations": ignored.append("activation quantization")
-            case "quantize-kv": ignored.append("KV-cache quantization")
+            case "quantize-activations" where sites == 0: ignored.append("activation quantization")
+            case "quantize-kv" where !ignored.contains(where: { $0.hasPrefix("KV-cache") }):
+                ignored.append("KV-cache quantization")
             case "pack-weights": ignored.append("packed int4/int8 weights (re-encode with --type)")
             default: break
             }
@@ -98,7 +108,7 @@ struct Plan: ParsableCommand {
         return parts.isEmpty ? "every transform is fused into the weights" : parts.joined(separator: "; ")
     }
 
-    static func json(_ plan: PipelinePlan, model: String) -> JSONValue {
+    static func json(_ plan: PipelinePlan, model: String, llamaCpp: String) -> JSONValue {
         .object([
             ("recipe", .string(plan.recipe.name)), ("source", .string(plan.recipe.source)),
             ("strict", .bool(plan.recipe.strict)),
@@ -136,7 +146,7 @@ struct Plan: ParsableCommand {
                     })
             ),
             ("outputs", .array(plan.recipe.outputs.map { JSONValue.string($0.format) })),
-            ("llama_cpp", .string(llamaCppNote(plan.recipe))),
+            ("llama_cpp", .string(llamaCpp)),
             ("output_bytes", .int(plan.outputBytes)),
             ("bits_per_weight", .number(String(format: "%.4f", plan.bitsPerWeight))),
         ])

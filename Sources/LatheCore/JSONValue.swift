@@ -1,7 +1,9 @@
 /// A JSON value that keeps object key order and number spelling, parsed strictly: duplicate keys,
 /// trailing garbage and invalid escapes are errors with the byte offset. Format readers use it where
-/// Foundation's parser would silently keep one of two duplicate keys.
-public indirect enum JSONValue: Equatable, Sendable {
+/// Foundation's parser would silently keep one of two duplicate keys. Not `indirect`: arrays and
+/// objects already hold their elements out of line, and boxing every value cost a heap allocation
+/// per string of a serialized tokenizer (about 100,000 in a safetensors header's metadata).
+public enum JSONValue: Equatable, Sendable {
     case null
     case bool(Bool)
     /// The number's text as written, so integers and floats round-trip exactly.
@@ -83,8 +85,10 @@ extension JSONValue {
     }
 
     public static func parse(_ text: String) throws(JSONParseError) -> JSONValue {
-        let bytes = Array(text.utf8)
-        let result = bytes.withUnsafeBytes { raw in Result { () throws(JSONParseError) in try parse(raw) } }
+        var text = text
+        let result = text.withUTF8 { utf8 in
+            Result { () throws(JSONParseError) in try parse(UnsafeRawBufferPointer(utf8)) }
+        }
         return try result.get()
     }
 
@@ -158,7 +162,12 @@ private struct JSONParser {
     init(bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 
     mutating func skipWhitespace() {
-        while index < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[index]) { index += 1 }
+        while index < bytes.count {
+            switch bytes[index] {
+            case 0x20, 0x09, 0x0A, 0x0D: index += 1
+            default: return
+            }
+        }
     }
 
     func fail(_ reason: String) -> JSONParseError { JSONParseError(offset: index, reason: reason) }
@@ -280,28 +289,32 @@ private struct JSONParser {
         if index < bytes.count, bytes[index] == UInt8(ascii: "\"") {
             // No escapes: validated straight from the input (short strings then allocate nothing).
             index += 1
-            guard let string = String(validating: run, as: UTF8.self) else {
+            guard let string = UTF8Text.string(run) else {
                 throw JSONParseError(offset: start, reason: "invalid UTF-8 in a string")
             }
             return string
         }
         var utf8 = [UInt8](run)
         while true {
+            // The run up to the next quote, backslash or control character, appended whole: a
+            // serialized tokenizer nested as a string value is megabytes of short runs between escapes.
+            let from = index
+            while index < bytes.count, bytes[index] != UInt8(ascii: "\""), bytes[index] != UInt8(ascii: "\\"),
+                bytes[index] >= 0x20
+            {
+                index += 1
+            }
+            utf8.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[from..<index]))
             guard index < bytes.count else { throw fail("unterminated string") }
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
                 index += 1
-                guard let string = String(validating: utf8, as: UTF8.self) else {
+                guard let string = UTF8Text.string(utf8) else {
                     throw JSONParseError(offset: start, reason: "invalid UTF-8 in a string")
                 }
                 return string
             }
-            guard byte >= 0x20 else { throw fail("control character in a string") }
-            if byte != UInt8(ascii: "\\") {
-                utf8.append(byte)
-                index += 1
-                continue
-            }
+            guard byte == UInt8(ascii: "\\") else { throw fail("control character in a string") }
             index += 1
             guard index < bytes.count else { throw fail("unterminated escape") }
             let escape = bytes[index]

@@ -5,11 +5,17 @@ extension LlamaConfig {
     public init?(metadata: Metadata, source: String) throws(LatheError) {
         guard let architecture = metadata["general.architecture"]?.stringValue else { return nil }
         let a = architecture
-        func int(_ key: String) throws(LatheError) -> Int {
-            guard let value = metadata["\(a).\(key)"] else { throw .missingField("\(a).\(key)", in: source) }
-            guard let int = value.intValue else {
-                throw .invalidValue(field: "\(source): \(a).\(key)", value: value.summary, expected: "an integer")
+        // Counts are GGUF u32s: a negative or larger value is refused here, not trapped on when written.
+        func optionalInt(_ key: String) throws(LatheError) -> Int? {
+            guard let value = metadata[key] else { return nil }
+            guard let int = value.intValue, int >= 0, int <= Int(UInt32.max) else {
+                throw .invalidValue(
+                    field: "\(source): \(key)", value: value.summary, expected: "an integer from 0 to 4294967295")
             }
+            return int
+        }
+        func int(_ key: String) throws(LatheError) -> Int {
+            guard let int = try optionalInt("\(a).\(key)") else { throw .missingField("\(a).\(key)", in: source) }
             return int
         }
         func double(_ key: String) throws(LatheError) -> Double {
@@ -21,23 +27,24 @@ extension LlamaConfig {
         }
         let hidden = try int("embedding_length")
         let heads = try int("attention.head_count")
-        let vocab =
-            metadata["\(a).vocab_size"]?.intValue ?? metadata["tokenizer.ggml.tokens"]?.arrayValue?.count ?? 0
+        let tokenCount = metadata["tokenizer.ggml.tokens"]?.arrayValue?.count ?? 0
+        let vocab = try optionalInt("\(a).vocab_size") ?? tokenCount
         var scaling: RopeScaling?
         if let type = metadata["\(a).rope.scaling.type"]?.stringValue, type != "none" {
             scaling = RopeScaling(
                 type: type, factor: metadata["\(a).rope.scaling.factor"]?.doubleValue ?? 1,
-                originalContextLength: metadata["\(a).rope.scaling.original_context_length"]?.intValue)
+                originalContextLength: try optionalInt("\(a).rope.scaling.original_context_length"))
         }
+        let rotaryDimensions = try optionalInt("\(a).rope.dimension_count")
+        let keyLength = try optionalInt("\(a).attention.key_length")
         self.init(
             architecture: architecture, hiddenSize: hidden, layerCount: try int("block_count"), headCount: heads,
-            kvHeadCount: metadata["\(a).attention.head_count_kv"]?.intValue ?? heads,
-            headDim: metadata["\(a).rope.dimension_count"]?.intValue ?? metadata["\(a).attention.key_length"]?.intValue,
+            kvHeadCount: try optionalInt("\(a).attention.head_count_kv") ?? heads,
+            headDim: rotaryDimensions ?? keyLength,
             ffnSize: try int("feed_forward_length"),
             normEpsilon: try double("attention.layer_norm_rms_epsilon"),
             ropeBase: metadata["\(a).rope.freq_base"]?.doubleValue ?? 10_000, ropeScaling: scaling,
-            vocabSize: vocab, contextLength: metadata["\(a).context_length"]?.intValue ?? 0,
-            tiedEmbeddings: true)
+            vocabSize: vocab, contextLength: try optionalInt("\(a).context_length") ?? 0, tiedEmbeddings: true)
     }
 
     /// Writes the config into `metadata` with the exact key types llama.cpp checks (u32, f32).
@@ -69,20 +76,37 @@ extension LlamaConfig {
 }
 
 extension TokenizerDescription {
-    /// Reads the `tokenizer.*` keys; nil when there is no vocabulary.
-    public init?(metadata: Metadata) {
+    /// Reads the `tokenizer.*` keys; nil when there is no vocabulary. A special token id must name
+    /// a token, except that a negative one (some converters write −1 for "none") means none; a token
+    /// type must fit GGUF's i32.
+    public init?(metadata: Metadata, source: String) throws(LatheError) {
         guard let model = metadata["tokenizer.ggml.model"]?.stringValue,
             let tokens = metadata["tokenizer.ggml.tokens"]?.arrayValue
         else { return nil }
+        var types: [Int32] = []
+        for (index, value) in (metadata["tokenizer.ggml.token_type"]?.arrayValue ?? []).enumerated() {
+            guard let type = value.intValue.flatMap({ Int32(exactly: $0) }) else {
+                throw .invalidValue(
+                    field: "\(source): tokenizer.ggml.token_type[\(index)]", value: value.summary,
+                    expected: "a 32-bit token type")
+            }
+            types.append(type)
+        }
+        func tokenID(_ name: String) throws(LatheError) -> Int? {
+            let key = "tokenizer.ggml.\(name)_token_id"
+            guard let value = metadata[key] else { return nil }
+            guard let id = value.intValue, id < tokens.count else {
+                throw .invalidValue(
+                    field: "\(source): \(key)", value: value.summary, expected: "a token id below \(tokens.count)")
+            }
+            return id >= 0 ? id : nil
+        }
         self.init(
             model: model, preTokenizer: metadata["tokenizer.ggml.pre"]?.stringValue,
-            tokens: tokens.map { $0.stringValue ?? "" },
-            tokenTypes: (metadata["tokenizer.ggml.token_type"]?.arrayValue ?? []).map { Int32($0.intValue ?? 1) },
+            tokens: tokens.map { $0.stringValue ?? "" }, tokenTypes: types,
             merges: (metadata["tokenizer.ggml.merges"]?.arrayValue ?? []).map { $0.stringValue ?? "" },
-            bosTokenID: metadata["tokenizer.ggml.bos_token_id"]?.intValue,
-            eosTokenID: metadata["tokenizer.ggml.eos_token_id"]?.intValue,
-            unknownTokenID: metadata["tokenizer.ggml.unknown_token_id"]?.intValue,
-            paddingTokenID: metadata["tokenizer.ggml.padding_token_id"]?.intValue,
+            bosTokenID: try tokenID("bos"), eosTokenID: try tokenID("eos"), unknownTokenID: try tokenID("unknown"),
+            paddingTokenID: try tokenID("padding"),
             addBOS: metadata["tokenizer.ggml.add_bos_token"]?.boolValue ?? false,
             addSpacePrefix: metadata["tokenizer.ggml.add_space_prefix"]?.boolValue ?? false,
             chatTemplate: metadata["tokenizer.chat_template"]?.stringValue)

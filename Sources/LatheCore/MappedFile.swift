@@ -182,6 +182,6 @@ extension MappedFile {
     /// A whole file as text; nil when it is not valid UTF-8.
     public static func text(_ url: URL) throws(LatheError) -> String? {
         let bytes = try bytes(url)
-        return String(validating: bytes, as: UTF8.self)
+        return UTF8Text.string(bytes)
     }
 }

@@ -95,6 +95,38 @@ struct ArchiveTests {
         #expect(!FileManager.default.fileExists(atPath: "/tmp/lathe-absolute"))
     }
 
+    @Test(
+        "links that each stay inside cannot be chained out of the root",
+        arguments: [
+            // d/s is the root; d/s/t would be the root's parent; a file through it escapes.
+            (
+                "through a link",
+                [("d/", "5", ""), ("d/s", "2", ".."), ("d/s/t", "2", ".."), ("d/s/t/escaped", "0", "")]
+            ),
+            // A target that walks through a link, even one that comes later in the archive.
+            ("a target through a later link", [("a", "2", "d/s/../escaped"), ("d/", "5", ""), ("d/s", "2", "..")]),
+            // A hard link to a symbolic link is the same link elsewhere: "../.." from the root escapes.
+            (
+                "a hard link to a link",
+                [("a/", "5", ""), ("a/b/", "5", ""), ("a/b/l", "2", "../.."), ("l2", "1", "a/b/l")]
+            ),
+            ("a member over a link", [("x", "2", "."), ("x", "0", "")]),
+        ] as [(String, [(String, String, String)])])
+    func refusesChainedLinks(label: String, members: [(String, String, String)]) throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let archive = work.appendingPathComponent("chain.tar")
+        try Data(
+            tarBytes(
+                members.map { ($0.0, UInt8(ascii: Unicode.Scalar($0.1)!), $0.2, $0.1 == "0" ? Array("x".utf8) : []) })
+        ).write(to: archive)
+        let out = work.appendingPathComponent("root/out")
+        #expect(throws: CompressionError.self, "\(label)") { try Archive.extract(archive, to: out) }
+        #expect(throws: CompressionError.self, "\(label), listing") { try Archive.list(archive) }
+        #expect(!FileManager.default.fileExists(atPath: work.appendingPathComponent("root/escaped").path))
+        #expect(!FileManager.default.fileExists(atPath: work.appendingPathComponent("escaped").path))
+    }
+
     @Test("a link that stays inside the root is extracted")
     func keepsInnerLink() throws {
         let work = try Fixtures.temporaryDirectory()

@@ -25,6 +25,11 @@ struct RawGGUF {
         u32(4)
         u32(value)
     }
+    mutating func key(_ key: String, type: UInt32, _ write: (inout RawGGUF) -> Void) {
+        string(key)
+        u32(type)
+        write(&self)
+    }
     mutating func tensorInfo(_ name: String, ne: [UInt64], type: UInt32 = 0, offset: UInt64) {
         string(name)
         u32(UInt32(ne.count))
@@ -169,6 +174,63 @@ struct GGUFBadInputTests {
         raw.u32(7)
         raw.bytes.append(2)
         #expect(try message(raw.bytes) == "key 'flag': bool byte is 2, not 0 or 1")
+    }
+
+    @Test("config and tokenizer values that do not fit their GGUF types are errors naming the key, not traps")
+    func outOfRange() throws {
+        /// A Llama header with two tokens plus `extra`, read; the error's text, or nil when it reads.
+        func read(_ extraKeys: UInt64, _ extra: (inout RawGGUF) -> Void) throws -> String? {
+            var raw = RawGGUF()
+            raw.header(tensors: 0, keys: 8 + extraKeys)
+            raw.key("general.architecture", type: 8) { $0.string("llama") }
+            for (key, value) in [
+                ("llama.embedding_length", 8), ("llama.attention.head_count", 2), ("llama.block_count", 1),
+                ("llama.feed_forward_length", 16),
+            ] { raw.keyU32(key, UInt32(value)) }
+            raw.key("llama.attention.layer_norm_rms_epsilon", type: 6) { $0.u32(Float(1e-5).bitPattern) }
+            raw.key("tokenizer.ggml.model", type: 8) { $0.string("gpt2") }
+            raw.key("tokenizer.ggml.tokens", type: 9) {
+                $0.u32(8)
+                $0.u64(2)
+                $0.string("a")
+                $0.string("b")
+            }
+            extra(&raw)
+            let directory = try Fixtures.temporaryDirectory()
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let url = directory.appendingPathComponent("range.gguf")
+            try Data(raw.bytes).write(to: url)
+            do {
+                _ = try GGUFReader().read(url, options: ReadOptions(naming: .gguf))
+                return nil
+            } catch let error as LatheError {
+                let text = error.errorDescription ?? ""
+                #expect(text.hasPrefix(url.path), "names the file: \(text)")
+                return String(text.dropFirst(url.path.count))
+            }
+        }
+        #expect(try read(0) { _ in } == nil, "the base header reads")
+        #expect(
+            try read(1) { $0.key("llama.context_length", type: 10) { $0.u64(1 << 33) } }
+                == ": llama.context_length: got 8589934592, expected an integer from 0 to 4294967295")
+        #expect(
+            try read(1) { $0.key("llama.attention.head_count_kv", type: 5) { $0.u32(UInt32(bitPattern: -1)) } }
+                == ": llama.attention.head_count_kv: got -1, expected an integer from 0 to 4294967295")
+        #expect(
+            try read(1) {
+                $0.key("tokenizer.ggml.token_type", type: 9) {
+                    $0.u32(4)
+                    $0.u64(2)
+                    $0.u32(1)
+                    $0.u32(1 << 31)
+                }
+            } == ": tokenizer.ggml.token_type[1]: got 2147483648, expected a 32-bit token type")
+        #expect(
+            try read(1) { $0.key("tokenizer.ggml.bos_token_id", type: 4) { $0.u32(2) } }
+                == ": tokenizer.ggml.bos_token_id: got 2, expected a token id below 2")
+        // −1 is how some converters say "no such token".
+        #expect(
+            try read(1) { $0.key("tokenizer.ggml.bos_token_id", type: 5) { $0.u32(UInt32(bitPattern: -1)) } } == nil)
     }
 
     @Test("general.alignment must be a UINT32 power of two")

@@ -1,3 +1,4 @@
+import Compression
 import FormatPacked
 import Foundation
 import LatheCore
@@ -452,6 +453,76 @@ struct PackedFormatTests {
             try PackedReader().read(labelled(3), options: ReadOptions())
         }
         #expect(future?.field == "header.version")
+    }
+
+    @Test(
+        "check finds what reading need not look at: non-zero padding, bytes after the last member, a header minor the manifest does not share, and frames that inflate to another size"
+    )
+    func verifyBeyondReading() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (graph, _) = try roundTripGraph()
+        func written(_ compression: String) throws -> [UInt8] {
+            let url = directory.appendingPathComponent("\(compression).lpack")
+            let parameters = compression == "none" ? [:] : ["compression": compression]
+            _ = try PackedWriter().write(graph, to: url, options: WriteOptions(parameters: parameters))
+            #expect(try PackedReader.verify(url).tensors == graph.tensors.count, "the writer's own file passes")
+            return [UInt8](try Data(contentsOf: url))
+        }
+        /// The error `verify` gives for `bytes`, which reading accepts (the manifest is intact).
+        func verifyError(_ bytes: [UInt8], _ label: String) throws -> PackedFormatError? {
+            let copy = directory.appendingPathComponent("\(label).lpack")
+            try Data(bytes).write(to: copy)
+            _ = try PackedReader().read(copy, options: ReadOptions())
+            return #expect(throws: PackedFormatError.self, "\(label)") { try PackedReader.verify(copy) }
+        }
+        let original = try written("none")
+        let stored = try members(of: original)
+        let gap = try #require(
+            zip(stored, stored.dropFirst()).first { $0.0.offset + $0.0.length < $0.1.offset }, "the test needs a gap")
+        var padded = original
+        padded[gap.0.offset + gap.0.length] = 0x01
+        #expect(
+            try verifyError(padded, "padding")?.field == "padding at byte \(gap.0.offset + gap.0.length)")
+        #expect(
+            try verifyError(original + [0], "trailing")?.problem.hasPrefix("1 byte(s) after the last member") == true)
+        var minor = original
+        minor[12] = 1
+        #expect(
+            try verifyError(minor, "minor")?.description.hasSuffix(
+                "header.version: minor version 1; the manifest says 1.0") == true)
+
+        // A zstd member whose frame holds one byte too few or too many, its manifest entry and
+        // checksums made consistent with it: only inflating finds it.
+        let compressed = try written("zstd")
+        let last = try #require(try members(of: compressed).last)
+        let size = try #require(graph.tensors.last).info.byteCount()
+        for (label, payloadSize) in [("short", size - 1), ("long", size + 1)] {
+            let frame = try Zstd.compress([UInt8](repeating: 7, count: payloadSize), level: 3)
+            var bytes = Array(compressed[..<last.offset]) + frame
+            let dataStart = try manifest(of: bytes).dataStart
+            var text = String(decoding: bytes[32..<dataStart], as: UTF8.self)
+            let oldEntry = "\"length\":\(last.length),"
+            text = text.replacingOccurrences(of: oldEntry, with: "\"length\":\(frame.count),")
+            let oldHash = try #require(text.range(of: "\"xxh64\":\"", options: String.CompareOptions.backwards))
+            text.replaceSubrange(
+                oldHash.upperBound..<text.index(oldHash.upperBound, offsetBy: 16),
+                with: XXHash64.hex(XXHash64.hash(frame)))
+            // Re-pad with spaces to the region's length, as the writer's reservation does.
+            var region = Array(text.utf8)
+            while region.last == 0x20 { region.removeLast() }
+            region += [UInt8](repeating: 0x20, count: dataStart - 32 - region.count)
+            bytes.replaceSubrange(32..<dataStart, with: region)
+            withUnsafeBytes(of: XXHash64.hash(region).littleEndian) { bytes.replaceSubrange(24..<32, with: $0) }
+            let error = try verifyError(bytes, label)
+            #expect(error?.field == "tensor '\(last.name)'", "\(label): \(String(describing: error))")
+            #expect(
+                error?.problem
+                    == (payloadSize < size
+                        ? "inflates to \(payloadSize) bytes, the manifest says \(size)"
+                        : "inflates to more than the \(size) bytes the manifest says"),
+                "\(label)")
+        }
     }
 
     @Test("a flipped byte in the manifest or its padding is a manifest checksum mismatch")

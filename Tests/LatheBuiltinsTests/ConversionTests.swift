@@ -196,6 +196,17 @@ struct ConversionTests {
         let two = work.appendingPathComponent("two.\(format.rawValue)")
         try Archive.create(two, format: format, fromDirectory: fileDir)
         #expect(throws: LatheError.self) { try ModelInput.open(two) }
+        // A damaged model inside: the message names the archive and the member, not the scratch
+        // directory it was extracted to (gone by the time anyone reads it).
+        let damaged = work.appendingPathComponent("damaged")
+        try FileManager.default.createDirectory(at: damaged, withIntermediateDirectories: true)
+        let bytes = try Data(contentsOf: fileDir.appendingPathComponent("tiny.gguf"))
+        try bytes.prefix(bytes.count / 2).write(to: damaged.appendingPathComponent("half.gguf"))
+        let archive = work.appendingPathComponent("damaged.\(format.rawValue)")
+        try Archive.create(archive, format: format, fromDirectory: damaged)
+        let error = #expect(throws: ArchivedModelError.self) { try ModelInput.open(archive) }
+        #expect(error?.message.hasPrefix("\(archive.path)#half.gguf: ") == true, "\(String(describing: error))")
+        #expect(error?.message.contains("lathe-archive-") == false, "\(String(describing: error))")
     }
 
     @Test("diff reports a changed tensor with its error, and identical models as identical")

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LatheBuiltins
 import LatheCore
+import LathePipeline
 import LatheTestSupport
 import Testing
 
@@ -48,6 +49,25 @@ struct CLITests {
         let json = Plugins.render(LatheBuiltins.registry.entries, json: true)
         let decoded = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: String]]
         #expect(decoded?.count == LatheBuiltins.registry.entries.count)
+    }
+
+    @Test("plan's llama.cpp line names the transforms the input already carries, not only the recipe's")
+    func planNamesTheInputsTransforms() throws {
+        let recipe = try RecipeLibrary.load("q4_0")
+        var graph = try TinyModel.graph()
+        #expect(try Plan.llamaCppNote(recipe, input: graph) == "every transform is fused into the weights")
+        try OnlineTransforms(downProjectionHadamard: 64, queryKeyRotation: true).store(in: &graph.metadata)
+        let note = try Plan.llamaCppNote(recipe, input: graph)
+        #expect(note.hasPrefix("not representable: U_D"), "\(note)")
+        #expect(note.contains("U_C, the online q/k rotation after RoPE (in the input)"), "\(note)")
+        // What convert --for-llama-cpp refuses, plan reports.
+        #expect(
+            throws: LatheError.self,
+            performing: {
+                _ = try Convert.prepareGGUF(graph, forLlamaCpp: true, diagnostics: .silent)
+            })
+        let adding = try Plan.llamaCppNote(RecipeLibrary.load("resq-w4a4kv4"), input: try TinyModel.graph())
+        #expect(adding.contains("U_D (online Hadamard before down_proj)") && adding.contains("KV-cache"), "\(adding)")
     }
 
     @Test("a missing recipe is one line that lists the built-in recipes")
