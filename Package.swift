@@ -127,7 +127,7 @@ let package = Package(
                 "LatheRuntime", "LatheCore", "LatheBuiltins", "FormatGGUF", "LatheTestSupport", "LinearAlgebra",
                 "CKernels", "PassWeightQuant", "PassActivationQuant", "PassEncoding",
             ],
-            swiftSettings: swiftSettings),
+            exclude: ["Fixtures"], swiftSettings: swiftSettings),
         .testTarget(
             name: "LathePipelineTests",
             dependencies: ["LathePipeline", "LatheBuiltins", "LatheCore", "LatheTestSupport"],

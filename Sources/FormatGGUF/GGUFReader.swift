@@ -82,6 +82,20 @@ public enum LlamaLayout {
             }
             try result.replace(tensor.name, with: converted)
         }
+        // llama3 RoPE scaling: llama.cpp reads its divisors from a tensor; HF derives them from config.json.
+        let frequencyTensor = LlamaConfig.RopeScaling.frequencyTensor
+        if let config = graph.config,
+            let divisors = config.ropeScaling?.frequencyDivisors(headDim: config.headDim, base: config.ropeBase)
+        {
+            if naming == .gguf, result[frequencyTensor] == nil {
+                try result.append(
+                    Tensor(
+                        info: TensorInfo(name: frequencyTensor, dtype: .f32, shape: [divisors.count]),
+                        storage: TensorStorage(values: divisors.map { Float($0) })))
+            } else if naming == .huggingface, result[frequencyTensor] != nil {
+                try result.remove(frequencyTensor)
+            }
+        }
         return result
     }
 }

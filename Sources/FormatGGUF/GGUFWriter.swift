@@ -13,7 +13,7 @@ public struct GGUFWriter: FormatWriter {
 
     public func write(_ graph: ModelGraph, to url: URL, options: WriteOptions) throws -> WriteReport {
         let graph = try LlamaLayout.toGGUF(graph)
-        let alignment = try Self.alignment(options)
+        let alignment = try Self.alignment(options, graph: graph)
         let metadata = try Self.metadata(for: graph, alignment: alignment, path: url.path)
         let records = try graph.tensors.map { tensor throws -> (Tensor, UInt32, Int) in
             let field = "tensor '\(tensor.name)'"
@@ -69,8 +69,13 @@ public struct GGUFWriter: FormatWriter {
         return WriteReport(path: url.path, files: [url.path], bytesWritten: written, tensorCount: records.count)
     }
 
-    private static func alignment(_ options: WriteOptions) throws -> Int {
-        guard let text = options.parameters["alignment"] else { return GGUFHeader.defaultAlignment }
+    /// The `alignment` parameter, else the source GGUF's `general.alignment` (kept, so a GGUF → GGUF
+    /// conversion keeps its layout), else 32.
+    private static func alignment(_ options: WriteOptions, graph: ModelGraph) throws -> Int {
+        let source = graph.sourceFormat == GGUFReader.formatID ? graph.metadata["general.alignment"]?.intValue : nil
+        guard let text = options.parameters["alignment"] ?? source.map(String.init) else {
+            return GGUFHeader.defaultAlignment
+        }
         guard let value = Int(text), value >= 8, value & (value - 1) == 0 else {
             throw LatheError.invalidValue(field: "alignment", value: text, expected: "a power of two of at least 8")
         }

@@ -27,8 +27,7 @@ public struct HFDirectoryReader: FormatReader {
     public func read(_ url: URL, options: ReadOptions) throws -> ModelGraph {
         var graph = try ModelGraph(source: url.path)
         graph.sourceFormat = Self.formatID
-        let shardFiles = try SafetensorsReader.shardFiles(for: url)
-        for file in shardFiles { try SafetensorsReader.appendFile(file, to: &graph) }
+        let shardFiles = try SafetensorsReader.appendShards(for: url, to: &graph)
         for name in graph.tensorNames where name.hasSuffix(".rotary_emb.inv_freq") { try graph.remove(name) }
 
         let configText = try Self.text(url, "config.json")!
@@ -48,9 +47,17 @@ public struct HFDirectoryReader: FormatReader {
         }
         if let text = try Self.text(url, "tokenizer.json") {
             let json = try Self.parse(text, url, "tokenizer.json")
-            var tokenizer = try HFTokenizer.description(
-                tokenizer: json, config: tokenizerConfig, path: url.appendingPathComponent("tokenizer.json").path,
-                diagnostics: options.diagnostics)
+            graph.metadata[HFKeys.tokenizer] = .string(text)
+            var tokenizer: TokenizerDescription
+            do {
+                tokenizer = try HFTokenizer.description(
+                    tokenizer: json, config: tokenizerConfig, path: url.appendingPathComponent("tokenizer.json").path,
+                    diagnostics: options.diagnostics)
+            } catch let error as SafetensorsError where error.rule == .unsupported {
+                // The weights are still readable; the file's own tokenizer.json travels along untouched.
+                options.diagnostics.warning("\(error.localizedDescription); the model is read without a tokenizer")
+                return try finish(graph, config: config, url: url, shards: shardFiles.count, options: options)
+            }
             // config.json's ids fill in only when they name a token; `eos_token_id` may be a list
             // (Llama 3 Instruct), whose first entry GGUF's single key keeps.
             let vocabulary = 0..<tokenizer.tokens.count
@@ -61,15 +68,21 @@ public struct HFDirectoryReader: FormatReader {
             tokenizer.bosTokenID = tokenizer.bosTokenID ?? configTokenID("bos_token_id")
             tokenizer.eosTokenID = tokenizer.eosTokenID ?? configTokenID("eos_token_id")
             graph.tokenizer = tokenizer
-            graph.metadata[HFKeys.tokenizer] = .string(text)
         }
+        return try finish(graph, config: config, url: url, shards: shardFiles.count, options: options)
+    }
+
+    /// The config and tokenizer stored in the graph's metadata, as every reader leaves them.
+    private func finish(_ graph: ModelGraph, config: LlamaConfig, url: URL, shards: Int, options: ReadOptions) throws
+        -> ModelGraph
+    {
+        var graph = graph
         graph.config = config
         if graph.metadata["general.architecture"] == nil { graph.metadata["general.architecture"] = .string("llama") }
         config.store(in: &graph.metadata)
         graph.tokenizer?.store(in: &graph.metadata)
         options.diagnostics.info(
-            "\(url.lastPathComponent): HF directory, \(shardFiles.count) weight file(s), \(graph.tensors.count) tensors"
-        )
+            "\(url.lastPathComponent): HF directory, \(shards) weight file(s), \(graph.tensors.count) tensors")
         return graph
     }
 

@@ -16,6 +16,20 @@ enum HFTokenizer {
                 path: path, rule: .unsupported, field: "model",
                 problem: "only BPE tokenizers with a vocab are supported")
         }
+        // Llama 2, Mistral and others keep SentencePiece's scheme inside a BPE tokenizer.json: spaces
+        // as '▁', unknown bytes as <0xNN> tokens. GGUF's "gpt2" model would tokenize them as bytes of
+        // GPT-2's alphabet, silently wrong, and its "llama" model needs SentencePiece scores.
+        if model["byte_fallback"]?.boolValue == true
+            || [json["normalizer"], json["pre_tokenizer"], json["decoder"]].contains(where: {
+                $0.map { $0.serialized().contains("Metaspace") || $0.serialized().contains("▁") } ?? false
+            })
+        {
+            throw SafetensorsError(
+                path: path, rule: .unsupported, field: "model",
+                problem:
+                    "a SentencePiece-style BPE (byte fallback, '▁' for spaces) has no GGUF form Lathe writes; only byte-level BPE is mapped"
+            )
+        }
         var byID: [Int: (String, Int32)] = [:]
         for (token, id) in vocab {
             guard let id = id.intValue, id >= 0 else {
@@ -59,16 +73,25 @@ enum HFTokenizer {
             chatTemplate: config?["chat_template"]?.stringValue)
     }
 
+    /// Llama 3's split pattern (digits in runs of up to three), which llama.cpp runs for `llama-bpe`.
+    static let llama3Pattern =
+        #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
+
     /// llama.cpp picks the pre-tokenizer from a hash of the tokenizer's output; Lathe recognises the
     /// configurations it can name from their structure.
     static func preTokenizerName(_ json: JSONValue?) -> String {
         guard let json else { return "default" }
         if json["type"]?.stringValue == "ByteLevel" { return "gpt-2" }
-        if json["type"]?.stringValue == "Sequence", let steps = json["pretokenizers"]?.arrayValue, steps.count == 2,
-            steps[0]["type"]?.stringValue == "Digits", steps[0]["individual_digits"]?.boolValue == true,
+        guard json["type"]?.stringValue == "Sequence", let steps = json["pretokenizers"]?.arrayValue, steps.count == 2,
             steps[1]["type"]?.stringValue == "ByteLevel"
-        {
+        else { return "default" }
+        if steps[0]["type"]?.stringValue == "Digits", steps[0]["individual_digits"]?.boolValue == true {
             return "smollm"
+        }
+        if steps[0]["type"]?.stringValue == "Split", steps[0]["pattern"]?["Regex"]?.stringValue == llama3Pattern,
+            steps[0]["behavior"]?.stringValue == "Isolated", steps[1]["use_regex"]?.boolValue == false
+        {
+            return "llama-bpe"
         }
         return "default"
     }
@@ -79,18 +102,23 @@ enum HFTokenizer {
             ("type", .string("ByteLevel")), ("add_prefix_space", .bool(false)), ("trim_offsets", .bool(true)),
             ("use_regex", .bool(true)),
         ]
-        let pre: JSONValue =
-            tokenizer.preTokenizer == "smollm"
-            ? .object([
-                ("type", .string("Sequence")),
-                (
-                    "pretokenizers",
-                    .array([
-                        .object([("type", .string("Digits")), ("individual_digits", .bool(true))]), .object(byteLevel),
-                    ])
-                ),
-            ])
-            : .object(byteLevel)
+        func sequence(_ first: [(key: String, value: JSONValue)], _ byteLevel: [(key: String, value: JSONValue)])
+            -> JSONValue
+        {
+            .object([("type", .string("Sequence")), ("pretokenizers", .array([.object(first), .object(byteLevel)]))])
+        }
+        let pre: JSONValue
+        switch tokenizer.preTokenizer {
+        case "smollm":
+            pre = sequence([("type", .string("Digits")), ("individual_digits", .bool(true))], byteLevel)
+        case "llama-bpe":
+            pre = sequence(
+                [
+                    ("type", .string("Split")), ("pattern", .object([("Regex", .string(llama3Pattern))])),
+                    ("behavior", .string("Isolated")), ("invert", .bool(false)),
+                ], byteLevel.map { $0.key == "use_regex" ? ($0.key, .bool(false)) : $0 })
+        default: pre = .object(byteLevel)
+        }
         var added: [JSONValue] = []
         var vocab: [(key: String, value: JSONValue)] = []
         for (id, token) in tokenizer.tokens.enumerated() {

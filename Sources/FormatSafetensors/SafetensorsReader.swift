@@ -25,9 +25,7 @@ public struct SafetensorsReader: FormatReader {
     public func read(_ url: URL, options: ReadOptions) throws -> ModelGraph {
         var graph = try ModelGraph(source: url.path)
         graph.sourceFormat = Self.formatID
-        for file in try Self.shardFiles(for: url) {
-            try Self.appendFile(file, to: &graph)
-        }
+        try Self.appendShards(for: url, to: &graph)
         graph.config = try LlamaConfig(metadata: graph.metadata, source: url.path)
         graph.tokenizer = try TokenizerDescription(metadata: graph.metadata, source: url.path)
         let tied = graph["lm_head.weight"] == nil
@@ -36,8 +34,37 @@ public struct SafetensorsReader: FormatReader {
         return graph
     }
 
-    /// The files to read for `url`: itself, or the shards an index names.
-    static func shardFiles(for url: URL) throws -> [URL] {
+    /// Appends the tensors of `url` (a file, an index, or a directory holding either) and returns the
+    /// files read. A sharded checkpoint's files must hold exactly what its index maps to them: a mapped
+    /// tensor missing from its shard, or a shard's tensor the index does not map there, is an error.
+    @discardableResult
+    static func appendShards(for url: URL, to graph: inout ModelGraph) throws -> [URL] {
+        let (files, index) = try shardFiles(for: url)
+        for file in files {
+            let before = Set(graph.tensorNames)
+            try appendFile(file, to: &graph)
+            guard let (indexURL, weightMap) = index else { continue }
+            for name in graph.tensorNames where !before.contains(name) && weightMap[name] != file.lastPathComponent {
+                throw SafetensorsError(
+                    path: indexURL.path, rule: .invalidIndex, field: "weight_map.\(name)",
+                    problem: weightMap[name].map { "maps the tensor to \($0), but \(file.lastPathComponent) holds it" }
+                        ?? "missing: \(file.lastPathComponent) holds a tensor the index does not map")
+            }
+        }
+        if let (indexURL, weightMap) = index {
+            let loaded = Set(graph.tensorNames)
+            for (name, file) in weightMap.sorted(by: { $0.key < $1.key }) where !loaded.contains(name) {
+                throw SafetensorsError(
+                    path: indexURL.path, rule: .invalidIndex, field: "weight_map.\(name)",
+                    problem: "\(file) holds no such tensor")
+            }
+        }
+        return files
+    }
+
+    /// The files to read for `url`: itself, or the shards an index names, with the index's path and
+    /// weight map.
+    private static func shardFiles(for url: URL) throws -> (files: [URL], index: (URL, [String: String])?) {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
             throw LatheError.fileAccess(path: url.path, reason: "no such file or directory")
@@ -46,11 +73,11 @@ public struct SafetensorsReader: FormatReader {
             let index = url.appendingPathComponent("model.safetensors.index.json")
             if FileManager.default.fileExists(atPath: index.path) { return try shardFiles(for: index) }
             let single = url.appendingPathComponent("model.safetensors")
-            if FileManager.default.fileExists(atPath: single.path) { return [single] }
+            if FileManager.default.fileExists(atPath: single.path) { return ([single], nil) }
             throw LatheError.fileAccess(
                 path: url.path, reason: "holds neither model.safetensors nor model.safetensors.index.json")
         }
-        guard url.lastPathComponent.hasSuffix(".index.json") else { return [url] }
+        guard url.lastPathComponent.hasSuffix(".index.json") else { return ([url], nil) }
         let data = try MappedFile.bytes(url)
         let json: JSONValue
         do {
@@ -65,16 +92,18 @@ public struct SafetensorsReader: FormatReader {
             throw SafetensorsError(
                 path: url.path, rule: .invalidIndex, field: "weight_map", problem: "missing or not an object")
         }
-        var shards: [String] = []
+        var shards: Set<String> = []
+        var mapped: [String: String] = [:]
         for (name, file) in weightMap {
             guard let file = file.stringValue, !file.contains("/"), !file.isEmpty else {
                 throw SafetensorsError(
                     path: url.path, rule: .invalidIndex, field: "weight_map.\(name)",
                     problem: "must name a shard file in the same directory")
             }
-            if !shards.contains(file) { shards.append(file) }
+            shards.insert(file)
+            mapped[name] = file
         }
-        return shards.sorted().map { url.deletingLastPathComponent().appendingPathComponent($0) }
+        return (shards.sorted().map { url.deletingLastPathComponent().appendingPathComponent($0) }, (url, mapped))
     }
 
     /// Maps one file and appends its tensors (in data order) and metadata to `graph`.

@@ -27,15 +27,25 @@ public struct ModelComparison {
         "general.file_type", "general.quantization_version", "general.alignment", "lathe.manifest",
     ]
 
+    /// Whole source files a conversion carries along so it can write them back (an HF directory's
+    /// config.json, tokenizer_config.json, generation_config.json and tokenizer.json, whose content
+    /// the config and tokenizer comparisons already cover): compared when both models have them, not
+    /// counted when only one does.
+    public static func isCarriedFile(_ key: String) -> Bool {
+        key.hasPrefix("lathe.hf.") || key == "tokenizer.huggingface.json"
+    }
+
     public init(_ a: ModelGraph, _ b: ModelGraph, diagnostics: Diagnostics = .silent) throws {
         for (key, value) in a.metadata where !Self.encodingKeys.contains(key) {
             if let other = b.metadata[key] {
                 if other != value { changedKeys.append(key) }
-            } else {
+            } else if !Self.isCarriedFile(key) {
                 removedKeys.append(key)
             }
         }
-        addedKeys = b.metadata.keys.filter { a.metadata[$0] == nil && !Self.encodingKeys.contains($0) }
+        addedKeys = b.metadata.keys.filter {
+            a.metadata[$0] == nil && !Self.encodingKeys.contains($0) && !Self.isCarriedFile($0)
+        }
         tokenizerDifferences = Self.compare(a.tokenizer, b.tokenizer)
         onlyInFirst = a.tensorNames.filter { b[$0] == nil }
         onlyInSecond = b.tensorNames.filter { a[$0] == nil }

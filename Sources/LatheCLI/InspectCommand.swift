@@ -67,7 +67,11 @@ struct ModelSummary {
                 "            RMS eps \(Float(c.normEpsilon)), RoPE base \(Float(c.ropeBase))\(c.ropeScaling.map { ", RoPE scaling \($0.type) ×\($0.factor)" } ?? ""), "
                     + (c.tiedEmbeddings ? "tied embeddings" : "separate output head"))
         } else {
-            lines.append("Config:     none (no architecture metadata)")
+            lines.append(
+                "Config:     none "
+                    + (graph.metadata["general.architecture"]?.stringValue.map {
+                        "('\($0)' is not a Llama-family model: shown as a container of tensors)"
+                    } ?? "(no architecture metadata)"))
         }
         if let t = graph.tokenizer {
             let specials = [

@@ -1,10 +1,19 @@
 /// The typed config and tokenizer read from, and written to, GGUF-vocabulary metadata
 /// (formats.md §2.4). Every format stores its model description in these keys inside `ModelGraph`.
 extension LlamaConfig {
-    /// Reads `general.architecture` and the `<arch>.*` keys; nil when the architecture key is absent.
+    /// Reads `general.architecture` and the `<arch>.*` keys; nil when the architecture key is absent,
+    /// or when a family other than `llama` lacks Llama's keys (gpt2, phi2, …: files Lathe still
+    /// inspects, converts and diffs as containers). A `llama` file must have them.
     public init?(metadata: Metadata, source: String) throws(LatheError) {
         guard let architecture = metadata["general.architecture"]?.stringValue else { return nil }
         let a = architecture
+        let required = ["embedding_length", "attention.head_count", "block_count", "feed_forward_length"]
+        if a != "llama",
+            required.contains(where: { metadata["\(a).\($0)"] == nil })
+                || metadata["\(a).attention.layer_norm_rms_epsilon"] == nil
+        {
+            return nil
+        }
         // Counts are GGUF u32s: a negative or larger value is refused here, not trapped on when written.
         func optionalInt(_ key: String) throws(LatheError) -> Int? {
             guard let value = metadata[key] else { return nil }
@@ -34,6 +43,13 @@ extension LlamaConfig {
             scaling = RopeScaling(
                 type: type, factor: metadata["\(a).rope.scaling.factor"]?.doubleValue ?? 1,
                 originalContextLength: try optionalInt("\(a).rope.scaling.original_context_length"))
+        } else if let type = metadata[RopeScaling.lathePrefix + "type"]?.stringValue {
+            let key = RopeScaling.lathePrefix
+            scaling = RopeScaling(
+                type: type, factor: metadata[key + "factor"]?.doubleValue ?? 1,
+                originalContextLength: try optionalInt(key + "original_context_length"),
+                lowFrequencyFactor: metadata[key + "low_freq_factor"]?.doubleValue,
+                highFrequencyFactor: metadata[key + "high_freq_factor"]?.doubleValue)
         }
         let rotaryDimensions = try optionalInt("\(a).rope.dimension_count")
         let keyLength = try optionalInt("\(a).attention.key_length")
@@ -65,12 +81,24 @@ extension LlamaConfig {
             metadata["\(a).attention.key_length"] = .uint32(UInt32(headDim))
             metadata["\(a).attention.value_length"] = .uint32(UInt32(headDim))
         }
-        if let scaling = ropeScaling {
+        if let scaling = ropeScaling, scaling.type != "llama3" {
             metadata["\(a).rope.scaling.type"] = .string(scaling.type)
             metadata["\(a).rope.scaling.factor"] = .float32(Float(scaling.factor))
             if let original = scaling.originalContextLength {
                 metadata["\(a).rope.scaling.original_context_length"] = .uint32(UInt32(original))
             }
+        } else if let scaling = ropeScaling {
+            // llama.cpp refuses a scaling type it does not know, and takes llama3's from the tensor
+            // `rope_freqs.weight` (written beside); the parameters go in Lathe's keys, for the way back.
+            for stale in ["type", "factor", "original_context_length"] { metadata["\(a).rope.scaling.\(stale)"] = nil }
+            let key = RopeScaling.lathePrefix
+            metadata[key + "type"] = .string(scaling.type)
+            metadata[key + "factor"] = .float64(scaling.factor)
+            if let original = scaling.originalContextLength {
+                metadata[key + "original_context_length"] = .uint32(UInt32(original))
+            }
+            if let low = scaling.lowFrequencyFactor { metadata[key + "low_freq_factor"] = .float64(low) }
+            if let high = scaling.highFrequencyFactor { metadata[key + "high_freq_factor"] = .float64(high) }
         }
     }
 }
@@ -107,7 +135,9 @@ extension TokenizerDescription {
             merges: (metadata["tokenizer.ggml.merges"]?.arrayValue ?? []).map { $0.stringValue ?? "" },
             bosTokenID: try tokenID("bos"), eosTokenID: try tokenID("eos"), unknownTokenID: try tokenID("unknown"),
             paddingTokenID: try tokenID("padding"),
-            addBOS: metadata["tokenizer.ggml.add_bos_token"]?.boolValue ?? false,
+            // llama.cpp's default when the key is absent depends on the pre-tokenizer (formats.md §4.1).
+            addBOS: metadata["tokenizer.ggml.add_bos_token"]?.boolValue
+                ?? (metadata["tokenizer.ggml.pre"]?.stringValue == "llama-bpe"),
             addSpacePrefix: metadata["tokenizer.ggml.add_space_prefix"]?.boolValue ?? false,
             chatTemplate: metadata["tokenizer.chat_template"]?.stringValue)
     }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The architecture facts of a Llama-family model that every format and the runtime agree on.
 public struct LlamaConfig: Hashable, Sendable, Codable {
     /// RoPE frequency scaling, as HF's `rope_scaling` describes it.
@@ -18,6 +20,31 @@ public struct LlamaConfig: Hashable, Sendable, Codable {
             self.originalContextLength = originalContextLength
             self.lowFrequencyFactor = lowFrequencyFactor
             self.highFrequencyFactor = highFrequencyFactor
+        }
+
+        /// Where the metadata keeps a scaling llama.cpp has no key for (`llama3`).
+        public static let lathePrefix = "lathe.rope_scaling."
+
+        /// The tensor llama.cpp reads llama3's divisors from (GGUF only; HF derives them from the config).
+        public static let frequencyTensor = "rope_freqs.weight"
+
+        /// For `llama3`, what each RoPE frequency θᵢ = base^(−2i/d), i < d/2, is divided by: 1 for
+        /// wavelengths shorter than original context / high factor, `factor` for those longer than
+        /// original / low factor, and between them 1 / ((1 − s)/factor + s), s rising linearly from 0
+        /// to 1 in original / wavelength. llama.cpp carries these as the tensor `rope_freqs.weight`.
+        /// Nil for other types.
+        public func frequencyDivisors(headDim: Int, base: Double) -> [Double]? {
+            guard type == "llama3", headDim >= 2 else { return nil }
+            let original = Double(originalContextLength ?? 8192)
+            let (low, high) = (lowFrequencyFactor ?? 1, highFrequencyFactor ?? 4)
+            return (0..<(headDim / 2)).map { i in
+                let frequency = Foundation.pow(base, -2 * Double(i) / Double(headDim))
+                let wavelength = 2 * Double.pi / frequency
+                if wavelength < original / high { return 1 }
+                if wavelength > original / low { return factor }
+                let smooth = (original / wavelength - low) / (high - low)
+                return 1 / ((1 - smooth) / factor + smooth)
+            }
         }
     }
 

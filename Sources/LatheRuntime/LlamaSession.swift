@@ -81,7 +81,7 @@ public final class LlamaSession {
         let (kvHeads, headDim) = (config.kvHeadCount, config.headDim)
         keyPieces = keyCache.map { cache in (0..<kvHeads).map { cache.pieces(head: $0, headDim: headDim) } } ?? []
         valuePieces = valueCache.map { cache in (0..<kvHeads).map { cache.pieces(head: $0, headDim: headDim) } } ?? []
-        (cosTable, sinTable) = Self.ropeTables(config, maxContext: maxContext)
+        (cosTable, sinTable) = Self.ropeTables(config, maxContext: maxContext, divisors: weights.ropeDivisors)
         // LlamaWeights checked that the order is the FFN size and has a Hadamard matrix.
         downHadamard = weights.online.downProjectionHadamard.flatMap { try? HadamardPlan(order: $0) }
     }
@@ -484,26 +484,17 @@ public final class LlamaSession {
 
     /// cos/sin of position · θᵢ for every position and frequency, θᵢ = base^(−2i/d) adjusted by the
     /// configured RoPE scaling.
-    static func ropeTables(_ config: LlamaConfig, maxContext: Int) -> ([Float], [Float]) {
+    /// `divisors` (a GGUF's `rope_freqs.weight`, from llama.cpp's converter) stand in for a llama3
+    /// scaling the config does not describe.
+    static func ropeTables(_ config: LlamaConfig, maxContext: Int, divisors: [Float]? = nil) -> ([Float], [Float]) {
         let half = config.headDim / 2
         var frequencies = (0..<half).map { pow(config.ropeBase, -2 * Double($0) / Double(config.headDim)) }
-        if let scaling = config.ropeScaling {
-            switch scaling.type {
-            case "linear":
-                frequencies = frequencies.map { $0 / scaling.factor }
-            case "llama3":
-                let original = Double(scaling.originalContextLength ?? 8192)
-                let low = scaling.lowFrequencyFactor ?? 1
-                let high = scaling.highFrequencyFactor ?? 4
-                frequencies = frequencies.map { frequency in
-                    let wavelength = 2 * Double.pi / frequency
-                    if wavelength < original / high { return frequency }
-                    if wavelength > original / low { return frequency / scaling.factor }
-                    let smooth = (original / wavelength - low) / (high - low)
-                    return (1 - smooth) * frequency / scaling.factor + smooth * frequency
-                }
-            default: break
-            }
+        if let scaling = config.ropeScaling, scaling.type == "linear" {
+            frequencies = frequencies.map { $0 / scaling.factor }
+        } else if let divisors = config.ropeScaling?.frequencyDivisors(headDim: config.headDim, base: config.ropeBase)
+            ?? divisors.map({ $0.map(Double.init) }), divisors.count == half
+        {
+            frequencies = zip(frequencies, divisors).map { $0 / $1 }
         }
         var cosines = [Float](repeating: 0, count: maxContext * half)
         var sines = cosines

@@ -33,6 +33,9 @@ public struct LlamaWeights: Sendable {
     /// The output head; nil when tied to the embedding.
     public var output: LinearWeight?
     public var finalNorm: [Float]
+    /// A GGUF's `rope_freqs.weight` (llama3 RoPE scaling as llama.cpp's converter writes it), used
+    /// when the config does not describe the scaling itself.
+    public var ropeDivisors: [Float]?
     public var layers: [Layer]
     /// Activation and KV-cache quantization the session simulates (empty: full precision).
     public var quantization: QuantizationScheme
@@ -82,6 +85,9 @@ public struct LlamaWeights: Sendable {
         let hasOutput = graph[graph.naming == .gguf ? "output.weight" : "lm_head.weight"] != nil
         output = hasOutput && !layerByLayer ? try source.linear([("lm_head.weight", [config.vocabSize, h])]) : nil
         finalNorm = try source.load("model.norm.weight", [h])
+        let frequencyTensor = LlamaConfig.RopeScaling.frequencyTensor
+        ropeDivisors =
+            graph[frequencyTensor] == nil ? nil : try source.load(frequencyTensor, [config.headDim / 2])
         residualRotation =
             graph[OnlineTransforms.residualRotationTensor] == nil
             ? nil : try source.load(OnlineTransforms.residualRotationTensor, [h, h])

@@ -233,6 +233,31 @@ struct GGUFBadInputTests {
             try read(1) { $0.key("tokenizer.ggml.bos_token_id", type: 5) { $0.u32(UInt32(bitPattern: -1)) } } == nil)
     }
 
+    @Test("another family without Llama's keys reads as a container; a llama file without them is an error")
+    func otherFamilies() throws {
+        func read(_ architecture: String) throws -> ModelGraph {
+            var raw = RawGGUF()
+            raw.header(tensors: 1, keys: 2)
+            raw.key("general.architecture", type: 8) { $0.string(architecture) }
+            raw.keyU32("\(architecture).embedding_length", 8)
+            raw.tensorInfo("token_embd.weight", ne: [4], offset: 0)
+            raw.padData(16)
+            let directory = try Fixtures.temporaryDirectory()
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let url = directory.appendingPathComponent("\(architecture).gguf")
+            try Data(raw.bytes).write(to: url)
+            return try GGUFReader().read(url, options: ReadOptions(naming: .gguf))
+        }
+        let gpt2 = try read("gpt2")
+        #expect(gpt2.config == nil && gpt2.tensorNames == ["token_embd.weight"])
+        #expect {
+            try read("llama")
+        } throws: { error in
+            (error as? LatheError)?.errorDescription?.hasSuffix("missing required field 'llama.attention.head_count'")
+                == true
+        }
+    }
+
     @Test("general.alignment must be a UINT32 power of two")
     func alignment() throws {
         var raw = RawGGUF()

@@ -48,6 +48,10 @@ struct GGUFWriterTests {
         #expect(
             try TensorCodec.decode(back.tensor(named: "model.norm.weight"))
                 == TensorCodec.decode(graph.tensor(named: "model.norm.weight")))
+        // GGUF → GGUF keeps the source's alignment, hence its bytes.
+        let copy = directory.appendingPathComponent("copy.gguf")
+        _ = try GGUFWriter().write(back, to: copy, options: WriteOptions())
+        #expect(try Data(contentsOf: copy) == Data(contentsOf: url))
     }
 
     @Test(

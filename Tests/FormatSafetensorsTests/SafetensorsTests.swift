@@ -141,6 +141,35 @@ struct SafetensorsTests {
                 try TensorCodec.decode(back.tensor(named: "model.norm.weight"))
                     == TensorCodec.decode(graph.tensor(named: "model.norm.weight")))
         }
+
+        // The index must describe the shards: a tensor it leaves out, one it maps to the wrong
+        // shard, and one no shard holds are each an error naming the index and the entry.
+        let indexURL = url.appendingPathComponent("model.safetensors.index.json")
+        let original = try JSONValue.parse(String(contentsOf: indexURL, encoding: .utf8))
+        let weightMap = try #require(original["weight_map"]?.objectValue)
+        let (first, firstShard) = (weightMap[0].key, try #require(weightMap[0].value.stringValue))
+        let otherShard = try #require(weightMap.compactMap(\.value.stringValue).first { $0 != firstShard })
+        let cases: [(String, [(key: String, value: JSONValue)], String)] = [
+            ("left out", Array(weightMap.dropFirst()), "missing: \(firstShard) holds a tensor the index does not map"),
+            (
+                "wrong shard", [(first, .string(otherShard))] + weightMap.dropFirst(),
+                "maps the tensor to \(otherShard), but \(firstShard) holds it"
+            ),
+            (
+                "held by none", weightMap + [("model.bogus.weight", .string(firstShard))],
+                "\(firstShard) holds no such tensor"
+            ),
+        ]
+        for (label, map, problem) in cases {
+            var edited = original.objectValue ?? []
+            edited = edited.map { $0.key == "weight_map" ? ($0.key, .object(map)) : $0 }
+            try Data(JSONValue.object(edited).serialized().utf8).write(to: indexURL)
+            let error = #expect(throws: SafetensorsError.self, "\(label)") {
+                try SafetensorsReader().read(url, options: ReadOptions())
+            }
+            #expect(error?.path == indexURL.path, "\(label)")
+            #expect(error?.problem == problem, "\(label): \(String(describing: error))")
+        }
     }
 }
 

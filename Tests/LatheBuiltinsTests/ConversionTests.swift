@@ -5,6 +5,7 @@ import Foundation
 import LatheBuiltins
 import LatheCore
 import LathePipeline
+import LatheRuntime
 import LatheTestSupport
 import Testing
 
@@ -73,6 +74,147 @@ struct ConversionTests {
         let b = try ModelInput.open(back)
         let comparison = try ModelComparison(a, b)
         #expect(comparison.identical, "\(comparison.text(all: false))")
+        // A GGUF that never was an HF directory lacks the HF files a directory made from it carries
+        // (config.json's own text and so on): that alone is not a difference.
+        let plain = work.appendingPathComponent("plain.gguf")
+        _ = try GGUFWriter().write(graph, to: plain, options: WriteOptions())
+        #expect(runLathe(["convert", plain.path, "-o", work.appendingPathComponent("plain-hf").path]) == nil)
+        let plainHF = try ModelInput.open(work.appendingPathComponent("plain-hf"))
+        #expect(plainHF.metadata.keys.contains { ModelComparison.isCarriedFile($0) })
+        let fromGGUF = try ModelComparison(ModelInput.open(plain), plainHF)
+        #expect(fromGGUF.identical, "\(fromGGUF.text(all: false))")
+    }
+
+    @Test(
+        "llama3 RoPE scaling: GGUF gets llama.cpp's rope_freqs tensor and no scaling type it would refuse; HF gets it back"
+    )
+    func llama3RopeScaling() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        var graph = try TinyModel.graph()
+        // Llama 3.1's factors, with an original context short enough that the tiny model's eight
+        // frequencies (head dim 16, base 10,000) fall in all three bands.
+        graph.config?.ropeScaling = LlamaConfig.RopeScaling(
+            type: "llama3", factor: 8, originalContextLength: 64, lowFrequencyFactor: 1, highFrequencyFactor: 4)
+        let source = work.appendingPathComponent("hf")
+        _ = try LatheBuiltins.registry.writer("hf").write(graph, to: source, options: WriteOptions())
+        let gguf = work.appendingPathComponent("m.gguf")
+        #expect(runLathe(["convert", source.path, "-o", gguf.path]) == nil)
+        let file = try ModelInput.open(gguf, options: ReadOptions(naming: .gguf))
+        #expect(file.metadata["llama.rope.scaling.type"] == nil, "llama.cpp asserts on an unknown type")
+        let factors = try TensorCodec.decode(file.tensor(named: "rope_freqs.weight"))
+        let config = try #require(graph.config)
+        // θᵢ = 10000^(−2i/16); wavelength 2π/θᵢ against 64/4 = 16 and 64/1 = 64.
+        let expected = (0..<(config.headDim / 2)).map { i -> Float in
+            let wavelength = 2 * Double.pi / pow(10_000, -2 * Double(i) / Double(config.headDim))
+            if wavelength < 16 { return 1 }
+            if wavelength > 64 { return 8 }
+            let smooth = (64 / wavelength - 1) / 3
+            return Float(1 / ((1 - smooth) / 8 + smooth))
+        }
+        #expect(factors == expected)
+        #expect(Set(expected).count >= 3, "the test covers all three bands: \(expected)")
+
+        // Back to HF: the scaling returns to config.json and the tensor, derivable from it, is dropped.
+        let back = work.appendingPathComponent("back")
+        #expect(runLathe(["convert", gguf.path, "-o", back.path]) == nil)
+        let restored = try ModelInput.open(back)
+        #expect(restored.config?.ropeScaling == config.ropeScaling)
+        #expect(restored["rope_freqs.weight"] == nil)
+
+        // The runtime computes the same logits from the config (HF), from the GGUF, and from the
+        // tensor alone (a llama.cpp-converted file, which has no Lathe keys).
+        var tensorOnly = file
+        for key in tensorOnly.metadata.keys where key.hasPrefix(LlamaConfig.RopeScaling.lathePrefix) {
+            tensorOnly.metadata[key] = nil
+        }
+        tensorOnly.config?.ropeScaling = nil
+        var unscaled = try ModelInput.open(source)
+        unscaled.config?.ropeScaling = nil
+        let tokens = Array(0..<40).map { $0 * 7 % config.vocabSize }
+        let reference = try logits(ModelInput.open(source), tokens)
+        #expect(scaledError(try logits(file, tokens), reference) < 1e-5)
+        #expect(scaledError(try logits(tensorOnly, tokens), reference) < 1e-5)
+        #expect(scaledError(try logits(unscaled, tokens), reference) > 1e-3, "the scaling changes the model")
+    }
+
+    @Test(
+        "tokenizer.json: Llama 3's split is recorded as llama-bpe and written back; SentencePiece-style BPE is not mapped"
+    )
+    func tokenizerKinds() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let source = work.appendingPathComponent("hf")
+        _ = try LatheBuiltins.registry.writer("hf").write(TinyModel.graph(), to: source, options: WriteOptions())
+        let tokenizerURL = source.appendingPathComponent("tokenizer.json")
+        let original = try JSONValue.parse(String(contentsOf: tokenizerURL, encoding: .utf8))
+        func rewrite(_ edit: (inout [(key: String, value: JSONValue)]) -> Void) throws {
+            var fields = original.objectValue ?? []
+            edit(&fields)
+            try Data(JSONValue.object(fields).serialized().utf8).write(to: tokenizerURL)
+        }
+        // Llama 3.x's pre-tokenizer, as its tokenizer.json spells it.
+        let llama3 = JSONValue.object([
+            ("type", .string("Sequence")),
+            (
+                "pretokenizers",
+                .array([
+                    .object([
+                        ("type", .string("Split")),
+                        (
+                            "pattern",
+                            .object([
+                                (
+                                    "Regex",
+                                    .string(
+                                        #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
+                                    )
+                                )
+                            ])
+                        ), ("behavior", .string("Isolated")), ("invert", .bool(false)),
+                    ]),
+                    .object([
+                        ("type", .string("ByteLevel")), ("add_prefix_space", .bool(false)),
+                        ("trim_offsets", .bool(true)), ("use_regex", .bool(false)),
+                    ]),
+                ])
+            ),
+        ])
+        try rewrite { fields in fields = fields.map { $0.key == "pre_tokenizer" ? ($0.key, llama3) : $0 } }
+        let gguf = work.appendingPathComponent("llama3.gguf")
+        #expect(runLathe(["convert", source.path, "-o", gguf.path]) == nil)
+        let file = try ModelInput.open(gguf)
+        #expect(file.metadata["tokenizer.ggml.pre"] == .string("llama-bpe"))
+        // A GGUF without the HF files: the tokenizer.json written for it splits the same way.
+        var bare = file
+        for key in bare.metadata.keys where ModelComparison.isCarriedFile(key) { bare.metadata[key] = nil }
+        let back = work.appendingPathComponent("back")
+        _ = try LatheBuiltins.registry.writer("hf").write(bare, to: back, options: WriteOptions())
+        let written = try JSONValue.parse(
+            String(contentsOf: back.appendingPathComponent("tokenizer.json"), encoding: .utf8))
+        #expect(written["pre_tokenizer"] == llama3)
+        // A pre-tokenizer the runtime does not implement is refused rather than run as GPT-2's.
+        var qwen = try #require(file.tokenizer)
+        qwen.preTokenizer = "qwen2"
+        #expect {
+            _ = try BPETokenizer(qwen)
+        } throws: { error in
+            (error as? LatheError)?.errorDescription?.contains("'qwen2' pre-tokenizer") == true
+        }
+
+        // Llama 2 style: byte fallback and '▁' for spaces. The weights read; the tokenizer is not mapped.
+        try rewrite { fields in
+            fields = fields.map { field in
+                guard field.key == "model", case .object(var model) = field.value else { return field }
+                model = model.map { $0.key == "byte_fallback" ? ($0.key, .bool(true)) : $0 }
+                return (field.key, .object(model))
+            }
+        }
+        let warnings = WarningLog()
+        let graph = try ModelInput.open(source, options: ReadOptions(diagnostics: warnings.diagnostics))
+        #expect(graph.tokenizer == nil)
+        #expect(warnings.messages.contains { $0.contains("SentencePiece-style BPE") }, "\(warnings.messages)")
+        #expect(graph.tensors.count == (try TinyModel.graph()).tensors.count)
     }
 
     @Test(
@@ -572,5 +714,17 @@ struct RecipeOutputsTests {
         let st = try ModelInput.open(work.appendingPathComponent("out.safetensors"))
         #expect(gguf["model.layers.0.mlp.up_proj.weight"]?.info.dtype == .f16)
         #expect(try ModelComparison(gguf, st).identical)
+    }
+}
+
+/// Collects the warnings a read reports.
+final class WarningLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var collected: [String] = []
+    var messages: [String] { lock.withLock { collected } }
+    var diagnostics: Diagnostics {
+        Diagnostics { event in
+            if event.severity == .warning { self.lock.withLock { self.collected.append(event.message) } }
+        }
     }
 }

@@ -49,6 +49,26 @@ struct TokenizerTests {
         #expect(tokenizer.decode(ids) == text, "decoding restores the text")
     }
 
+    @Test("llama-bpe (Llama 3's split, whole-token shortcut) gives llama.cpp's ids on 1,500 strings")
+    func llamaBPE() throws {
+        // Fixtures/llama-bpe-golden.json: llama.cpp on SmolLM2's vocabulary relabelled llama-bpe
+        // (Tests/Oracles/llamacpp/make_llama_bpe_golden.py): WikiText lines and seeded fuzz strings.
+        let graph = try GGUFReader().read(Fixtures.smolLM2, options: ReadOptions())
+        var description = try #require(graph.tokenizer)
+        description.preTokenizer = "llama-bpe"
+        let tokenizer = try BPETokenizer(description)
+        let url = Fixtures.packageRoot.appendingPathComponent("Tests/LatheRuntimeTests/Fixtures/llama-bpe-golden.json")
+        let cases = try #require(JSONValue.parse(String(contentsOf: url, encoding: .utf8))["cases"]?.arrayValue)
+        #expect(cases.count == 1500)
+        var mismatches: [String] = []
+        for item in cases {
+            let text = try #require(item["text"]?.stringValue)
+            let ids = try #require(item["ids"]?.arrayValue).compactMap(\.intValue)
+            if tokenizer.encode(text, addSpecial: false) != ids { mismatches.append(text) }
+        }
+        #expect(mismatches.isEmpty, "\(mismatches.count) differ, first: \(mismatches.prefix(3))")
+    }
+
     @Test("parse_special turns control-token text into its id")
     func special() throws {
         let tokenizer = try #require(Self.tokenizer)

@@ -37,7 +37,12 @@ public final class BPETokenizer: @unchecked Sendable {
             if ranks[left]?[right] == nil { ranks[left, default: [:]][right] = rank }
         }
         self.ranks = ranks
-        preTokenizer = PreTokenizer(name: description.preTokenizer)
+        guard let preTokenizer = PreTokenizer(name: description.preTokenizer) else {
+            throw LatheError.notImplemented(
+                capability: "the '\(description.preTokenizer ?? "")' pre-tokenizer",
+                detail: "the runtime splits text as gpt-2 and smollm do")
+        }
+        self.preTokenizer = preTokenizer
         specials = description.tokenTypes.enumerated()
             .filter { [2, 3, 4].contains($0.element) }
             .map { (id: $0.offset, text: description.tokens[$0.offset], type: $0.element) }
@@ -107,7 +112,14 @@ public final class BPETokenizer: @unchecked Sendable {
 
     private func encodePiece(_ piece: String) -> [Int] {
         if let cached = cacheLock.withLock({ cache[piece] }) { return cached }
-        var symbols = ByteLevelAlphabet.encode(piece.utf8).unicodeScalars.map { String($0) }
+        let encoded = ByteLevelAlphabet.encode(piece.utf8)
+        // llama.cpp's llama-bpe takes a pre-token that is itself in the vocabulary whole, before any
+        // merge (its `ignore_merges`): Llama 3's merges do not always rebuild such tokens.
+        if preTokenizer == .llama3, let id = idOf[encoded] {
+            cacheLock.withLock { cache[piece] = [id] }
+            return [id]
+        }
+        var symbols = encoded.unicodeScalars.map { String($0) }
         while symbols.count > 1 {
             var best: (rank: Int, index: Int)?
             for i in 0..<(symbols.count - 1) {

@@ -4,16 +4,26 @@ enum PreTokenizer {
     case gpt2
     /// SmolLM2: every numeric code point becomes its own piece, then the GPT-2 rules.
     case smollm
+    /// Llama 3 (`llama-bpe`): one pattern, numbers in runs of up to three.
+    case llama3
 
-    init(name: String?) {
-        self = name == "smollm" ? .smollm : .gpt2
+    /// Nil for a pre-tokenizer this file does not implement (`llama-bpe`, `qwen2`, …): running one
+    /// with GPT-2's rules would tokenize differently from llama.cpp without a word.
+    init?(name: String?) {
+        switch name {
+        case "smollm": self = .smollm
+        case "llama-bpe": self = .llama3
+        case nil, "default", "gpt-2", "gpt2": self = .gpt2
+        default: return nil
+        }
     }
 
     func split(_ text: String) -> [String] {
         let scalars = Array(text.unicodeScalars)
         var pieces: [Range<Int>] = [0..<scalars.count]
         if self == .smollm { pieces = pieces.flatMap { Self.splitNumbers(scalars, $0) } }
-        return pieces.flatMap { Self.gpt2(scalars, $0) }.map { range in
+        let scan = self == .llama3 ? Self.scanLlama3 : Self.gpt2
+        return pieces.flatMap { scan(scalars, $0) }.map { range in
             var view = String.UnicodeScalarView()
             view.append(contentsOf: scalars[range])
             return String(view)
@@ -22,17 +32,27 @@ enum PreTokenizer {
 
     // MARK: - Character classes (Unicode general categories, White_Space)
 
+    /// Whether llama.cpp's character tables know `c`: they are Unicode 15.1 (its unicode-data.cpp), so
+    /// a code point assigned since (Garay, more Egyptian hieroglyphs, … in 16.0) is unassigned there,
+    /// an "other" character to the scanners, whatever this platform's newer tables call it.
+    static func isKnownToLlamaCpp(_ c: Unicode.Scalar) -> Bool {
+        guard let age = c.properties.age else { return false }
+        return (age.major, age.minor) <= (15, 1)
+    }
+
     static func isLetter(_ c: Unicode.Scalar) -> Bool {
+        guard isKnownToLlamaCpp(c) else { return false }
         switch c.properties.generalCategory {
-        case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter: true
-        default: false
+        case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter: return true
+        default: return false
         }
     }
 
     static func isNumber(_ c: Unicode.Scalar) -> Bool {
+        guard isKnownToLlamaCpp(c) else { return false }
         switch c.properties.generalCategory {
-        case .decimalNumber, .letterNumber, .otherNumber: true
-        default: false
+        case .decimalNumber, .letterNumber, .otherNumber: return true
+        default: return false
         }
     }
 
@@ -110,6 +130,81 @@ enum PreTokenizer {
             } else {
                 pieces.append(i..<(i + 1))
                 i += 1
+            }
+        }
+        return pieces
+    }
+
+    /// Llama 3's `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|
+    /// \s*[\r\n]+|\s+(?!\S)|\s+`, scanned by hand as llama.cpp does; positions outside the piece
+    /// count as nothing.
+    static func scanLlama3(_ s: [Unicode.Scalar], _ range: Range<Int>) -> [Range<Int>] {
+        var pieces: [Range<Int>] = []
+        var i = range.lowerBound
+        let end = range.upperBound
+        func at(_ j: Int) -> Unicode.Scalar? { j < end ? s[j] : nil }
+        func isNewline(_ c: Unicode.Scalar) -> Bool { c == "\r" || c == "\n" }
+        func isOther(_ c: Unicode.Scalar) -> Bool { !isWhitespace(c) && !isLetter(c) && !isNumber(c) }
+        /// A code point lowercased as llama.cpp's contraction check does (one scalar to one).
+        func lower(_ c: Unicode.Scalar?) -> Unicode.Scalar? {
+            guard let c else { return nil }
+            let lowered = c.properties.lowercaseMapping.unicodeScalars
+            return lowered.count == 1 ? lowered.first : c
+        }
+        func take(_ j: Int) {
+            pieces.append(i..<j)
+            i = j
+        }
+        while i < end {
+            let c = s[i]
+            // Contractions, in any case.
+            if c == "'", let next = lower(at(i + 1)) {
+                if ["s", "t", "m", "d"].contains(next) {
+                    take(i + 2)
+                    continue
+                }
+                if let third = lower(at(i + 2)),
+                    (next == "r" && third == "e") || (next == "v" && third == "e") || (next == "l" && third == "l")
+                {
+                    take(i + 3)
+                    continue
+                }
+            }
+            // One optional character that is not a newline or number, then a run of letters.
+            if !isNewline(c), !isNumber(c), isLetter(c) || at(i + 1).map(isLetter) == true {
+                var j = i + 1
+                while j < end, isLetter(s[j]) { j += 1 }
+                take(j)
+                continue
+            }
+            // One to three numbers.
+            if isNumber(c) {
+                var j = i + 1
+                while j < end, j - i < 3, isNumber(s[j]) { j += 1 }
+                take(j)
+                continue
+            }
+            // An optional space, a run of other characters, then any newlines.
+            let lead = c == " " ? 1 : 0
+            if let c2 = at(i + lead), isOther(c2) {
+                var j = i + lead
+                while j < end, isOther(s[j]) { j += 1 }
+                while j < end, isNewline(s[j]) { j += 1 }
+                take(j)
+                continue
+            }
+            // Whitespace: through its last newline; else all but the last before a non-space; else all.
+            var (n, afterNewline) = (0, 0)
+            while i + n < end, isWhitespace(s[i + n]) {
+                if isNewline(s[i + n]) { afterNewline = i + n + 1 }
+                n += 1
+            }
+            if afterNewline > 0 {
+                take(afterNewline)
+            } else if n > 1, i + n < end {
+                take(i + n - 1)
+            } else {
+                take(i + max(n, 1))
             }
         }
         return pieces
