@@ -16,7 +16,7 @@ LATHE        := .build/release/lathe
 VENV         := .cache/venv
 ORACLES      := gguf==0.19.0 safetensors==0.8.0 numpy
 
-.PHONY: setup system-deps model oracles build test demo bench results docs report-screenshot fuzz lint format ci clean
+.PHONY: setup system-deps model oracles build test demo bench llamacpp-check results docs report-screenshot fuzz lint format ci clean
 
 setup: system-deps model
 
@@ -126,6 +126,13 @@ bench: system-deps model oracles
 	$(LATHE) convert $(MODEL) --recipe resq-w4a16 -o .cache/bench/resq-w4a16.lpack --force
 	.build/release/lathe-bench packed .cache/bench/resq-w4a16.lpack
 	$(LATHE) eval ppl $(MODEL) --text $(WIKITEXT) --ctx 512 --chunks 40 --protocol llama
+
+## Lathe's GGUF output scored by llama.cpp itself beside Lathe's runtime (builds llama.cpp from its
+## PyPI source distribution first: about ten minutes on 2 cores, then five for the scores).
+llamacpp-check: build model oracles
+	mkdir -p .cache/llamacpp; bin=$$(sh Tests/Oracles/llamacpp/build.sh | tail -1); \
+	$(LATHE) convert $(MODEL) --recipe resq-rotated-q4_0 -o .cache/llamacpp/rotated-q4_0.gguf --for-llama-cpp --force; \
+	$(VENV)/bin/python Benchmarks/llamacpp_check.py $(LATHE) $$bin $(MODEL) .cache/llamacpp .cache/llamacpp/rotated-q4_0.gguf
 
 ## DocC documentation of the library products (LatheCore, LatheBuiltins, LatheCLI) into .build/docs,
 ## with warnings as errors: the docc in the Swift toolchain, over the public symbol graphs.

@@ -77,6 +77,12 @@ public struct LlamaWeights: Sendable {
             throw LatheError.notImplemented(
                 capability: "RoPE scaling '\(scaling.type)'", detail: "supported: linear, llama3")
         }
+        // Llama's projections have none; a model with `attention_bias` or `mlp_bias` would otherwise
+        // run without its biases and give wrong logits without a word.
+        if let bias = graph.tensorNames.first(where: { $0.hasSuffix(".bias") }) {
+            throw LatheError.notImplemented(
+                capability: "projection biases ('\(bias)')", detail: "the runtime runs Llama's bias-free layers")
+        }
         self.config = config
         ropeStyle = graph.naming == .gguf ? .interleaved : .halfSplit
         let source = GraphTensors(graph: graph, config: config, lowBit: lowBit)

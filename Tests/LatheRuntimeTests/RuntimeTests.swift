@@ -80,6 +80,20 @@ struct TinyRuntimeTests {
         #expect(throws: LatheError.self) { try session.forward([1000]) }
     }
 
+    @Test("a model with projection biases is refused, not run without them")
+    func biases() throws {
+        var graph = try TinyModel.graph()
+        try graph.append(
+            Tensor(
+                info: TensorInfo(name: "model.layers.0.self_attn.q_proj.bias", dtype: .f32, shape: [64]),
+                storage: TensorStorage(values: [Float](repeating: 0.5, count: 64))))
+        #expect {
+            _ = try LlamaWeights(graph)
+        } throws: { error in
+            (error as? LatheError)?.errorDescription?.contains("'model.layers.0.self_attn.q_proj.bias'") == true
+        }
+    }
+
     @Test("seeded sampling repeats; greedy picks the argmax")
     func sampling() throws {
         let graph = try TinyModel.graph()
