@@ -111,6 +111,28 @@ struct RealModelTests {
     }
 
     @Test(
+        "real weights quantize to llama-quantize's bytes, K-quants included",
+        arguments: [
+            // SHA-256 of the tensor in `llama-quantize --pure` output from the F32 file (no importance
+            // matrix), llama.cpp as vendored in llama-cpp-python 0.3.36 (Benchmarks/llamacpp_check.py).
+            ("blk.0.ffn_down.weight", GGMLBlockType.q4_K, "7a46652ed272410d01ed18e54a6e4fd92f5dfbc8788dbcd688bedca169f49bde"),
+            ("blk.29.ffn_down.weight", .q4_K, "f1643d73ddf7addaecebd2fdf3f1213ccf7070f052d4f7978287128fcd403eb6"),
+            ("blk.0.ffn_down.weight", .q6_K, "1d8054fa97a5b0a307b9911370f84d9ddea525f779030f32b062b4b8590c8be5"),
+            ("blk.29.ffn_down.weight", .q6_K, "786a55a48dacfdc8756174bf91800bb34cee8c5b3a6db29f924c6de0ccbe2462"),
+            ("token_embd.weight", .q5_0, "bae4fe1c6708e15bed7acc4b2cd2a062e153d40211f88a6c25a283b193e0abbf"),
+            ("token_embd.weight", .q5_1, "485c2b64c5e4ddaa6eb523adb395553328fd5f402b1f920e39b43f4c483f6184"),
+            ("token_embd.weight", .q8_0, "0d728edd2a012d1663a6069567240d124c752bab88b6fcbe1a985eae428193c3"),
+        ])
+    func llamaQuantizeBytes(name: String, type: GGMLBlockType, sha256: String) throws {
+        let tensor = try readSmol().tensor(named: name)
+        let f32 = try TensorCodec.convert(tensor, to: .f32)
+        let quantized = try TensorCodec.convert(f32, to: .quantized(.ggml(type)))
+        var digest = SHA256()
+        try quantized.forEachChunk { digest.update($0) }
+        #expect(digest.finalize() == sha256)
+    }
+
+    @Test(
         "writing the file back gives the same bytes; gguf-py reads it and dequantizes as Lathe does",
         .enabled(if: Oracle.isAvailable, Comment(rawValue: Oracle.skipReason)))
     func rewriteAndOracle() throws {

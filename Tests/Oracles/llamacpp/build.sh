@@ -2,7 +2,7 @@
 # Builds llama.cpp (the copy in the llama-cpp-python 0.3.36 source distribution, fetched from PyPI,
 # with CMake and Ninja from their PyPI wheels) and tokenize_many, the harness beside this script.
 # Used only to regenerate fixtures and to check Lathe's GGUF output with llama.cpp's own tools:
-#   sh build.sh            # prints the directory holding llama-perplexity, llama-tokenize, tokenize_many
+#   sh build.sh   # prints the directory holding llama-perplexity, llama-tokenize, llama-quantize, tokenize_many
 # Takes about ten minutes on two cores. WORK (default: .work beside this script) keeps the build.
 set -e
 here=$(cd "$(dirname "$0")" && pwd)
@@ -19,7 +19,7 @@ src="$work/llama_cpp_python-0.3.36/vendor/llama.cpp"
 export PATH="$work/venv/bin:$PATH"
 cmake -S "$src" -B "$work/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DGGML_NATIVE=ON >"$work/cmake.log"
-ninja -C "$work/build" llama-perplexity llama-tokenize >"$work/ninja.log"
+ninja -C "$work/build" llama-perplexity llama-tokenize llama-quantize >"$work/ninja.log"
 c++ -O2 -std=c++17 -I"$src/include" -I"$src/ggml/include" "$here/tokenize_many.cpp" \
   -L"$work/build/bin" -lllama -lggml -lggml-base -Wl,-rpath,"$work/build/bin" -o "$work/build/bin/tokenize_many"
 echo "$work/build/bin"
