@@ -115,7 +115,10 @@ struct RealModelTests {
         arguments: [
             // SHA-256 of the tensor in `llama-quantize --pure` output from the F32 file (no importance
             // matrix), llama.cpp as vendored in llama-cpp-python 0.3.36 (Benchmarks/llamacpp_check.py).
-            ("blk.0.ffn_down.weight", GGMLBlockType.q4_K, "7a46652ed272410d01ed18e54a6e4fd92f5dfbc8788dbcd688bedca169f49bde"),
+            (
+                "blk.0.ffn_down.weight", GGMLBlockType.q4_K,
+                "7a46652ed272410d01ed18e54a6e4fd92f5dfbc8788dbcd688bedca169f49bde"
+            ),
             ("blk.29.ffn_down.weight", .q4_K, "f1643d73ddf7addaecebd2fdf3f1213ccf7070f052d4f7978287128fcd403eb6"),
             ("blk.0.ffn_down.weight", .q6_K, "1d8054fa97a5b0a307b9911370f84d9ddea525f779030f32b062b4b8590c8be5"),
             ("blk.29.ffn_down.weight", .q6_K, "786a55a48dacfdc8756174bf91800bb34cee8c5b3a6db29f924c6de0ccbe2462"),
