@@ -60,6 +60,9 @@ public enum Archive {
         let fileManager = FileManager.default
         try fileManager.createDirectory(at: destination, withIntermediateDirectories: true)
         var extracted: [String] = []
+        // Symbolic links are made last, once every member has been checked against every link
+        // (`ArchiveLinkGuard.finish`): until then nothing on disk points anywhere.
+        var symbolicLinks: [(path: String, target: String)] = []
         try read(url) { member, readData in
             let target = destination.appendingPathComponent(member.path)
             try fileManager.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
@@ -74,11 +77,15 @@ public enum Archive {
                 defer { try? handle.close() }
                 try readData { chunk in handle.write(Data(chunk)) }
             case .symbolicLink(let linkTarget):
-                try fileManager.createSymbolicLink(atPath: target.path, withDestinationPath: linkTarget)
+                symbolicLinks.append((target.path, linkTarget))
             case .hardLink(let linkTarget):
+                // A regular file already extracted (`ArchiveLinkGuard`): link(2), never a copy.
                 try fileManager.linkItem(at: destination.appendingPathComponent(linkTarget), to: target)
             }
             extracted.append(member.path)
+        }
+        for link in symbolicLinks {
+            try fileManager.createSymbolicLink(atPath: link.path, withDestinationPath: link.target)
         }
         return extracted
     }
@@ -219,7 +226,7 @@ public enum Archive {
         if member.hasPrefix("/") {
             throw CompressionError.unsafeMember(archive: archive, member: member, reason: "absolute path")
         }
-        if member.split(separator: "/").contains("..") {
+        if member.utf8.split(separator: UInt8(ascii: "/")).contains(where: { $0.elementsEqual("..".utf8) }) {
             throw CompressionError.unsafeMember(
                 archive: archive, member: member, reason: "'..' component escapes the root")
         }
@@ -231,9 +238,10 @@ public enum Archive {
             throw CompressionError.unsafeMember(
                 archive: archive, member: member, reason: "link target '\(target)' is absolute")
         }
-        var depth = member.split(separator: "/").count - 1
-        for component in target.split(separator: "/") {
-            if component == ".." { depth -= 1 } else if component != "." { depth += 1 }
+        // Depth in directories below the root: "." and empty components are no level ("./x" is at 0).
+        var depth = ArchiveLinkGuard.components(member).count - 1
+        for component in ArchiveLinkGuard.components(target) {
+            depth += component.utf8.elementsEqual("..".utf8) ? -1 : 1
             if depth < 0 {
                 throw CompressionError.unsafeMember(
                     archive: archive, member: member, reason: "link target '\(target)' escapes the root")

@@ -1,12 +1,18 @@
 /// Keeps an archive's links from carrying a path out of the root by chaining: a link checked alone
 /// can stay inside (`d/s -> ..`) and still let a later member escape through it (`d/s/t -> ..`
-/// resolves to the root's parent). So no member is written through a symbolic link, and no link's
-/// target passes through one; only a link's last component may name another link, which is itself
-/// checked. Checked per member while reading (before anything of it is written) and over all the
-/// links at the end, since a link may name one that comes later in the archive.
+/// resolves to the root's parent). So no member is written through a symbolic link, no link's target
+/// passes through one (only its last component may name another link, itself checked), and a hard
+/// link may only name a regular file earlier in the archive (linking a directory copies its links
+/// elsewhere). Checked per member while reading, before anything of it is written, and over all the
+/// links at the end, since a link may name one that comes later; `Archive.extract` creates the
+/// symbolic links only after that last check.
+///
+/// Paths are cut at "/" bytes, as the file system cuts them: cut by characters, "s\u{600}/t" (a
+/// prepended mark) would read as one component.
 struct ArchiveLinkGuard {
     let archive: String
     private var symbolicLinks: [String: String] = [:]
+    private var files: Set<String> = []
     private var members: [String] = []
 
     init(archive: String) { self.archive = archive }
@@ -14,21 +20,25 @@ struct ArchiveLinkGuard {
     /// Call before anything of `member` is written.
     mutating func admit(_ member: ArchiveMember) throws {
         let path = Self.components(member.path)
+        let joined = path.joined(separator: "/")
         try requireNoLink(Self.directories(of: path), member: member.path)
         // Writing over a link would write where it points.
-        try requireNoLink([path.joined(separator: "/")], member: member.path, "would replace the symbolic link")
+        try requireNoLink([joined], member: member.path, "would replace the symbolic link")
         switch member.kind {
         case .symbolicLink(let target):
-            try requireNoLink(resolve(target, from: path.dropLast()).dropLast(), member: member.path)
-            symbolicLinks[path.joined(separator: "/")] = target
-        case .hardLink(let target):
-            // All of the target: a hard link to a symbolic link is a copy of it elsewhere, where its
-            // relative target means something else.
-            let components = Self.components(target)
-            try requireNoLink(Self.directories(of: components), member: member.path)
             try requireNoLink(
-                [components.joined(separator: "/")], member: member.path, "is a hard link to the symbolic link")
-        case .file, .directory: break
+                try resolve(target, from: path.dropLast(), member: member.path).dropLast(), member: member.path)
+            symbolicLinks[joined] = target
+        case .hardLink(let target):
+            let source = Self.components(target).joined(separator: "/")
+            guard files.contains(source) else {
+                throw CompressionError.unsafeMember(
+                    archive: archive, member: member.path,
+                    reason: "hard link to '\(target)', which is not a regular file earlier in the archive")
+            }
+            files.insert(joined)
+        case .file: files.insert(joined)
+        case .directory: break
         }
         members.append(member.path)
     }
@@ -37,20 +47,25 @@ struct ArchiveLinkGuard {
     func finish() throws {
         for member in members { try requireNoLink(Self.directories(of: Self.components(member)), member: member) }
         for (link, target) in symbolicLinks.sorted(by: { $0.key < $1.key }) {
-            try requireNoLink(resolve(target, from: Self.components(link).dropLast()).dropLast(), member: link)
+            try requireNoLink(
+                try resolve(target, from: Self.components(link).dropLast(), member: link).dropLast(), member: link)
         }
     }
 
     /// The root-relative directories `target` walks through from `directory`, last the target
-    /// itself (its `..` already refused past the root by `Archive.validate(link:)`).
-    private func resolve(_ target: String, from directory: ArraySlice<String>) -> [String] {
+    /// itself; a walk above the root is refused (`Archive.validate(link:)` refuses it first).
+    private func resolve(_ target: String, from directory: ArraySlice<String>, member: String) throws -> [String] {
         var stack = Array(directory)
         var walked: [String] = []
-        for component in target.split(separator: "/") where component != "." {
-            if component == ".." {
-                if !stack.isEmpty { stack.removeLast() }
+        for component in Self.components(target) {
+            if component.utf8.elementsEqual("..".utf8) {
+                guard !stack.isEmpty else {
+                    throw CompressionError.unsafeMember(
+                        archive: archive, member: member, reason: "link target '\(target)' escapes the root")
+                }
+                stack.removeLast()
             } else {
-                stack.append(String(component))
+                stack.append(component)
             }
             walked.append(stack.joined(separator: "/"))
         }
@@ -71,7 +86,10 @@ struct ArchiveLinkGuard {
         components.indices.dropLast().map { components[...$0].joined(separator: "/") }
     }
 
-    private static func components(_ path: String) -> [String] {
-        path.split(separator: "/").filter { $0 != "." }.map(String.init)
+    /// A path's components cut at "/" bytes, without empty and "." ones.
+    static func components(_ path: String) -> [String] {
+        path.utf8.split(separator: UInt8(ascii: "/")).compactMap { bytes in
+            bytes.elementsEqual(".".utf8) ? nil : String(Substring(bytes))
+        }
     }
 }

@@ -69,11 +69,11 @@ public struct GGUFWriter: FormatWriter {
         return WriteReport(path: url.path, files: [url.path], bytesWritten: written, tensorCount: records.count)
     }
 
-    /// The `alignment` parameter, else the source GGUF's `general.alignment` (kept, so a GGUF → GGUF
-    /// conversion keeps its layout), else 32.
+    /// The `alignment` parameter, else the source GGUF's `general.alignment` when this writer can use
+    /// it (a power of two of at least 8: GGUF → GGUF keeps its layout), else 32.
     private static func alignment(_ options: WriteOptions, graph: ModelGraph) throws -> Int {
         let source = graph.sourceFormat == GGUFReader.formatID ? graph.metadata["general.alignment"]?.intValue : nil
-        guard let text = options.parameters["alignment"] ?? source.map(String.init) else {
+        guard let text = options.parameters["alignment"] ?? source.flatMap({ $0 >= 8 ? String($0) : nil }) else {
             return GGUFHeader.defaultAlignment
         }
         guard let value = Int(text), value >= 8, value & (value - 1) == 0 else {

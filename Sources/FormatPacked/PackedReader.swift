@@ -80,7 +80,7 @@ public struct PackedReader: FormatReader {
             try requireZeros(file, end..<member.offset, path: url.path)
             let storage = try TensorStorage(file: file, offset: member.offset, length: member.length)
             try verifyChecksum(storage, member, path: url.path)
-            if member.compression != "none" { _ = try inflate(storage, member, path: url.path) }
+            if member.compression != "none" { try checkInflation(storage, member, path: url.path) }
             storage.dropCachedPages()
             bytes += member.length
             end = member.offset + member.length
@@ -103,6 +103,32 @@ public struct PackedReader: FormatReader {
             throw PackedFormatError(
                 path: path, field: "padding at byte \(range.lowerBound + offset)",
                 problem: "not zero (the gap before the member at \(range.upperBound)): the file is damaged")
+        }
+    }
+
+    /// That a zstd member inflates to exactly `size` bytes, counted as they stream past: a frame that
+    /// claims gigabytes is not held in memory to be checked.
+    private static func checkInflation(_ stored: TensorStorage, _ member: PackedManifest.Member, path: String) throws {
+        var count = 0
+        do {
+            let stream = try ZstdDecompressionStream()
+            try stored.withUnsafeBytes { bytes in
+                try stream.decompress(bytes, limit: member.size) { count += $0.count }
+            }
+            try stream.finish()
+        } catch CompressionError.sizeLimitExceeded {
+            throw PackedFormatError(
+                path: path, field: "tensor '\(member.name)'",
+                problem: "inflates to more than the \(member.size) bytes the manifest says")
+        } catch {
+            throw PackedFormatError(
+                path: path, field: "tensor '\(member.name)'", problem: "does not inflate: \(error.localizedDescription)"
+            )
+        }
+        guard count == member.size else {
+            throw PackedFormatError(
+                path: path, field: "tensor '\(member.name)'",
+                problem: "inflates to \(count) bytes, the manifest says \(member.size)")
         }
     }
 

@@ -126,6 +126,15 @@ public struct HFDirectoryWriter: FormatWriter {
                 path: url.path, rule: .invalidConfig, field: "config",
                 problem: "the model has no Llama config to write as config.json")
         }
+        // llama.cpp's converter keeps Llama 3's RoPE scaling only as this tensor; without the
+        // parameters (Lathe's keys) config.json cannot say it, and the model would run unscaled.
+        if graph[LlamaConfig.RopeScaling.frequencyTensor] != nil {
+            throw SafetensorsError(
+                path: url.path, rule: .unsupported, field: "tensor '\(LlamaConfig.RopeScaling.frequencyTensor)'",
+                problem:
+                    "RoPE frequency factors without the rope_scaling parameters have no config.json form; write GGUF or safetensors"
+            )
+        }
         let metadata = SafetensorsWriter.headerMetadata(for: graph)
         let maxShard = try options.parameters["max-shard-size"].map { text throws -> Int in
             guard let value = Int(text), value > 0 else {

@@ -43,11 +43,14 @@ enum HFTokenizer {
             guard let id = added["id"]?.intValue, let content = added["content"]?.stringValue else { continue }
             byID[id] = (content, added["special"]?.boolValue == true ? control : userDefined)
         }
-        let count = (byID.keys.max() ?? -1) + 1
-        guard byID.count == count else {
+        // Distinct ids are 0..<count exactly when the smallest is 0 and the largest count − 1 (no
+        // arithmetic on a hostile id: Int.max + 1 would trap).
+        let count = byID.count
+        let (smallest, largest) = (byID.keys.min() ?? 0, byID.keys.max() ?? -1)
+        guard smallest >= 0, largest == count - 1 else {
             throw SafetensorsError(
                 path: path, rule: .invalidConfig, field: "model.vocab",
-                problem: "token ids are not contiguous from 0 (\(byID.count) tokens, largest id \(count - 1))")
+                problem: "token ids are not contiguous from 0 (\(count) tokens, ids \(smallest) to \(largest))")
         }
         let merges = (model["merges"]?.arrayValue ?? []).map { merge -> String in
             if let pair = merge.arrayValue { return pair.compactMap(\.stringValue).joined(separator: " ") }

@@ -42,25 +42,36 @@ public enum ModelInput {
     private static func openArchive(_ url: URL, format: String?, options: ReadOptions, registry: Registry) throws
         -> ModelGraph
     {
+        options.diagnostics.progress(.reading, "extracting \(url.lastPathComponent)")
+        return try withExtractedModel(url, registry: registry) { model, name in
+            var graph = try (format.map { try registry.reader($0) } ?? detect(model, registry: registry)).read(
+                model, options: options)
+            graph.source = name
+            return graph
+        }
+    }
+
+    /// Extracts the archive `url` to a private temporary directory and calls `body` with the single
+    /// model inside and its name as users see it (`archive#member`, or the archive for an HF
+    /// directory at its root), then removes the directory. Errors `body` throws name that, not the
+    /// temporary path, which is gone by the time anyone reads them.
+    public static func withExtractedModel<T>(
+        _ url: URL, registry: Registry = LatheBuiltins.registry, _ body: (URL, String) throws -> T
+    ) throws -> T {
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent(
             "lathe-archive-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: scratch) }
-        options.diagnostics.progress(.reading, "extracting \(url.lastPathComponent)")
         try Archive.extract(url, to: scratch)
         let model = try locateModel(in: scratch, archive: url, registry: registry)
-        var graph: ModelGraph
+        let name = url.path + (model == scratch ? "" : "#" + model.path.dropFirst(scratch.path.count + 1))
         do {
-            graph = try (format.map { try registry.reader($0) } ?? detect(model, registry: registry)).read(
-                model, options: options)
+            return try body(model, name)
         } catch {
-            // The scratch directory is gone when the message is read: name the archive and member.
             let message = (error as? any LocalizedError)?.errorDescription ?? "\(error)"
             throw ArchivedModelError(
                 message: message.replacingOccurrences(of: scratch.path + "/", with: url.path + "#")
                     .replacingOccurrences(of: scratch.path, with: url.path))
         }
-        graph.source = url.path + (model == scratch ? "" : "#" + model.path.dropFirst(scratch.path.count + 1))
-        return graph
     }
 
     /// The archive's root if it is an HF directory, else its only top-level model file or directory.

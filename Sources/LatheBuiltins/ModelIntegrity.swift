@@ -1,3 +1,4 @@
+import Compression
 import FormatPacked
 import Foundation
 import LatheCore
@@ -22,6 +23,14 @@ public enum ModelIntegrity {
     public static func check(
         _ url: URL, format: String? = nil, values: Bool, registry: Registry = LatheBuiltins.registry
     ) throws -> IntegrityReport {
+        if ArchiveFormat(fileName: url.lastPathComponent) != nil {
+            // The model inside, checked in full (an lpack's own checks need the file itself).
+            return try ModelInput.withExtractedModel(url, registry: registry) { model, name in
+                var report = try check(model, format: format, values: values, registry: registry)
+                report.path = name
+                return report
+            }
+        }
         let graph = try ModelInput.open(url, format: format, registry: registry)
         var report = IntegrityReport(
             path: url.path, format: graph.sourceFormat, tensors: graph.tensors.count, checksummed: 0, checkedBytes: 0,

@@ -26,7 +26,7 @@ public enum JSONValue: Equatable, Sendable {
     }
 
     public subscript(key: String) -> JSONValue? {
-        if case .object(let entries) = self { return entries.first { $0.key == key }?.value }
+        if case .object(let entries) = self { return entries.first { $0.key.utf8.elementsEqual(key.utf8) }?.value }
         return nil
     }
 
@@ -202,7 +202,9 @@ private struct JSONParser {
     mutating func parseObject(depth: Int) throws(JSONParseError) -> JSONValue {
         index += 1
         var entries: [(key: String, value: JSONValue)] = []
-        var seen = Set<String>()
+        // Keys compared as bytes: Swift's String equality is canonical equivalence, under which
+        // "é" and "e\u{301}", two different JSON keys, would collide.
+        var seen = Set<[UInt8]>()
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1
@@ -213,7 +215,7 @@ private struct JSONParser {
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
             let keyOffset = index
             let key = try parseString()
-            guard seen.insert(key).inserted else {
+            guard seen.insert(Array(key.utf8)).inserted else {
                 throw JSONParseError(offset: keyOffset, reason: "duplicate key '\(key)'")
             }
             skipWhitespace()
@@ -261,7 +263,11 @@ private struct JSONParser {
             while index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) { index += 1 }
             return index - from
         }
+        let integerStart = index
         guard digits() > 0 else { throw fail("invalid value") }
+        guard bytes[integerStart] != UInt8(ascii: "0") || index - integerStart == 1 else {
+            throw JSONParseError(offset: integerStart, reason: "leading zero in a number")
+        }
         if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
             index += 1
             guard digits() > 0 else { throw fail("invalid number") }
@@ -341,12 +347,20 @@ private struct JSONParser {
         }
     }
 
+    /// Exactly four hex digits (`UInt32(_:radix:)` would also take a sign).
     mutating func hex4() throws(JSONParseError) -> UInt32 {
-        guard index + 4 <= bytes.count,
-            let value = UInt32(
-                String(decoding: UnsafeRawBufferPointer(rebasing: bytes[index..<(index + 4)]), as: UTF8.self), radix: 16
-            )
-        else { throw fail("invalid \\u escape") }
+        guard index + 4 <= bytes.count else { throw fail("invalid \\u escape") }
+        var value: UInt32 = 0
+        for byte in bytes[index..<(index + 4)] {
+            let digit: UInt8
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte - UInt8(ascii: "A") + 10
+            default: throw fail("invalid \\u escape")
+            }
+            value = value << 4 | UInt32(digit)
+        }
         index += 4
         return value
     }

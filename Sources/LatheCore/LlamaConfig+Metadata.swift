@@ -43,7 +43,9 @@ extension LlamaConfig {
             scaling = RopeScaling(
                 type: type, factor: metadata["\(a).rope.scaling.factor"]?.doubleValue ?? 1,
                 originalContextLength: try optionalInt("\(a).rope.scaling.original_context_length"))
-        } else if let type = metadata[RopeScaling.lathePrefix + "type"]?.stringValue {
+        } else if metadata["\(a).rope.scaling.type"] == nil,
+            let type = metadata[RopeScaling.lathePrefix + "type"]?.stringValue
+        {
             let key = RopeScaling.lathePrefix
             scaling = RopeScaling(
                 type: type, factor: metadata[key + "factor"]?.doubleValue ?? 1,
@@ -81,6 +83,8 @@ extension LlamaConfig {
             metadata["\(a).attention.key_length"] = .uint32(UInt32(headDim))
             metadata["\(a).attention.value_length"] = .uint32(UInt32(headDim))
         }
+        // Lathe's own llama3 keys are written afresh below, or not at all.
+        for key in metadata.keys where key.hasPrefix(RopeScaling.lathePrefix) { metadata[key] = nil }
         if let scaling = ropeScaling, scaling.type != "llama3" {
             metadata["\(a).rope.scaling.type"] = .string(scaling.type)
             metadata["\(a).rope.scaling.factor"] = .float32(Float(scaling.factor))

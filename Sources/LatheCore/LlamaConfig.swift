@@ -34,7 +34,8 @@ public struct LlamaConfig: Hashable, Sendable, Codable {
         /// to 1 in original / wavelength. llama.cpp carries these as the tensor `rope_freqs.weight`.
         /// Nil for other types.
         public func frequencyDivisors(headDim: Int, base: Double) -> [Double]? {
-            guard type == "llama3", headDim >= 2 else { return nil }
+            // A head of more than 65,536 dimensions is no model; a hostile header could ask for 2³².
+            guard type == "llama3", headDim >= 2, headDim <= 1 << 16 else { return nil }
             let original = Double(originalContextLength ?? 8192)
             let (low, high) = (lowFrequencyFactor ?? 1, highFrequencyFactor ?? 4)
             return (0..<(headDim / 2)).map { i in

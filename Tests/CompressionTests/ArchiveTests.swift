@@ -111,6 +111,18 @@ struct ArchiveTests {
                 [("a/", "5", ""), ("a/b/", "5", ""), ("a/b/l", "2", "../.."), ("l2", "1", "a/b/l")]
             ),
             ("a member over a link", [("x", "2", "."), ("x", "0", "")]),
+            // "/" then a prepended mark is still a "/" to the file system: paths are cut at bytes.
+            (
+                "a component ending in U+0600",
+                [
+                    ("d/", "5", ""), ("d/s\u{600}", "2", ".."), ("d/s\u{600}/t\u{600}", "2", ".."),
+                    ("d/s\u{600}/t\u{600}/escaped", "0", ""),
+                ]
+            ),
+            // "./" is no directory level: "./x -> .." points at the root's parent.
+            ("a dot component", [("./x", "2", ".."), ("./x/escaped", "0", "")]),
+            // link(2) on a directory is refused, and FileManager would copy it, links and all.
+            ("a hard link to a directory", [("a/", "5", ""), ("a/b/", "5", ""), ("x", "1", "a/b")]),
         ] as [(String, [(String, String, String)])])
     func refusesChainedLinks(label: String, members: [(String, String, String)]) throws {
         let work = try Fixtures.temporaryDirectory()

@@ -136,6 +136,13 @@ struct ConversionTests {
         #expect(scaledError(try logits(file, tokens), reference) < 1e-5)
         #expect(scaledError(try logits(tensorOnly, tokens), reference) < 1e-5)
         #expect(scaledError(try logits(unscaled, tokens), reference) > 1e-3, "the scaling changes the model")
+        // Such a file cannot become an HF directory: config.json would lose the scaling.
+        let llamaCppStyle = work.appendingPathComponent("llama-cpp-style.gguf")
+        _ = try GGUFWriter().write(tensorOnly, to: llamaCppStyle, options: WriteOptions())
+        let error = runLathe(["convert", llamaCppStyle.path, "-o", work.appendingPathComponent("lost").path])
+        #expect(
+            message(error).contains("RoPE frequency factors without the rope_scaling parameters"), "\(message(error))")
+        #expect(!FileManager.default.fileExists(atPath: work.appendingPathComponent("lost").path))
     }
 
     @Test(
@@ -201,6 +208,21 @@ struct ConversionTests {
         } throws: { error in
             (error as? LatheError)?.errorDescription?.contains("'qwen2' pre-tokenizer") == true
         }
+
+        // A hostile id is an error, not an overflow.
+        try rewrite { fields in
+            fields = fields.map { field in
+                guard field.key == "model", case .object(var model) = field.value else { return field }
+                model = model.map { entry in
+                    guard entry.key == "vocab", case .object(var vocab) = entry.value else { return entry }
+                    vocab.append(("huge", .int(Int.max)))
+                    return (entry.key, .object(vocab))
+                }
+                return (field.key, .object(model))
+            }
+        }
+        let huge = runLathe(["inspect", source.path])
+        #expect(message(huge).contains("token ids are not contiguous from 0"), "\(message(huge))")
 
         // Llama 2 style: byte fallback and '▁' for spaces. The weights read; the tokenizer is not mapped.
         try rewrite { fields in
@@ -349,6 +371,16 @@ struct ConversionTests {
         let error = #expect(throws: ArchivedModelError.self) { try ModelInput.open(archive) }
         #expect(error?.message.hasPrefix("\(archive.path)#half.gguf: ") == true, "\(String(describing: error))")
         #expect(error?.message.contains("lathe-archive-") == false, "\(String(describing: error))")
+        // `check` of an archived lpack runs the lpack's own checks on the file inside.
+        let packedDirectory = work.appendingPathComponent("packed")
+        try FileManager.default.createDirectory(at: packedDirectory, withIntermediateDirectories: true)
+        _ = try LatheBuiltins.registry.writer("lpack").write(
+            graph, to: packedDirectory.appendingPathComponent("tiny.lpack"), options: WriteOptions())
+        let packedArchive = work.appendingPathComponent("packed.\(format.rawValue)")
+        try Archive.create(packedArchive, format: format, fromDirectory: packedDirectory)
+        let report = try ModelIntegrity.check(packedArchive, values: false)
+        #expect(report.path == packedArchive.path + "#tiny.lpack")
+        #expect(report.format == "lpack" && report.checksummed == graph.tensors.count)
     }
 
     @Test("diff reports a changed tensor with its error, and identical models as identical")

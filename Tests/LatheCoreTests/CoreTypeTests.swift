@@ -198,3 +198,34 @@ struct SHA256Tests {
         )
     }
 }
+
+@Suite("Llama config metadata")
+struct LlamaConfigMetadataTests {
+    @Test("llama3 scaling keys: written with the scaling, cleared without it, ignored beside a scaling type")
+    func ropeScalingKeys() throws {
+        var config = TinyModel.config()
+        config.ropeScaling = LlamaConfig.RopeScaling(
+            type: "llama3", factor: 8, originalContextLength: 64, lowFrequencyFactor: 1, highFrequencyFactor: 4)
+        var metadata = Metadata()
+        config.store(in: &metadata)
+        #expect(metadata["lathe.rope_scaling.type"] == .string("llama3"))
+        #expect(try LlamaConfig(metadata: metadata, source: "m")?.ropeScaling == config.ropeScaling)
+        // The same metadata stored again without a scaling: no llama3 key survives to come back on reading.
+        config.ropeScaling = nil
+        config.store(in: &metadata)
+        #expect(!metadata.keys.contains { $0.hasPrefix("lathe.rope_scaling.") })
+        #expect(try LlamaConfig(metadata: metadata, source: "m")?.ropeScaling == nil)
+        // A file's own scaling type wins over stray Lathe keys.
+        metadata["llama.rope.scaling.type"] = .string("none")
+        metadata["lathe.rope_scaling.type"] = .string("llama3")
+        #expect(try LlamaConfig(metadata: metadata, source: "m")?.ropeScaling == nil)
+    }
+
+    @Test("the llama3 divisors are refused for an absurd head size instead of allocating for it")
+    func divisorsBounded() {
+        let scaling = LlamaConfig.RopeScaling(type: "llama3", factor: 8)
+        #expect(scaling.frequencyDivisors(headDim: 128, base: 500_000)?.count == 64)
+        #expect(scaling.frequencyDivisors(headDim: Int(UInt32.max) - 1, base: 500_000) == nil)
+        #expect(LlamaConfig.RopeScaling(type: "linear", factor: 2).frequencyDivisors(headDim: 128, base: 1e4) == nil)
+    }
+}

@@ -129,4 +129,23 @@ struct StreamingConversionTests {
             }
         }
     }
+
+    @Test("JSON grammar edges: \\u takes four hex digits only, no leading zeros, keys distinct as bytes")
+    func jsonGrammarEdges() throws {
+        func parse(_ text: String) -> Result<JSONValue, JSONParseError> {
+            Result { () throws(JSONParseError) in try JSONValue.parse(text) }
+        }
+        #expect(try parse(#"["\u0041\u00e9"]"#).get() == .array([.string("Aé")]))
+        for bad in [#"["\u+041"]"#, #"["\u-000"]"#, #"["\u 041"]"#, #"["\u004"]"#, "012", "-01", "[00]"] {
+            #expect(throws: JSONParseError.self, "\(bad)") { try parse(bad).get() }
+        }
+        for good in ["0", "-0", "0.5", "10", "-0e5", "[0,1]"] {
+            #expect(throws: Never.self, "\(good)") { try parse(good).get() }
+        }
+        // Canonically equivalent but different keys are two keys; the same bytes twice are a duplicate.
+        let both = try parse("{\"\u{E9}\":1,\"e\u{301}\":2}").get()
+        #expect(both.objectValue?.count == 2)
+        #expect(both["e\u{301}"] == .number("2") && both["\u{E9}"] == .number("1"))
+        #expect(throws: JSONParseError.self) { try parse(#"{"a":1,"a":2}"#).get() }
+    }
 }
