@@ -110,48 +110,41 @@ public struct PackedReader: FormatReader {
     /// claims gigabytes is not held in memory to be checked.
     private static func checkInflation(_ stored: TensorStorage, _ member: PackedManifest.Member, path: String) throws {
         var count = 0
-        do {
+        try inflating(member, path: path) {
             let stream = try ZstdDecompressionStream()
             try stored.withUnsafeBytes { bytes in
                 try stream.decompress(bytes, limit: member.size) { count += $0.count }
             }
             try stream.finish()
-        } catch CompressionError.sizeLimitExceeded {
-            throw PackedFormatError(
-                path: path, field: "tensor '\(member.name)'",
-                problem: "inflates to more than the \(member.size) bytes the manifest says")
-        } catch {
-            throw PackedFormatError(
-                path: path, field: "tensor '\(member.name)'", problem: "does not inflate: \(error.localizedDescription)"
-            )
-        }
-        guard count == member.size else {
-            throw PackedFormatError(
-                path: path, field: "tensor '\(member.name)'",
-                problem: "inflates to \(count) bytes, the manifest says \(member.size)")
+            return count
         }
     }
 
-    /// A zstd member's payload, exactly `size` bytes; errors name the tensor.
+    /// A zstd member's payload, exactly `size` bytes, in one piece (reading); errors name the tensor.
     static func inflate(_ stored: TensorStorage, _ member: PackedManifest.Member, path: String) throws -> [UInt8] {
-        let bytes: [UInt8]
-        do {
+        var bytes: [UInt8] = []
+        try inflating(member, path: path) {
             bytes = try stored.withUnsafeBytes { try Zstd.decompress($0, limit: member.size) }
-        } catch CompressionError.sizeLimitExceeded {
-            throw PackedFormatError(
-                path: path, field: "tensor '\(member.name)'",
-                problem: "inflates to more than the \(member.size) bytes the manifest says")
-        } catch {
-            throw PackedFormatError(
-                path: path, field: "tensor '\(member.name)'", problem: "does not inflate: \(error.localizedDescription)"
-            )
-        }
-        guard bytes.count == member.size else {
-            throw PackedFormatError(
-                path: path, field: "tensor '\(member.name)'",
-                problem: "inflates to \(bytes.count) bytes, the manifest says \(member.size)")
+            return bytes.count
         }
         return bytes
+    }
+
+    /// Runs `inflate` (which returns how many bytes came out, at most `size`), turning its failures
+    /// and a short payload into errors naming the tensor.
+    private static func inflating(_ member: PackedManifest.Member, path: String, _ inflate: () throws -> Int) throws {
+        func fail(_ problem: String) -> PackedFormatError {
+            PackedFormatError(path: path, field: "tensor '\(member.name)'", problem: problem)
+        }
+        let count: Int
+        do {
+            count = try inflate()
+        } catch CompressionError.sizeLimitExceeded {
+            throw fail("inflates to more than the \(member.size) bytes the manifest says")
+        } catch {
+            throw fail("does not inflate: \(error.localizedDescription)")
+        }
+        guard count == member.size else { throw fail("inflates to \(count) bytes, the manifest says \(member.size)") }
     }
 
     /// Throws, naming the member, when its stored bytes do not have the manifest's XXH64.
