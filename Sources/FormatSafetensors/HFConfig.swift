@@ -35,7 +35,12 @@ enum HFConfig {
         let hidden = try int("hidden_size")
         let heads = try int("num_attention_heads")
         var scaling: LlamaConfig.RopeScaling?
-        if let object = json["rope_scaling"], object != .null {
+        // Newer configs fold the scaling into `rope_parameters`, with `rope_type` "default" for none.
+        let folded: JSONValue? = json["rope_parameters"].flatMap { parameters in
+            guard let type = parameters["rope_type"]?.stringValue, type != "default" else { return nil }
+            return parameters
+        }
+        if let object = json["rope_scaling"].flatMap({ $0 == .null ? nil : $0 }) ?? folded {
             let type = object["rope_type"]?.stringValue ?? object["type"]?.stringValue ?? "linear"
             scaling = LlamaConfig.RopeScaling(
                 type: type, factor: object["factor"]?.doubleValue ?? 1,

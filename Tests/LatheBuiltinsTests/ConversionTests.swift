@@ -121,6 +121,16 @@ struct ConversionTests {
         let restored = try ModelInput.open(back)
         #expect(restored.config?.ropeScaling == config.ropeScaling)
         #expect(restored["rope_freqs.weight"] == nil)
+        // Newer config.json files fold the scaling into rope_parameters.
+        let configURL = back.appendingPathComponent("config.json")
+        var fields = try JSONValue.parse(String(contentsOf: configURL, encoding: .utf8)).objectValue ?? []
+        let scalingEntry = try #require(fields.first { $0.key == "rope_scaling" }?.value.objectValue)
+        fields = fields.filter { $0.key != "rope_scaling" && $0.key != "rope_theta" }
+        fields.append(("rope_parameters", .object(scalingEntry + [("rope_theta", .number("10000.0"))])))
+        try Data(JSONValue.object(fields).serialized().utf8).write(to: configURL)
+        let folded = try ModelInput.open(back)
+        #expect(folded.config?.ropeScaling == config.ropeScaling)
+        #expect(folded.config?.ropeBase == 10_000)
 
         // The runtime computes the same logits from the config (HF), from the GGUF, and from the
         // tensor alone (a llama.cpp-converted file, which has no Lathe keys).

@@ -180,7 +180,7 @@ final class HelperThreads: @unchecked Sendable {
 /// and a block freed and allocated again each time could come back as fresh pages, each faulted in on
 /// first touch (whether it does depends on glibc's mmap threshold, which earlier allocations move: one
 /// build faulted 11,600 more pages than another over a 270-tensor conversion). One block is kept, the
-/// largest asked for; a pipeline that finds it taken allocates its own.
+/// largest asked for up to `keptLimit`; a pipeline that finds it taken allocates its own.
 final class SlotMemory: @unchecked Sendable {
     static let shared = SlotMemory()
     private let lock = NSLock()
@@ -195,9 +195,13 @@ final class SlotMemory: @unchecked Sendable {
         return reused ?? .allocate(byteCount: byteCount, alignment: 64)
     }
 
+    /// The largest block kept: a conversion's slots are a few megabytes; a row so long that its
+    /// slots are not (one row of 2³⁰ values) is given back rather than held for the process's life.
+    static let keptLimit = 64 << 20
+
     func give(_ block: UnsafeMutableRawBufferPointer) {
         let spare: UnsafeMutableRawBufferPointer? = lock.withLock {
-            guard (kept?.count ?? -1) < block.count else { return block }
+            guard block.count <= Self.keptLimit, (kept?.count ?? -1) < block.count else { return block }
             defer { kept = block }
             return kept
         }
