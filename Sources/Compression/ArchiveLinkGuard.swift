@@ -53,7 +53,8 @@ struct ArchiveLinkGuard {
     }
 
     /// The root-relative directories `target` walks through from `directory`, last the target
-    /// itself; a walk above the root is refused (`Archive.validate(link:)` refuses it first).
+    /// itself; a walk above the root is refused ("." and empty components are no level: "./x" is at
+    /// the root).
     private func resolve(_ target: String, from directory: ArraySlice<String>, member: String) throws -> [String] {
         var stack = Array(directory)
         var walked: [String] = []

@@ -20,9 +20,8 @@ enum HFTokenizer {
         // as '▁', unknown bytes as <0xNN> tokens. GGUF's "gpt2" model would tokenize them as bytes of
         // GPT-2's alphabet, silently wrong, and its "llama" model needs SentencePiece scores.
         if model["byte_fallback"]?.boolValue == true
-            || [json["normalizer"], json["pre_tokenizer"], json["decoder"]].contains(where: {
-                $0.map { $0.serialized().contains("Metaspace") || $0.serialized().contains("▁") } ?? false
-            })
+            || [json["normalizer"], json["pre_tokenizer"], json["decoder"]].compactMap({ $0?.serialized() }).contains(
+                where: { $0.contains("Metaspace") || $0.contains("▁") })
         {
             throw SafetensorsError(
                 path: path, rule: .unsupported, field: "model",

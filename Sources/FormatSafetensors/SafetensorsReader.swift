@@ -41,10 +41,11 @@ public struct SafetensorsReader: FormatReader {
     static func appendShards(for url: URL, to graph: inout ModelGraph) throws -> [URL] {
         let (files, index) = try shardFiles(for: url)
         for file in files {
-            let before = Set(graph.tensorNames)
+            let before = graph.tensors.count
             try appendFile(file, to: &graph)
             guard let (indexURL, weightMap) = index else { continue }
-            for name in graph.tensorNames where !before.contains(name) && weightMap[name] != file.lastPathComponent {
+            // The file's tensors are the ones just appended.
+            for name in graph.tensorNames.dropFirst(before) where weightMap[name] != file.lastPathComponent {
                 throw SafetensorsError(
                     path: indexURL.path, rule: .invalidIndex, field: "weight_map.\(name)",
                     problem: weightMap[name].map { "maps the tensor to \($0), but \(file.lastPathComponent) holds it" }
@@ -92,7 +93,6 @@ public struct SafetensorsReader: FormatReader {
             throw SafetensorsError(
                 path: url.path, rule: .invalidIndex, field: "weight_map", problem: "missing or not an object")
         }
-        var shards: Set<String> = []
         var mapped: [String: String] = [:]
         for (name, file) in weightMap {
             guard let file = file.stringValue, !file.contains("/"), !file.isEmpty else {
@@ -100,10 +100,10 @@ public struct SafetensorsReader: FormatReader {
                     path: url.path, rule: .invalidIndex, field: "weight_map.\(name)",
                     problem: "must name a shard file in the same directory")
             }
-            shards.insert(file)
             mapped[name] = file
         }
-        return (shards.sorted().map { url.deletingLastPathComponent().appendingPathComponent($0) }, (url, mapped))
+        let shards = Set(mapped.values).sorted().map { url.deletingLastPathComponent().appendingPathComponent($0) }
+        return (shards, (url, mapped))
     }
 
     /// Maps one file and appends its tensors (in data order) and metadata to `graph`.

@@ -40,7 +40,7 @@ public final class BPETokenizer: @unchecked Sendable {
         guard let preTokenizer = PreTokenizer(name: description.preTokenizer) else {
             throw LatheError.notImplemented(
                 capability: "the '\(description.preTokenizer ?? "")' pre-tokenizer",
-                detail: "the runtime splits text as gpt-2 and smollm do")
+                detail: "the runtime splits text as gpt-2, smollm and llama-bpe do")
         }
         self.preTokenizer = preTokenizer
         specials = description.tokenTypes.enumerated()

@@ -7,7 +7,7 @@ enum PreTokenizer {
     /// Llama 3 (`llama-bpe`): one pattern, numbers in runs of up to three.
     case llama3
 
-    /// Nil for a pre-tokenizer this file does not implement (`llama-bpe`, `qwen2`, …): running one
+    /// Nil for a pre-tokenizer this file does not implement (`qwen2`, `deepseek-llm`, …): running one
     /// with GPT-2's rules would tokenize differently from llama.cpp without a word.
     init?(name: String?) {
         switch name {
@@ -55,6 +55,9 @@ enum PreTokenizer {
         default: return false
         }
     }
+
+    /// Neither whitespace, letter nor number (punctuation, symbols, marks, unassigned code points).
+    static func isOther(_ c: Unicode.Scalar) -> Bool { !isWhitespace(c) && !isLetter(c) && !isNumber(c) }
 
     /// The 25 White_Space code points.
     static func isWhitespace(_ c: Unicode.Scalar) -> Bool {
@@ -106,11 +109,16 @@ enum PreTokenizer {
             let c2 = c == " " ? at(i + 1) : c
             let lead = c == " " ? 1 : 0
             if let c2 {
-                let runClass: ((Unicode.Scalar) -> Bool)? =
-                    isLetter(c2)
-                    ? isLetter
-                    : isNumber(c2)
-                        ? isNumber : !isWhitespace(c2) ? { !isWhitespace($0) && !isLetter($0) && !isNumber($0) } : nil
+                let runClass: ((Unicode.Scalar) -> Bool)?
+                if isLetter(c2) {
+                    runClass = isLetter
+                } else if isNumber(c2) {
+                    runClass = isNumber
+                } else if !isWhitespace(c2) {
+                    runClass = Self.isOther
+                } else {
+                    runClass = nil
+                }
                 if let runClass {
                     var j = i + lead
                     while j < end, runClass(s[j]) { j += 1 }
@@ -119,20 +127,20 @@ enum PreTokenizer {
                     continue
                 }
             }
-            var n = 0
-            while i + n < end, isWhitespace(s[i + n]) { n += 1 }
-            if n > 1, i + n < end {
-                pieces.append(i..<(i + n - 1))
-                i += n - 1
-            } else if n > 0 {
-                pieces.append(i..<(i + n))
-                i += n
-            } else {
-                pieces.append(i..<(i + 1))
-                i += 1
-            }
+            let j = whitespaceEnd(s, from: i, end: end)
+            pieces.append(i..<j)
+            i = j
         }
         return pieces
+    }
+
+    /// Where `\s+(?!\S)|\s+` (or, matching neither, one character) ends from `i`: a whitespace run
+    /// followed by something else inside the piece leaves its last character to prefix that; a run
+    /// that reaches the end is taken whole. Both scanners end with it.
+    static func whitespaceEnd(_ s: [Unicode.Scalar], from i: Int, end: Int) -> Int {
+        var n = 0
+        while i + n < end, isWhitespace(s[i + n]) { n += 1 }
+        return n > 1 && i + n < end ? i + n - 1 : i + max(n, 1)
     }
 
     /// Llama 3's `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|
@@ -144,7 +152,6 @@ enum PreTokenizer {
         let end = range.upperBound
         func at(_ j: Int) -> Unicode.Scalar? { j < end ? s[j] : nil }
         func isNewline(_ c: Unicode.Scalar) -> Bool { c == "\r" || c == "\n" }
-        func isOther(_ c: Unicode.Scalar) -> Bool { !isWhitespace(c) && !isLetter(c) && !isNumber(c) }
         /// A code point lowercased as llama.cpp's contraction check does (one scalar to one).
         func lower(_ c: Unicode.Scalar?) -> Unicode.Scalar? {
             guard let c else { return nil }
@@ -193,19 +200,14 @@ enum PreTokenizer {
                 take(j)
                 continue
             }
-            // Whitespace: through its last newline; else all but the last before a non-space; else all.
-            var (n, afterNewline) = (0, 0)
-            while i + n < end, isWhitespace(s[i + n]) {
-                if isNewline(s[i + n]) { afterNewline = i + n + 1 }
-                n += 1
+            // Whitespace through its last newline (`\s*[\r\n]+`); else as GPT-2 takes it.
+            var j = i
+            var afterNewline = 0
+            while j < end, isWhitespace(s[j]) {
+                if isNewline(s[j]) { afterNewline = j + 1 }
+                j += 1
             }
-            if afterNewline > 0 {
-                take(afterNewline)
-            } else if n > 1, i + n < end {
-                take(i + n - 1)
-            } else {
-                take(i + max(n, 1))
-            }
+            take(afterNewline > 0 ? afterNewline : whitespaceEnd(s, from: i, end: end))
         }
         return pieces
     }
