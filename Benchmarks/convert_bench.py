@@ -2,6 +2,10 @@
 gguf-py peer, and with `cp` of the same output bytes (the floor), side by side in one run. Reports the
 median wall time and peak RSS (the process's maximum resident set, from wait4) of each.
 
+The commands of a conversion take turns, one repetition of each per round, so a slow stretch of the
+machine's disk falls on all of them alike; before each run the previous output is removed and `sync`
+waits for the disk to be idle (untimed), so no command pays for the writeback another left behind.
+
 usage: convert_bench.py LATHE MODEL.gguf WORKDIR [REPETITIONS]"""
 import os
 import shutil
@@ -29,12 +33,22 @@ def measure(argv):
     return elapsed, usage.ru_maxrss / 1024
 
 
-def median_of(argv, output, runs):
-    samples = []
-    for _ in range(runs):
-        if os.path.exists(output):
-            os.remove(output) if os.path.isfile(output) else shutil.rmtree(output)
-        samples.append(measure(argv))
+def remove(path):
+    if os.path.isfile(path):
+        os.remove(path)
+    elif os.path.exists(path):
+        shutil.rmtree(path)
+
+
+def measure_clean(argv, output):
+    """One run from a clean start: its output gone and nothing left to write back."""
+    if output is not None:
+        remove(output)
+    os.sync()
+    return measure(argv)
+
+
+def summary(samples):
     return statistics.median(s[0] for s in samples), max(s[1] for s in samples)
 
 
@@ -50,16 +64,29 @@ for kind in ["f16", "q8_0", "q4_0"]:
 print("| conversion | output | lathe median s | lathe peak RSS MB | cp median s | lathe / cp | cp+fsync median s | lathe / cp+fsync | reading the input s | gguf-py median s | gguf-py peak RSS MB | gguf-py / lathe |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for title, lathe_argv, peer_argv, output in cases:
-    lathe_s, lathe_rss = median_of(lathe_argv, output, repetitions)
     copy = output + ".cp"
-    cp_s, _ = median_of(["cp", output, copy], copy, repetitions)
-    # Lathe syncs its output before renaming it into place, so the comparable floor also syncs.
-    sync_s, _ = median_of(["dd", f"if={output}", f"of={copy}", "bs=4M", "conv=fsync", "status=none"], copy, repetitions)
-    # The other floor: a conversion must read its whole input (page-cached, as Lathe's is here).
-    source = lathe_argv[2]
-    read_s = statistics.median(measure(["sh", "-c", f"cat '{source}' > /dev/null"])[0] for _ in range(repetitions))
     peer_output = peer_argv[-2] if "to-gguf" in peer_argv else peer_argv[-1]
-    peer_s, peer_rss = median_of(peer_argv, peer_output, repetitions)
+    source = lathe_argv[2]
+    measure_clean(lathe_argv, output)  # a warm-up
+    commands = {
+        "lathe": (lathe_argv, output),
+        "cp": (["cp", output, copy], copy),
+        # Lathe syncs its output before renaming it into place, so the comparable floor also syncs.
+        "cp+fsync": (["dd", f"if={output}", f"of={copy}", "bs=4M", "conv=fsync", "status=none"], copy),
+        # The other floor: a conversion must read its whole input (page-cached, as Lathe's is here).
+        "read": (["sh", "-c", f"cat '{source}' > /dev/null"], None),
+        "peer": (peer_argv, peer_output),
+    }
+    samples = {name: [] for name in commands}
+    for _ in range(repetitions):
+        # Lathe runs first in a round, so the floors copy the output it has just written.
+        for name, (argv, target) in commands.items():
+            samples[name].append(measure_clean(argv, target))
+    lathe_s, lathe_rss = summary(samples["lathe"])
+    cp_s, _ = summary(samples["cp"])
+    sync_s, _ = summary(samples["cp+fsync"])
+    read_s, _ = summary(samples["read"])
+    peer_s, peer_rss = summary(samples["peer"])
     size = os.path.getsize(output) / 2**20
     print(f"| {title} | {size:.0f} MiB | {lathe_s:.2f} | {lathe_rss:.0f} | {cp_s:.2f} | {lathe_s / cp_s:.1f}× | "
           f"{sync_s:.2f} | {lathe_s / sync_s:.1f}× | {read_s:.2f} | {peer_s:.2f} | {peer_rss:.0f} | {peer_s / lathe_s:.1f}× |", flush=True)

@@ -1,5 +1,5 @@
 // ggml's Q8_0 and Q4_0 reference quantizers eight lanes at a time, operation for operation
-// (formats.md §3.3), for blocks of finite values: the same float multiplications and additions in
+// (formats.md §3.3), for blocks of finite values (others are left to the caller): the same float multiplications and additions in
 // the same order (never fused), roundf's halves away from zero, C's truncating casts, and the scale
 // rounded to F16 to nearest even. The portable path is LatheCore's Swift one.
 #include "lathe_kernels.h"
@@ -11,14 +11,21 @@
 #pragma STDC FP_CONTRACT OFF
 
 #ifdef LK_X86
-/// The largest magnitude of 32 values (their bits order like the values once the sign is cleared).
-AVX2 static inline __m256 abs_max32(const __m256 v[4], __m256 sign) {
-    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
-                             _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
-    m = _mm256_max_ps(m, _mm256_permute2f128_ps(m, m, 1));
-    m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, _MM_SHUFFLE(1, 0, 3, 2)));
-    return _mm256_max_ps(m, _mm256_shuffle_ps(m, m, _MM_SHUFFLE(2, 3, 0, 1)));
+/// The largest magnitude's bit pattern of 32 values, in every lane: with the sign cleared, bit
+/// patterns order like the values, and an integer maximum keeps a NaN (above infinity's pattern)
+/// where a float one would drop it.
+AVX2 static inline __m256i abs_max_bits32(const __m256 v[4]) {
+    const __m256i magnitude = _mm256_set1_epi32(0x7FFFFFFF);
+    __m256i b[4];
+    for (int k = 0; k < 4; k++) b[k] = _mm256_and_si256(_mm256_castps_si256(v[k]), magnitude);
+    __m256i m = _mm256_max_epu32(_mm256_max_epu32(b[0], b[1]), _mm256_max_epu32(b[2], b[3]));
+    m = _mm256_max_epu32(m, _mm256_permute2x128_si256(m, m, 1));
+    m = _mm256_max_epu32(m, _mm256_shuffle_epi32(m, _MM_SHUFFLE(1, 0, 3, 2)));
+    return _mm256_max_epu32(m, _mm256_shuffle_epi32(m, _MM_SHUFFLE(2, 3, 0, 1)));
 }
+
+/// Infinity's bit pattern: a block whose largest magnitude reaches it is left to the portable path.
+static const int32_t infinity_bits = 0x7F800000;
 
 /// roundf: nearest with halves away from zero (round to even, then up where exactly half was left).
 AVX2 static inline __m256 round_half_away(__m256 v, __m256 sign) {
@@ -29,12 +36,15 @@ AVX2 static inline __m256 round_half_away(__m256 v, __m256 sign) {
     return _mm256_or_ps(n, _mm256_and_ps(v, sign));
 }
 
-/// One block; 0 (nothing written) when 1/d overflows, where the reference multiplies by infinity.
+/// One block; 0 (nothing written) for a block holding an infinity or a NaN, or when 1/d overflows,
+/// where the reference multiplies by infinity.
 AVX2 static int q8_0_block(const float *x, uint8_t *y) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     __m256 v[4];
     for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(x + 8 * k);
-    float amax = _mm256_cvtss_f32(abs_max32(v, sign));
+    __m256i amax_bits = abs_max_bits32(v);
+    if (_mm256_cvtsi256_si32(amax_bits) >= infinity_bits) return 0;
+    float amax = _mm256_cvtss_f32(_mm256_castsi256_ps(amax_bits));
     float d = amax / 127;
     float id = d != 0 ? 1.0f / d : 0.0f;
     if (!isfinite(id)) return 0;
@@ -51,13 +61,15 @@ AVX2 static int q8_0_block(const float *x, uint8_t *y) {
     return 1;
 }
 
-/// One block; 0 (nothing written) when 1/d overflows, as `q8_0_block`.
+/// One block; 0 (nothing written) where `q8_0_block` writes nothing.
 AVX2 static int q4_0_block(const float *x, uint8_t *y) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     __m256 v[4];
     for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(x + 8 * k);
+    __m256i amax_bits = abs_max_bits32(v);
+    if (_mm256_cvtsi256_si32(amax_bits) >= infinity_bits) return 0;
     // The value with the largest magnitude, keeping its sign: the first one that reaches it.
-    __m256 amax = abs_max32(v, sign);
+    __m256 amax = _mm256_castsi256_ps(amax_bits);
     float max = 0;
     if (_mm256_cvtss_f32(amax) != 0) {
         for (int k = 0; k < 4; k++) {
@@ -92,12 +104,12 @@ AVX2 static int q4_0_block(const float *x, uint8_t *y) {
 
 int64_t lk_quantize_ggml(int type, const float *x, int64_t blocks, void *out) {
 #ifdef LK_X86
-    if (!lk_uses_avx2()) return 0;
+    if (!lk_uses_avx2() || (type != 8 && type != 2)) return -1;
     uint8_t *y = out;
     int64_t b = 0;
     if (type == 8)
         while (b < blocks && q8_0_block(x + 32 * b, y + 34 * b)) b++;
-    else if (type == 2)
+    else
         while (b < blocks && q4_0_block(x + 32 * b, y + 18 * b)) b++;
     return b;
 #endif
@@ -105,5 +117,5 @@ int64_t lk_quantize_ggml(int type, const float *x, int64_t blocks, void *out) {
     (void)x;
     (void)blocks;
     (void)out;
-    return 0;
+    return -1;
 }

@@ -37,11 +37,16 @@ public struct ConversionPlan {
     }
 
     /// The encoding `tensor` gets: the first matching rule, else `--type` for matrices, else its own
-    /// type when the target can hold it, else F32.
+    /// type when the target can hold it, else F32. A rule's block type applies to matrices only, as
+    /// `--type` does: a norm vector in Q8_0 is what no runtime expects.
     func target(for tensor: Tensor, supports: (DType) -> Bool) -> DType {
-        if let rule = rules.first(where: { $0.matches(tensor.name) }) { return rule.dtype }
+        if let rule = rule(for: tensor) { return rule.dtype }
         if let defaultType, tensor.info.shape.rank >= 2 { return defaultType }
         return supports(tensor.info.dtype) ? tensor.info.dtype : .f32
+    }
+
+    func rule(for tensor: Tensor) -> Rule? {
+        rules.first { $0.matches(tensor.name) && ($0.dtype.isFloatingPoint || tensor.info.shape.rank >= 2) }
     }
 
     /// Checks every tensor's conversion, then returns the graph with conversions deferred.
@@ -67,7 +72,7 @@ public struct ConversionPlan {
             }
             let info = TensorInfo(name: tensor.name, dtype: dtype, shape: tensor.info.shape)
             _ = try info.byteCount()  // a row that does not fill whole blocks fails here, naming the tensor
-            if defaultType == nil, rules.isEmpty || !rules.contains(where: { $0.matches(tensor.name) }) {
+            if defaultType == nil, rule(for: tensor) == nil {
                 fallbacks += 1
             }
             try result.replace(TensorCodec.streamingConversion(tensor, to: dtype))

@@ -59,8 +59,7 @@ extension LatheBuiltins {
         EncoderAcceleration.install(
             half: { input, output, count in Int(lk_f32_to_f16(input, output, Int64(count))) },
             blocks: { type, input, blocks, output in
-                guard type == .q8_0 || type == .q4_0 else { return 0 }
-                return Int(lk_quantize_ggml(Int32(type.rawValue), input, Int64(blocks), output))
+                Int(lk_quantize_ggml(Int32(type.rawValue), input, Int64(blocks), output))
             })
     }
 }

@@ -51,6 +51,7 @@ struct Calibrate: ParsableCommand {
             } ?? Set(ActivationSite.allCases)
         let loaded = try LoadedModel(model, format: input.format, diagnostics: printer.diagnostics)
         let textURL = URL(fileURLWithPath: text)
+        RecipeRunner.warnIfTestSplit(text, diagnostics: printer.diagnostics)
         let tokens = try loaded.tokenizer.encodeFile(textURL, purpose: "calibration text")
         let statistics = CalibrationStatistics(headDim: loaded.weights.config.headDim, sites: selected)
         let started = Date()

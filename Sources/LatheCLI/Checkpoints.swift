@@ -6,17 +6,20 @@ import LathePipeline
 
 /// Per-step checkpoints of a recipe run in a work directory, so an interrupted run resumes where it
 /// stopped. Each checkpoint is keyed by a fingerprint of everything that determines it: Lathe's
-/// version, the input files' sha256, the seed, and the recipe's steps up to and including that one.
+/// version, the input files' sha256, the seed, the calibration text's (or statistics file's) sha256
+/// with the windows and their length, and the recipe's steps up to and including that one.
 /// A changed step changes its fingerprint and every later one, so exactly the steps after the
 /// change run again. Checkpoints hold the whole graph (tensors as GGUF, metadata as typed JSON).
 struct Checkpoints {
     let directory: URL
     let fingerprints: [String]
 
-    init(directory: URL, recipe: Recipe, inputDigests: [JSONValue], seed: UInt64) throws {
+    init(directory: URL, recipe: Recipe, inputDigests: [JSONValue], seed: UInt64, calibration: JSONValue) throws {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         self.directory = directory
-        var prefix: [JSONValue] = [.string(LatheVersion.current), .array(inputDigests), .string(String(seed))]
+        var prefix: [JSONValue] = [
+            .string(LatheVersion.current), .array(inputDigests), .string(String(seed)), calibration,
+        ]
         var fingerprints: [String] = []
         for step in recipe.steps {
             prefix.append(.object([("pass", .string(step.pass)), ("options", step.options)]))

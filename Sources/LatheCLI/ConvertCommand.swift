@@ -17,7 +17,7 @@ struct Convert: ParsableCommand {
             (quantize-weights) as int4/int8 codes with per-row scales, losslessly; --compress zstd compresses \
             each member (smaller, but no longer mapped in place). --type sets the encoding of every matrix (1-D tensors such as norms \
             keep theirs); --tensor-type REGEX=TYPE overrides it for tensors whose HF or GGUF name matches (first \
-            match wins). A type that does not fit a tensor (a row that is not a whole number of blocks) is an error \
+            match wins; a block type such as q8_0 applies to matrices only, a float type to any tensor). A type that does not fit a tensor (a row that is not a whole number of blocks) is an error \
             naming the tensor. Without --type, encodings the target cannot store (ggml blocks in safetensors) are \
             dequantized to F32 with a warning.
 
@@ -99,6 +99,7 @@ struct Convert: ParsableCommand {
             ? outputURL.pathExtension.lowercased() : nil
         let formatID = try to ?? named ?? loadedRecipe?.outputs.first?.format ?? Self.inferFormat(outputURL)
         let writer = try LatheEnvironment.registry.writer(formatID)
+        try checkOptions(formatID: formatID, recipe: loadedRecipe)
         let plan = ConversionPlan(
             defaultType: try type.map(ConversionPlan.parseType), rules: try tensorTypes.map(ConversionPlan.Rule.init))
         if FileManager.default.fileExists(atPath: outputURL.path), !force {
@@ -152,7 +153,9 @@ struct Convert: ParsableCommand {
                 (
                     extra,
                     try extraWriter.write(
-                        extraGraph, to: url, options: WriteOptions(overwrite: force, diagnostics: printer.diagnostics))
+                        extraGraph, to: url,
+                        options: WriteOptions(
+                            overwrite: force, diagnostics: printer.diagnostics, parameters: parameters))
                 ))
         }
         if let htmlReport {
@@ -188,6 +191,30 @@ struct Convert: ParsableCommand {
         }
     }
 
+    /// Options that would do nothing here are refused: a user who passed one expects its effect.
+    func checkOptions(formatID: String, recipe: Recipe?) throws {
+        let formats = Set([formatID] + (recipe?.outputs.map(\.format) ?? []))
+        if compress != nil, !formats.contains("lpack") {
+            throw ValidationError("--compress applies to lpack output; this writes \(formatID)")
+        }
+        if maxShardSize != nil, formats.isDisjoint(with: ["safetensors", "hf"]) {
+            throw ValidationError("--max-shard-size applies to safetensors and HF output; this writes \(formatID)")
+        }
+        if forLlamaCpp, formatID != "gguf" {
+            throw ValidationError("--for-llama-cpp applies to GGUF output; this writes \(formatID)")
+        }
+        if recipe == nil {
+            for (flag, given) in [
+                ("--work-dir", workDir != nil), ("--resume", resume), ("--no-manifest", noManifest),
+            ] where given {
+                throw ValidationError("\(flag) needs --recipe (it concerns the recipe's steps and manifest)")
+            }
+        }
+        if resume, workDir == nil {
+            throw ValidationError("--resume needs --work-dir (the directory holding the checkpoints)")
+        }
+    }
+
     /// The written output against the input, side by side on the evaluation text, as an HTML report.
     func writeReport(to url: URL, output: URL, evaluation: Recipe.Evaluation?, printer: StderrDiagnostics) throws {
         BLAS.threadCount = 1
@@ -201,7 +228,7 @@ struct Convert: ParsableCommand {
             base: LlamaSession(weights: base.weights, maxContext: context, threads: threads),
             candidate: LlamaSession(weights: candidate.weights, maxContext: context, threads: threads),
             tokens: tokens, context: context, maxChunks: evaluation?.chunks ?? 4, protocol: .llama,
-            diagnostics: printer.diagnostics)
+            windowStart: base.tokenizer.windowStart, diagnostics: printer.diagnostics)
         var data = try Verify.reportData(
             base: base.graph, candidate: candidate.graph, result: result, text: text, scoring: .llama,
             context: context)

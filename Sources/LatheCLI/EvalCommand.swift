@@ -35,11 +35,12 @@ struct PerplexityCommand: ParsableCommand {
         let threads = try runtime.apply(for: .batches)
         let printer = StderrDiagnostics(verbose: input.verbose)
         let loaded = try LoadedModel(model, format: input.format, diagnostics: printer.diagnostics)
+        text.warnBeyondContext(of: loaded.weights.config, model: model, diagnostics: printer.diagnostics)
         let tokens = try text.tokens(loaded.tokenizer)
         let session = runtime.session(loaded.weights, maxContext: text.ctx, threads: threads)
         let result = try Perplexity.evaluate(
             session, tokens: tokens, context: text.ctx, maxChunks: text.chunks, protocol: try text.scoring,
-            diagnostics: printer.diagnostics)
+            windowStart: loaded.tokenizer.windowStart, diagnostics: printer.diagnostics)
         if json {
             printJSON(
                 .object([

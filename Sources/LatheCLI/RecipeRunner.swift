@@ -37,6 +37,7 @@ struct RecipeRunner {
             let graph = try ModelInput.open(
                 URL(fileURLWithPath: path), options: ReadOptions(diagnostics: diagnostics),
                 registry: LatheEnvironment.registry)
+            try Self.requireCollected(graph, on: settings.file, statistics: path, recipe: recipe.source)
             context[CalibrationArtifact.self] = CalibrationMoments(
                 try CalibrationStatistics(graph: graph, headDim: config.headDim).takeMoments(), spill: source.spill)
             return context
@@ -66,15 +67,82 @@ struct RecipeRunner {
         return context
     }
 
+    /// A statistics file stands in for running the calibration text, so it must have been collected
+    /// on that text: the manifest records the text's digest, and a file measured on another text
+    /// (the evaluation split, say) would otherwise be recorded as the calibration text's.
+    static func requireCollected(_ statistics: ModelGraph, on text: String, statistics path: String, recipe: String)
+        throws
+    {
+        let field = "\(path): lathe.calibration.text_sha256"
+        guard let recorded = statistics.metadata["lathe.calibration.text_sha256"]?.stringValue else {
+            throw LatheError.missingField(
+                "lathe.calibration.text_sha256", in: "\(path) (a statistics file must say which text it measured)")
+        }
+        let expected = try SHA256.file(text)
+        guard recorded == expected else {
+            let name = statistics.metadata["lathe.calibration.text"]?.stringValue ?? "another text"
+            throw LatheError.invalidValue(
+                field: field, value: "\(recorded.prefix(12))… (collected on \(name))",
+                expected:
+                    "the digest of \(recipe)'s calibration text \(URL(fileURLWithPath: text).lastPathComponent) (\(expected.prefix(12))…)"
+            )
+        }
+    }
+
+    /// Calibrating and evaluating on one text would make the evaluation flatter the result.
+    func checkTexts() throws {
+        guard let calibration = recipe.calibration else { return }
+        let name = URL(fileURLWithPath: calibration.file).lastPathComponent
+        Self.warnIfTestSplit(calibration.file, diagnostics: diagnostics)
+        guard let evaluation = recipe.evaluation,
+            FileManager.default.fileExists(atPath: calibration.file),
+            FileManager.default.fileExists(atPath: evaluation.text)
+        else { return }
+        if try SHA256.file(calibration.file) == SHA256.file(evaluation.text) {
+            throw PipelineError(
+                recipe: recipe.source, path: "calibration.file",
+                problem:
+                    "\(name) is also the evaluation text (evaluate.text); calibrate on other text than you evaluate on")
+        }
+    }
+
+    /// A warning only: the name is a hint, not proof, but calibrating on the split one reports on
+    /// is the mistake most worth catching early.
+    static func warnIfTestSplit(_ path: String, diagnostics: Diagnostics) {
+        let name = URL(fileURLWithPath: path).lastPathComponent
+        guard name.lowercased().contains("test") else { return }
+        diagnostics.warning(
+            "calibrating on \(name), which looks like a test split; calibrate on held-out text (the validation split) and keep the test split for evaluation"
+        )
+    }
+
+    /// What determines the calibration statistics, for the checkpoints' fingerprints: the text's
+    /// (or the statistics file's) digest, the windows and their length.
+    func calibrationFingerprint() throws -> JSONValue {
+        guard let settings = recipe.calibration else { return .null }
+        var fields: [(key: String, value: JSONValue)] = [
+            ("windows", .int(settings.windows)), ("length", .int(settings.length)),
+        ]
+        if FileManager.default.fileExists(atPath: settings.file) {
+            fields.append(("text_sha256", .string(try SHA256.file(settings.file))))
+        }
+        if let statistics = settings.statistics {
+            fields.append(("statistics_sha256", .string(try SHA256.file(statistics))))
+        }
+        return .object(fields)
+    }
+
     /// Base versus converted model on the recipe's evaluation text, as the manifest records it.
     func evaluation(base: ModelGraph, weights: () throws -> LlamaWeights, candidate: ModelGraph) throws -> JSONValue? {
         guard let settings = recipe.evaluation, let description = base.tokenizer else { return nil }
         let url = URL(fileURLWithPath: settings.text)
-        let tokens = try BPETokenizer(description).encodeFile(url, purpose: "evaluation text")
+        let tokenizer = try BPETokenizer(description)
+        let tokens = try tokenizer.encodeFile(url, purpose: "evaluation text")
         let result = try Verifier.compare(
             base: LlamaSession(weights: try weights(), maxContext: settings.ctx),
             candidate: LlamaSession(weights: try LlamaWeights(candidate), maxContext: settings.ctx), tokens: tokens,
-            context: settings.ctx, maxChunks: settings.chunks, diagnostics: diagnostics)
+            context: settings.ctx, maxChunks: settings.chunks, windowStart: tokenizer.windowStart,
+            diagnostics: diagnostics)
         func number(_ value: Double) -> JSONValue { .number(String(format: "%.9g", value)) }
         return .object([
             ("text", .string(url.lastPathComponent)), ("ctx", .int(settings.ctx)), ("chunks", .int(result.chunks)),
@@ -118,10 +186,11 @@ struct RecipeRunner {
             inputDigests = computed
             return computed
         }
+        try checkTexts()
         let checkpoints = try workDirectory.map {
             try Checkpoints(
                 directory: $0, recipe: resolved, inputDigests: try digests(),
-                seed: recipe.calibration?.seed ?? 0)
+                seed: recipe.calibration?.seed ?? 0, calibration: try calibrationFingerprint())
         }
         var start = source
         var first = 0
@@ -157,6 +226,7 @@ struct RecipeRunner {
         let manifest = try Provenance.manifest(
             recipe: resolved, input: input, inputDigests: try digests(),
             calibrationText: recipe.calibration.map { URL(fileURLWithPath: $0.file) },
+            calibrationStatistics: recipe.calibration?.statistics.map { URL(fileURLWithPath: $0) },
             seed: recipe.calibration?.seed ?? 0,
             graph: graph, verification: verification)
         graph.metadata[Provenance.metadataKey] = .string(manifest.serialized())

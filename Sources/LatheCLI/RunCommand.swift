@@ -34,6 +34,12 @@ struct Run: ParsableCommand {
         let text =
             chat ? try ChatTemplate.prompt(for: prompt, template: loaded.tokenizer.description.chatTemplate) : prompt
         let tokens = loaded.tokenizer.encode(text, addSpecial: true, parseSpecial: chat)
+        let limit = loaded.weights.config.contextLength
+        guard tokens.count < limit else {
+            throw ValidationError(
+                "the prompt is \(tokens.count) tokens; the model's context is \(limit) tokens, including what it generates"
+            )
+        }
         let session = runtime.session(
             loaded.weights, maxContext: min(loaded.weights.config.contextLength, tokens.count + n), threads: threads)
         let generator = Generator(
@@ -42,9 +48,11 @@ struct Run: ParsableCommand {
         var pending: [UInt8] = []
         let start = Date()
         var firstToken: Date?
+        var lastToken = start
         var generated = 0
         try generator.generate(prompt: tokens, maxTokens: n) { id in
-            if firstToken == nil { firstToken = Date() }
+            lastToken = Date()
+            if firstToken == nil { firstToken = lastToken }
             generated += 1
             // Print whole UTF-8 sequences only: a character may span tokens.
             pending += loaded.tokenizer.bytes([id], skipSpecial: true)
@@ -56,7 +64,8 @@ struct Run: ParsableCommand {
         print(String(decoding: pending, as: UTF8.self))
         if stats, let firstToken {
             let prefill = firstToken.timeIntervalSince(start)
-            let decode = Date().timeIntervalSince(firstToken)
+            // From the first token to the last: generated − 1 decoding steps, whatever ended the run.
+            let decode = lastToken.timeIntervalSince(firstToken)
             printError(
                 String(
                     format:

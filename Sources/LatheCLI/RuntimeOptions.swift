@@ -59,6 +59,20 @@ struct TextOptions: ParsableArguments {
     @Option(help: "llama: score the second half of each chunk (llama-perplexity); all: every token (ResQ).")
     var `protocol`: String = "llama"
 
+    func validate() throws {
+        guard ctx >= 4 else { throw ValidationError("--ctx must be at least 4 tokens") }
+        if let chunks, chunks < 1 { throw ValidationError("--chunks must be at least 1") }
+    }
+
+    /// Positions past the model's trained context score what it was never trained on; allowed, as
+    /// llama-perplexity allows it, but said.
+    func warnBeyondContext(of config: LlamaConfig, model: String, diagnostics: Diagnostics) {
+        guard ctx > config.contextLength else { return }
+        diagnostics.warning(
+            "--ctx \(ctx) is past \(model)'s context length (\(config.contextLength)); its positions beyond that were never trained"
+        )
+    }
+
     var scoring: PerplexityProtocol {
         get throws {
             guard let value = PerplexityProtocol(rawValue: `protocol`) else {

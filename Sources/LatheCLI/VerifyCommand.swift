@@ -46,6 +46,7 @@ struct Verify: ParsableCommand {
         let candidateModels = try candidates.map {
             try LoadedModel($0, format: input.format, diagnostics: printer.diagnostics)
         }
+        text.warnBeyondContext(of: baseModel.weights.config, model: base, diagnostics: printer.diagnostics)
         let tokens = try text.tokens(baseModel.tokenizer)
         let results = try Verifier.compare(
             base: runtime.session(baseModel.weights, maxContext: text.ctx, threads: threads),
@@ -53,7 +54,7 @@ struct Verify: ParsableCommand {
                 runtime.session($0.weights, maxContext: text.ctx, threads: threads)
             },
             tokens: tokens, context: text.ctx, maxChunks: text.chunks, protocol: try text.scoring, decode: decode,
-            diagnostics: printer.diagnostics)
+            windowStart: baseModel.tokenizer.windowStart, diagnostics: printer.diagnostics)
         if let report, let result = results.first, let candidate = candidateModels.first {
             var data = try Self.reportData(
                 base: baseModel.graph, candidate: candidate.graph, result: result, text: text.text,

@@ -70,6 +70,9 @@ public struct PassPlan: Sendable, Equatable {
     public var peakBytes: Int
     /// Tensors the pass adds (the planner adds them to its shadow of the model).
     public var addedTensors: [TensorInfo] = []
+    /// Metadata records the pass will write that later steps read (the subspace layout, the online
+    /// transforms): the planner sets them on its shadow, so a later step plans on what it will see.
+    public var recordedMetadata = Metadata()
 
     public init(
         changedTensors: [String] = [], requires: [String] = [], produces: [String] = [], notes: [String] = [],

@@ -98,9 +98,43 @@ public struct RegistryBuilder {
                         field: "options of pass '\(Pass.passID)'", value: String(decoding: data, as: UTF8.self),
                         expected: "JSON matching the pass's options (\(error))")
                 }
+                try Self.rejectUnknownOptions(in: data, decoded: options, passID: Pass.passID)
                 return try Pass(options: options)
             }
         )
+    }
+
+    /// A misspelled option would otherwise be dropped by the decoder and the pass run with its
+    /// default: every key given must come back when the decoded options are encoded again (a key
+    /// given as null is the default, and is not encoded).
+    static func rejectUnknownOptions<Options: Encodable>(in data: Data, decoded: Options, passID: String) throws {
+        guard !data.isEmpty, let given = try? JSONValue.parse(String(decoding: data, as: UTF8.self)),
+            let known = try? JSONValue.parse(String(decoding: JSONEncoder().encode(decoded), as: UTF8.self))
+        else { return }
+        if let path = unknownKey(given, known, path: "") {
+            throw LatheError.invalidValue(
+                field: "options of pass '\(passID)'", value: "'\(path)'",
+                expected: "one of the pass's options (misspelled? see its reference in RecipeSchema.md)")
+        }
+    }
+
+    private static func unknownKey(_ given: JSONValue, _ known: JSONValue, path: String) -> String? {
+        switch (given, known) {
+        case (.object(let givenEntries), .object(let knownEntries)):
+            for (key, value) in givenEntries {
+                if case .null = value { continue }
+                let keyPath = path.isEmpty ? key : "\(path).\(key)"
+                guard let match = knownEntries.first(where: { $0.key == key }) else { return keyPath }
+                if let found = unknownKey(value, match.value, path: keyPath) { return found }
+            }
+        case (.array(let givenItems), .array(let knownItems)) where givenItems.count == knownItems.count:
+            for (index, (item, knownItem)) in zip(givenItems, knownItems).enumerated() {
+                if let found = unknownKey(item, knownItem, path: "\(path)[\(index)]") { return found }
+            }
+        default:
+            break
+        }
+        return nil
     }
 
     /// The frozen registry.

@@ -69,6 +69,7 @@ public enum Pipeline {
                                 capability: "reading a planned tensor", detail: "plans never read data")
                         })
                 }
+                for (key, value) in plan.recordedMetadata { shadow.metadata[key] = value }
                 planned.append((index, pass, plan))
             } catch let error as PipelineError {
                 throw error

@@ -2,15 +2,16 @@ import Foundation
 import LatheCore
 
 /// The manifest every recipe output embeds (metadata key `lathe.manifest`, a JSON string): the
-/// resolved recipe, Lathe's version, the seed, the sha256 of every input file and of the
-/// calibration text, and the encoding of every tensor. It holds no timestamps or absolute paths, so
+/// resolved recipe, Lathe's version, the seed, the sha256 of every input file, of the calibration
+/// text and of a statistics file used in its place, and the encoding of every tensor. It holds no timestamps or absolute paths, so
 /// the same run twice gives the same bytes.
 public enum Provenance {
     public static let metadataKey = "lathe.manifest"
 
     /// `inputDigests` (from `digests(_:)`) may be passed when the caller already computed them.
     public static func manifest(
-        recipe: Recipe, input: URL, inputDigests: [JSONValue]? = nil, calibrationText: URL? = nil, seed: UInt64,
+        recipe: Recipe, input: URL, inputDigests: [JSONValue]? = nil, calibrationText: URL? = nil,
+        calibrationStatistics: URL? = nil, seed: UInt64,
         graph: ModelGraph, verification: JSONValue? = nil
     ) throws -> JSONValue {
         var fields: [(key: String, value: JSONValue)] = [
@@ -43,6 +44,16 @@ public enum Provenance {
                     .object([
                         ("name", .string(calibrationText.lastPathComponent)),
                         ("sha256", .string(try SHA256.file(calibrationText.path))),
+                    ])
+                ))
+        }
+        if let calibrationStatistics {
+            fields.append(
+                (
+                    "calibration_statistics",
+                    .object([
+                        ("name", .string(calibrationStatistics.lastPathComponent)),
+                        ("sha256", .string(try SHA256.file(calibrationStatistics.path))),
                     ])
                 ))
         }

@@ -61,6 +61,7 @@ public struct Recipe: Sendable {
             throw PipelineError(recipe: source, path: "", problem: "not valid YAML or JSON: \(error)")
         }
         guard case .object = json else { throw PipelineError(recipe: source, path: "", problem: "must be a mapping") }
+        try Self.requireKnownKeys(json, Self.topLevelKeys, at: "", in: source)
         func string(_ key: String) throws -> String? {
             guard let value = json[key] else { return nil }
             guard let text = value.stringValue else {
@@ -110,6 +111,8 @@ public struct Recipe: Sendable {
                 throw PipelineError(recipe: source, path: "steps", problem: "must be a list")
             }
             for (index, step) in list.enumerated() {
+                try Self.requireKnownKeys(
+                    step, ["pass", "options"], at: "steps[\(recipe.steps.count + index)]", in: source)
                 guard let pass = step["pass"]?.stringValue else {
                     throw PipelineError(
                         recipe: source, path: "steps[\(recipe.steps.count + index)].pass", problem: "missing pass id")
@@ -122,6 +125,7 @@ public struct Recipe: Sendable {
                 throw PipelineError(recipe: source, path: "outputs", problem: "must be a list")
             }
             recipe.outputs = try list.enumerated().map { index, output in
+                try Self.requireKnownKeys(output, ["format", "options"], at: "outputs[\(index)]", in: source)
                 guard let format = output["format"]?.stringValue else {
                     throw PipelineError(recipe: source, path: "outputs[\(index)].format", problem: "missing format id")
                 }
@@ -132,20 +136,42 @@ public struct Recipe: Sendable {
             }
         }
         if let evaluation = json["evaluate"] {
+            try Self.requireKnownKeys(evaluation, ["text", "ctx", "chunks"], at: "evaluate", in: source)
             guard let text = evaluation["text"]?.stringValue else {
                 throw PipelineError(recipe: source, path: "evaluate.text", problem: "missing text file")
             }
-            recipe.evaluation = Evaluation(
-                text: text, ctx: evaluation["ctx"]?.intValue ?? 512, chunks: evaluation["chunks"]?.intValue)
+            func count(_ key: String) throws -> Int? {
+                try Self.positiveInteger(evaluation, key, at: "evaluate", in: source)
+            }
+            recipe.evaluation = Evaluation(text: text, ctx: try count("ctx") ?? 512, chunks: try count("chunks"))
         }
         if let calibration = json["calibration"] {
+            try Self.requireKnownKeys(
+                calibration, ["file", "windows", "length", "seed", "statistics"], at: "calibration", in: source)
             guard let file = calibration["file"]?.stringValue else {
                 throw PipelineError(recipe: source, path: "calibration.file", problem: "missing calibration text")
             }
+            func count(_ key: String) throws -> Int? {
+                try Self.positiveInteger(calibration, key, at: "calibration", in: source)
+            }
+            var seed: UInt64 = 0
+            if let value = calibration["seed"] {
+                guard let number = value.intValue, number >= 0 else {
+                    throw PipelineError(
+                        recipe: source, path: "calibration.seed", problem: "must be a whole number of at least 0")
+                }
+                seed = UInt64(number)
+            }
+            var statistics: String?
+            if let value = calibration["statistics"] {
+                guard let path = value.stringValue else {
+                    throw PipelineError(recipe: source, path: "calibration.statistics", problem: "must be a path")
+                }
+                statistics = path
+            }
             recipe.calibration = Calibration(
-                file: file, windows: calibration["windows"]?.intValue ?? 128,
-                length: calibration["length"]?.intValue ?? 512,
-                seed: UInt64(calibration["seed"]?.intValue ?? 0), statistics: calibration["statistics"]?.stringValue)
+                file: file, windows: try count("windows") ?? 128, length: try count("length") ?? 512, seed: seed,
+                statistics: statistics)
         }
         if let strict = json["strict"] {
             guard let value = strict.boolValue else {
@@ -157,6 +183,37 @@ public struct Recipe: Sendable {
             throw PipelineError(recipe: source, path: "steps", problem: "a recipe needs steps or outputs")
         }
         return recipe
+    }
+}
+
+extension Recipe {
+    static let topLevelKeys: Set<String> = [
+        "name", "description", "input", "include", "without", "options", "steps", "outputs", "calibration",
+        "evaluate", "strict",
+    ]
+
+    /// A misspelled key would otherwise be skipped and its setting silently left at the default.
+    static func requireKnownKeys(_ value: JSONValue, _ known: Set<String>, at path: String, in source: String) throws {
+        guard let entries = value.objectValue else {
+            throw PipelineError(recipe: source, path: path, problem: "must be a mapping")
+        }
+        if let unknown = entries.first(where: { !known.contains($0.key) }) {
+            throw PipelineError(
+                recipe: source, path: path.isEmpty ? unknown.key : "\(path).\(unknown.key)",
+                problem: "not a recipe key here (expected one of: \(known.sorted().joined(separator: ", ")))")
+        }
+    }
+
+    /// An optional count: absent, or a whole number of at least 1 (never a quoted number, which
+    /// would otherwise fall back to the default unnoticed).
+    static func positiveInteger(_ section: JSONValue, _ key: String, at path: String, in source: String) throws -> Int?
+    {
+        guard let value = section[key] else { return nil }
+        if case .null = value { return nil }
+        guard let number = value.intValue, number >= 1 else {
+            throw PipelineError(recipe: source, path: "\(path).\(key)", problem: "must be a whole number of at least 1")
+        }
+        return number
     }
 }
 

@@ -49,7 +49,8 @@ public struct Generator {
             if next == tokenizer.description.eosTokenID { break }
             output.append(next)
             emit(next)
-            guard session.position < session.maxContext else { break }
+            // The last token is not run: nothing would read its logits.
+            guard output.count < maxTokens, session.position < session.maxContext else { break }
             hidden = try session.forward([next])
             lastRow = 0
         }

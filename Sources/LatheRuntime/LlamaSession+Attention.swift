@@ -26,7 +26,9 @@ extension LlamaSession {
                         keyRecord: Int32(keyCache.recordBytes), valueRecord: Int32(valueCache.recordBytes),
                         keyPieces: keyPieces, valuePieces: valuePieces, group: groupSize, headDim: hd,
                         context: context, span: span)
-                    if threads > 1, span >= Self.splitAttentionSpan {
+                    // Split by the span alone, never by the thread count, so that the sums (and
+                    // with them a decoded token) do not depend on how many cores ran them.
+                    if span >= Self.splitAttentionSpan {
                         attendInSpans(operands, kvHeads: kvHeads, into: out.baseAddress!)
                         return
                     }

@@ -61,17 +61,26 @@ func logSoftmax(_ row: UnsafeBufferPointer<Float>) -> [Double] {
     return row.map { Double($0) - logSum }
 }
 
+/// Chunk `chunk` of `context` tokens, its first token replaced by `start` when given.
+func evaluationWindow(_ tokens: [Int], chunk: Int, context: Int, start: Int?) -> [Int] {
+    var window = Array(tokens[(chunk * context)..<((chunk + 1) * context)])
+    if let start { window[0] = start }
+    return window
+}
+
 public enum Perplexity {
     /// Splits `tokens` into chunks of `context` tokens (at most `maxChunks`), evaluates each with a fresh
-    /// cache and scores the next-token predictions the protocol selects.
+    /// cache and scores the next-token predictions the protocol selects. With `windowStart` (the BOS
+    /// of a model that asks for one) each chunk's first token is replaced by it, as llama-perplexity
+    /// does; it is never a scored target.
     public static func evaluate(
         _ session: LlamaSession, tokens: [Int], context: Int, maxChunks: Int?, protocol scoring: PerplexityProtocol,
-        diagnostics: Diagnostics = .silent
+        windowStart: Int? = nil, diagnostics: Diagnostics = .silent
     ) throws -> PerplexityResult {
         guard context >= 4, tokens.count >= 2 * context || (scoring == .all && tokens.count >= context) else {
             throw LatheError.invalidValue(
                 field: "text", value: "\(tokens.count) tokens",
-                expected: "at least \(2 * context) tokens for --ctx \(context)")
+                expected: "at least \(scoring == .all ? context : 2 * context) tokens for --ctx \(context)")
         }
         let available = tokens.count / context
         let chunks = min(available, maxChunks ?? available)
@@ -79,7 +88,7 @@ public enum Perplexity {
         var accumulator = LikelihoodAccumulator()
         let started = Date()
         for chunk in 0..<chunks {
-            let window = Array(tokens[(chunk * context)..<((chunk + 1) * context)])
+            let window = evaluationWindow(tokens, chunk: chunk, context: context, start: windowStart)
             session.reset()
             let hidden = try session.forward(window)
             let rows = scoring.scoredRows(context: context)
@@ -90,6 +99,11 @@ public enum Perplexity {
                         UnsafeBufferPointer(rebasing: all[(offset * vocab)..<((offset + 1) * vocab)]))
                     accumulator.add(-logProbabilities[window[row + 1]])
                 }
+            }
+            guard accumulator.sum.isFinite else {
+                throw LatheError.invalidValue(
+                    field: "the model's output", value: "logits that are not finite at chunk \(chunk + 1)",
+                    expected: "finite logits: the model computes NaN or infinity there")
             }
             diagnostics.progress(
                 .verifying, fraction: Double(chunk + 1) / Double(chunks),

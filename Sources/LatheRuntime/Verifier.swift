@@ -37,21 +37,23 @@ public enum Verifier {
     /// their next-token distributions and hidden states.
     public static func compare(
         base: LlamaSession, candidate: LlamaSession, tokens: [Int], context: Int, maxChunks: Int?,
-        protocol scoring: PerplexityProtocol = .llama, decode: Bool = false, diagnostics: Diagnostics = .silent
+        protocol scoring: PerplexityProtocol = .llama, decode: Bool = false, windowStart: Int? = nil,
+        diagnostics: Diagnostics = .silent
     ) throws -> VerificationResult {
         try compare(
             base: base, candidates: [candidate], tokens: tokens, context: context, maxChunks: maxChunks,
-            protocol: scoring, decode: decode, diagnostics: diagnostics)[0]
+            protocol: scoring, decode: decode, windowStart: windowStart, diagnostics: diagnostics)[0]
     }
 
     /// Several candidates against one base: the base runs once per chunk, and each candidate is
     /// compared with it in turn (only one chunk's base distributions are held at a time). With
     /// `decode` each candidate reads the chunk one token at a time, as generation runs it (decoding
     /// kernels, the KV cache read in place), and its logits come one row at a time; the base always
-    /// runs the chunk as one prefill.
+    /// runs the chunk as one prefill. `windowStart` is as in `Perplexity.evaluate`.
     public static func compare(
         base: LlamaSession, candidates: [LlamaSession], tokens: [Int], context: Int, maxChunks: Int?,
-        protocol scoring: PerplexityProtocol = .llama, decode: Bool = false, diagnostics: Diagnostics = .silent
+        protocol scoring: PerplexityProtocol = .llama, decode: Bool = false, windowStart: Int? = nil,
+        diagnostics: Diagnostics = .silent
     ) throws -> [VerificationResult] {
         let bc = base.weights.config
         for candidate in candidates {
@@ -63,9 +65,11 @@ public enum Verifier {
                     expected: "the base's vocab \(bc.vocabSize), hidden \(bc.hiddenSize), \(bc.layerCount) layers")
             }
         }
-        guard tokens.count >= 2 * context else {
+        // As Perplexity.evaluate: llama-perplexity's two chunks, or one whole chunk when every token is scored.
+        guard context >= 4, tokens.count >= 2 * context || (scoring == .all && tokens.count >= context) else {
             throw LatheError.invalidValue(
-                field: "text", value: "\(tokens.count) tokens", expected: "at least \(2 * context) tokens")
+                field: "text", value: "\(tokens.count) tokens",
+                expected: "at least \(scoring == .all ? context : 2 * context) tokens for --ctx \(context)")
         }
         let available = tokens.count / context
         let chunks = min(available, maxChunks ?? available)
@@ -74,7 +78,7 @@ public enum Verifier {
         var baseNLL = LikelihoodAccumulator()
         let started = Date()
         for chunk in 0..<chunks {
-            let window = Array(tokens[(chunk * context)..<((chunk + 1) * context)])
+            let window = evaluationWindow(tokens, chunk: chunk, context: context, start: windowStart)
             var baseStates: [[Float]] = []
             base.reset()
             let baseRotation = base.weights.residualRotation
@@ -89,6 +93,11 @@ public enum Verifier {
                 }
             }
             for (offset, row) in rows.enumerated() { baseNLL.add(-baseLog[offset][window[row + 1]]) }
+            guard baseNLL.sum.isFinite else {
+                throw LatheError.invalidValue(
+                    field: "the base model's output", value: "logits that are not finite at chunk \(chunk + 1)",
+                    expected: "finite logits: the model computes NaN or infinity there")
+            }
             for (index, candidate) in candidates.enumerated() {
                 candidate.reset()
                 let rotation = candidate.weights.residualRotation
@@ -115,6 +124,7 @@ public enum Verifier {
                     }
                     candidateLogits = candidate.logits(candidateHidden, rows: rows)
                 }
+                var nonFinite: Int?
                 candidateLogits.withUnsafeBufferPointer { cl in
                     for (offset, row) in rows.enumerated() {
                         let p = baseLog[offset]
@@ -126,10 +136,18 @@ public enum Verifier {
                             if p[i] > p[bestP] { bestP = i }
                             if q[i] > q[bestQ] { bestQ = i }
                         }
+                        // max(0, NaN) would be 0: a broken candidate must not score as a perfect one.
+                        if !kl.isFinite, nonFinite == nil { nonFinite = row }
                         tallies[index].kl.append(max(0, kl))
                         if bestP == bestQ { tallies[index].agreements += 1 }
                         tallies[index].nll.add(-q[window[row + 1]])
                     }
+                }
+                if let row = nonFinite {
+                    throw LatheError.invalidValue(
+                        field: candidates.count > 1 ? "candidate \(index + 1)'s output" : "the candidate's output",
+                        value: "logits that are not finite (NaN or infinity) at chunk \(chunk + 1), position \(row)",
+                        expected: "finite logits: the model computes NaN or infinity there")
                 }
             }
             let first = tallies[0].kl

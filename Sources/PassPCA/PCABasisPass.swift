@@ -64,7 +64,7 @@ public struct PCABasisPass: ModelPass {
         guard let config = graph.config else { throw LatheError.missingField("Llama config", in: graph.source) }
         let layout = layout(config)
         let hidden = config.hiddenSize
-        return PassPlan(
+        var plan = PassPlan(
             requires: [CalibrationArtifact.name], produces: [SubspaceBasesArtifact.name],
             notes: [
                 "high-precision rank: \(layout.hiddenHigh) of \(hidden) (hidden), \(layout.headHigh) of \(config.headDim) (per head)",
@@ -73,6 +73,8 @@ public struct PCABasisPass: ModelPass {
                     .joined(separator: ", "),
             ],
             peakBytes: 3 * hidden * hidden * 8)
+        try layout.store(in: &plan.recordedMetadata)
+        return plan
     }
 
     public func apply(_ graph: inout ModelGraph, context: inout PassContext) throws {

@@ -31,10 +31,14 @@ public struct OnlineHadamardPass: ModelPass {
         let decisions = try names.map {
             TensorDecision(tensor: $0, from: try graph.tensor(named: $0).info.dtype, to: .f32, reason: "Hadamard fused")
         }
-        return PassPlan(
+        var plan = PassPlan(
             changedTensors: names,
             notes: ["U_D = had\(base) ⊗ H\(power) / √\(config.ffnSize), online before down_proj"],
             decisions: decisions, peakBytes: config.hiddenSize * config.ffnSize * 4)
+        var online = try OnlineTransforms(metadata: graph.metadata)
+        online.downProjectionHadamard = config.ffnSize
+        try online.store(in: &plan.recordedMetadata)
+        return plan
     }
 
     public func apply(_ graph: inout ModelGraph, context: inout PassContext) throws {

@@ -55,11 +55,20 @@ public struct RotatePass: ModelPass {
 
     public func plan(_ graph: ModelGraph) throws -> PassPlan {
         guard let config = graph.config else { throw LatheError.missingField("Llama config", in: graph.source) }
+        // The rotations are block-diagonal over the low and high subspaces of the layout the
+        // model will have then (from pca-basis, planned before this step), one matrix per block.
+        let layout = try SubspaceLayout(metadata: graph.metadata)
         if kind != .random {
-            for n in [config.hiddenSize, config.headDim] where !Hadamard.isSupported(n) {
+            let blocks = [
+                config.hiddenSize - layout.hiddenHigh, layout.hiddenHigh, config.headDim - layout.headHigh,
+                layout.headHigh,
+            ]
+            for n in blocks where n > 0 && !Hadamard.isSupported(n) {
                 throw LatheError.invalidValue(
                     field: "options of pass 'rotate': kind", value: kind.rawValue,
-                    expected: "a dimension with a Hadamard matrix (\(n) has none); use kind: random")
+                    expected:
+                        "subspaces with Hadamard matrices (a block of \(n) has none: hidden \(config.hiddenSize) with \(layout.hiddenHigh) high, head \(config.headDim) with \(layout.headHigh) high); use kind: random"
+                )
             }
         }
         var changed: [String] = []
@@ -98,7 +107,31 @@ public struct RotatePass: ModelPass {
                     name: OnlineTransforms.residualRotationTensor, dtype: .f32,
                     shape: [config.hiddenSize, config.hiddenSize]))
         }
+        var recorded = layout
+        if !usesBasis { recorded.basis = "none" }
+        try recorded.store(in: &plan.recordedMetadata)
+        if keys {
+            var online = try OnlineTransforms(metadata: graph.metadata)
+            online.queryKeyRotation = true
+            try online.store(in: &plan.recordedMetadata)
+        }
         return plan
+    }
+
+    /// U_A passes through every RMSNorm, which commutes with a rotation only when its weight is 1;
+    /// rotating with the weights still in place would leave a model that runs and is wrong.
+    static func requireUnitNorms(_ graph: ModelGraph, config: LlamaConfig) throws {
+        let norms =
+            (0..<config.layerCount).flatMap { layer in
+                ["input_layernorm", "post_attention_layernorm"].map { "model.layers.\(layer).\($0).weight" }
+            } + ["model.norm.weight"]
+        for norm in norms where graph[norm] != nil {
+            guard try graph.floats(norm).allSatisfy({ $0 == 1 }) else {
+                throw LatheError.invalidValue(
+                    field: "\(graph.source): \(norm)", value: "an RMSNorm weight other than 1",
+                    expected: "folded norms before a residual rotation (add fuse-norms before rotate)")
+            }
+        }
     }
 
     static func residualReaders(_ layer: Int) -> [String] {
@@ -118,6 +151,7 @@ public struct RotatePass: ModelPass {
             throw LatheError.missingField(
                 "lm_head.weight", in: "\(graph.source) (rotate needs an untied head: add untie-embeddings first)")
         }
+        if residual { try Self.requireUnitNorms(graph, config: config) }
         let bases = usesBasis ? try context.require(SubspaceBasesArtifact.self, by: Self.passID) : nil
         let layout = try bases?.layout ?? SubspaceLayout(metadata: graph.metadata)
         let (hidden, hd) = (config.hiddenSize, config.headDim)

@@ -305,6 +305,38 @@ struct ConversionTests {
         #expect(graph["blk.0.attn_q.weight"]?.info.dtype == .quantized(.ggml(.q8_0)))
         #expect(graph["blk.0.attn_norm.weight"]?.info.dtype == .f32)
         #expect(graph.metadata["general.file_type"] == .uint32(7))
+        // A rule's block type reaches matrices only (attn also matches attn_norm); a float type any tensor.
+        let ruled = work.appendingPathComponent("ruled.gguf")
+        #expect(
+            runLathe([
+                "convert", input.path, "-o", ruled.path, "--tensor-type", "attn=q4_0", "--tensor-type", "ffn_norm=f16",
+            ]) == nil)
+        let ruledGraph = try ModelInput.open(ruled, options: ReadOptions(naming: .gguf))
+        #expect(ruledGraph["blk.0.attn_q.weight"]?.info.dtype == .quantized(.ggml(.q4_0)))
+        #expect(ruledGraph["blk.0.attn_norm.weight"]?.info.dtype == .f32)
+        #expect(ruledGraph["blk.0.ffn_norm.weight"]?.info.dtype == .f16)
+    }
+
+    @Test("options that would do nothing for this output, or without a recipe, are refused and nothing is written")
+    func pointlessOptions() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let input = work.appendingPathComponent("tiny.gguf")
+        _ = try GGUFWriter().write(TinyModel.graph(), to: input, options: WriteOptions())
+        let gguf = work.appendingPathComponent("out.gguf").path
+        let safetensors = work.appendingPathComponent("out.safetensors").path
+        for (arguments, expected) in [
+            (["-o", gguf, "--compress", "zstd"], "--compress applies to lpack output"),
+            (["-o", gguf, "--max-shard-size", "1000"], "--max-shard-size applies to safetensors and HF output"),
+            (["-o", safetensors, "--for-llama-cpp"], "--for-llama-cpp applies to GGUF output"),
+            (["-o", gguf, "--work-dir", work.path], "--work-dir needs --recipe"),
+            (["-o", gguf, "--no-manifest"], "--no-manifest needs --recipe"),
+            (["-o", gguf, "--recipe", "q8_0", "--resume"], "--resume needs --work-dir"),
+        ] {
+            let error = message(runLathe(["convert", input.path] + arguments))
+            #expect(error.contains(expected), "\(arguments): \(error)")
+        }
+        #expect(try listing(work) == ["tiny.gguf"])
     }
 
     @Test("an existing output is kept without --force and replaced with it")
@@ -623,12 +655,19 @@ struct CalibratedRecipeTests {
         let text = work.appendingPathComponent("text.txt")
         try String(repeating: "the quick brown fox jumps over the lazy dog and runs away ", count: 20).write(
             to: text, atomically: true, encoding: .utf8)
+        let evaluation = work.appendingPathComponent("evaluation.txt")
+        try String(repeating: "a lazy dog sleeps while the quick brown fox runs over the hill ", count: 20).write(
+            to: evaluation, atomically: true, encoding: .utf8)
         let stats = work.appendingPathComponent("stats.safetensors")
-        #expect(
-            runLathe([
-                "calibrate", input.path, "--text", text.path, "--windows", "2", "--length", "16", "-o", stats.path,
-            ]) == nil)
-        for (name, extra) in [("collect", ""), ("reuse", "\n  statistics: \(stats.path)")] {
+        let elsewhere = work.appendingPathComponent("elsewhere.safetensors")
+        for (statistics, source) in [(stats, text), (elsewhere, evaluation)] {
+            #expect(
+                runLathe([
+                    "calibrate", input.path, "--text", source.path, "--windows", "2", "--length", "16", "-o",
+                    statistics.path,
+                ]) == nil)
+        }
+        func recipe(_ name: String, evaluating: URL, extra: String) throws -> URL {
             let recipe = work.appendingPathComponent("\(name).yaml")
             try """
             name: \(name)
@@ -638,19 +677,44 @@ struct CalibratedRecipeTests {
               windows: 2
               length: 16\(extra)
             evaluate:
-              text: \(text.path)
+              text: \(evaluating.path)
               ctx: 16
               chunks: 2
             steps:
               - pass: quantize-ggml
                 options: {type: q8_0}
             """.write(to: recipe, atomically: true, encoding: .utf8)
+            return recipe
+        }
+        // Statistics measured on another text than calibration.file, and calibrating on the text the
+        // recipe evaluates on, are refused: the manifest would misstate what the model was fitted to.
+        let refusedOutput = work.appendingPathComponent("refused.gguf")
+        let mismatched = message(
+            runLathe([
+                "convert", input.path, "-o", refusedOutput.path, "--recipe",
+                try recipe("mismatch", evaluating: evaluation, extra: "\n  statistics: \(elsewhere.path)").path,
+            ]))
+        #expect(
+            mismatched.contains("lathe.calibration.text_sha256") && mismatched.contains("collected on evaluation.txt"),
+            "\(mismatched)")
+        let sameText = message(
+            runLathe([
+                "convert", input.path, "-o", refusedOutput.path, "--recipe",
+                try recipe("same", evaluating: text, extra: "").path,
+            ]))
+        #expect(sameText.contains("calibration.file: text.txt is also the evaluation text"), "\(sameText)")
+        #expect(!FileManager.default.fileExists(atPath: refusedOutput.path))
+        for (name, extra) in [("collect", ""), ("reuse", "\n  statistics: \(stats.path)")] {
+            let recipe = try recipe(name, evaluating: evaluation, extra: extra)
             let output = work.appendingPathComponent("\(name).gguf")
             let error = runLathe(["convert", input.path, "-o", output.path, "--recipe", recipe.path])
             #expect(error == nil, "\(message(error))")
             let manifest = try JSONValue.parse(
                 try #require(ModelInput.open(output).metadata["lathe.manifest"]?.stringValue))
             #expect(manifest["calibration_text"]?["sha256"] == .string(try SHA256.file(text.path)))
+            #expect(
+                manifest["calibration_statistics"]?["sha256"]
+                    == (name == "reuse" ? .string(try SHA256.file(stats.path)) : nil))
             let agreement = try #require(manifest["verification"]?["top1_agreement"]?.doubleValue)
             #expect(agreement > 0.5 && agreement <= 1, "Q8_0 keeps most top-1 choices")
             #expect(manifest["verification"]?["chunks"] == .int(2))

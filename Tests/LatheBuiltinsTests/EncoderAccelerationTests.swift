@@ -35,7 +35,8 @@ struct EncoderAccelerationTests {
         var blocks: [[Float]] = (0..<64).map { _ in (0..<32).map { _ in Float(generator.nextGaussian() * 3) } }
         // Halves after scaling (d = 1 for Q8_0 when the largest is 127; ties must go away from zero),
         // ±0, a tie between +m and −m for Q4_0's signed maximum, subnormal and tiny blocks whose
-        // 1/d overflows, and a block of one huge value.
+        // 1/d overflows, a block of one huge value, and blocks holding an infinity or a NaN, which
+        // the SIMD quantizer leaves to the portable path between blocks it does.
         blocks.append([127] + (1..<32).map { Float($0 % 8) + 0.5 - Float($0 % 3) * 4 })
         blocks.append([Float](repeating: 0, count: 31) + [-0.0])
         blocks.append([-2, 2] + [Float](repeating: 1, count: 30))
@@ -43,6 +44,12 @@ struct EncoderAccelerationTests {
         blocks.append((0..<32).map { Float($0) * 0x1p-133 })
         blocks.append((0..<32).map { Float($0 - 16) * 0x1p-128 })
         blocks.append([3e38] + [Float](repeating: -1e-3, count: 31))
+        for (index, special) in [Float.infinity, -.infinity, .nan, -.nan].enumerated() {
+            var block = (0..<32).map { _ in Float(generator.nextGaussian()) }
+            block[index * 9] = special
+            blocks.insert(block, at: 10 + 7 * index)
+        }
+        blocks.append([Float](repeating: .nan, count: 32))
         let values = blocks.flatMap { $0 }
         for type in [GGMLBlockType.q8_0, .q4_0] {
             let dtype = DType.quantized(.ggml(type))

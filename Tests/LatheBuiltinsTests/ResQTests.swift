@@ -105,6 +105,20 @@ struct ResQTinyTests {
         if label != "untie" { #expect(transformed["lm_head.weight"] != nil) }
     }
 
+    @Test("a residual rotation over norms that are not folded is refused, naming the norm and the missing step")
+    func rotationNeedsFoldedNorms() throws {
+        #expect {
+            try runPasses(
+                [("untie-embeddings", "{}"), ("rotate", #"{"basis": "none", "keys": false}"#)], on: graph)
+        } throws: { error in
+            let text = (error as? LatheError)?.errorDescription ?? ""
+            return text.contains("model.layers.0.input_layernorm.weight")
+                && text.contains("add fuse-norms before rotate")
+        }
+        // U_B alone does not pass through a norm, so it needs no folding.
+        _ = try runPasses([("rotate", #"{"basis": "none", "residual": false, "keys": false}"#)], on: graph)
+    }
+
     @Test("PCA bases are orthonormal, eigenvalues ascending, and the high subspace holds the largest ones (1e-9)")
     func pcaBases() throws {
         let (_, context) = try runPasses(prepared, on: graph, calibrator: calibrator)
@@ -177,9 +191,12 @@ struct ResQTinyTests {
         let (fp, _) = try runPasses(base, on: graph, calibrator: calibrator)
         let reference = try logits(fp, tokens)
         for (bits, bound) in [(16, Float(1e-3)), (4, Float.infinity)] {
-            let options = #"{"bits": \#(bits), "highBits": 16, "rotationBits": 0}"#
+            let options = #"{"bits": \#(bits), "highBits": 16}"#
             let (quantized, _) = try runPasses(
-                [("quantize-activations", options), ("quantize-kv", options)], on: fp)
+                [
+                    ("quantize-activations", options),
+                    ("quantize-kv", #"{"bits": \#(bits), "highBits": 16, "rotationBits": 0}"#),
+                ], on: fp)
             let scheme = try QuantizationScheme(metadata: quantized.metadata)
             #expect(scheme.activations.count == 4 && scheme.keys?.bits == bits)
             let error = scaledError(try logits(quantized, tokens), reference)

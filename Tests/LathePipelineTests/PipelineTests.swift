@@ -249,3 +249,102 @@ struct RecipeWithoutTests {
         }
     }
 }
+
+@Suite("Recipe keys and values")
+struct RecipeCheckingTests {
+    func failure(_ yaml: String) -> PipelineError? {
+        do {
+            _ = try recipe(yaml)
+            return nil
+        } catch {
+            return error as? PipelineError
+        }
+    }
+
+    @Test("a key the schema does not name is an error naming its path, not a silently ignored setting")
+    func unknownKeys() {
+        let cast = "steps:\n  - pass: cast\n    options: {to: f16}\n"
+        #expect(failure(cast + "optoins: {cast: {to: bf16}}\n")?.path == "optoins")
+        #expect(failure(cast + "calibration: {file: v.txt, window: 4}\n")?.path == "calibration.window")
+        #expect(failure(cast + "evaluate: {text: t.txt, ctxx: 256}\n")?.path == "evaluate.ctxx")
+        #expect(failure("steps:\n  - pass: cast\n    option: {to: f16}\n")?.path == "steps[0].option")
+        #expect(failure(cast + "outputs:\n  - format: gguf\n    option: {}\n")?.path == "outputs[0].option")
+        #expect(failure(cast + "calibration: {file: v.txt, windows: 4}\n") == nil)
+    }
+
+    @Test("a misspelled pass option is an error naming the key, not the pass's default")
+    func unknownPassOption() throws {
+        #expect {
+            try Pipeline.plan(
+                recipe("steps:\n  - pass: pca-basis\n    options: {rankFracton: 0.5}\n"), for: TinyModel.graph(),
+                registry: LatheBuiltins.registry)
+        } throws: { error in
+            (error as? PipelineError)?.errorDescription?.contains("options of pass 'pca-basis': got 'rankFracton'")
+                == true
+        }
+        // A key given as null is the default, and nested keys are checked too.
+        _ = try Pipeline.plan(
+            recipe("steps:\n  - pass: cast\n    options: {to: f16, tensors: null}\n"), for: TinyModel.graph(),
+            registry: LatheBuiltins.registry)
+        #expect {
+            try Pipeline.plan(
+                recipe(
+                    "steps:\n  - pass: quantize-ggml\n    options: {type: q8_0, overrides: [{pattern: x, typ: f16}]}\n"),
+                for: TinyModel.graph(), registry: LatheBuiltins.registry)
+        } throws: { error in
+            let message = (error as? PipelineError)?.errorDescription ?? ""
+            return message.contains("got 'overrides[0].typ'") || message.contains("missing required field")
+        }
+    }
+
+    @Test("counts are whole numbers of at least 1 and the seed is not negative; a quoted number is an error")
+    func calibrationNumbers() {
+        let cast = "steps:\n  - pass: cast\n    options: {to: f16}\n"
+        for (setting, path) in [
+            ("windows: \"1\"", "calibration.windows"), ("length: 0", "calibration.length"),
+            ("windows: 2.5", "calibration.windows"), ("seed: -1", "calibration.seed"),
+        ] {
+            #expect(failure(cast + "calibration: {file: v.txt, \(setting)}\n")?.path == path, "\(setting)")
+        }
+        #expect(failure(cast + "evaluate: {text: t.txt, chunks: -3}\n")?.path == "evaluate.chunks")
+        let parsed = try? recipe(cast + "calibration: {file: v.txt, windows: 3, length: 64, seed: 7}\n")
+        #expect(
+            parsed?.calibration?.windows == 3 && parsed?.calibration?.length == 64 && parsed?.calibration?.seed == 7)
+    }
+
+    @Test("the quantizers plan on the subspace layout and online transforms the steps before them will record")
+    func plannedLayout() throws {
+        let (_, plan) = try Pipeline.plan(
+            RecipeLibrary.load("resq-w4a4kv4"), for: TinyModel.graph(), registry: LatheBuiltins.registry)
+        func notes(_ passID: String) -> [String] { plan.steps.first { $0.passID == passID }?.plan.notes ?? [] }
+        // The tiny model: hidden 64 (8 at 8 bit), heads of 16 (2 at 8 bit), as pca-basis records them.
+        #expect(notes("quantize-activations").contains("attn_input: A4 with the last 8 at 8 bit per token"))
+        #expect(notes("quantize-kv").first == "K and V: 4 bit per (token, head), last 2 of 16 at 8 bit")
+        #expect(notes("quantize-kv").contains { $0.hasPrefix("key rotation rounded to INT8") })
+        // Without pca-basis, the same quantizers plan uniform 4 bit.
+        let (_, plain) = try Pipeline.plan(
+            recipe("steps:\n  - pass: quantize-activations\n    options: {bits: 4, highBits: 8}\n"),
+            for: TinyModel.graph(), registry: LatheBuiltins.registry)
+        #expect(plain.steps[0].plan.notes.contains("attn_input: A4 per token"))
+    }
+
+    @Test("a Hadamard rotation over PCA subspaces is refused at plan time when a subspace has no Hadamard order")
+    func hadamardSubspaces() throws {
+        let text = """
+            calibration: {file: v.txt, windows: 1, length: 8}
+            steps:
+              - pass: untie-embeddings
+              - pass: fuse-norms
+              - pass: pca-basis
+                options: {rankFraction: 0.125}
+              - pass: rotate
+                options: {kind: hadamard, basis: pca}
+            """
+        // Hidden 64 splits into 56 + 8, both Hadamard orders; a head of 16 into 14 + 2, and 14 is none.
+        #expect {
+            try Pipeline.plan(recipe(text), for: TinyModel.graph(), registry: LatheBuiltins.registry)
+        } throws: { error in
+            (error as? PipelineError)?.errorDescription?.contains("a block of 14 has none") == true
+        }
+    }
+}

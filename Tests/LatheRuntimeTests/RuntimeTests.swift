@@ -73,6 +73,53 @@ struct TinyRuntimeTests {
         #expect(logits[2] == logits[0])
     }
 
+    @Test(
+        "decoding over a quantized KV cache gives the same bits at 1 and 2 threads, past 64 positions (where attention splits)"
+    )
+    func quantizedDecodeThreads() throws {
+        var graph = try TinyModel.graph()
+        var context = PassContext()
+        try LatheBuiltins.registry.pass("quantize-kv", options: Data(#"{"bits": 4, "highBits": 4}"#.utf8))
+            .apply(&graph, context: &context)
+        let weights = try LlamaWeights(graph)
+        #expect(weights.quantization.keys != nil, "the cache is quantized")
+        let tokens = (0..<80).map { ($0 * 37 + 11) % 96 }
+        let logits = try [1, 2].map { threads in
+            let session = LlamaSession(weights: weights, maxContext: tokens.count, threads: threads)
+            return try tokens.flatMap { token in
+                session.logits(try session.forward([token]), rows: 0..<1).map(\.bitPattern)
+            }
+        }
+        let differing = zip(logits[0], logits[1]).filter { $0 != $1 }.count
+        #expect(differing == 0, "\(differing) of \(logits[0].count) logits differ")
+    }
+
+    @Test("a model that computes NaN is an error naming the chunk, never a KL of 0 or a PPL of nan")
+    func nonFiniteOutput() throws {
+        let graph = try TinyModel.graph()
+        var broken = graph
+        try broken.setFloats("model.norm.weight", [Float](repeating: .nan, count: 64))
+        let tokens = (0..<64).map { ($0 * 29 + 5) % 96 }
+        func session(_ graph: ModelGraph) throws -> LlamaSession {
+            LlamaSession(weights: try LlamaWeights(graph), maxContext: 16)
+        }
+        func names(_ error: any Error, _ subject: String) -> Bool {
+            let text = (error as? LatheError)?.errorDescription ?? ""
+            return text.hasPrefix(subject) && text.contains("not finite") && text.contains("chunk 1")
+        }
+        #expect {
+            try Verifier.compare(
+                base: session(graph), candidate: session(broken), tokens: tokens, context: 16, maxChunks: 2)
+        } throws: { names($0, "the candidate's output") }
+        #expect {
+            try Verifier.compare(
+                base: session(broken), candidate: session(graph), tokens: tokens, context: 16, maxChunks: 2)
+        } throws: { names($0, "the base model's output") }
+        #expect {
+            try Perplexity.evaluate(session(broken), tokens: tokens, context: 16, maxChunks: 2, protocol: .llama)
+        } throws: { names($0, "the model's output") }
+    }
+
     @Test("the context limit and bad token ids are errors, not crashes")
     func limits() throws {
         let session = LlamaSession(weights: try LlamaWeights(TinyModel.graph()), maxContext: 4)
@@ -94,6 +141,29 @@ struct TinyRuntimeTests {
         }
     }
 
+    @Test("a window start (the BOS of a model that asks for one) replaces each chunk's first token, nothing else")
+    func windowStart() throws {
+        let weights = try LlamaWeights(TinyModel.graph())
+        let tokens = (0..<96).map { ($0 * 29 + 5) % 96 }
+        let context = 16
+        let session = LlamaSession(weights: weights, maxContext: context)
+        func perplexity(_ tokens: [Int], start: Int?) throws -> PerplexityResult {
+            try Perplexity.evaluate(
+                session, tokens: tokens, context: context, maxChunks: nil, protocol: .all, windowStart: start)
+        }
+        var replaced = tokens
+        for chunk in 0..<(tokens.count / context) { replaced[chunk * context] = 0 }
+        let started = try perplexity(tokens, start: 0)
+        #expect(started.perplexity == (try perplexity(replaced, start: nil)).perplexity)
+        #expect(started.perplexity != (try perplexity(tokens, start: nil)).perplexity)
+        #expect(started.scoredTokens == (try perplexity(tokens, start: nil)).scoredTokens)
+        let verified = try Verifier.compare(
+            base: session, candidate: LlamaSession(weights: weights, maxContext: context), tokens: tokens,
+            context: context, maxChunks: nil, protocol: .all, windowStart: 0)
+        // The verifier scores the same windows (relative 1e-9: the same sums, perhaps in another order).
+        #expect(abs(verified.basePerplexity / started.perplexity - 1) < 1e-9)
+    }
+
     @Test("seeded sampling repeats; greedy picks the argmax")
     func sampling() throws {
         let graph = try TinyModel.graph()
@@ -108,6 +178,8 @@ struct TinyRuntimeTests {
         #expect(try sampled(3) == sampled(3))
         let greedy = try Generator(session: session, tokenizer: tokenizer, sampling: SamplingOptions()).generate(
             prompt: [5, 6, 7], maxTokens: 5)
+        #expect(greedy.count == 5)
+        #expect(session.position == 3 + 4, "the last generated token is not run: nothing reads its logits")
         let reference = try ReferenceLlama(graph).logits([5, 6, 7])
         let argmax = reference[2].indices.max { reference[2][$0] < reference[2][$1] }
         #expect(greedy.first == argmax)

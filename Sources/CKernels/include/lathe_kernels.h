@@ -154,10 +154,11 @@ void lk_gemv_f16(const uint16_t *w, int rows, int columns, const float *x, float
 int64_t lk_f32_to_f16(const float *in, void *out, int64_t n);
 
 /// ggml's reference quantizer of `type` (ggml's id: 8 = Q8_0, 2 = Q4_0) over `blocks` blocks of 32
-/// finite values into `y`, byte for byte as the reference (and LatheCore's portable path) writes them.
-/// Returns the blocks done, in order: 0 unless the AVX2 bodies are in use and the type is one of
-/// these; it stops before a block whose scale's inverse overflows (all values below about 1e-37),
-/// which the caller quantizes itself, then calls again for the rest.
+/// values into `y`, byte for byte as the reference (and LatheCore's portable path) writes them.
+/// Returns the blocks done, in order, stopping before a block holding an infinity or a NaN, or whose
+/// scale's inverse overflows (all values below about 1e-37), which the caller quantizes itself, then
+/// calls again for the rest; -1 (nothing done) unless the AVX2 bodies are in use and the type is one
+/// of these.
 int64_t lk_quantize_ggml(int type, const float *x, int64_t blocks, void *y);
 
 /// IEEE half → float, exactly.

@@ -10,8 +10,9 @@ public enum EncoderAcceleration {
         @Sendable (
             _ input: UnsafePointer<Float>, _ output: UnsafeMutableRawPointer, _ count: Int
         ) -> Int
-    /// ggml blocks of finite values: returns how many leading blocks of `blocks` it wrote (0 for a
-    /// type it does not take).
+    /// ggml blocks: returns how many leading blocks of `blocks` it wrote, stopping before one it
+    /// leaves to the portable path (which calls it again for the rest), or -1 for a type it does not take
+    /// (or when it cannot run on this CPU or thread).
     public typealias BlockQuantizer =
         @Sendable (
             _ type: GGMLBlockType, _ input: UnsafePointer<Float>, _ blocks: Int, _ output: UnsafeMutableRawPointer

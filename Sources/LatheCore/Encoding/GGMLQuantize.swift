@@ -16,20 +16,21 @@ public enum GGMLQuantize {
         let blockCount = input.count / type.blockSize
         precondition(input.count % type.blockSize == 0, "input is not a whole number of \(type.name) blocks")
         precondition(output.count >= blockCount * type.bytesPerBlock, "output too small")
-        // One vectorised scan for NaNs over the whole input spares the common case a check per
-        // block: a NaN's magnitude bits exceed infinity's.
-        let largest = largestMagnitudeBits(input)
-        let clean = largest <= 0x7F80_0000
-        // Finite values: an installed SIMD quantizer goes first (0 blocks where it cannot).
-        let kernel = largest < 0x7F80_0000 ? EncoderAcceleration.blocks : nil
+        guard blockCount > 0 else { return }
+        // An installed SIMD quantizer goes first; it checks each block as it reads it and stops
+        // before one it leaves to the portable path (infinities, NaNs, a scale too small to invert).
+        var kernel = EncoderAcceleration.blocks
         var b = 0
+        if let body = kernel {
+            let done = body(type, input.baseAddress!, blockCount, output.baseAddress!)
+            if done < 0 { kernel = nil } else { b = done }
+        }
+        guard b < blockCount else { return }
+        // Without one, a vectorised scan for NaNs over the whole input spares the common case a
+        // check per block (a NaN's magnitude bits exceed infinity's); with one, the portable path
+        // sees only the blocks it left, and checks each.
+        let clean = kernel == nil && largestMagnitudeBits(input) <= 0x7F80_0000
         while b < blockCount {
-            if let kernel {
-                b += kernel(
-                    type, input.baseAddress! + b * type.blockSize, blockCount - b,
-                    output.baseAddress! + b * type.bytesPerBlock)
-                if b == blockCount { break }
-            }
             let block = UnsafeBufferPointer(rebasing: input[(b * type.blockSize)..<((b + 1) * type.blockSize)])
             let y = UnsafeMutableRawBufferPointer(
                 rebasing: output[(b * type.bytesPerBlock)..<((b + 1) * type.bytesPerBlock)])
@@ -39,6 +40,11 @@ public enum GGMLQuantize {
                 withoutNaN(block) { x in quantizeBlock(type, x, y) }
             }
             b += 1
+            if let kernel, b < blockCount {
+                b += kernel(
+                    type, input.baseAddress! + b * type.blockSize, blockCount - b,
+                    output.baseAddress! + b * type.bytesPerBlock)
+            }
         }
     }
 

@@ -49,6 +49,10 @@ public final class BPETokenizer: @unchecked Sendable {
             .sorted { $0.text.utf8.count > $1.text.utf8.count }
     }
 
+    /// The token every evaluation window starts with, for a model that asks for BOS (llama-perplexity
+    /// writes it over each chunk's first token); nil for one that does not.
+    public var windowStart: Int? { description.addBOS ? description.bosTokenID : nil }
+
     /// Token ids for `text`. `addSpecial` adds BOS/EOS as the model asks; `parseSpecial` recognises
     /// control tokens written in the text (user-defined tokens are always recognised).
     public func encode(_ text: String, addSpecial: Bool = true, parseSpecial: Bool = false) -> [Int] {
