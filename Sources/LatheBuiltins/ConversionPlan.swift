@@ -9,6 +9,8 @@ public struct ConversionPlan {
     public struct Rule {
         public var pattern: TensorPattern
         public var dtype: DType
+        /// As given on the command line, for messages.
+        public var text: String
 
         /// Parses `REGEX=TYPE`; the regex is searched in both the HF and GGUF tensor names.
         public init(_ text: String) throws {
@@ -16,6 +18,7 @@ public struct ConversionPlan {
                 throw LatheError.invalidValue(
                     field: "--tensor-type", value: text, expected: "REGEX=TYPE, e.g. 'attn_v=q8_0'")
             }
+            self.text = text
             pattern = try TensorPattern(String(text[..<equals]), field: "--tensor-type")
             dtype = try EncodingName.parse(String(text[text.index(after: equals)...]))
         }
@@ -55,6 +58,10 @@ public struct ConversionPlan {
     ) throws -> ModelGraph {
         var result = graph
         var fallbacks = 0
+        for rule in rules where !graph.tensors.contains(where: { rule.matches($0.name) }) {
+            diagnostics.warning(
+                "--tensor-type \(rule.text) matches no tensor (the regex is searched in HF and GGUF names)")
+        }
         for tensor in graph.tensors {
             let dtype = target(for: tensor, supports: supports)
             guard dtype != tensor.info.dtype else { continue }

@@ -60,7 +60,11 @@ public enum ModelInput {
     ) throws -> T {
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent(
             "lathe-archive-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: scratch) }
+        InterruptCleanup.register(scratch)
+        defer {
+            try? FileManager.default.removeItem(at: scratch)
+            InterruptCleanup.unregister(scratch)
+        }
         try Archive.extract(url, to: scratch)
         let model = try locateModel(in: scratch, archive: url, registry: registry)
         let name = url.path + (model == scratch ? "" : "#" + model.path.dropFirst(scratch.path.count + 1))

@@ -34,7 +34,18 @@ struct Calibrate: ParsableCommand {
     @OptionGroup var runtime: RuntimeOptions
     @OptionGroup var input: InputOptions
 
+    func validate() throws {
+        guard windows >= 1, length >= 2 else {
+            throw ValidationError("--windows must be at least 1 and --length at least 2")
+        }
+        guard URL(fileURLWithPath: output).pathExtension.lowercased() == "safetensors" else {
+            throw ValidationError("-o names a .safetensors file: statistics are written as safetensors")
+        }
+    }
+
     func run() throws {
+        // Checked before the model runs: a destination that cannot be written must not cost the calibration.
+        try AtomicOutput.check(URL(fileURLWithPath: output), overwrite: force)
         let threads = try runtime.apply(for: .batches)
         let printer = StderrDiagnostics(verbose: input.verbose)
         let selected =
@@ -42,7 +53,7 @@ struct Calibrate: ParsableCommand {
                 try Set(
                     list.split(separator: ",").map { name in
                         guard let site = ActivationSite(rawValue: String(name)) else {
-                            throw ValidationError(
+                            throw UsageError(
                                 "unknown site '\(name)'; sites: \(ActivationSite.allCases.map(\.rawValue).joined(separator: ", "))"
                             )
                         }
@@ -51,6 +62,11 @@ struct Calibrate: ParsableCommand {
             } ?? Set(ActivationSite.allCases)
         let loaded = try LoadedModel(model, format: input.format, diagnostics: printer.diagnostics)
         let textURL = URL(fileURLWithPath: text)
+        if length > loaded.weights.config.contextLength {
+            printer.diagnostics.warning(
+                "--length \(length) is past \(model)'s context length (\(loaded.weights.config.contextLength)); those positions were never trained"
+            )
+        }
         RecipeRunner.warnIfTestSplit(text, diagnostics: printer.diagnostics)
         let tokens = try loaded.tokenizer.encodeFile(textURL, purpose: "calibration text")
         let statistics = CalibrationStatistics(headDim: loaded.weights.config.headDim, sites: selected)

@@ -48,22 +48,39 @@ struct Checkpoints {
     }
 
     /// Writes the graph after `step`; the JSON is written last, so a checkpoint without it is ignored.
+    /// It holds the metadata and the tensor file's sha256, checked when the checkpoint is loaded: a
+    /// damaged checkpoint would otherwise resume into a silently different output.
     func save(_ graph: ModelGraph, after step: Int) throws {
         var stored = graph
         stored.config?.store(in: &stored.metadata)
         stored.tokenizer?.store(in: &stored.metadata)
         _ = try GGUFWriter().write(stored, to: tensors(step), options: WriteOptions(overwrite: true))
         let marker = AtomicFileText(url: metadata(step))
-        try marker.write(stored.metadata.jsonValue().serialized())
+        try marker.write(
+            JSONValue.object([
+                ("tensors_sha256", .string(try SHA256.file(tensors(step).path))),
+                ("metadata", stored.metadata.jsonValue()),
+            ]).serialized())
     }
 
     /// The graph as it was after `step`: tensors from the checkpoint, metadata exactly as saved.
     func load(after step: Int, source: String) throws -> ModelGraph {
-        var graph = try GGUFReader().read(tensors(step), options: ReadOptions())
         guard let text = try MappedFile.text(metadata(step)) else {
             throw LatheError.fileAccess(path: metadata(step).path, reason: "not valid UTF-8")
         }
-        graph.metadata = try Metadata(json: JSONValue.parse(text), field: metadata(step).path)
+        let marker = try JSONValue.parse(text)
+        guard let digest = marker["tensors_sha256"]?.stringValue, let recorded = marker["metadata"] else {
+            throw LatheError.missingField("tensors_sha256 or metadata", in: metadata(step).path)
+        }
+        guard try SHA256.file(tensors(step).path) == digest else {
+            throw LatheError.fileAccess(
+                path: tensors(step).path,
+                reason:
+                    "checkpoint is damaged (its sha256 differs from the one recorded); delete it, or run without --resume"
+            )
+        }
+        var graph = try GGUFReader().read(tensors(step), options: ReadOptions())
+        graph.metadata = try Metadata(json: recorded, field: metadata(step).path)
         graph.config = try LlamaConfig(metadata: graph.metadata, source: source)
         graph.tokenizer = try TokenizerDescription(metadata: graph.metadata, source: source)
         if graph.config != nil {

@@ -94,3 +94,14 @@ struct ExternalPassOptions: ParsableArguments {
 
     func apply() { programs.forEach(ExternalPass.allowedPrograms.allow) }
 }
+
+/// A wrong combination of options found while a command runs: one line and exit status 1. (A
+/// `ValidationError` thrown there would print the root command's usage, not the subcommand's; checks
+/// that need no work run in `validate()` and keep ArgumentParser's usage error.)
+struct UsageError: Error, LocalizedError {
+    let message: String
+
+    init(_ message: String) { self.message = message }
+
+    var errorDescription: String? { message }
+}

@@ -43,7 +43,11 @@ struct Convert: ParsableCommand {
         name: .customLong("tensor-type"), help: ArgumentHelp("Per-tensor encoding override.", valueName: "regex=type"))
     var tensorTypes: [String] = []
     @Option(help: "Run a recipe (built-in name or file) instead of --type/--tensor-type.") var recipe: String?
-    @Option(help: "Split safetensors output into shards of at most this many bytes.") var maxShardSize: Int?
+    @Option(
+        help:
+            "Split safetensors output into shards of at most this many bytes (a larger tensor gets a shard of its own)."
+    )
+    var maxShardSize: Int?
     @Option(help: "lpack member compression: none (mappable, the default) or zstd.") var compress: String?
     @Flag(help: "Overwrite an existing output.") var force = false
     @Flag(help: "With --recipe, do not embed the provenance manifest (lathe.manifest).") var noManifest = false
@@ -86,12 +90,12 @@ struct Convert: ParsableCommand {
         var loadedRecipe = try recipe.map { try RecipeLibrary.load($0) }
         if let calibrationText {
             guard loadedRecipe?.calibration != nil else {
-                throw ValidationError("--calibration-text needs a --recipe with a calibration section")
+                throw UsageError("--calibration-text needs a --recipe with a calibration section")
             }
             loadedRecipe?.calibration?.file = calibrationText
         }
         if loadedRecipe != nil, type != nil || !tensorTypes.isEmpty {
-            throw ValidationError("--recipe decides every encoding; drop --type and --tensor-type")
+            throw UsageError("--recipe decides every encoding; drop --type and --tensor-type")
         }
         // --to, then the output's extension, then the recipe's first output, then a directory (hf).
         let named =
@@ -191,27 +195,48 @@ struct Convert: ParsableCommand {
         }
     }
 
+    static let defaultReportText = "data/wikitext-2/wiki.test.raw"
+
     /// Options that would do nothing here are refused: a user who passed one expects its effect.
     func checkOptions(formatID: String, recipe: Recipe?) throws {
         let formats = Set([formatID] + (recipe?.outputs.map(\.format) ?? []))
         if compress != nil, !formats.contains("lpack") {
-            throw ValidationError("--compress applies to lpack output; this writes \(formatID)")
+            throw UsageError("--compress applies to lpack output; this writes \(formatID)")
         }
         if maxShardSize != nil, formats.isDisjoint(with: ["safetensors", "hf"]) {
-            throw ValidationError("--max-shard-size applies to safetensors and HF output; this writes \(formatID)")
+            throw UsageError("--max-shard-size applies to safetensors and HF output; this writes \(formatID)")
+        }
+        let named = URL(fileURLWithPath: output).pathExtension.lowercased()
+        if ["gguf", "safetensors", "lpack"].contains(named), named != formatID {
+            throw UsageError("--to \(formatID) contradicts the output name's .\(named); name the output for its format")
         }
         if forLlamaCpp, formatID != "gguf" {
-            throw ValidationError("--for-llama-cpp applies to GGUF output; this writes \(formatID)")
+            throw UsageError("--for-llama-cpp applies to GGUF output; this writes \(formatID)")
         }
         if recipe == nil {
             for (flag, given) in [
                 ("--work-dir", workDir != nil), ("--resume", resume), ("--no-manifest", noManifest),
             ] where given {
-                throw ValidationError("\(flag) needs --recipe (it concerns the recipe's steps and manifest)")
+                throw UsageError("\(flag) needs --recipe (it concerns the recipe's steps and manifest)")
             }
         }
         if resume, workDir == nil {
-            throw ValidationError("--resume needs --work-dir (the directory holding the checkpoints)")
+            throw UsageError("--resume needs --work-dir (the directory holding the checkpoints)")
+        }
+        if reportText != nil, htmlReport == nil {
+            throw UsageError("--report-text needs --report (it is the text the report verifies on)")
+        }
+        if let htmlReport {
+            // Checked before converting: a report that cannot be written must not cost a conversion.
+            try ReportDestination.check(htmlReport, force: force, inputs: [input, output])
+            let text = reportText ?? recipe?.evaluation?.text ?? Self.defaultReportText
+            guard FileManager.default.isReadableFile(atPath: text) else {
+                throw LatheError.fileAccess(
+                    path: text,
+                    reason:
+                        "cannot read the report text (pass --report-text; the default is relative to the working directory)"
+                )
+            }
         }
     }
 
@@ -221,7 +246,7 @@ struct Convert: ParsableCommand {
         let threads = max(1, RuntimeOptions.defaultThreadCount)
         let base = try LoadedModel(input, format: inputOptions.format, diagnostics: printer.diagnostics)
         let candidate = try LoadedModel(output.path, format: nil, diagnostics: printer.diagnostics)
-        let text = reportText ?? evaluation?.text ?? "data/wikitext-2/wiki.test.raw"
+        let text = reportText ?? evaluation?.text ?? Self.defaultReportText
         let context = evaluation?.ctx ?? 512
         let tokens = try base.tokenizer.encodeFile(URL(fileURLWithPath: text), purpose: "report text")
         let result = try Verifier.compare(
@@ -233,7 +258,7 @@ struct Convert: ParsableCommand {
             base: base.graph, candidate: candidate.graph, result: result, text: text, scoring: .llama,
             context: context)
         (data.base.path, data.candidate.path) = (input, self.output)
-        try HTMLReport.write(data, to: url)
+        try HTMLReport.write(data, to: url, overwrite: force)
         printError("wrote \(url.path)")
     }
 
@@ -269,7 +294,7 @@ struct Convert: ParsableCommand {
         case "lpack": return "lpack"
         case "": return "hf"
         default:
-            throw ValidationError(
+            throw UsageError(
                 "cannot tell the output format from '\(url.lastPathComponent)'; pass --to gguf, safetensors or hf")
         }
     }

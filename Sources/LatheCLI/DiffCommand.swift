@@ -16,7 +16,8 @@ struct Diff: ParsableCommand {
             present in one only or with another shape; and for every shared tensor the relative L2 error \
             ‖b − a‖ / ‖a‖ and the largest absolute difference after dequantization (one tensor at a time).
 
-            Exit status: 0 when the models are identical, 1 when they differ or on error.
+            Exit status, as diff(1)'s: 0 when the models are identical, 1 when they differ, 2 when they could \
+            not be compared (a file missing or unreadable).
             """
     )
 
@@ -27,6 +28,18 @@ struct Diff: ParsableCommand {
     @OptionGroup var input: InputOptions
 
     func run() throws {
+        do {
+            try compare()
+        } catch let exit as ExitCode {
+            throw exit
+        } catch {
+            // A script tells "they differ" (1) from "could not compare" (2).
+            printError("Error: \(LatheCommand.message(for: error))")
+            throw ExitCode(2)
+        }
+    }
+
+    func compare() throws {
         let printer = StderrDiagnostics(verbose: input.verbose)
         let options = ReadOptions(diagnostics: printer.diagnostics)
         let a = try ModelInput.open(

@@ -32,7 +32,7 @@ struct Plan: ParsableCommand {
         let printer = StderrDiagnostics(verbose: input.verbose)
         let recipe = try RecipeLibrary.load(recipe)
         guard let model = model ?? recipe.input else {
-            throw ValidationError("name the input model, or give the recipe an `input:`")
+            throw UsageError("name the input model, or give the recipe an `input:`")
         }
         let graph = try ModelInput.open(
             URL(fileURLWithPath: model), format: input.format, options: ReadOptions(diagnostics: printer.diagnostics),

@@ -27,6 +27,12 @@ struct Run: ParsableCommand {
     @OptionGroup var runtime: RuntimeOptions
     @OptionGroup var input: InputOptions
 
+    func validate() throws {
+        guard n >= 0 else { throw ValidationError("-n must be at least 0") }
+        guard temperature.isFinite, temperature >= 0 else { throw ValidationError("--temperature must be 0 or more") }
+        guard topK >= 0 else { throw ValidationError("--top-k must be at least 0 (0: every token)") }
+    }
+
     func run() throws {
         let threads = try runtime.apply(for: .decoding)
         let printer = StderrDiagnostics(verbose: input.verbose)
@@ -36,7 +42,7 @@ struct Run: ParsableCommand {
         let tokens = loaded.tokenizer.encode(text, addSpecial: true, parseSpecial: chat)
         let limit = loaded.weights.config.contextLength
         guard tokens.count < limit else {
-            throw ValidationError(
+            throw UsageError(
                 "the prompt is \(tokens.count) tokens; the model's context is \(limit) tokens, including what it generates"
             )
         }

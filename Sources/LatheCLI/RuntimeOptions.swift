@@ -39,7 +39,7 @@ struct RuntimeOptions: ParsableArguments {
     /// Configures BLAS for the workload and returns the session's own thread count.
     func apply(for workload: Workload) throws -> Int {
         let count = threads ?? Self.defaultThreadCount
-        guard count >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard count >= 1 else { throw UsageError("--threads must be at least 1") }
         switch workload {
         case .batches:
             BLAS.threadCount = 1
@@ -76,7 +76,7 @@ struct TextOptions: ParsableArguments {
     var scoring: PerplexityProtocol {
         get throws {
             guard let value = PerplexityProtocol(rawValue: `protocol`) else {
-                throw ValidationError("--protocol must be llama or all")
+                throw UsageError("--protocol must be llama or all")
             }
             return value
         }
@@ -85,6 +85,17 @@ struct TextOptions: ParsableArguments {
     /// The whole text tokenized in one call, as llama-perplexity does.
     func tokens(_ tokenizer: BPETokenizer) throws -> [Int] {
         try tokenizer.encodeFile(URL(fileURLWithPath: text), purpose: "text file")
+    }
+}
+
+/// An error about a model's contents, prefixed with the model's path.
+struct ModelError: Error, LocalizedError {
+    let path: String
+    let underlying: LatheError
+
+    var errorDescription: String? {
+        let message = underlying.errorDescription ?? "\(underlying)"
+        return message.hasPrefix(path) ? message : "\(path): \(message)"
     }
 }
 
@@ -103,7 +114,12 @@ struct LoadedModel {
                 "tokenizer", in: "\(path) (the runtime needs tokenizer.* metadata or tokenizer.json)")
         }
         tokenizer = try BPETokenizer(description)
-        weights = try LlamaWeights(graph, diagnostics: diagnostics)
+        do {
+            weights = try LlamaWeights(graph, diagnostics: diagnostics)
+        } catch let error as LatheError {
+            // The model's config and tensors are checked here; say which model (verify loads several).
+            throw ModelError(path: path, underlying: error)
+        }
     }
 }
 

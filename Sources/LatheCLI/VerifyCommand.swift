@@ -35,11 +35,15 @@ struct Verify: ParsableCommand {
             "Also write a self-contained HTML report (summary, per-layer error, KL histogram, PCA spectra, sizes, provenance).",
             valueName: "file.html"))
     var report: String?
+    @Flag(help: "With --report, replace an existing report file.") var force = false
     @OptionGroup var input: InputOptions
 
     func run() throws {
-        guard !candidates.isEmpty else { throw ValidationError("name at least one candidate model") }
-        if report != nil, candidates.count > 1 { throw ValidationError("--report takes one candidate model") }
+        if let report {
+            try ReportDestination.check(report, force: force, inputs: [base] + candidates)
+        }
+        guard !candidates.isEmpty else { throw UsageError("name at least one candidate model") }
+        if report != nil, candidates.count > 1 { throw UsageError("--report takes one candidate model") }
         let threads = try runtime.apply(for: .batches)
         let printer = StderrDiagnostics(verbose: input.verbose)
         let baseModel = try LoadedModel(base, format: input.format, diagnostics: printer.diagnostics)
@@ -62,7 +66,7 @@ struct Verify: ParsableCommand {
             // The paths as given: a report shared with others should not carry this machine's layout.
             (data.base.path, data.candidate.path) = (base, candidates[0])
             let url = URL(fileURLWithPath: report)
-            try HTMLReport.write(data, to: url)
+            try HTMLReport.write(data, to: url, overwrite: force)
             printError("wrote \(url.path)")
         }
         if json {

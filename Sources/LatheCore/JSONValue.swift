@@ -100,11 +100,19 @@ extension JSONValue {
         return String(decoding: out, as: UTF8.self)
     }
 
+    static func isFiniteNumber(_ text: String) -> Bool {
+        let digits = text.utf8.drop { $0 == UInt8(ascii: "-") }
+        guard let first = digits.first, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(first) else { return false }
+        return Double(text)?.isFinite ?? false
+    }
+
     private func write(to out: inout [UInt8]) {
         switch self {
         case .null: out += "null".utf8
         case .bool(let b): out += (b ? "true" : "false").utf8
-        case .number(let text): out += text.utf8
+        // A number formatted from a NaN or an infinity ("nan", "-inf") is not JSON: it is written as
+        // null, so a script reading --json output never meets a parse error.
+        case .number(let text): out += (Self.isFiniteNumber(text) ? text : "null").utf8
         case .string(let s): JSONValue.writeString(s, to: &out)
         case .array(let values):
             out.append(UInt8(ascii: "["))

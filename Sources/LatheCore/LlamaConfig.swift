@@ -85,9 +85,15 @@ public struct LlamaConfig: Hashable, Sendable, Codable {
 
     /// Checks the relations the runtime relies on; the message names the offending field.
     public func validate() throws(LatheError) {
+        // Each field with the keys that carry it (GGUF's, then config.json's), so the message says what to fix.
         for (field, value) in [
-            ("hidden size", hiddenSize), ("layer count", layerCount), ("head count", headCount),
-            ("KV head count", kvHeadCount), ("head dim", headDim), ("FFN size", ffnSize), ("vocab size", vocabSize),
+            ("hidden size (llama.embedding_length, hidden_size)", hiddenSize),
+            ("layer count (llama.block_count, num_hidden_layers)", layerCount),
+            ("head count (llama.attention.head_count, num_attention_heads)", headCount),
+            ("KV head count (llama.attention.head_count_kv, num_key_value_heads)", kvHeadCount),
+            ("head dim (hidden size / head count, or head_dim)", headDim),
+            ("FFN size (llama.feed_forward_length, intermediate_size)", ffnSize),
+            ("vocab size (the token list, or vocab_size)", vocabSize),
         ] where value <= 0 {
             throw .invalidValue(field: field, value: "\(value)", expected: "a positive integer")
         }

@@ -12,13 +12,19 @@ public final class MappedFile: Sendable {
     // The mapping is never written after creation, so sharing the pointer across threads is safe.
     private nonisolated(unsafe) let base: UnsafeRawPointer?
 
-    public init(path: String) throws(LatheError) {
-        self.path = path
+    public convenience init(path: String) throws(LatheError) {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else {
             throw .fileAccess(path: path, reason: String(cString: strerror(errno)))
         }
         defer { close(descriptor) }
+        try self.init(descriptor: descriptor, path: path)
+    }
+
+    /// Maps the whole file open at `descriptor` (which stays the caller's to close; the mapping
+    /// outlives it). `path` names the file in messages; the file may already be unlinked.
+    public init(descriptor: Int32, path: String) throws(LatheError) {
+        self.path = path
         var status = stat()
         guard fstat(descriptor, &status) == 0 else {
             throw .fileAccess(path: path, reason: String(cString: strerror(errno)))

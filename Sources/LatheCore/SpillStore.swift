@@ -29,13 +29,15 @@ public final class SpillStore: Sendable {
         let byteCount = values.count * MemoryLayout<Element>.stride
         guard byteCount >= minimumBytes else { return TensorStorage(values: values) }
         let url = directory.appendingPathComponent(".\(prefix).spill-\(UUID().uuidString).tmp")
-        defer { unlink(url.path) }
-        let descriptor = open(url.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        let descriptor = open(url.path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else {
             throw LatheError.fileAccess(
                 path: url.path, reason: "cannot create a spill file: \(String(cString: strerror(errno)))")
         }
         defer { close(descriptor) }
+        // Unlinked before anything is written: the descriptor, then the mapping, keep the data, and a
+        // kill at any later point leaves nothing behind.
+        unlink(url.path)
         try values.withUnsafeBytes { bytes in
             var written = 0
             while written < bytes.count {
@@ -47,7 +49,7 @@ public final class SpillStore: Sendable {
                 written += count
             }
         }
-        let file = try MappedFile(path: url.path)
+        let file = try MappedFile(descriptor: descriptor, path: url.path)
         return try TensorStorage(file: file, offset: 0, length: byteCount)
     }
 }

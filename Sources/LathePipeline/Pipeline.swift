@@ -104,8 +104,11 @@ public enum Pipeline {
             }
         }
         let (bytes, elements) = try shadow.totals()
+        // The plan reports the strictness it was made with (an override included).
+        var planRecipe = recipe
+        planRecipe.strict = isStrict
         let plan = PipelinePlan(
-            recipe: recipe,
+            recipe: planRecipe,
             steps: ordered.map {
                 PipelinePlan.Step(index: $0.index, passID: recipe.steps[$0.index].pass, plan: $0.plan)
             },

@@ -11,10 +11,11 @@ public enum HTMLReport {
         return String(decoding: try encoder.encode(report), as: UTF8.self)
     }
 
-    /// Renders the page and publishes it at `url` atomically (an existing page is replaced).
-    public static func write(_ report: VerificationReport, to url: URL) throws {
+    /// Renders the page and publishes it at `url` atomically (an existing file is replaced only with
+    /// `overwrite`).
+    public static func write(_ report: VerificationReport, to url: URL, overwrite: Bool) throws {
         let page = try render(report)
-        try AtomicOutput(destination: url, overwrite: true).run { temporary in
+        try AtomicOutput(destination: url, overwrite: overwrite).run { temporary in
             try page.write(to: temporary, atomically: false, encoding: .utf8)
         }
     }

@@ -104,7 +104,7 @@ public final class LlamaSession {
         guard position + t <= maxContext else {
             throw LatheError.invalidValue(
                 field: "context", value: "\(position + t) tokens",
-                expected: "at most \(maxContext) (raise the session's maxContext)")
+                expected: "at most \(maxContext) positions, this session's context")
         }
         if let bad = tokens.first(where: { $0 < 0 || $0 >= config.vocabSize }) {
             throw LatheError.invalidValue(field: "token id", value: "\(bad)", expected: "0..<\(config.vocabSize)")
@@ -141,7 +141,7 @@ public final class LlamaSession {
         guard position + t <= maxContext else {
             throw LatheError.invalidValue(
                 field: "context", value: "\(position + t) tokens",
-                expected: "at most \(maxContext) (raise the session's maxContext)")
+                expected: "at most \(maxContext) positions, this session's context")
         }
         for layer in 0..<config.layerCount {
             attentionBlock(layer, &x, tokens: t)

@@ -453,6 +453,9 @@ struct ConversionTests {
         // Q8_0 keeps about 8 bits: relative error well under 1 %, but not zero.
         #expect(up.relativeError > 0 && up.relativeError < 0.01)
         #expect((runLathe(["diff", a.path, c.path]) as? ExitCode) == ExitCode(1))
+        // Models that cannot be compared are trouble (2), as for diff(1), not a difference.
+        #expect(
+            (runLathe(["diff", a.path, work.appendingPathComponent("missing.gguf").path]) as? ExitCode) == ExitCode(2))
     }
 
     @Test("inspect --json describes the model")
@@ -790,6 +793,20 @@ struct ResumeTests {
         #expect(try calls() == 4)
         #expect(runLathe(["convert", input.path, "-o", fresh.path, "--recipe", q5] + allow) == nil)
         #expect(try Data(contentsOf: changed) == Data(contentsOf: fresh))
+
+        // A damaged checkpoint is refused, not resumed into a different output.
+        for name in try listing(checkpoints) where name.hasPrefix("step-2-") && name.hasSuffix(".gguf") {
+            var bytes = try Data(contentsOf: checkpoints.appendingPathComponent(name))
+            bytes[bytes.count - 5] ^= 0x10
+            try bytes.write(to: checkpoints.appendingPathComponent(name))
+        }
+        let damaged = message(
+            runLathe(
+                [
+                    "convert", input.path, "-o", work.appendingPathComponent("damaged.gguf").path, "--recipe", q8,
+                    "--work-dir", checkpoints.path, "--resume",
+                ] + allow))
+        #expect(damaged.contains("checkpoint is damaged"), "\(damaged)")
     }
 }
 

@@ -12,10 +12,23 @@ enum LatheProcess {
     static var isAvailable: Bool { FileManager.default.isExecutableFile(atPath: binary.path) }
     static let skipReason = "the lathe executable is not built (.build/debug/lathe): run swift build first"
 
-    static func start(_ arguments: [String], threads: Int? = nil) throws -> Process {
+    /// With `defaultSignals`, the child starts with SIGINT and SIGTERM at their default actions and
+    /// unblocked: a test runner may ignore or block them, and both carry across exec (an ignored
+    /// one Lathe leaves ignored, as for a background job).
+    static func start(_ arguments: [String], threads: Int? = nil, defaultSignals: Bool = false) throws -> Process {
         let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
+        if defaultSignals {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments =
+                [
+                    "python3", "-c",
+                    "import os, signal, sys\nfor s in (signal.SIGINT, signal.SIGTERM): signal.signal(s, signal.SIG_DFL)\nsignal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})\nos.execv(sys.argv[1], sys.argv[1:])",
+                    binary.path,
+                ] + arguments
+        } else {
+            process.executableURL = binary
+            process.arguments = arguments
+        }
         var environment = ProcessInfo.processInfo.environment
         if let threads { environment["OPENBLAS_NUM_THREADS"] = "\(threads)" }
         process.environment = environment
@@ -102,6 +115,53 @@ struct ReliabilityTests {
             }
         }
         #expect(outcomes.values.reduce(0, +) == 20)
+    }
+
+    @Test("a conversion interrupted by SIGINT or SIGTERM leaves no temporary and no partial destination")
+    func interruptedConversions() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let input = work.appendingPathComponent("model.safetensors")
+        try writeTiny(
+            config: TinyModel.config(layers: 8, hidden: 512, heads: 8, kvHeads: 2, ffn: 1024, vocab: 512), to: input)
+        let reference = work.appendingPathComponent("reference.gguf")
+        let started = Date()
+        #expect(try LatheProcess.run(["convert", input.path, "-o", reference.path, "--type", "f16"]) == 0)
+        let duration = Date().timeIntervalSince(started)
+        let complete = try Data(contentsOf: reference)
+        let destination = work.appendingPathComponent("model.gguf")
+        var generator = SeededGenerator(seed: 23)
+        var interrupted = 0
+        var endings: [String] = []
+        for round in 0..<8 {
+            try? FileManager.default.removeItem(at: destination)
+            let process = try LatheProcess.start(
+                ["convert", input.path, "-o", destination.path, "--type", "f16"], defaultSignals: true)
+            // Once the temporary output appears (writing has begun), at a random point after it.
+            let deadline = Date().addingTimeInterval(10 * duration + 5)
+            while process.isRunning, Date() < deadline,
+                !(try FileManager.default.contentsOfDirectory(atPath: work.path)).contains(where: {
+                    $0.hasSuffix(".tmp")
+                })
+            {
+                Thread.sleep(forTimeInterval: 0.001)
+            }
+            let seen = process.isRunning
+            Thread.sleep(forTimeInterval: Double(generator.next() % 20) / 1000 * duration)
+            kill(process.processIdentifier, round % 2 == 0 ? SIGINT : SIGTERM)
+            process.waitUntilExit()
+            if process.terminationReason == .uncaughtSignal { interrupted += 1 }
+            endings.append(
+                "\(process.terminationReason == .uncaughtSignal ? "signal" : "exit") \(process.terminationStatus)")
+            let leftovers = try FileManager.default.contentsOfDirectory(atPath: work.path).filter {
+                $0.hasSuffix(".tmp")
+            }
+            #expect(leftovers.isEmpty, "round \(round): \(leftovers)")
+            if FileManager.default.fileExists(atPath: destination.path) {
+                #expect(try Data(contentsOf: destination) == complete, "round \(round): a partial destination")
+            }
+        }
+        #expect(interrupted > 0, "no run was interrupted while it worked: \(endings)")
     }
 
     @Test("a recipe killed at random points resumes from its checkpoints to the uninterrupted bytes")

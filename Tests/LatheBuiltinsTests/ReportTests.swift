@@ -58,6 +58,14 @@ struct ReportCommandTests {
         #expect(html.contains(String(format: "%.6f", report.kl.mean)))
         #expect(html.contains(String(format: "%.4f×", report.perplexityRatio)))
         #expect(report.kl.median <= report.kl.p99 && report.kl.p99 <= report.kl.max)
+
+        // The report never replaces one of the models, and an existing page only with --force.
+        let model = try Data(contentsOf: baseURL)
+        let overModel = message(runLathe(arguments + ["--report", baseURL.path]))
+        #expect(overModel.contains("is one of the models"), "\(overModel)")
+        #expect(try Data(contentsOf: baseURL) == model)
+        #expect(message(runLathe(arguments + ["--report", reportURL.path])).contains("pass --force"))
+        #expect(runLathe(arguments + ["--report", reportURL.path, "--force"]) == nil)
     }
 
     @Test("convert --recipe --report verifies the output against the input and writes the page")
@@ -82,5 +90,19 @@ struct ReportCommandTests {
         }
         #expect(html.contains("Q8_0"))  // the candidate's encoding in the sizes table
         #expect(!html.contains("<h2 id=\"spectra\">"))  // no PCA in this recipe
+
+        // A report that cannot be written is refused before converting, and nothing is written.
+        let second = work.appendingPathComponent("second.gguf")
+        let missingText = message(
+            runLathe([
+                "convert", input.path, "--recipe", "q8_0", "-o", second.path, "--report",
+                work.appendingPathComponent("second.html").path, "--report-text",
+                work.appendingPathComponent("none").path,
+            ]))
+        #expect(missingText.contains("cannot read the report text"), "\(missingText)")
+        let overInput = message(
+            runLathe(["convert", input.path, "--recipe", "q8_0", "-o", second.path, "--report", input.path]))
+        #expect(overInput.contains("is one of the models"), "\(overInput)")
+        #expect(!FileManager.default.fileExists(atPath: second.path))
     }
 }

@@ -113,6 +113,16 @@ struct StreamingConversionTests {
         #expect((try? JSONValue.parse(JSONValue.string(text).serialized())) == .string(text))
     }
 
+    @Test("a number formatted from NaN or infinity is written as null; finite numbers as they are")
+    func nonFiniteNumbers() {
+        let values: [JSONValue] = [
+            .number(String(format: "%.6f", Double.nan)), .number(String(format: "%.9g", -Double.nan)),
+            .number("\(Double.infinity)"), .number(String(format: "%.3f", -Double.infinity)), .number("-0.5"),
+            .number("1e-7"), .int(42),
+        ]
+        #expect(JSONValue.array(values).serialized() == "[null,null,null,null,-0.5,1e-7,42]")
+    }
+
     @Test("JSON strings are validated as UTF-8 with and without escapes; short and long ones parse alike")
     func jsonStringValidation() throws {
         for text in ["", "a", "é ✓ 𝄞", String(repeating: "long ✓ ", count: 40)] {
