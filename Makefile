@@ -106,7 +106,7 @@ demo: build model
 	  --text $(WIKITEXT) --ctx 512 --chunks 1 --float-prompts
 	@echo "-- the packed file against the original, with an HTML report"
 	$(LATHE) verify $(MODEL) $(DEMO)/smollm2-resq-w4a4kv4.lpack --text $(WIKITEXT) --protocol all --ctx 2048 \
-	  --chunks 2 --report $(DEMO)/smollm2-resq-w4a4kv4-report.html
+	  --chunks 2 --report $(DEMO)/smollm2-resq-w4a4kv4-report.html --force
 	@echo "report: $(DEMO)/smollm2-resq-w4a4kv4-report.html"
 
 ## The ResQ issue's results: every recipe built from SmolLM2 and verified against it (about an hour
