@@ -37,23 +37,13 @@ public enum Provenance {
             ("seed", .number(String(seed))),
             ("inputs", .array(try inputDigests ?? digests(input))),
         ]
-        if let calibrationText {
+        for (key, file) in [("calibration_text", calibrationText), ("calibration_statistics", calibrationStatistics)] {
+            guard let file else { continue }
             fields.append(
                 (
-                    "calibration_text",
+                    key,
                     .object([
-                        ("name", .string(calibrationText.lastPathComponent)),
-                        ("sha256", .string(try SHA256.file(calibrationText.path))),
-                    ])
-                ))
-        }
-        if let calibrationStatistics {
-            fields.append(
-                (
-                    "calibration_statistics",
-                    .object([
-                        ("name", .string(calibrationStatistics.lastPathComponent)),
-                        ("sha256", .string(try SHA256.file(calibrationStatistics.path))),
+                        ("name", .string(file.lastPathComponent)), ("sha256", .string(try SHA256.file(file.path))),
                     ])
                 ))
         }

@@ -79,21 +79,26 @@ struct ReliabilityTests {
         }
     }
 
+    /// A model in `work` whose conversion takes long enough to interrupt; its complete F16
+    /// conversion, and how long that took.
+    func convertibleModel(in work: URL) throws -> (input: URL, f16: Data, duration: TimeInterval) {
+        let input = work.appendingPathComponent("model.safetensors")
+        try writeTiny(
+            config: TinyModel.config(layers: 8, hidden: 512, heads: 8, kvHeads: 2, ffn: 1024, vocab: 512), to: input)
+        let reference = work.appendingPathComponent("reference.gguf")
+        let started = Date()
+        #expect(try LatheProcess.run(["convert", input.path, "-o", reference.path, "--type", "f16"]) == 0)
+        return (input, try Data(contentsOf: reference), Date().timeIntervalSince(started))
+    }
+
     @Test("a conversion killed at 20 random points leaves the previous complete file, or the new complete one")
     func killedConversions() throws {
         let work = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: work) }
-        let input = work.appendingPathComponent("model.safetensors")
-        try writeTiny(
-            config: TinyModel.config(layers: 8, hidden: 512, heads: 8, kvHeads: 2, ffn: 1024, vocab: 512), to: input)
+        let (input, replacement, duration) = try convertibleModel(in: work)
         let destination = work.appendingPathComponent("model.gguf")
         #expect(try LatheProcess.run(["convert", input.path, "-o", destination.path, "--type", "q8_0"]) == 0)
         let previous = try Data(contentsOf: destination)
-        let reference = work.appendingPathComponent("reference.gguf")
-        let started = Date()
-        #expect(try LatheProcess.run(["convert", input.path, "-o", reference.path, "--type", "f16"]) == 0)
-        let duration = Date().timeIntervalSince(started)
-        let replacement = try Data(contentsOf: reference)
         var generator = SeededGenerator(seed: 17)
         var outcomes: [String: Int] = [:]
         for _ in 0..<20 {
@@ -121,14 +126,7 @@ struct ReliabilityTests {
     func interruptedConversions() throws {
         let work = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: work) }
-        let input = work.appendingPathComponent("model.safetensors")
-        try writeTiny(
-            config: TinyModel.config(layers: 8, hidden: 512, heads: 8, kvHeads: 2, ffn: 1024, vocab: 512), to: input)
-        let reference = work.appendingPathComponent("reference.gguf")
-        let started = Date()
-        #expect(try LatheProcess.run(["convert", input.path, "-o", reference.path, "--type", "f16"]) == 0)
-        let duration = Date().timeIntervalSince(started)
-        let complete = try Data(contentsOf: reference)
+        let (input, complete, duration) = try convertibleModel(in: work)
         let destination = work.appendingPathComponent("model.gguf")
         var generator = SeededGenerator(seed: 23)
         var interrupted = 0
@@ -146,7 +144,6 @@ struct ReliabilityTests {
             {
                 Thread.sleep(forTimeInterval: 0.001)
             }
-            let seen = process.isRunning
             Thread.sleep(forTimeInterval: Double(generator.next() % 20) / 1000 * duration)
             kill(process.processIdentifier, round % 2 == 0 ? SIGINT : SIGTERM)
             process.waitUntilExit()
