@@ -17,6 +17,14 @@ public struct SafetensorsReader: FormatReader {
     public static func sniff(_ url: URL, prefix: [UInt8]) -> Bool {
         let name = url.lastPathComponent
         if name.hasSuffix(".safetensors") || name.hasSuffix(".safetensors.index.json") { return true }
+        // A directory of shards and their index (what `--max-shard-size` writes); one with a
+        // config.json is an HF directory, the hf reader's.
+        let fileManager = FileManager.default
+        if url.hasDirectoryPath || (try? url.resourceValues(forKeys: [.isDirectoryKey]).isDirectory) == true {
+            return !fileManager.fileExists(atPath: url.appendingPathComponent("config.json").path)
+                && (fileManager.fileExists(atPath: url.appendingPathComponent("model.safetensors.index.json").path)
+                    || fileManager.fileExists(atPath: url.appendingPathComponent("model.safetensors").path))
+        }
         // An 8-byte length followed by the JSON object's opening brace (or padding whitespace).
         guard prefix.count > 8 else { return false }
         return [UInt8(ascii: "{"), 0x20].contains(prefix[8]) && prefix[4..<8].allSatisfy { $0 == 0 }

@@ -132,10 +132,13 @@ public struct SafetensorsWriter: FormatWriter {
         var weightMap: [(key: String, value: JSONValue)] = []
         var total = 0
         var written = 0
+        // The typed metadata (the whole tokenizer among it, about 2 MB for SmolLM2) goes in the first
+        // shard only; the reader merges the shards' metadata, so the model reads back the same.
+        let others = metadata.filter { $0.0 != SafetensorsReader.metadataKey }
         for (index, shard) in shards.enumerated() {
             let name = String(format: "model-%05d-of-%05d.safetensors", index + 1, shards.count)
             let url = directory.appendingPathComponent(name)
-            written += try writeFile(shard, metadata: metadata, to: url, options: options)
+            written += try writeFile(shard, metadata: index == 0 ? metadata : others, to: url, options: options)
             files.append(url.path)
             for tensor in shard {
                 weightMap.append((tensor.name, .string(name)))

@@ -134,9 +134,20 @@ struct SafetensorsTests {
             report.files.first?.hasSuffix(String(format: "model-00001-of-%05d.safetensors", shards)) == true,
             "\(report.files)")
         #expect(report.files.last?.hasSuffix("model.safetensors.index.json") == true)
+        // The model's metadata (the tokenizer) is written once, in the first shard, not in every one.
+        let carriesMetadata = try report.files.dropLast().map { path in
+            let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+            let length = bytes.prefix(8).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+            let header = try JSONValue.parse(String(decoding: bytes[8..<(8 + length)], as: UTF8.self))
+            return header["__metadata__"]?["lathe.metadata"] != nil
+        }
+        #expect(carriesMetadata == [true] + Array(repeating: false, count: shards - 1))
+        // The directory is recognised as safetensors by sniffing, as a file is.
+        #expect(SafetensorsReader.sniff(url, prefix: []))
         for source in [url, url.appendingPathComponent("model.safetensors.index.json")] {
             let back = try SafetensorsReader().read(source, options: ReadOptions())
             #expect(Set(back.tensorNames) == Set(graph.tensorNames))
+            #expect(back.config == graph.config && back.tokenizer == graph.tokenizer)
             #expect(
                 try TensorCodec.decode(back.tensor(named: "model.norm.weight"))
                     == TensorCodec.decode(graph.tensor(named: "model.norm.weight")))
