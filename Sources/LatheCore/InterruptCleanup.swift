@@ -33,12 +33,16 @@ public enum InterruptCleanup {
         guard installed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
         else { return }
         var ends: [Int32] = [0, 0]
+        // Close-on-exec: processes Lathe starts (external passes) must not hold the pipe.
         guard pipe(&ends) == 0 else { return }
+        for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
         signalPipe = ends[1]
         let reader = ends[0]
         Thread.detachNewThread {
             var number: UInt8 = 0
-            while read(reader, &number, 1) != 1 {}
+            var count: Int
+            repeat { count = read(reader, &number, 1) } while count < 0 && errno == EINTR
+            guard count == 1 else { return }
             for path in paths.withLock({ $0 }) { try? FileManager.default.removeItem(atPath: path) }
             signal(Int32(number), SIG_DFL)
             kill(getpid(), Int32(number))
