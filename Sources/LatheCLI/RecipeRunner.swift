@@ -18,7 +18,7 @@ struct RecipeRunner {
     /// The statistics the recipe asks for, as a pass-context artifact. `weights` decodes the source
     /// model (once, shared with the evaluation).
     func calibration(
-        for source: ModelGraph, weights: () throws -> LlamaWeights, calibratesInPipeline: Bool
+        for source: ModelGraph, weights: () throws -> LlamaWeights, calibratesInPipeline: Bool, textDigest: String?
     ) throws -> PassContext {
         var context = PassContext()
         guard let settings = recipe.calibration else { return context }
@@ -37,7 +37,8 @@ struct RecipeRunner {
             let graph = try ModelInput.open(
                 URL(fileURLWithPath: path), options: ReadOptions(diagnostics: diagnostics),
                 registry: LatheEnvironment.registry)
-            try Self.requireCollected(graph, on: settings.file, statistics: path, recipe: recipe.source)
+            try Self.requireCollected(
+                graph, on: settings.file, digest: textDigest, statistics: path, recipe: recipe.source)
             context[CalibrationArtifact.self] = CalibrationMoments(
                 try CalibrationStatistics(graph: graph, headDim: config.headDim).takeMoments(), spill: source.spill)
             return context
@@ -70,15 +71,15 @@ struct RecipeRunner {
     /// A statistics file stands in for running the calibration text, so it must have been collected
     /// on that text: the manifest records the text's digest, and a file measured on another text
     /// (the evaluation split, say) would otherwise be recorded as the calibration text's.
-    static func requireCollected(_ statistics: ModelGraph, on text: String, statistics path: String, recipe: String)
-        throws
-    {
+    static func requireCollected(
+        _ statistics: ModelGraph, on text: String, digest: String?, statistics path: String, recipe: String
+    ) throws {
         let field = "\(path): lathe.calibration.text_sha256"
         guard let recorded = statistics.metadata["lathe.calibration.text_sha256"]?.stringValue else {
             throw LatheError.missingField(
                 "lathe.calibration.text_sha256", in: "\(path) (a statistics file must say which text it measured)")
         }
-        let expected = try SHA256.file(text)
+        let expected = try digest ?? SHA256.file(text)
         guard recorded == expected else {
             let name = statistics.metadata["lathe.calibration.text"]?.stringValue ?? "another text"
             throw LatheError.invalidValue(
@@ -89,16 +90,22 @@ struct RecipeRunner {
         }
     }
 
+    /// The calibration text's sha256, computed once for the checks, the fingerprints and the
+    /// manifest; nil without calibration or when the file is missing (whoever reads it says so).
+    func calibrationTextDigest() throws -> String? {
+        guard let file = recipe.calibration?.file, FileManager.default.fileExists(atPath: file) else { return nil }
+        return try SHA256.file(file)
+    }
+
     /// Calibrating and evaluating on one text would make the evaluation flatter the result.
-    func checkTexts() throws {
+    func checkTexts(calibrationDigest: String?) throws {
         guard let calibration = recipe.calibration else { return }
         let name = URL(fileURLWithPath: calibration.file).lastPathComponent
         Self.warnIfTestSplit(calibration.file, diagnostics: diagnostics)
-        guard let evaluation = recipe.evaluation,
-            FileManager.default.fileExists(atPath: calibration.file),
+        guard let evaluation = recipe.evaluation, let calibrationDigest,
             FileManager.default.fileExists(atPath: evaluation.text)
         else { return }
-        if try SHA256.file(calibration.file) == SHA256.file(evaluation.text) {
+        if try calibrationDigest == SHA256.file(evaluation.text) {
             throw PipelineError(
                 recipe: recipe.source, path: "calibration.file",
                 problem:
@@ -118,14 +125,12 @@ struct RecipeRunner {
 
     /// What determines the calibration statistics, for the checkpoints' fingerprints: the text's
     /// (or the statistics file's) digest, the windows and their length.
-    func calibrationFingerprint() throws -> JSONValue {
+    func calibrationFingerprint(textDigest: String?) throws -> JSONValue {
         guard let settings = recipe.calibration else { return .null }
         var fields: [(key: String, value: JSONValue)] = [
             ("windows", .int(settings.windows)), ("length", .int(settings.length)),
         ]
-        if FileManager.default.fileExists(atPath: settings.file) {
-            fields.append(("text_sha256", .string(try SHA256.file(settings.file))))
-        }
+        if let textDigest { fields.append(("text_sha256", .string(textDigest))) }
         if let statistics = settings.statistics {
             fields.append(("statistics_sha256", .string(try SHA256.file(statistics))))
         }
@@ -186,11 +191,12 @@ struct RecipeRunner {
             inputDigests = computed
             return computed
         }
-        try checkTexts()
+        let textDigest = try calibrationTextDigest()
+        try checkTexts(calibrationDigest: textDigest)
         let checkpoints = try workDirectory.map {
             try Checkpoints(
                 directory: $0, recipe: resolved, inputDigests: try digests(),
-                seed: recipe.calibration?.seed ?? 0, calibration: try calibrationFingerprint())
+                seed: recipe.calibration?.seed ?? 0, calibration: try calibrationFingerprint(textDigest: textDigest))
         }
         var start = source
         var first = 0
@@ -214,7 +220,8 @@ struct RecipeRunner {
         let calibratesInPipeline = plan.steps.contains { $0.plan.produces.contains(CalibrationArtifact.name) }
         let context =
             first < passes.count
-            ? try calibration(for: source, weights: sourceWeights, calibratesInPipeline: calibratesInPipeline)
+            ? try calibration(
+                for: source, weights: sourceWeights, calibratesInPipeline: calibratesInPipeline, textDigest: textDigest)
             : PassContext()
         var graph = try finish(
             Pipeline.run(passes, on: start, context: context, diagnostics: diagnostics, startingAt: first) {
@@ -226,6 +233,7 @@ struct RecipeRunner {
         let manifest = try Provenance.manifest(
             recipe: resolved, input: input, inputDigests: try digests(),
             calibrationText: recipe.calibration.map { URL(fileURLWithPath: $0.file) },
+            calibrationTextDigest: textDigest,
             calibrationStatistics: recipe.calibration?.statistics.map { URL(fileURLWithPath: $0) },
             seed: recipe.calibration?.seed ?? 0,
             graph: graph, verification: verification)

@@ -12,17 +12,10 @@ enum ReportDestination {
             throw LatheError.fileAccess(path: path, reason: "is one of the models; name another file for --report")
         }
         var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: destination.path, isDirectory: &isDirectory) {
-            guard !isDirectory.boolValue else {
-                throw LatheError.fileAccess(path: path, reason: "is a directory; --report names the HTML file")
-            }
-            guard force else {
-                throw LatheError.fileAccess(path: path, reason: "already exists; pass --force to overwrite it")
-            }
+        if FileManager.default.fileExists(atPath: destination.path, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw LatheError.fileAccess(path: path, reason: "is a directory; --report names the HTML file")
         }
-        let parent = destination.deletingLastPathComponent()
-        guard FileManager.default.isWritableFile(atPath: parent.path) else {
-            throw LatheError.fileAccess(path: parent.path, reason: "the report's directory is missing or not writable")
-        }
+        // What the report's own atomic write would refuse, found now.
+        try AtomicOutput.check(URL(fileURLWithPath: path), overwrite: force)
     }
 }

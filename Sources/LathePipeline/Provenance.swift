@@ -8,10 +8,11 @@ import LatheCore
 public enum Provenance {
     public static let metadataKey = "lathe.manifest"
 
-    /// `inputDigests` (from `digests(_:)`) may be passed when the caller already computed them.
+    /// `inputDigests` (from `digests(_:)`) and `calibrationTextDigest` may be passed when the caller
+    /// already computed them.
     public static func manifest(
         recipe: Recipe, input: URL, inputDigests: [JSONValue]? = nil, calibrationText: URL? = nil,
-        calibrationStatistics: URL? = nil, seed: UInt64,
+        calibrationTextDigest: String? = nil, calibrationStatistics: URL? = nil, seed: UInt64,
         graph: ModelGraph, verification: JSONValue? = nil
     ) throws -> JSONValue {
         var fields: [(key: String, value: JSONValue)] = [
@@ -37,13 +38,18 @@ public enum Provenance {
             ("seed", .number(String(seed))),
             ("inputs", .array(try inputDigests ?? digests(input))),
         ]
-        for (key, file) in [("calibration_text", calibrationText), ("calibration_statistics", calibrationStatistics)] {
+        // A digest the caller already computed is not computed again.
+        for (key, file, digest) in [
+            ("calibration_text", calibrationText, calibrationTextDigest),
+            ("calibration_statistics", calibrationStatistics, nil),
+        ] {
             guard let file else { continue }
             fields.append(
                 (
                     key,
                     .object([
-                        ("name", .string(file.lastPathComponent)), ("sha256", .string(try SHA256.file(file.path))),
+                        ("name", .string(file.lastPathComponent)),
+                        ("sha256", .string(try digest ?? SHA256.file(file.path))),
                     ])
                 ))
         }

@@ -61,6 +61,23 @@ func logSoftmax(_ row: UnsafeBufferPointer<Float>) -> [Double] {
     return row.map { Double($0) - logSum }
 }
 
+/// Refuses a text too short for the protocol: llama-perplexity's two chunks, or one whole chunk
+/// when every token is scored.
+func requireEnoughTokens(_ count: Int, context: Int, scoring: PerplexityProtocol) throws {
+    guard context >= 4, count >= 2 * context || (scoring == .all && count >= context) else {
+        throw LatheError.invalidValue(
+            field: "text", value: "\(count) tokens",
+            expected: "at least \(scoring == .all ? context : 2 * context) tokens for --ctx \(context)")
+    }
+}
+
+/// NaN or infinite logits: an error, so a broken model never scores (KL 0, PPL nan) as a result.
+func nonFiniteLogits(_ subject: String, at place: String) -> LatheError {
+    .invalidValue(
+        field: subject, value: "logits that are not finite (NaN or infinity) at \(place)",
+        expected: "finite logits: the model computes NaN or infinity there")
+}
+
 /// Chunk `chunk` of `context` tokens, its first token replaced by `start` when given.
 func evaluationWindow(_ tokens: [Int], chunk: Int, context: Int, start: Int?) -> [Int] {
     var window = Array(tokens[(chunk * context)..<((chunk + 1) * context)])
@@ -77,11 +94,7 @@ public enum Perplexity {
         _ session: LlamaSession, tokens: [Int], context: Int, maxChunks: Int?, protocol scoring: PerplexityProtocol,
         windowStart: Int? = nil, diagnostics: Diagnostics = .silent
     ) throws -> PerplexityResult {
-        guard context >= 4, tokens.count >= 2 * context || (scoring == .all && tokens.count >= context) else {
-            throw LatheError.invalidValue(
-                field: "text", value: "\(tokens.count) tokens",
-                expected: "at least \(scoring == .all ? context : 2 * context) tokens for --ctx \(context)")
-        }
+        try requireEnoughTokens(tokens.count, context: context, scoring: scoring)
         let available = tokens.count / context
         let chunks = min(available, maxChunks ?? available)
         let vocab = session.weights.config.vocabSize
@@ -101,9 +114,7 @@ public enum Perplexity {
                 }
             }
             guard accumulator.sum.isFinite else {
-                throw LatheError.invalidValue(
-                    field: "the model's output", value: "logits that are not finite at chunk \(chunk + 1)",
-                    expected: "finite logits: the model computes NaN or infinity there")
+                throw nonFiniteLogits("the model's output", at: "chunk \(chunk + 1)")
             }
             diagnostics.progress(
                 .verifying, fraction: Double(chunk + 1) / Double(chunks),

@@ -65,12 +65,7 @@ public enum Verifier {
                     expected: "the base's vocab \(bc.vocabSize), hidden \(bc.hiddenSize), \(bc.layerCount) layers")
             }
         }
-        // As Perplexity.evaluate: llama-perplexity's two chunks, or one whole chunk when every token is scored.
-        guard context >= 4, tokens.count >= 2 * context || (scoring == .all && tokens.count >= context) else {
-            throw LatheError.invalidValue(
-                field: "text", value: "\(tokens.count) tokens",
-                expected: "at least \(scoring == .all ? context : 2 * context) tokens for --ctx \(context)")
-        }
+        try requireEnoughTokens(tokens.count, context: context, scoring: scoring)
         let available = tokens.count / context
         let chunks = min(available, maxChunks ?? available)
         let vocab = bc.vocabSize
@@ -94,9 +89,7 @@ public enum Verifier {
             }
             for (offset, row) in rows.enumerated() { baseNLL.add(-baseLog[offset][window[row + 1]]) }
             guard baseNLL.sum.isFinite else {
-                throw LatheError.invalidValue(
-                    field: "the base model's output", value: "logits that are not finite at chunk \(chunk + 1)",
-                    expected: "finite logits: the model computes NaN or infinity there")
+                throw nonFiniteLogits("the base model's output", at: "chunk \(chunk + 1)")
             }
             for (index, candidate) in candidates.enumerated() {
                 candidate.reset()
@@ -144,10 +137,9 @@ public enum Verifier {
                     }
                 }
                 if let row = nonFinite {
-                    throw LatheError.invalidValue(
-                        field: candidates.count > 1 ? "candidate \(index + 1)'s output" : "the candidate's output",
-                        value: "logits that are not finite (NaN or infinity) at chunk \(chunk + 1), position \(row)",
-                        expected: "finite logits: the model computes NaN or infinity there")
+                    throw nonFiniteLogits(
+                        candidates.count > 1 ? "candidate \(index + 1)'s output" : "the candidate's output",
+                        at: "chunk \(chunk + 1), position \(row)")
                 }
             }
             let first = tallies[0].kl
