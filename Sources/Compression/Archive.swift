@@ -54,9 +54,13 @@ public enum Archive {
         return members
     }
 
-    /// Extracts every member under `destination` (created if needed) and returns their relative paths.
+    /// Extracts the members under `destination` (created if needed) and returns their relative paths.
+    /// Files for which `include` is false are skipped (their data is never written); directories and
+    /// links are always made.
     @discardableResult
-    public static func extract(_ url: URL, to destination: URL) throws -> [String] {
+    public static func extract(
+        _ url: URL, to destination: URL, include: (String) -> Bool = { _ in true }
+    ) throws -> [String] {
         let fileManager = FileManager.default
         try fileManager.createDirectory(at: destination, withIntermediateDirectories: true)
         var extracted: [String] = []
@@ -64,23 +68,28 @@ public enum Archive {
         // (`ArchiveLinkGuard.finish`): until then nothing on disk points anywhere.
         var symbolicLinks: [(path: String, target: String)] = []
         try read(url) { member, readData in
+            if case .file = member.kind, !include(member.path) { return }
             let target = destination.appendingPathComponent(member.path)
-            try fileManager.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
-            switch member.kind {
-            case .directory:
-                try fileManager.createDirectory(at: target, withIntermediateDirectories: true)
-            case .file:
-                guard fileManager.createFile(atPath: target.path, contents: nil) else {
-                    throw CompressionError.archive(path: target.path, reason: "cannot create file")
+            do {
+                try fileManager.createDirectory(
+                    at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
+                switch member.kind {
+                case .directory:
+                    try fileManager.createDirectory(at: target, withIntermediateDirectories: true)
+                case .file:
+                    try writeFile(at: target.path, readData)
+                case .symbolicLink(let linkTarget):
+                    symbolicLinks.append((target.path, linkTarget))
+                case .hardLink(let linkTarget):
+                    // A regular file already extracted (`ArchiveLinkGuard`): link(2), never a copy.
+                    try fileManager.linkItem(at: destination.appendingPathComponent(linkTarget), to: target)
                 }
-                let handle = try FileHandle(forWritingTo: target)
-                defer { try? handle.close() }
-                try readData { chunk in handle.write(Data(chunk)) }
-            case .symbolicLink(let linkTarget):
-                symbolicLinks.append((target.path, linkTarget))
-            case .hardLink(let linkTarget):
-                // A regular file already extracted (`ArchiveLinkGuard`): link(2), never a copy.
-                try fileManager.linkItem(at: destination.appendingPathComponent(linkTarget), to: target)
+            } catch let error as CompressionError {
+                throw error
+            } catch {
+                // Foundation's message names the scratch directory, which the user never chose.
+                throw CompressionError.archive(
+                    path: url.path, reason: "member '\(member.path)': cannot extract it: \(error.localizedDescription)")
             }
             extracted.append(member.path)
         }
@@ -152,6 +161,19 @@ public enum Archive {
         try check(archive_write_close(writer))
     }
 
+    /// A new file at `path` (refused if anything is there) holding the member's data.
+    private static func writeFile(
+        at path: String, _ readData: (_ sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Void
+    ) throws {
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else {
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: String(cString: strerror(errno))])
+        }
+        let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
+        try readData { chunk in try handle.write(contentsOf: Data(chunk)) }
+        try handle.close()
+    }
+
     // MARK: - Reading
 
     /// Calls `body` for each member with a function that streams that member's data.
@@ -169,6 +191,11 @@ public enum Archive {
         func failure() -> CompressionError {
             .archive(
                 path: path, reason: archive_error_string(reader).map { String(cString: $0) } ?? "unreadable archive")
+        }
+        // libarchive would open a FIFO and wait for a writer; only regular files are archives here.
+        var status = stat()
+        guard stat(path, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG else {
+            throw CompressionError.archive(path: path, reason: "not a regular file")
         }
         guard archive_read_open_filename(reader, path, 1 << 16) == ARCHIVE_OK else { throw failure() }
         var entry: OpaquePointer?
@@ -188,7 +215,13 @@ public enum Archive {
                 while true {
                     let result = archive_read_data_block(reader, &block, &size, &offset)
                     if result == ARCHIVE_EOF { break }
-                    guard result >= ARCHIVE_WARN else { throw failure() }
+                    // A warning here is damage (a zip member's CRC does not match): never extracted.
+                    guard result == ARCHIVE_OK else {
+                        throw CompressionError.archive(
+                            path: path,
+                            reason: "member '\(name)': "
+                                + (archive_error_string(reader).map { String(cString: $0) } ?? "unreadable data"))
+                    }
                     if size > 0, let block { try sink(UnsafeRawBufferPointer(start: block, count: size)) }
                 }
             }

@@ -17,7 +17,9 @@ struct GGUFTensorRecord: Equatable {
 struct GGUFHeader {
     static let defaultAlignment = 32
     static let maxStringLength = 1 << 30
-    static let maxArrayCount = 1 << 30
+    /// 16 Mi elements: 64 times the largest vocabularies (token lists, scores and merges are the
+    /// largest arrays models carry), and at most about 400 MB as values.
+    static let maxArrayCount = 1 << 24
     static let maxNameLength = 63
 
     var version: UInt32
@@ -197,6 +199,17 @@ struct ByteCursor {
         return string
     }
 
+    /// The fewest bytes a value of `type` takes in the file (a string: its 8-byte length).
+    static func smallestSize(of type: MetadataType) -> Int {
+        switch type {
+        case .uint8, .int8, .bool: 1
+        case .uint16, .int16: 2
+        case .uint32, .int32, .float32: 4
+        case .uint64, .int64, .float64, .string: 8
+        case .array: 12
+        }
+    }
+
     mutating func readValue(_ type: MetadataType, field: String) throws(GGUFError) -> MetadataValue {
         switch type {
         case .uint8: return .uint8(try read(UInt8.self, field))
@@ -224,7 +237,13 @@ struct ByteCursor {
             guard element != .array else {
                 throw GGUFError(path: path, field: field, problem: "nested arrays are not allowed")
             }
-            let count = try readCount(field, limit: min(GGUFHeader.maxArrayCount, bytes.count - offset))
+            let count = try readCount(field, limit: (bytes.count - offset) / Self.smallestSize(of: element))
+            guard count <= GGUFHeader.maxArrayCount else {
+                // Held as values, an element takes 24 bytes or more whatever its size in the file.
+                throw GGUFError(
+                    path: path, field: field,
+                    problem: "array of \(count) elements; Lathe reads at most \(GGUFHeader.maxArrayCount) per array")
+            }
             var values: [MetadataValue] = []
             values.reserveCapacity(count)
             for _ in 0..<count { values.append(try readValue(element, field: field)) }

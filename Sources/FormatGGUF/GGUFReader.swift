@@ -71,11 +71,10 @@ public enum LlamaLayout {
             {
                 let rows = tensor.info.shape.dimensions.first ?? 0
                 guard heads > 0, rows % heads == 0, (rows / heads) % 2 == 0 else {
-                    throw LatheError.inTensor(
-                        tensor.name,
-                        .invalidShape(
-                            tensor.info.shape.dimensions,
-                            reason: "\(rows) rows do not split into \(heads) heads of even size"))
+                    throw LatheError.problem(
+                        graph.source,
+                        reason: "tensor '\(tensor.name)': \(rows) rows do not split into \(heads) heads of even size "
+                            + "(shape \(tensor.info.shape); check the head counts in the config)")
                 }
                 let order = LlamaTensorNames.rowPermutation(rows: rows, heads: heads, toGGUF: naming == .gguf)
                 converted = LlamaTensorNames.permuteRows(tensor, permutation: order, renamedTo: newName)

@@ -18,14 +18,47 @@ enum HFConfig {
             }
             return fallback
         }
-        let modelType = json["model_type"]?.stringValue ?? "llama"
+        // Optional fields: absent or null takes the default, but a value of the wrong type is an
+        // error (a quoted "500000" for rope_theta must not become the default 10000).
+        func present(_ object: JSONValue, _ key: String) -> JSONValue? {
+            guard let value = object[key], value != .null else { return nil }
+            return value
+        }
+        func number(_ object: JSONValue, _ key: String, field: String? = nil) throws -> Double? {
+            guard let value = present(object, key) else { return nil }
+            guard let number = value.doubleValue, number.isFinite else {
+                throw SafetensorsError(
+                    path: path, rule: .invalidConfig, field: field ?? key,
+                    problem: "must be a finite number, got \(value.serialized())")
+            }
+            return number
+        }
+        func string(_ object: JSONValue, _ key: String, field: String? = nil) throws -> String? {
+            guard let value = present(object, key) else { return nil }
+            guard let text = value.stringValue else {
+                throw SafetensorsError(
+                    path: path, rule: .invalidConfig, field: field ?? key,
+                    problem: "must be a string, got \(value.serialized())")
+            }
+            return text
+        }
+        func bool(_ key: String) throws -> Bool? {
+            guard let value = present(json, key) else { return nil }
+            guard let flag = value.boolValue else {
+                throw SafetensorsError(
+                    path: path, rule: .invalidConfig, field: key,
+                    problem: "must be true or false, got \(value.serialized())")
+            }
+            return flag
+        }
+        let modelType = try string(json, "model_type") ?? "llama"
         guard ["llama", "mistral"].contains(modelType) else {
             throw SafetensorsError(
                 path: path, rule: .unsupported, field: "model_type",
                 problem: "'\(modelType)' is not a Llama-family model")
         }
         for (key, expected) in [("hidden_act", "silu")] {
-            if let value = json[key]?.stringValue, value != expected {
+            if let value = try string(json, key), value != expected {
                 throw SafetensorsError(
                     path: path, rule: .unsupported, field: key,
                     problem: "'\(value)' is not supported (only \(expected))")
@@ -40,23 +73,30 @@ enum HFConfig {
             guard let type = parameters["rope_type"]?.stringValue, type != "default" else { return nil }
             return parameters
         }
-        if let object = json["rope_scaling"].flatMap({ $0 == .null ? nil : $0 }) ?? folded {
-            let type = object["rope_type"]?.stringValue ?? object["type"]?.stringValue ?? "linear"
+        if let object = present(json, "rope_scaling") ?? folded {
+            guard case .object = object else {
+                throw SafetensorsError(
+                    path: path, rule: .invalidConfig, field: "rope_scaling",
+                    problem: "must be an object, got \(object.serialized())")
+            }
+            let type =
+                try string(object, "rope_type", field: "rope_scaling.rope_type")
+                ?? string(object, "type", field: "rope_scaling.type") ?? "linear"
             scaling = LlamaConfig.RopeScaling(
-                type: type, factor: object["factor"]?.doubleValue ?? 1,
+                type: type, factor: try number(object, "factor", field: "rope_scaling.factor") ?? 1,
                 originalContextLength: object["original_max_position_embeddings"]?.intValue,
-                lowFrequencyFactor: object["low_freq_factor"]?.doubleValue,
-                highFrequencyFactor: object["high_freq_factor"]?.doubleValue)
+                lowFrequencyFactor: try number(object, "low_freq_factor", field: "rope_scaling.low_freq_factor"),
+                highFrequencyFactor: try number(object, "high_freq_factor", field: "rope_scaling.high_freq_factor"))
         }
         return LlamaConfig(
             architecture: "llama", hiddenSize: hidden, layerCount: try int("num_hidden_layers"), headCount: heads,
             kvHeadCount: try int("num_key_value_heads", default: heads),
             headDim: try int("head_dim", default: hidden / max(heads, 1)),
-            ffnSize: try int("intermediate_size"), normEpsilon: json["rms_norm_eps"]?.doubleValue ?? 1e-6,
-            ropeBase: rope["rope_theta"]?.doubleValue ?? 10_000, ropeScaling: scaling,
+            ffnSize: try int("intermediate_size"), normEpsilon: try number(json, "rms_norm_eps") ?? 1e-6,
+            ropeBase: try number(rope, "rope_theta") ?? 10_000, ropeScaling: scaling,
             vocabSize: try int("vocab_size", default: 32_000),
             contextLength: try int("max_position_embeddings", default: 2048),
-            tiedEmbeddings: json["tie_word_embeddings"]?.boolValue ?? false)
+            tiedEmbeddings: try bool("tie_word_embeddings") ?? false)
     }
 
     /// `config.json` for `config`: the original file's entries (when kept) with the mapped fields updated.

@@ -86,7 +86,7 @@ public struct ConversionPlan {
         }
         if fallbacks > 0 {
             diagnostics.warning(
-                "\(fallbacks) tensor(s) dequantized to F32: \(writerID) cannot store their encoding (choose with --type)"
+                "\(fallbacks) tensor(s) dequantized to F32: \(writerID) cannot store their encoding (choose one with --type, or with a cast or quantize-ggml step in a recipe)"
             )
         }
         return result

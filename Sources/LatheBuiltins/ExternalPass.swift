@@ -104,9 +104,8 @@ public struct ExternalPass: ModelPass {
     }
 
     private func failure(_ problem: String) -> LatheError {
-        .invalidValue(
-            field: "pass 'external' (\(command.joined(separator: " ")))", value: problem,
-            expected: "a reply following \(Self.protocolVersion)")
+        .problem(
+            "pass 'external' (\(command.joined(separator: " ")), protocol \(Self.protocolVersion))", reason: problem)
     }
 
     /// Runs the program with one request and returns its reply.

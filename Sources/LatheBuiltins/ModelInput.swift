@@ -25,9 +25,11 @@ public enum ModelInput {
         var prefix: [UInt8] = []
         var isDirectory: ObjCBool = false
         _ = FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory)
-        if !isDirectory.boolValue, let handle = FileHandle(forReadingAtPath: url.path) {
-            prefix = [UInt8]((try? handle.read(upToCount: 64)) ?? Data())
-            try? handle.close()
+        if !isDirectory.boolValue, FileManager.default.fileExists(atPath: url.path) {
+            // Mapped, not read through a handle: a FIFO is refused as "not a regular file" instead
+            // of waiting for a writer.
+            let file = try MappedFile(path: url.path)
+            prefix = try file.withBytes(offset: 0, length: min(64, file.size)) { Array($0) }
         }
         guard let reader = registry.detectReader(for: url, prefix: prefix) else {
             let known = registry.entries.filter { $0.kind == .reader }.map(\.id).joined(separator: ", ")
@@ -55,6 +57,9 @@ public enum ModelInput {
     /// model inside and its name as users see it (`archive#member`, or the archive for an HF
     /// directory at its root), then removes the directory. Errors `body` throws name that, not the
     /// temporary path, which is gone by the time anyone reads them.
+    /// The files a model in an archive can consist of.
+    static let modelFileExtensions = ["gguf", "safetensors", "lpack", "json"]
+
     public static func withExtractedModel<T>(
         _ url: URL, registry: Registry = LatheBuiltins.registry, _ body: (URL, String) throws -> T
     ) throws -> T {
@@ -65,7 +70,12 @@ public enum ModelInput {
             try? FileManager.default.removeItem(at: scratch)
             InterruptCleanup.unregister(scratch)
         }
-        try Archive.extract(url, to: scratch)
+        // Only what a model can be made of is written out (weights, JSON configs and tokenizers): a
+        // README, a dataset or a decompression bomb beside the model costs no disk.
+        try Archive.extract(url, to: scratch) { member in
+            let name = member.lowercased()
+            return Self.modelFileExtensions.contains { name.hasSuffix("." + $0) }
+        }
         let model = try locateModel(in: scratch, archive: url, registry: registry)
         let name = url.path + (model == scratch ? "" : "#" + model.path.dropFirst(scratch.path.count + 1))
         do {

@@ -32,6 +32,16 @@ public enum ModelIntegrity {
             }
         }
         let graph = try ModelInput.open(url, format: format, registry: registry)
+        // What the runtime and the passes would refuse is damage too: the config's sizes, and the
+        // quantization and online-transform records a quantized model carries.
+        if graph.config != nil {
+            let config = try graph.llamaConfig()
+            do {
+                try QuantizationScheme(metadata: graph.metadata).validate(for: config)
+                _ = try OnlineTransforms(metadata: graph.metadata)
+                _ = try SubspaceLayout(metadata: graph.metadata)
+            } catch { throw LatheError.problem(url.path, reason: error.errorDescription ?? "\(error)") }
+        }
         var report = IntegrityReport(
             path: url.path, format: graph.sourceFormat, tensors: graph.tensors.count, checksummed: 0, checkedBytes: 0,
             nonFinite: [:])

@@ -16,7 +16,9 @@ struct Calibrate: ParsableCommand {
             is documented in formats/calibration.md, so statistics can be reused by other recipes or produced \
             by another engine. Calibrate on the validation split, never on the text you evaluate on.
 
-            Example: lathe calibrate model.gguf --text data/wikitext-2/wiki.valid.tokens --windows 32 -o stats.safetensors
+            Example:
+              lathe calibrate model.gguf --text data/wikitext-2/wiki.valid.tokens \\
+                  --windows 32 -o stats.safetensors
             """
     )
 
@@ -90,7 +92,7 @@ struct Calibrate: ParsableCommand {
             graph, to: URL(fileURLWithPath: output),
             options: WriteOptions(overwrite: force, diagnostics: printer.diagnostics))
         print(
-            "wrote \(report.path): \(statistics.count) statistics over \(windows) windows of \(length) tokens "
+            "wrote \(report.path): \(statistics.count) statistics over \(counted(windows, "window")) of \(length) tokens "
                 + "(\(formatBytes(report.bytesWritten))) in \(String(format: "%.1f", Date().timeIntervalSince(started))) s"
         )
     }

@@ -16,7 +16,8 @@ struct Check: ParsableCommand {
 
             Exit status: 0 when intact, 1 with one line naming the damage otherwise.
 
-            Example: lathe check smollm2-resq.lpack --values
+            Example:
+              lathe check smollm2-resq.lpack --values
             """
     )
 
@@ -34,9 +35,12 @@ struct Check: ParsableCommand {
                     ("path", .string(report.path)), ("format", .string(report.format)),
                     ("tensors", .int(report.tensors)), ("checksummed", .int(report.checksummed)),
                     ("checked_bytes", .int(report.checkedBytes)),
+                    // null when the values were not decoded (without --values): not checked is not "none found".
                     (
                         "non_finite",
-                        .object(report.nonFinite.sorted { $0.key < $1.key }.map { ($0.key, .int($0.value)) })
+                        values
+                            ? .object(report.nonFinite.sorted { $0.key < $1.key }.map { ($0.key, .int($0.value)) })
+                            : .null
                     ),
                 ]))
         } else {
@@ -45,6 +49,7 @@ struct Check: ParsableCommand {
                 ? "\(report.checksummed) checksums verified over \(formatBytes(report.checkedBytes))"
                 : "no stored checksums in \(report.format)"
             print("\(report.path): \(report.format), \(report.tensors) tensors, \(checksums)")
+            if values, report.nonFinite.isEmpty { print("  every value is finite") }
             for (name, count) in report.nonFinite.sorted(by: { $0.key < $1.key }) {
                 print("  \(name): \(count) non-finite values")
             }

@@ -83,6 +83,9 @@ func formatBytes(_ bytes: Int) -> String {
     return "\(bytes) B"
 }
 
+/// "1 chunk", "2 chunks": a count with its noun in the right number (English plurals in -s).
+func counted(_ count: Int, _ noun: String) -> String { "\(count) \(noun)\(count == 1 ? "" : "s")" }
+
 /// Programs a recipe's `external` steps may run: none unless named here.
 struct ExternalPassOptions: ParsableArguments {
     @Option(

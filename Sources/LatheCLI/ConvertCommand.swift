@@ -28,7 +28,8 @@ struct Convert: ParsableCommand {
             Examples:
               lathe convert model.gguf -o model.safetensors
               lathe convert model.safetensors -o model-f16.gguf --type f16
-              lathe convert model.gguf -o model-q8.gguf --type q8_0 --tensor-type 'token_embd=f16'
+              lathe convert model.gguf -o model-q8.gguf --type q8_0 \\
+                  --tensor-type 'token_embd=f16'
               lathe convert model.gguf -o smollm2-hf --to hf
               lathe convert model.gguf --recipe resq-w4a4kv4 -o smollm2-resq.lpack
             """
@@ -113,6 +114,8 @@ struct Convert: ParsableCommand {
         var source = try ModelInput.open(
             URL(fileURLWithPath: input), format: inputOptions.format,
             options: ReadOptions(diagnostics: printer.diagnostics), registry: LatheEnvironment.registry)
+        let reportTokens = try htmlReport.map { _ in try reportTextTokens(source, evaluation: loadedRecipe?.evaluation)
+        }
         // Tensors the passes compute wait beside the output, mapped, not in memory.
         source.spill = SpillStore(
             directory: outputURL.deletingLastPathComponent(), prefix: outputURL.lastPathComponent)
@@ -162,10 +165,10 @@ struct Convert: ParsableCommand {
                             overwrite: force, diagnostics: printer.diagnostics, parameters: parameters))
                 ))
         }
-        if let htmlReport {
+        if let htmlReport, let reportTokens {
             try writeReport(
-                to: URL(fileURLWithPath: htmlReport), output: outputURL, evaluation: loadedRecipe?.evaluation,
-                printer: printer)
+                to: URL(fileURLWithPath: htmlReport), output: outputURL, tokens: reportTokens,
+                evaluation: loadedRecipe?.evaluation, printer: printer)
         }
         let seconds = Date().timeIntervalSince(started)
         if json {
@@ -220,6 +223,9 @@ struct Convert: ParsableCommand {
                 throw UsageError("\(flag) needs --recipe (it concerns the recipe's steps and manifest)")
             }
         }
+        if recipe == nil, !external.programs.isEmpty {
+            throw UsageError("--allow-external needs --recipe (it lets the recipe's external steps run)")
+        }
         if resume, workDir == nil {
             throw UsageError("--resume needs --work-dir (the directory holding the checkpoints)")
         }
@@ -240,15 +246,34 @@ struct Convert: ParsableCommand {
         }
     }
 
+    /// The report's text, tokenized with the input's tokenizer before anything is converted: a text
+    /// too short for one window must not cost a conversion.
+    func reportTextTokens(_ source: ModelGraph, evaluation: Recipe.Evaluation?) throws -> [Int] {
+        guard let description = source.tokenizer else {
+            throw LatheError.missingField(
+                "tokenizer", in: "\(input) (--report runs the model, which needs its tokenizer)")
+        }
+        let text = reportText ?? evaluation?.text ?? Self.defaultReportText
+        let tokens = try BPETokenizer(description).encodeFile(URL(fileURLWithPath: text), purpose: "report text")
+        let context = evaluation?.ctx ?? 512
+        guard tokens.count >= 2 * context else {
+            throw UsageError(
+                "--report verifies on windows of \(context) tokens, scoring their second halves, so it needs at least \(2 * context) tokens of text; \(text) has \(tokens.count)"
+            )
+        }
+        return tokens
+    }
+
     /// The written output against the input, side by side on the evaluation text, as an HTML report.
-    func writeReport(to url: URL, output: URL, evaluation: Recipe.Evaluation?, printer: StderrDiagnostics) throws {
+    func writeReport(
+        to url: URL, output: URL, tokens: [Int], evaluation: Recipe.Evaluation?, printer: StderrDiagnostics
+    ) throws {
         BLAS.threadCount = 1
         let threads = max(1, RuntimeOptions.defaultThreadCount)
         let base = try LoadedModel(input, format: inputOptions.format, diagnostics: printer.diagnostics)
         let candidate = try LoadedModel(output.path, format: nil, diagnostics: printer.diagnostics)
         let text = reportText ?? evaluation?.text ?? Self.defaultReportText
         let context = evaluation?.ctx ?? 512
-        let tokens = try base.tokenizer.encodeFile(URL(fileURLWithPath: text), purpose: "report text")
         let result = try Verifier.compare(
             base: LlamaSession(weights: base.weights, maxContext: context, threads: threads),
             candidate: LlamaSession(weights: candidate.weights, maxContext: context, threads: threads),

@@ -7,6 +7,13 @@ import LatheRuntime
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure a model (today: perplexity on a text).",
+        discussion: """
+            To compare a converted model with its original (KL divergence, top-1 agreement, both \
+            perplexities), use `lathe verify`.
+
+            Example:
+              lathe eval ppl model.gguf --text data/wikitext-2/wiki.test.raw --chunks 40
+            """,
         subcommands: [PerplexityCommand.self]
     )
 }
@@ -19,9 +26,13 @@ struct PerplexityCommand: ParsableCommand {
         discussion: """
             The whole text is tokenized in one call and cut into non-overlapping chunks of --ctx tokens, each \
             evaluated with a fresh cache. With --protocol llama (llama-perplexity's) the second half of each \
-            chunk is scored; with --protocol all every prediction is. Weights are decoded to F32 once.
+            chunk is scored; with --protocol all every prediction is. Weights are loaded once: packed matrices, and F16 \
+            matrices not stacked with others (q/k/v and gate/up are joined in F32), run in place; the rest is \
+            decoded to F32.
 
-            Example: lathe eval ppl model.gguf --text data/wikitext-2/wiki.test.raw --ctx 512 --chunks 40
+            Example:
+              lathe eval ppl model.gguf --text data/wikitext-2/wiki.test.raw \\
+                  --ctx 512 --chunks 40
             """
     )
 
@@ -56,9 +67,9 @@ struct PerplexityCommand: ParsableCommand {
         } else {
             print(
                 String(
-                    format: "PPL = %.4f ± %.4f  (%d chunks of %d, %d scored tokens of %d, protocol %@, %.1f tokens/s)",
-                    result.perplexity, result.standardError, result.chunks, text.ctx, result.scoredTokens, tokens.count,
-                    text.protocol, result.tokensPerSecond))
+                    format: "PPL = %.4f ± %.4f  (%@ of %d, %d scored tokens of %d, protocol %@, %.1f tokens/s)",
+                    result.perplexity, result.standardError, counted(result.chunks, "chunk"), text.ctx,
+                    result.scoredTokens, tokens.count, text.protocol, result.tokensPerSecond))
         }
     }
 }

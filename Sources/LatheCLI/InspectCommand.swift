@@ -100,20 +100,50 @@ struct ModelSummary {
                 + "\(elements) weights, \(formatBytes(bytes)), \(String(format: "%.3f", bitsPerWeight)) bits/weight")
         if let metadata {
             lines.append("")
-            for (key, value) in metadata { lines.append("  \(key) [\(value.type)] = \(value.summary)") }
+            for (key, value) in metadata {
+                // Names and values come from the file: escaped, so they cannot drive the terminal.
+                lines.append(
+                    "  \(key.escapingControlCharacters) [\(value.type)] = \(value.summary.escapingControlCharacters)")
+            }
         }
         if showTensors {
             lines.append("")
-            let width = graph.tensors.map(\.name.count).max() ?? 0
-            for tensor in graph.tensors {
+            // Columns as wide as their longest entry: packed encodings read like PACKED4/8x2.
+            let names = graph.tensors.map(\.name.escapingControlCharacters)
+            let width = names.map(\.count).max() ?? 0
+            let dtypeWidth = max(8, 1 + (graph.tensors.map { "\($0.info.dtype)".count }.max() ?? 0))
+            let shapeWidth = max(16, 1 + (graph.tensors.map { "\($0.info.shape)".count }.max() ?? 0))
+            for (tensor, name) in zip(graph.tensors, names) {
                 let bytes = (try? tensor.info.byteCount()) ?? 0
                 lines.append(
-                    "  " + tensor.name.padding(toLength: width + 2, withPad: " ", startingAt: 0)
-                        + "\(tensor.info.dtype)".padding(toLength: 8, withPad: " ", startingAt: 0)
-                        + "\(tensor.info.shape)".padding(toLength: 16, withPad: " ", startingAt: 0) + "\(bytes)")
+                    "  " + name.padding(toLength: width + 2, withPad: " ", startingAt: 0)
+                        + "\(tensor.info.dtype)".padding(toLength: dtypeWidth, withPad: " ", startingAt: 0)
+                        + "\(tensor.info.shape)".padding(toLength: shapeWidth, withPad: " ", startingAt: 0)
+                        + "\(bytes)")
             }
         }
-        return lines.joined(separator: "\n")
+        // Every string above may come from the file: none may drive the terminal.
+        return lines.map(\.escapingControlCharacters).joined(separator: "\n")
+    }
+
+    /// The whole value as a script reads it: numbers as JSON numbers (null when not finite), text
+    /// and flags as themselves, arrays element by element. The text view's `summary` shortens them.
+    static func plainJSON(_ value: MetadataValue) -> JSONValue {
+        switch value {
+        case .uint8(let v): .number("\(v)")
+        case .int8(let v): .number("\(v)")
+        case .uint16(let v): .number("\(v)")
+        case .int16(let v): .number("\(v)")
+        case .uint32(let v): .number("\(v)")
+        case .int32(let v): .number("\(v)")
+        case .uint64(let v): .number("\(v)")
+        case .int64(let v): .number("\(v)")
+        case .float32(let v): .number("\(v)")
+        case .float64(let v): .number("\(v)")
+        case .bool(let v): .bool(v)
+        case .string(let v): .string(v)
+        case .array(_, let values): .array(values.map(plainJSON))
+        }
     }
 
     private func token(_ t: TokenizerDescription, _ id: Int) -> String {
@@ -162,11 +192,15 @@ struct ModelSummary {
                 (
                     "metadata",
                     .object(
-                        metadata.map {
-                            (
-                                $0.key,
-                                .object([("type", .string("\($0.value.type)")), ("value", .string($0.value.summary))])
-                            )
+                        metadata.map { entry -> (key: String, value: JSONValue) in
+                            var described: [(key: String, value: JSONValue)] = [
+                                ("type", .string("\(entry.value.type)"))
+                            ]
+                            if case .array(let element, _) = entry.value {
+                                described.append(("element", .string("\(element)")))
+                            }
+                            described.append(("value", Self.plainJSON(entry.value)))
+                            return (entry.key, .object(described))
                         })
                 ))
         }

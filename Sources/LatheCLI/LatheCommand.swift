@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import LatheBuiltins
 import LatheCore
 import LinearAlgebra
@@ -38,7 +39,21 @@ public struct LatheCommand: ParsableCommand {
 /// Parses the process arguments and runs the command (the executable's whole job).
 public func main() {
     BLAS.stopIdleThreads()
-    LatheCommand.main()
+    let command: any ParsableCommand
+    do { command = try LatheCommand.parseAsRoot() } catch { LatheCommand.exit(withError: error) }
+    do {
+        var running = command
+        try running.run()
+    } catch let error where error is ExitCode || error is CleanExit || error is ValidationError {
+        LatheCommand.exit(withError: error)
+    } catch {
+        // Lathe's own errors: one line, whatever the file they quote holds (names with line breaks
+        // or escape sequences, a YAML parser's multi-line context), and not a page long.
+        var message = LatheCommand.message(for: error).escapingControlCharacters
+        if message.count > 2000 { message = String(message.prefix(1997)) + "…" }
+        FileHandle.standardError.write(Data("Error: \(message)\n".utf8))
+        Foundation.exit(LatheCommand.exitCode(for: error).rawValue)
+    }
 }
 
 /// Runs the CLI with a registry extended by an in-process plugin (see Examples/InProcessPlugin).

@@ -15,7 +15,8 @@ struct Plan: ParsableCommand {
             output cannot store is an error rather than a silent F32 fallback (--no-strict allows it).
 
             RECIPE is a built-in name (see `lathe recipes`) or a YAML/JSON file.
-            Example: lathe plan q4_0 model.gguf
+            Example:
+              lathe plan q4_0 model.gguf
             """
     )
 
@@ -155,7 +156,19 @@ struct Plan: ParsableCommand {
 
 /// `lathe recipes`: the built-in recipes.
 struct Recipes: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List the built-in recipes.")
+    static let configuration = CommandConfiguration(
+        abstract: "List the built-in recipes.",
+        discussion: """
+            A recipe is a pipeline of passes with its outputs, calibration and evaluation settings. Give its \
+            name (or a YAML recipe file of your own: the recipe schema is in the LatheCore documentation) to \
+            `lathe plan` to see what it would do to a model, and to `lathe convert --recipe` to run it.
+
+            Examples:
+              lathe recipes
+              lathe plan resq-w4a4kv4 model.gguf
+              lathe convert model.gguf --recipe resq-w4a4kv4 -o model-resq.lpack
+            """
+    )
 
     @Flag(help: "Print JSON.") var json = false
 

@@ -7,7 +7,14 @@ import LatheCore
 struct Plugins: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List the registered format readers, writers and passes.",
-        discussion: "Each line shows the kind, the id used in commands and recipes, and what it does."
+        discussion: """
+            Each line shows the kind, the id used in commands and recipes, and what it does. Reader and \
+            writer ids go to --from and --to; pass ids are a recipe step's `pass`.
+
+            Examples:
+              lathe plugins
+              lathe plugins --json
+            """
     )
 
     @Flag(help: "Print a JSON array instead of a table.")

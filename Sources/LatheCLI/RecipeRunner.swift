@@ -30,10 +30,7 @@ struct RecipeRunner {
                         "no statistics file in a recipe with a calibrate step (that step measures the model as it stands then)"
                 )
             }
-            guard let config = source.config else {
-                throw LatheError.missingField(
-                    "Llama config", in: "\(source.source) (calibration statistics need head_dim)")
-            }
+            let config = try source.llamaConfig()
             let graph = try ModelInput.open(
                 URL(fileURLWithPath: path), options: ReadOptions(diagnostics: diagnostics),
                 registry: LatheEnvironment.registry)
@@ -56,9 +53,7 @@ struct RecipeRunner {
                 tokens: tokens, windows: settings.windows, length: settings.length, seed: settings.seed)
             return context
         }
-        guard let config = source.config else {
-            throw LatheError.missingField("Llama config", in: "\(source.source) (calibration runs the model)")
-        }
+        let config = try source.llamaConfig()
         let statistics = CalibrationStatistics(headDim: config.headDim)
         try statistics.collect(
             LlamaSession(weights: try weights(), maxContext: settings.length),
@@ -251,9 +246,7 @@ struct RuntimeCalibrator: Calibrator {
     let seed: UInt64
 
     func statistics(of graph: ModelGraph, diagnostics: Diagnostics) throws -> CalibrationMoments {
-        guard let config = graph.config else {
-            throw LatheError.missingField("Llama config", in: "\(graph.source) (calibration runs the model)")
-        }
+        let config = try graph.llamaConfig()
         let statistics = CalibrationStatistics(headDim: config.headDim)
         let cores = max(1, RuntimeOptions.defaultThreadCount)
         statistics.threads = cores

@@ -12,7 +12,8 @@ struct Run: ParsableCommand {
             with a seeded generator, so a seed always gives the same text. --chat wraps the prompt in the model's \
             chat template as one user turn.
 
-            Example: lathe run model.gguf --chat -p "What is the capital of France?" -n 32
+            Example:
+              lathe run model.gguf --chat -p "What is the capital of France?" -n 32
             """
     )
 
@@ -75,9 +76,9 @@ struct Run: ParsableCommand {
             printError(
                 String(
                     format:
-                        "\nstats: weights %@ in memory; prompt %d tokens at %.0f tokens/s; %d more tokens at %.1f tokens/s (%d threads)",
+                        "\nstats: weights %@ in memory; prompt %d tokens at %.0f tokens/s; %d more tokens at %.1f tokens/s (%@)",
                     formatBytes(loaded.weights.byteCount), tokens.count, Double(tokens.count) / prefill,
-                    generated - 1, Double(generated - 1) / max(decode, 1e-9), threads))
+                    generated - 1, Double(generated - 1) / max(decode, 1e-9), counted(threads, "thread")))
         }
     }
 }

@@ -62,6 +62,9 @@ struct TextOptions: ParsableArguments {
     func validate() throws {
         guard ctx >= 4 else { throw ValidationError("--ctx must be at least 4 tokens") }
         if let chunks, chunks < 1 { throw ValidationError("--chunks must be at least 1") }
+        guard PerplexityProtocol(rawValue: `protocol`) != nil else {
+            throw ValidationError("--protocol must be llama or all")
+        }
     }
 
     /// Positions past the model's trained context score what it was never trained on; allowed, as
@@ -113,8 +116,8 @@ struct LoadedModel {
             throw LatheError.missingField(
                 "tokenizer", in: "\(path) (the runtime needs tokenizer.* metadata or tokenizer.json)")
         }
-        tokenizer = try BPETokenizer(description)
         do {
+            tokenizer = try BPETokenizer(description)
             weights = try LlamaWeights(graph, diagnostics: diagnostics)
         } catch let error as LatheError {
             // The model's config and tensors are checked here; say which model (verify loads several).
@@ -127,9 +130,12 @@ extension BPETokenizer {
     /// A whole UTF-8 file tokenized in one call (llama-perplexity's way: no BOS added by the text,
     /// control-token spellings read as plain text); `purpose` names the file in the error.
     func encodeFile(_ url: URL, purpose: String) throws -> [Int] {
-        guard let data = FileManager.default.contents(atPath: url.path) else {
-            throw LatheError.fileAccess(path: url.path, reason: "cannot read the \(purpose)")
+        // Mapped: a FIFO or a directory is refused at once, never waited on.
+        let bytes: [UInt8]
+        do { bytes = try MappedFile.bytes(url) } catch {
+            guard case .fileAccess(_, let reason) = error else { throw error }
+            throw LatheError.fileAccess(path: url.path, reason: "cannot read the \(purpose): \(reason)")
         }
-        return encode(String(decoding: data, as: UTF8.self), addSpecial: true, parseSpecial: false)
+        return encode(String(decoding: bytes, as: UTF8.self), addSpecial: true, parseSpecial: false)
     }
 }

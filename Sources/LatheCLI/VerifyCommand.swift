@@ -18,7 +18,9 @@ struct Verify: ParsableCommand {
             decoding kernels and the KV cache as generation uses them, against the base's prefill. Slower \
             (a chunk takes as long as generating it); without it both run each chunk as one prefill.
 
-            Example: lathe verify model.gguf model-q4_0.gguf --text data/wikitext-2/wiki.test.raw --chunks 10
+            Example:
+              lathe verify model.gguf model-q4_0.gguf \\
+                  --text data/wikitext-2/wiki.test.raw --chunks 10
             """
     )
 
@@ -27,7 +29,7 @@ struct Verify: ParsableCommand {
     var candidates: [String]
     @OptionGroup var text: TextOptions
     @OptionGroup var runtime: RuntimeOptions
-    @Flag(help: "Print JSON.") var json = false
+    @Flag(help: "Print JSON: an object for one candidate, an array of them for several.") var json = false
     @Flag(help: "Run the candidates token by token, as generation does, instead of one prefill per chunk.")
     var decode = false
     @Option(
@@ -44,6 +46,7 @@ struct Verify: ParsableCommand {
         }
         guard !candidates.isEmpty else { throw UsageError("name at least one candidate model") }
         if report != nil, candidates.count > 1 { throw UsageError("--report takes one candidate model") }
+        if force, report == nil { throw UsageError("--force needs --report (it lets the report replace a file)") }
         let threads = try runtime.apply(for: .batches)
         let printer = StderrDiagnostics(verbose: input.verbose)
         let baseModel = try LoadedModel(base, format: input.format, diagnostics: printer.diagnostics)
@@ -132,7 +135,7 @@ struct Verify: ParsableCommand {
 
     func report(_ result: VerificationResult) {
         print(
-            "Verified \(result.scoredTokens) tokens in \(result.chunks) chunks of \(text.ctx) (\(String(format: "%.1f", result.seconds)) s)"
+            "Verified \(counted(result.scoredTokens, "token")) in \(counted(result.chunks, "chunk")) of \(text.ctx) (\(String(format: "%.1f", result.seconds)) s)"
         )
         print(
             String(

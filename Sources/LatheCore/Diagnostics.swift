@@ -1,6 +1,6 @@
 /// A coarse stage of a long-running job, for progress reporting.
 public enum ConversionStage: String, Sendable, Codable {
-    case reading, planning, calibrating, transforming, quantizing, writing, verifying
+    case reading, planning, calibrating, transforming, quantizing, writing, verifying, evaluating
 }
 
 /// One progress or diagnostic event. Library code reports through `Diagnostics`, never `print`;

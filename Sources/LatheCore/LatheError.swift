@@ -11,6 +11,8 @@ public indirect enum LatheError: Error, Equatable, LocalizedError {
     case unknownID(kind: String, id: String, known: [String])
     case unknownTensor(String)
     case notImplemented(capability: String, detail: String)
+    /// A problem with something (a model's config, a program Lathe ran): what it is, and what is wrong.
+    case problem(String, reason: String)
     /// Adds the tensor's name to an error raised while handling it.
     case inTensor(String, LatheError)
 
@@ -36,6 +38,8 @@ public indirect enum LatheError: Error, Equatable, LocalizedError {
             return "no tensor named '\(name)'"
         case .notImplemented(let capability, let detail):
             return "\(capability) is not built yet: \(detail)"
+        case .problem(let subject, let reason):
+            return "\(subject): \(reason)"
         case .inTensor(let name, let underlying):
             return "tensor '\(name)': \(underlying.errorDescription ?? "\(underlying)")"
         }

@@ -84,18 +84,24 @@ public struct LlamaConfig: Hashable, Sendable, Codable {
     }
 
     /// Checks the relations the runtime relies on; the message names the offending field.
+    ///
+    /// Each size also has a ceiling far above any real model's (the largest have about 130 layers,
+    /// 128 heads, 16 Ki hidden, 53 Ki FFN and 256 Ki tokens), so that a damaged or hostile header
+    /// cannot make a pass loop over 2³¹ layers or a product of two sizes overflow.
     public func validate() throws(LatheError) {
         // Each field with the keys that carry it (GGUF's, then config.json's), so the message says what to fix.
-        for (field, value) in [
-            ("hidden size (llama.embedding_length, hidden_size)", hiddenSize),
-            ("layer count (llama.block_count, num_hidden_layers)", layerCount),
-            ("head count (llama.attention.head_count, num_attention_heads)", headCount),
-            ("KV head count (llama.attention.head_count_kv, num_key_value_heads)", kvHeadCount),
-            ("head dim (hidden size / head count, or head_dim)", headDim),
-            ("FFN size (llama.feed_forward_length, intermediate_size)", ffnSize),
-            ("vocab size (the token list, or vocab_size)", vocabSize),
-        ] where value <= 0 {
-            throw .invalidValue(field: field, value: "\(value)", expected: "a positive integer")
+        for (field, value, ceiling) in [
+            ("hidden size (llama.embedding_length, hidden_size)", hiddenSize, 1 << 20),
+            ("layer count (llama.block_count, num_hidden_layers)", layerCount, 1 << 12),
+            ("head count (llama.attention.head_count, num_attention_heads)", headCount, 1 << 12),
+            ("KV head count (llama.attention.head_count_kv, num_key_value_heads)", kvHeadCount, 1 << 12),
+            ("head dim (hidden size / head count, or head_dim)", headDim, 1 << 12),
+            ("FFN size (llama.feed_forward_length, intermediate_size)", ffnSize, 1 << 22),
+            ("vocab size (the token list, or vocab_size)", vocabSize, 1 << 24),
+            ("context length (llama.context_length, max_position_embeddings)", contextLength, 1 << 24),
+        ] where value <= 0 || value > ceiling {
+            throw .invalidValue(
+                field: field, value: "\(value)", expected: value <= 0 ? "a positive integer" : "at most \(ceiling)")
         }
         guard headCount % kvHeadCount == 0 else {
             throw .invalidValue(
@@ -104,10 +110,9 @@ public struct LlamaConfig: Hashable, Sendable, Codable {
         guard headDim % 2 == 0 else {
             throw .invalidValue(field: "head dim", value: "\(headDim)", expected: "an even number (RoPE rotates pairs)")
         }
-        guard normEpsilon > 0, ropeBase > 0 else {
-            throw .invalidValue(
-                field: normEpsilon > 0 ? "RoPE base" : "norm epsilon",
-                value: "\(normEpsilon > 0 ? ropeBase : normEpsilon)", expected: "a positive number")
+        for (field, value) in [("norm epsilon", normEpsilon), ("RoPE base", ropeBase)]
+        where !(value > 0 && value.isFinite) {
+            throw .invalidValue(field: field, value: "\(value)", expected: "a positive finite number")
         }
     }
 

@@ -13,7 +13,9 @@ public final class MappedFile: Sendable {
     private nonisolated(unsafe) let base: UnsafeRawPointer?
 
     public convenience init(path: String) throws(LatheError) {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, before fstat
+        // can refuse it as not a regular file. (It changes nothing for regular files.)
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard descriptor >= 0 else {
             throw .fileAccess(path: path, reason: String(cString: strerror(errno)))
         }

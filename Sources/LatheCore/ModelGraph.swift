@@ -117,6 +117,16 @@ public struct ModelGraph: Sendable {
     public var naming: TensorNaming = .huggingface
     public var metadata: Metadata
     public var config: LlamaConfig?
+
+    /// The Llama config, checked (`LlamaConfig.validate`), for the passes and the runtime: an error
+    /// naming the model when it has none or a field is out of range.
+    public func llamaConfig() throws(LatheError) -> LlamaConfig {
+        guard let config else { throw .missingField("Llama config", in: source) }
+        do { try config.validate() } catch {
+            throw .problem("\(source): Llama config", reason: error.errorDescription ?? "\(error)")
+        }
+        return config
+    }
     public var tokenizer: TokenizerDescription?
     /// Where `setFloats` puts large computed tensors (in memory when nil); see `SpillStore`.
     public var spill: SpillStore?

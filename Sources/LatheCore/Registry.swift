@@ -91,12 +91,9 @@ public struct RegistryBuilder {
                 let options: Pass.Options
                 do {
                     options = try JSONDecoder().decode(Pass.Options.self, from: data.isEmpty ? Data("{}".utf8) : data)
-                } catch let error as DecodingError {
-                    throw Self.describe(error, passID: Pass.passID)
                 } catch {
-                    throw LatheError.invalidValue(
-                        field: "options of pass '\(Pass.passID)'", value: String(decoding: data, as: UTF8.self),
-                        expected: "JSON matching the pass's options (\(error))")
+                    throw DecodingFailure.describe(
+                        error, in: String(decoding: data, as: UTF8.self), field: "options of pass '\(Pass.passID)'")
                 }
                 try Self.rejectUnknownOptions(in: data, decoded: options, passID: Pass.passID)
                 return try Pass(options: options)
@@ -139,24 +136,4 @@ public struct RegistryBuilder {
 
     /// The frozen registry.
     public func build() -> Registry { registry }
-
-    /// A decoding failure as one line naming the option's path.
-    static func describe(_ error: DecodingError, passID: String) -> LatheError {
-        func path(_ keys: [any CodingKey]) -> String {
-            keys.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
-        }
-        let field = "options of pass '\(passID)'"
-        switch error {
-        case .keyNotFound(let key, let context):
-            return .missingField(key.stringValue, in: field + path(context.codingPath))
-        case .typeMismatch(let type, let context), .valueNotFound(let type, let context):
-            return .invalidValue(
-                field: field + path(context.codingPath), value: "the given value", expected: "a \(type)")
-        case .dataCorrupted(let context):
-            return .invalidValue(
-                field: field + path(context.codingPath), value: "the given value", expected: context.debugDescription)
-        @unknown default:
-            return .invalidValue(field: field, value: "the given options", expected: "\(error)")
-        }
-    }
 }

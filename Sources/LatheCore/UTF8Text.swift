@@ -66,3 +66,28 @@ public enum UTF8Text {
         return true
     }
 }
+
+extension String {
+    /// The text with control characters written as escapes (`\n`, `\r`, `\t`, `\u{1B}`, …), for
+    /// one-line messages and terminal tables: a name read from a file must neither start a new line
+    /// (forging an `Error:` line) nor send escape sequences to the terminal.
+    public var escapingControlCharacters: String {
+        guard unicodeScalars.contains(where: Self.isControl) else { return self }
+        var result = ""
+        for scalar in unicodeScalars {
+            switch scalar {
+            case "\n": result += "\\n"
+            case "\r": result += "\\r"
+            case "\t": result += "\\t"
+            case _ where Self.isControl(scalar): result += "\\u{\(String(scalar.value, radix: 16, uppercase: true))}"
+            default: result.unicodeScalars.append(scalar)
+            }
+        }
+        return result
+    }
+
+    /// C0 and C1 controls and DEL.
+    private static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value)
+    }
+}

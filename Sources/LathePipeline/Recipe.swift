@@ -50,15 +50,30 @@ public struct Recipe: Sendable {
     /// Built-in recipes fail on any fallback unless told otherwise.
     public var strict: Bool
 
+    /// A YAML error as one line, "line L, column C: problem (context)": the parser's own description
+    /// adds the offending line and a caret under it.
+    static func summary(of error: any Error) -> String {
+        switch error as? YamlError {
+        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
+            .composer(let context, let problem, let mark, _):
+            return "line \(mark.line), column \(mark.column): \(problem)" + (context.map { " (\($0.text))" } ?? "")
+        case .duplicatedKeysInMapping(let duplicates, _):
+            return "duplicate keys \(duplicates.sorted().joined(separator: ", "))"
+        default:
+            return "\(error)".split(separator: "\n").first.map(String.init) ?? "\(error)"
+        }
+    }
+
     /// Parses a recipe; `resolve` loads included recipes by name or path.
     public static func parse(_ text: String, source: String, resolve: (String) throws -> Recipe) throws -> Recipe {
         let json: JSONValue
         do {
             json = try JSONValue(yaml: Yams.compose(yaml: text))
         } catch let error as PipelineError {
-            throw error
+            // The node walk does not know the recipe's name.
+            throw PipelineError(recipe: source, path: error.path, problem: error.problem)
         } catch {
-            throw PipelineError(recipe: source, path: "", problem: "not valid YAML or JSON: \(error)")
+            throw PipelineError(recipe: source, path: "", problem: "not valid YAML or JSON: \(Self.summary(of: error))")
         }
         guard case .object = json else { throw PipelineError(recipe: source, path: "", problem: "must be a mapping") }
         try Self.requireKnownKeys(json, Self.topLevelKeys, at: "", in: source)

@@ -65,8 +65,9 @@ public struct Generator {
         return logits.withUnsafeBufferPointer { Int(lk_argmax($0.baseAddress!, Int32(vocab))) }
     }
 
-    /// Greedy argmax, or temperature sampling among the top-k tokens.
-    static func sample(_ logits: [Float], vocab: Int, options: SamplingOptions, generator: inout SeededGenerator) -> Int
+    /// Greedy argmax, or a draw from softmax(logits / temperature) restricted to the top-k tokens.
+    public static func sample(_ logits: [Float], vocab: Int, options: SamplingOptions, generator: inout SeededGenerator)
+        -> Int
     {
         if options.temperature <= 0 { return greedyToken(logits, vocab: vocab) }
         var candidates = Array(0..<vocab)

@@ -170,21 +170,7 @@ public struct LlamaWeights: Sendable {
 
     /// Refuses schemes the session could not apply to this model's shapes.
     static func validate(_ scheme: QuantizationScheme, _ online: OnlineTransforms, _ config: LlamaConfig) throws {
-        let widths = [
-            "attn_input": config.hiddenSize, "mlp_input": config.hiddenSize,
-            "o_proj_input": config.headCount * config.headDim, "down_proj_input": config.ffnSize,
-        ]
-        for (site, quantizer) in scheme.activations {
-            guard let width = widths[site] else {
-                throw LatheError.invalidValue(
-                    field: "metadata \(QuantizationScheme.metadataKey): activations", value: site,
-                    expected: "one of " + widths.keys.sorted().joined(separator: ", "))
-            }
-            try quantizer.validate(width: width, field: "metadata \(QuantizationScheme.metadataKey): \(site)")
-        }
-        let kvWidth = config.kvHeadCount * config.headDim
-        try scheme.keys?.validate(width: kvWidth, field: "metadata \(QuantizationScheme.metadataKey): keys")
-        try scheme.values?.validate(width: kvWidth, field: "metadata \(QuantizationScheme.metadataKey): values")
+        try scheme.validate(for: config)
         if let order = online.downProjectionHadamard, order != config.ffnSize || !Hadamard.isSupported(order) {
             throw LatheError.invalidValue(
                 field: "metadata \(OnlineTransforms.metadataKey): downProjectionHadamard", value: "\(order)",

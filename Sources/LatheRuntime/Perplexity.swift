@@ -117,7 +117,7 @@ public enum Perplexity {
                 throw nonFiniteLogits("the model's output", at: "chunk \(chunk + 1)")
             }
             diagnostics.progress(
-                .verifying, fraction: Double(chunk + 1) / Double(chunks),
+                .evaluating, fraction: Double(chunk + 1) / Double(chunks),
                 String(format: "chunk %d/%d: PPL %.4f", chunk + 1, chunks, accumulator.perplexity))
         }
         let seconds = Date().timeIntervalSince(started)

@@ -15,9 +15,34 @@ public func worstRelativeDifference<T: BinaryFloatingPoint>(_ a: [T], _ b: [T]) 
     for i in a.indices {
         let scale = max(abs(a[i]), abs(b[i]), T.leastNormalMagnitude)
         let value = abs(a[i] - b[i]) / scale
+        if value.isNaN { return (i, value) }  // a NaN is the worst difference there is
         if worst == nil || value > worst!.1 { worst = (i, value) }
     }
     return worst
+}
+
+/// max |a − b|, or NaN when either array holds a NaN, so that `maxDifference(a, b) < tolerance`
+/// fails on one. (Swift's `max(x, y)` returns `x` when `y` is NaN, and `Sequence.max()` compares
+/// with `<`, so a running maximum silently drops NaNs.)
+public func maxDifference<T: BinaryFloatingPoint>(_ a: [T], _ b: [T]) -> T {
+    precondition(a.count == b.count, "arrays differ in length")
+    var worst: T = 0
+    for i in a.indices {
+        let difference = abs(a[i] - b[i])
+        if difference.isNaN { return .nan }
+        if difference > worst { worst = difference }
+    }
+    return worst
+}
+
+/// max |x|, or NaN when `values` holds a NaN.
+public func maxMagnitude<T: BinaryFloatingPoint>(_ values: [T]) -> T {
+    var largest: T = 0
+    for value in values {
+        if value.isNaN { return .nan }
+        if abs(value) > largest { largest = abs(value) }
+    }
+    return largest
 }
 
 /// Frobenius-norm relative error ‖a − b‖ / ‖b‖.

@@ -59,7 +59,7 @@ public struct QuantizeActivationsPass: ModelPass {
     }
 
     public func plan(_ graph: ModelGraph) throws -> PassPlan {
-        guard let config = graph.config else { throw LatheError.missingField("Llama config", in: graph.source) }
+        let config = try graph.llamaConfig()
         let layout = try SubspaceLayout(metadata: graph.metadata)
         let widths = [
             "attn_input": config.hiddenSize, "mlp_input": config.hiddenSize,
@@ -77,7 +77,7 @@ public struct QuantizeActivationsPass: ModelPass {
     }
 
     public func apply(_ graph: inout ModelGraph, context: inout PassContext) throws {
-        guard let config = graph.config else { throw LatheError.missingField("Llama config", in: graph.source) }
+        let config = try graph.llamaConfig()
         _ = try plan(graph)
         var scheme = try QuantizationScheme(metadata: graph.metadata)
         for (site, quantizer) in quantizers(config, try SubspaceLayout(metadata: graph.metadata)) {

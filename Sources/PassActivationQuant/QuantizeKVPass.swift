@@ -33,7 +33,7 @@ public struct QuantizeKVPass: ModelPass {
     }
 
     public func plan(_ graph: ModelGraph) throws -> PassPlan {
-        guard let config = graph.config else { throw LatheError.missingField("Llama config", in: graph.source) }
+        let config = try graph.llamaConfig()
         let layout = try SubspaceLayout(metadata: graph.metadata)
         let online = try OnlineTransforms(metadata: graph.metadata)
         var notes = [
@@ -50,7 +50,7 @@ public struct QuantizeKVPass: ModelPass {
     }
 
     public func apply(_ graph: inout ModelGraph, context: inout PassContext) throws {
-        guard let config = graph.config else { throw LatheError.missingField("Llama config", in: graph.source) }
+        let config = try graph.llamaConfig()
         let layout = try SubspaceLayout(metadata: graph.metadata)
         let online = try OnlineTransforms(metadata: graph.metadata)
         var scheme = try QuantizationScheme(metadata: graph.metadata)

@@ -13,7 +13,7 @@ public struct CalibratePass: ModelPass {
     public init(options: Options) {}
 
     public func plan(_ graph: ModelGraph) throws -> PassPlan {
-        guard graph.config != nil else { throw LatheError.missingField("Llama config", in: graph.source) }
+        _ = try graph.llamaConfig()
         return PassPlan(produces: [CalibrationArtifact.name], notes: ["runs the model on the calibration windows"])
     }
 

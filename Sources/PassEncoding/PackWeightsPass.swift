@@ -25,9 +25,10 @@ public struct PackWeightsPass: ModelPass {
 
     /// The packed layout of each linear the weight record names.
     static func layouts(_ graph: ModelGraph) throws -> [(name: String, encoding: PackedIntegerEncoding)] {
-        guard let config = graph.config, let record = try QuantizationScheme(metadata: graph.metadata).weights else {
+        guard graph.config != nil, let record = try QuantizationScheme(metadata: graph.metadata).weights else {
             return []
         }
+        let config = try graph.llamaConfig()
         var result: [(String, PackedIntegerEncoding)] = []
         for layer in 0..<config.layerCount {
             for kind in record.tensors {

@@ -61,7 +61,7 @@ public struct PCABasisPass: ModelPass {
     }
 
     public func plan(_ graph: ModelGraph) throws -> PassPlan {
-        guard let config = graph.config else { throw LatheError.missingField("Llama config", in: graph.source) }
+        let config = try graph.llamaConfig()
         let layout = layout(config)
         let hidden = config.hiddenSize
         var plan = PassPlan(
@@ -78,7 +78,7 @@ public struct PCABasisPass: ModelPass {
     }
 
     public func apply(_ graph: inout ModelGraph, context: inout PassContext) throws {
-        guard let config = graph.config else { throw LatheError.missingField("Llama config", in: graph.source) }
+        let config = try graph.llamaConfig()
         let moments = try context.require(CalibrationArtifact.self, by: Self.passID)
         func statistic(_ key: String) throws -> ActivationMoments {
             guard let m = moments[key] else {

@@ -15,7 +15,7 @@ public struct OnlineHadamardPass: ModelPass {
     public init(options: Options) {}
 
     public func plan(_ graph: ModelGraph) throws -> PassPlan {
-        guard let config = graph.config else { throw LatheError.missingField("Llama config", in: graph.source) }
+        let config = try graph.llamaConfig()
         guard let (base, power) = Hadamard.factorization(of: config.ffnSize) else {
             throw LatheError.invalidValue(
                 field: "FFN size", value: "\(config.ffnSize)",
@@ -42,7 +42,7 @@ public struct OnlineHadamardPass: ModelPass {
     }
 
     public func apply(_ graph: inout ModelGraph, context: inout PassContext) throws {
-        guard let config = graph.config else { throw LatheError.missingField("Llama config", in: graph.source) }
+        let config = try graph.llamaConfig()
         _ = try plan(graph)
         let f = config.ffnSize
         let transform = try HadamardPlan(order: f)

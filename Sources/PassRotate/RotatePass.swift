@@ -54,7 +54,7 @@ public struct RotatePass: ModelPass {
     }
 
     public func plan(_ graph: ModelGraph) throws -> PassPlan {
-        guard let config = graph.config else { throw LatheError.missingField("Llama config", in: graph.source) }
+        let config = try graph.llamaConfig()
         // The rotations are block-diagonal over the low and high subspaces of the layout the
         // model will have then (from pca-basis, planned before this step), one matrix per block.
         let layout = try SubspaceLayout(metadata: graph.metadata)
@@ -145,7 +145,7 @@ public struct RotatePass: ModelPass {
     }
 
     public func apply(_ graph: inout ModelGraph, context: inout PassContext) throws {
-        guard let config = graph.config else { throw LatheError.missingField("Llama config", in: graph.source) }
+        let config = try graph.llamaConfig()
         _ = try plan(graph)
         guard graph["lm_head.weight"] != nil || !residual else {
             throw LatheError.missingField(

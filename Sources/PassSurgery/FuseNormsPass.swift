@@ -38,7 +38,7 @@ public struct FuseNormsPass: ModelPass {
     }
 
     public func plan(_ graph: ModelGraph) throws -> PassPlan {
-        guard let config = graph.config else { throw LatheError.missingField("Llama config", in: graph.source) }
+        let config = try graph.llamaConfig()
         var changed: [String] = []
         var largest = 0
         for (norm, linears) in Self.groups(config) {
@@ -62,7 +62,7 @@ public struct FuseNormsPass: ModelPass {
     }
 
     public func apply(_ graph: inout ModelGraph, context: inout PassContext) throws {
-        guard let config = graph.config else { throw LatheError.missingField("Llama config", in: graph.source) }
+        let config = try graph.llamaConfig()
         _ = try plan(graph)
         for (norm, linears) in Self.groups(config) {
             let gamma = try graph.floats(norm).map(Double.init)

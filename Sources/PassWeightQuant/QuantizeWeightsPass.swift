@@ -107,7 +107,7 @@ public struct QuantizeWeightsPass: ModelPass {
     }
 
     public func plan(_ graph: ModelGraph) throws -> PassPlan {
-        guard let config = graph.config else { throw LatheError.missingField("Llama config", in: graph.source) }
+        let config = try graph.llamaConfig()
         let layout = try SubspaceLayout(metadata: graph.metadata)
         let names = targets(graph, config).map(\.name)
         var decisions = try names.map {
@@ -134,7 +134,7 @@ public struct QuantizeWeightsPass: ModelPass {
     }
 
     public func apply(_ graph: inout ModelGraph, context: inout PassContext) throws {
-        guard let config = graph.config else { throw LatheError.missingField("Llama config", in: graph.source) }
+        let config = try graph.llamaConfig()
         _ = try plan(graph)
         let layout = try SubspaceLayout(metadata: graph.metadata)
         let statistics = method == "gptq" ? try context.require(CalibrationArtifact.self, by: Self.passID) : nil

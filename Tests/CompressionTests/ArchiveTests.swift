@@ -65,6 +65,72 @@ struct ArchiveTests {
         }
     }
 
+    @Test("a zip member whose CRC does not match its data is refused, naming the member")
+    func damagedZipMember() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let source = work.appendingPathComponent("source")
+        try FileManager.default.createDirectory(at: source, withIntermediateDirectories: true)
+        // Incompressible bytes (a linear congruential stream), so deflate stores them as they are.
+        var state: UInt32 = 12_345
+        let payload = Data(
+            (0..<4096).map { _ in
+                state = state &* 1_664_525 &+ 1_013_904_223
+                return UInt8(state >> 24)
+            })
+        try payload.write(to: source.appendingPathComponent("m.gguf"))
+        let archive = work.appendingPathComponent("damaged.zip")
+        try Archive.create(archive, format: .zip, fromDirectory: source)
+        var bytes = [UInt8](try Data(contentsOf: archive))
+        // The payload's bytes are stored or deflated; flip one inside the member's data either way.
+        let data = try #require(bytes.firstRange(of: Array(payload.prefix(64))))
+        bytes[data.lowerBound + 10] ^= 0x01
+        try Data(bytes).write(to: archive)
+        #expect {
+            try Archive.extract(archive, to: work.appendingPathComponent("out"))
+        } throws: { error in
+            let message = (error as? CompressionError)?.errorDescription ?? ""
+            return message.contains(archive.path) && message.contains("member 'm.gguf'") && message.contains("CRC")
+        }
+    }
+
+    @Test("extraction skips the files `include` refuses, and names the member when one cannot be written")
+    func selectiveExtraction() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let source = work.appendingPathComponent("source")
+        try makeTree(source)
+        let archive = work.appendingPathComponent("bundle.tar")
+        try Archive.create(archive, format: .tar, fromDirectory: source)
+        let out = work.appendingPathComponent("out")
+        let extracted = try Archive.extract(archive, to: out) { $0.hasSuffix(".json") }
+        #expect(extracted.contains("model/config.json") && !extracted.contains("model/sub/weights.bin"))
+        #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("model/config.json").path))
+        #expect(!FileManager.default.fileExists(atPath: out.appendingPathComponent("model/sub/weights.bin").path))
+        // A file and then a directory below a file of the same name: the second cannot be made.
+        let clash = work.appendingPathComponent("clash.tar")
+        try Data(tarBytes([("m.gguf", UInt8(ascii: "0"), "", [1, 2]), ("m.gguf/x", UInt8(ascii: "0"), "", [3])]))
+            .write(to: clash)
+        #expect {
+            try Archive.extract(clash, to: work.appendingPathComponent("scratch"))
+        } throws: { error in
+            let message = (error as? CompressionError)?.errorDescription ?? ""
+            return message.hasPrefix(clash.path + ": member 'm.gguf/x': cannot extract it")
+                && !message.contains(work.appendingPathComponent("scratch").path)
+        }
+    }
+
+    @Test("a FIFO is refused as not a regular file instead of waited on")
+    func fifo() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let fifo = work.appendingPathComponent("pipe.tar")
+        #expect(mkfifo(fifo.path, 0o600) == 0)
+        #expect(throws: CompressionError.archive(path: fifo.path, reason: "not a regular file")) {
+            try Archive.list(fifo)
+        }
+    }
+
     @Test("a '../evil' member is refused and nothing is written outside the root")
     func refusesDotDot() throws {
         let work = try Fixtures.temporaryDirectory()
@@ -82,7 +148,7 @@ struct ArchiveTests {
     @Test(
         "absolute paths and escaping links are refused",
         arguments: [
-            ("/tmp/lathe-absolute", UInt8(ascii: "0"), ""),
+            ("ABSOLUTE", UInt8(ascii: "0"), ""),  // an absolute path into the test's directory, outside `out`
             ("link", UInt8(ascii: "2"), "../../etc/passwd"),
             ("dir/link", UInt8(ascii: "2"), "/etc/passwd"),
         ])
@@ -90,9 +156,11 @@ struct ArchiveTests {
         let work = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: work) }
         let archive = work.appendingPathComponent("evil.tar")
-        try Data(tarBytes([(member.0, member.1, member.2, [])])).write(to: archive)
+        let escaped = work.appendingPathComponent("escaped")
+        let name = member.0 == "ABSOLUTE" ? escaped.path : member.0
+        try Data(tarBytes([(name, member.1, member.2, [])])).write(to: archive)
         #expect(throws: CompressionError.self) { try Archive.extract(archive, to: work.appendingPathComponent("out")) }
-        #expect(!FileManager.default.fileExists(atPath: "/tmp/lathe-absolute"))
+        #expect(!FileManager.default.fileExists(atPath: escaped.path))
     }
 
     @Test(

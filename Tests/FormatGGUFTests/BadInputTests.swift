@@ -125,6 +125,40 @@ struct GGUFBadInputTests {
         #expect(try message(raw.bytes)?.contains("do not fit in the") == true)
     }
 
+    @Test("an array is bounded by its elements' size in the file and by 2^24 elements, whatever the file's size")
+    func arrayBounds() throws {
+        // 2^20 u32 elements need 4 MiB; a file of 1 MiB past the count cannot hold them.
+        var raw = RawGGUF()
+        raw.header(tensors: 0, keys: 1)
+        raw.key("small.file", type: 9) {
+            $0.u32(4)
+            $0.u64(1 << 20)
+        }
+        raw.bytes += [UInt8](repeating: 0, count: 1 << 20)
+        #expect(try message(raw.bytes)?.contains("larger than the file could hold") == true)
+        // 2^24 + 1 one-byte elements fit in a 17 MiB file, but held as values they would take 400 MB
+        // and more (24 bytes each): refused. (The file is sparse: its zeros take no disk.)
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let url = directory.appendingPathComponent("huge-array.gguf")
+        raw = RawGGUF()
+        raw.header(tensors: 0, keys: 1)
+        raw.key("huge.array", type: 9) {
+            $0.u32(0)
+            $0.u64((1 << 24) + 1)
+        }
+        try Data(raw.bytes).write(to: url)
+        let handle = try FileHandle(forWritingTo: url)
+        try handle.truncate(atOffset: UInt64(raw.bytes.count + (1 << 24) + 1))
+        try handle.close()
+        #expect {
+            try GGUFReader().read(url, options: ReadOptions(naming: .gguf))
+        } throws: { error in
+            let message = (error as? GGUFError)?.errorDescription ?? ""
+            return message.contains("huge.array") && message.contains("Lathe reads at most 16777216 per array")
+        }
+    }
+
     @Test("duplicate keys and tensor names, empty keys, nested arrays, unknown value types")
     func structure() throws {
         var raw = RawGGUF()

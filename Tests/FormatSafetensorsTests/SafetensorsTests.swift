@@ -42,7 +42,7 @@ func assortedGraph() throws -> ModelGraph {
 
 @Suite("safetensors")
 struct SafetensorsTests {
-    @Test("the minimal file from formats.md §1.3 reads, and the writer pads it to N = 64")
+    @Test("the minimal file from formats.md §1.3 reads; the writer adds format pt and pads the header to N = 96")
     func minimal() throws {
         let directory = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -59,9 +59,58 @@ struct SafetensorsTests {
         plain.metadata = Metadata()
         _ = try SafetensorsWriter().write(plain, to: copy, options: WriteOptions())
         let bytes = [UInt8](try Data(contentsOf: copy))
-        // {"__metadata__":{"format":"pt"},…} is 91 bytes; padded to 96.
-        #expect(bytes.count % 8 == 0)
-        #expect(bytes[8] == UInt8(ascii: "{"))
+        // The reference writer's header: {"__metadata__":{"format":"pt"},…} (91 bytes), padded with
+        // spaces to 96 so the data starts 8-aligned, then the 16 data bytes.
+        let json = #"{"__metadata__":{"format":"pt"},"test":{"dtype":"I32","shape":[2,2],"data_offsets":[0,16]}}"#
+        let headerLength = bytes[0..<8].reversed().reduce(0) { $0 << 8 | Int($1) }
+        #expect(headerLength == 96)
+        #expect(bytes.count == 8 + 96 + 16)
+        #expect(Array(bytes[8..<(8 + json.utf8.count)]) == Array(json.utf8))
+        #expect(bytes[(8 + json.utf8.count)..<(8 + 96)].allSatisfy { $0 == UInt8(ascii: " ") })
+    }
+
+    /// Values worked out by hand from each format's definition: sign, exponent bits with their bias,
+    /// mantissa bits; subnormals where the exponent field is 0.
+    @Test(
+        "8-bit float dtypes decode to their defined values: normals, subnormals, extremes, NaN and infinity",
+        arguments: [
+            // OCP E4M3 ("fn"): bias 7, no infinities, only S.1111.111 is NaN; 448 is the largest.
+            (
+                "F8_E4M3", [0x38, 0x7E, 0xFE, 0x01, 0x08, 0x80, 0x7F, 0xFF],
+                [1, 448, -448, 0x1p-9, 0x1p-6, -0.0, .nan, .nan]
+            ),
+            // OCP E5M2: bias 15, IEEE infinities and NaNs.
+            (
+                "F8_E5M2", [0x3C, 0x7B, 0x7C, 0xFC, 0x7D, 0x01, 0x04, 0xC0],
+                [1, 57344, .infinity, -.infinity, .nan, 0x1p-16, 0x1p-14, -2]
+            ),
+            // MX E8M0 scale: 2^(bits − 127), 0xFF is NaN.
+            (
+                "F8_E8M0", [0x7F, 0x80, 0x00, 0xFE, 0xFF, 0x7E, 0x85, 0x70],
+                [1, 2, 0x1p-127, 0x1p127, .nan, 0.5, 64, 0x1p-15]
+            ),
+            // FNUZ variants: bias 8 and 16, 0x80 is the only NaN, no negative zero, no infinities.
+            (
+                "F8_E4M3FNUZ", [0x40, 0x7F, 0x80, 0x00, 0x01, 0xC0, 0x08, 0xFF],
+                [1, 240, .nan, 0, 0x1p-10, -1, 0x1p-7, -240]
+            ),
+            (
+                "F8_E5M2FNUZ", [0x40, 0x7F, 0x80, 0x00, 0x01, 0xC0, 0x04, 0xFF],
+                [1, 57344, .nan, 0, 0x1p-17, -1, 0x1p-15, -57344]
+            ),
+        ] as [(String, [UInt8], [Float])])
+    func float8(dtype: String, bits: [UInt8], expected: [Float]) throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let url = directory.appendingPathComponent("f8.safetensors")
+        let header = #"{"x":{"dtype":""# + dtype + #"","shape":[8],"data_offsets":[0,8]}}"#
+        try Data(rawSafetensors(header, data: bits)).write(to: url)
+        let values = try TensorCodec.decode(SafetensorsReader().read(url, options: ReadOptions()).tensor(named: "x"))
+        #expect(values.count == 8)
+        for (index, (value, wanted)) in zip(values, expected).enumerated() {
+            let same = wanted.isNaN ? value.isNaN : value == wanted && value.sign == wanted.sign
+            #expect(same, "\(dtype) byte 0x\(String(bits[index], radix: 16)): \(value), expected \(wanted)")
+        }
     }
 
     @Test("assorted dtypes round-trip and the writer keeps the reference order (dtype alignment, then name)")
@@ -269,5 +318,49 @@ struct SafetensorsBadInputTests {
     func lenient() throws {
         #expect(try failure(rawSafetensors("  \n{\"a\":\(Self.entry)}  ", data: .init(repeating: 0, count: 8))) == nil)
         #expect(try failure(rawSafetensors("{}", data: [])) == nil)
+    }
+}
+
+@Suite("HF config.json fields")
+struct HFConfigFieldTests {
+    /// The tiny model as an HF directory whose config.json has `key` set to `value` (JSON text).
+    func read(setting key: String, to value: String) throws -> String? {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let model = directory.appendingPathComponent("hf")
+        _ = try HFDirectoryWriter().write(TinyModel.graph(), to: model, options: WriteOptions())
+        let configURL = model.appendingPathComponent("config.json")
+        var fields = try JSONValue.parse(String(contentsOf: configURL, encoding: .utf8)).objectValue ?? []
+        fields.removeAll { $0.key == key }
+        fields.append((key, try JSONValue.parse(value)))
+        try Data(JSONValue.object(fields).serialized().utf8).write(to: configURL)
+        do {
+            _ = try HFDirectoryReader().read(model, options: ReadOptions())
+            return nil
+        } catch {
+            return (error as? any LocalizedError)?.errorDescription ?? "\(error)"
+        }
+    }
+
+    @Test(
+        "an optional field of the wrong type is an error naming it, not its default",
+        arguments: [
+            ("rope_theta", #""500000""#, "rope_theta: must be a finite number"),
+            ("rms_norm_eps", #"{"v": 1}"#, "rms_norm_eps: must be a finite number"),
+            ("tie_word_embeddings", #""false""#, "tie_word_embeddings: must be true or false"),
+            ("model_type", "5", "model_type: must be a string"),
+            ("hidden_act", "1", "hidden_act: must be a string"),
+            ("rope_scaling", #""linear""#, "rope_scaling: must be an object"),
+            ("rope_scaling", #"{"type": "linear", "factor": "2"}"#, "rope_scaling.factor: must be a finite number"),
+        ])
+    func wrongTypes(key: String, value: String, expected: String) throws {
+        let message = try #require(try read(setting: key, to: value))
+        #expect(message.contains("config.json") && message.contains(expected), "\(message)")
+    }
+
+    @Test("null or absent optional fields take their defaults")
+    func defaults() throws {
+        #expect(try read(setting: "rope_theta", to: "null") == nil)
+        #expect(try read(setting: "rope_scaling", to: "null") == nil)
     }
 }

@@ -262,7 +262,8 @@ struct ConversionTests {
         #expect(try Data(contentsOf: URL(fileURLWithPath: gguf)) == Data(contentsOf: Fixtures.smolLM2))
         let stGraph = try ModelInput.open(URL(fileURLWithPath: st))
         #expect(stGraph.tensors.allSatisfy { $0.info.dtype == .f32 })
-        #expect(stGraph.metadata.count == 33)
+        // Every key of the GGUF (33, as gguf-py counts them in RealModelTests) is kept in the safetensors file.
+        #expect(stGraph.metadata.count == (try ModelInput.open(Fixtures.smolLM2)).metadata.count)
     }
 
     @Test("a type that does not fit a tensor is an error naming it, and nothing is written")

@@ -4,22 +4,6 @@ import LatheCore
 import LatheTestSupport
 import Testing
 
-extension LatheProcess {
-    /// Runs to the end; the exit status and what it wrote to stderr.
-    static func capture(_ arguments: [String]) throws -> (status: Int32, stderr: String) {
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
-        let errors = Pipe()
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = errors
-        try process.run()
-        let data = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
-}
-
 @Suite(
     "Corrupted inputs", .serialized, .enabled(if: LatheProcess.isAvailable, Comment(rawValue: LatheProcess.skipReason)))
 struct CorruptionTests {
@@ -70,7 +54,7 @@ struct CorruptionTests {
         // The valid files convert: each failure below is the damage's doing.
         for (url, output) in [(valid.gguf, "gguf"), (valid.safetensors, "gguf"), (valid.lpack, "lpack")] {
             let target = work.appendingPathComponent("check.\(output)")
-            let (status, errors) = try LatheProcess.capture(["convert", url.path, "-o", target.path, "--force"])
+            let (status, _, errors) = try LatheProcess.capture(["convert", url.path, "-o", target.path, "--force"])
             #expect(status == 0, "\(url.lastPathComponent) does not convert: \(errors)")
         }
 
@@ -85,7 +69,7 @@ struct CorruptionTests {
                 let input = work.appendingPathComponent("input-\(count).\(group.format)")
                 try Data(corruption.bytes).write(to: input)
                 let output = outputs.appendingPathComponent("output-\(count).\(group.output)")
-                let (status, errors) = try LatheProcess.capture(["convert", input.path, "-o", output.path])
+                let (status, _, errors) = try LatheProcess.capture(["convert", input.path, "-o", output.path])
                 let lines = errors.split(separator: "\n").filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
                 let label = "\(group.format), \(corruption.kind.rawValue): \(corruption.detail)"
                 #expect(status == 1, "\(label): exit status \(status); stderr: \(errors)")

@@ -57,13 +57,18 @@ struct PackedExportTests {
         let work = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: work) }
         let source = work.appendingPathComponent("hadamard.safetensors")
-        _ = try writeTiny([("online-hadamard", "{}")], to: source)
+        let graph = try writeTiny([("online-hadamard", "{}")], to: source)
         let output = work.appendingPathComponent("out.gguf")
         let error = message(runLathe(["convert", source.path, "-o", output.path, "--for-llama-cpp"]))
         #expect(error.contains("U_D"), "\(error)")
         #expect(!FileManager.default.fileExists(atPath: output.path))
-        // Without the flag the file is written for Lathe's runtime, with a warning.
+        // Without the flag the file is written for Lathe's runtime, with a warning naming the transform.
         #expect(runLathe(["convert", source.path, "-o", output.path]) == nil)
+        #expect(try ModelInput.open(output).tensorNames.count == graph.tensorNames.count)
+        let log = WarningLog()
+        _ = try Convert.prepareGGUF(graph, forLlamaCpp: false, diagnostics: log.diagnostics)
+        #expect(log.messages.count == 1)
+        #expect(log.messages.first?.contains("not representable: U_D") == true, "\(log.messages)")
     }
 
     @Test(

@@ -50,14 +50,9 @@ func logits(_ graph: ModelGraph, _ tokens: [Int]) throws -> [Float] {
 }
 
 /// max |a − b| / max |b|: the error relative to the logits' scale (elementwise ratios blow up near 0).
+/// NaN when either side holds a NaN, so that a `scaledError(…) < tolerance` check fails on it.
 func scaledError(_ a: [Float], _ b: [Float]) -> Float {
-    var worst: Float = 0
-    var scale: Float = 0
-    for i in a.indices {
-        worst = max(worst, abs(a[i] - b[i]))
-        scale = max(scale, abs(b[i]))
-    }
-    return worst / scale
+    maxDifference(a, b) / maxMagnitude(b)
 }
 
 let transformSteps: [(label: String, steps: [(String, String)])] = [
@@ -215,8 +210,8 @@ struct ResQTinyTests {
         for site in ["attn_input", "mlp_input", "o_proj_input", "down_proj_input"] {
             let a = try #require(fresh["\(site).0"])
             let b = try #require(kept["\(site).0"])
-            let scale = b.secondMoment.map(abs).max() ?? 0
-            let worst = zip(a.secondMoment, b.secondMoment).map { abs($0 - $1) }.max() ?? .infinity
+            let scale = maxMagnitude(b.secondMoment)
+            let worst = maxDifference(a.secondMoment, b.secondMoment)
             #expect(a.count == b.count && worst <= 1e-4 * scale, "\(site): \(worst / scale)")
         }
         func quantized(_ options: String) throws -> ModelGraph {

@@ -30,15 +30,23 @@ struct CLITests {
 
     @Test(
         "every subcommand's help text is stable",
-        arguments: ["inspect", "convert", "diff", "check", "plan", "recipes", "run", "eval", "verify", "plugins"])
+        arguments: [
+            "inspect", "convert", "diff", "check", "plan", "recipes", "run", "eval", "verify", "calibrate", "plugins",
+        ])
     func subcommandHelp(name: String) throws {
         let command = try #require(LatheCommand.configuration.subcommands.first { $0._commandName == name })
         try expectSnapshot(command.helpMessage(columns: 100), named: "help-\(name)")
     }
 
-    @Test("--version prints the version")
+    @Test("--version prints the version and exits 0")
     func version() {
-        #expect(LatheCommand.configuration.version == "0.1.0")
+        do {
+            _ = try LatheCommand.parseAsRoot(["--version"])
+            Issue.record("--version parsed as a command")
+        } catch {
+            #expect(LatheCommand.fullMessage(for: error) == "0.1.0")
+            #expect(LatheCommand.exitCode(for: error) == .success)
+        }
     }
 
     @Test("plugins renders the registry as a table and as JSON")

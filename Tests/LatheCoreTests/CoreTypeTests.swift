@@ -132,6 +132,64 @@ struct StorageTests {
         ) {
             try bad.validate()
         }
+        // Sizes past any real model's are refused before a pass loops over them or a product of
+        // two overflows; non-finite numbers too.
+        for (change, field, expected) in [
+            ({ (c: inout LlamaConfig) in c.layerCount = 1 << 31 }, "layer count", "at most 4096"),
+            ({ (c: inout LlamaConfig) in c.headDim = 1 << 32 }, "head dim", "at most 4096"),
+            ({ (c: inout LlamaConfig) in c.contextLength = 0 }, "context length", "a positive integer"),
+            ({ (c: inout LlamaConfig) in c.normEpsilon = .infinity }, "norm epsilon", "a positive finite number"),
+            ({ (c: inout LlamaConfig) in c.ropeBase = .nan }, "RoPE base", "a positive finite number"),
+        ] {
+            var config = smol
+            change(&config)
+            #expect {
+                try config.validate()
+            } throws: { error in
+                guard case .invalidValue(let name, _, let wanted) = error as? LatheError else { return false }
+                return name.hasPrefix(field) && wanted == expected
+            }
+        }
+        // The graph's checked accessor names the model.
+        var huge = smol
+        huge.layerCount = 1 << 20
+        let graph = try ModelGraph(source: "model.gguf", config: huge)
+        #expect {
+            try graph.llamaConfig()
+        } throws: { error in
+            (error as? LatheError)?.errorDescription?.hasPrefix("model.gguf: Llama config: layer count") == true
+        }
+        #expect(try ModelGraph(source: "m", config: smol).llamaConfig() == smol)
+        #expect(throws: LatheError.missingField("Llama config", in: "m")) { try ModelGraph(source: "m").llamaConfig() }
+    }
+}
+
+@Suite("Decoding failures")
+struct DecodingFailureTests {
+    struct Options: Codable {
+        var bits: Int
+        var seed: UInt64?
+        var parts: [Int]?
+    }
+
+    func message(_ json: String) -> String {
+        do {
+            _ = try JSONDecoder().decode(Options.self, from: Data(json.utf8))
+            return "decoded"
+        } catch {
+            return DecodingFailure.describe(error, in: json, field: "options").errorDescription ?? ""
+        }
+    }
+
+    @Test("one line naming the path, the value found and what was expected")
+    func messages() {
+        #expect(message(#"{"bits": "4"}"#) == #"options.bits: got "4", expected an integer (Int)"#)
+        #expect(message(#"{"bits": 4, "parts": [1, true]}"#) == "options.parts[1]: got true, expected an integer (Int)")
+        #expect(message(#"{"seed": 1}"#) == "options: missing required field 'bits'")
+        #expect(message("[1, 2]") == "options: got [1,2], expected an object")
+        #expect(message("{bits") == "options: got {bits, expected valid JSON")
+        #expect(
+            message(#"{"bits": 4, "seed": -1}"#).hasPrefix(#"options: got {"bits": 4, "seed": -1}, expected values"#))
     }
 }
 

@@ -53,6 +53,10 @@ struct GGMLGoldenTests {
         }
     }
 
+    /// A uniform quantizer with step Δ has RMS error Δ/√12. Q4_K: 15 steps over a 32-value sub-block's
+    /// range (about ±2.1σ), so Δ ≈ 0.28σ and the relative error ≈ 0.08; Q6_K: 32 steps over the
+    /// largest magnitude of 16 values (about 1.9σ), Δ ≈ 0.06σ, ≈ 0.017. The bounds are 1.5× and 1.8×
+    /// those: loose enough for the 6/8-bit scale rounding, tight enough to catch a lost bit or scale.
     @Test("Q4_K and Q6_K round-trip a Gaussian block to their expected accuracy")
     func accuracy() throws {
         var generator = SeededGeneratorLite(seed: 9)

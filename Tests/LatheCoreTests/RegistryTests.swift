@@ -131,11 +131,16 @@ enum BasisKey: PassArtifactKey {
 
 @Suite("Pass context")
 struct PassContextTests {
-    @Test("typed artifacts round-trip and a missing one names its producer")
+    @Test("typed artifacts round-trip; a missing one names itself and the pass that needs it")
     func artifacts() throws {
         var context = PassContext(seed: 7)
         #expect(context[BasisKey.self] == nil)
-        #expect(throws: LatheError.self) { try context.require(BasisKey.self, by: "rotation") }
+        #expect {
+            try context.require(BasisKey.self, by: "rotation")
+        } throws: { error in
+            let message = (error as? LatheError)?.errorDescription ?? ""
+            return message.contains("residual basis") && message.contains("rotation")
+        }
         context[BasisKey.self] = [1, 2]
         #expect(try context.require(BasisKey.self, by: "rotation") == [1, 2])
     }

@@ -71,3 +71,18 @@ struct UTF8TextTests {
         #expect(disagreements == 0)
     }
 }
+
+@Suite("Escaping control characters")
+struct ControlEscapeTests {
+    @Test("line breaks, tabs, ESC, DEL and C1 controls become escapes; other text, non-ASCII included, is kept")
+    func escapes() {
+        #expect("plain Ġthe 日本 😀".escapingControlCharacters == "plain Ġthe 日本 😀")
+        #expect("a\nError: forged".escapingControlCharacters == #"a\nError: forged"#)
+        #expect("\r\t".escapingControlCharacters == #"\r\t"#)
+        #expect("x\u{1B}]0;t\u{07}\u{1B}[2J".escapingControlCharacters == #"x\u{1B}]0;t\u{7}\u{1B}[2J"#)
+        #expect("\u{7F}\u{85}\u{9F}\u{A0}".escapingControlCharacters == #"\u{7F}\u{85}\u{9F}"# + "\u{A0}")
+        // Escaping is idempotent: the escapes themselves hold no control characters.
+        let once = "a\n\u{1B}b".escapingControlCharacters
+        #expect(once.escapingControlCharacters == once)
+    }
+}

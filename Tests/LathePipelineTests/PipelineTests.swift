@@ -160,7 +160,17 @@ struct PipelineTests {
     func builtins(name: String) throws {
         let loaded = try RecipeLibrary.load(name)
         #expect(!loaded.description.isEmpty)
-        _ = try Pipeline.plan(loaded, for: TinyModel.graph(), registry: LatheBuiltins.registry)
+        let graph = try TinyModel.graph()
+        let (passes, plan) = try Pipeline.plan(loaded, for: graph, registry: LatheBuiltins.registry)
+        #expect(passes.count == loaded.steps.count && plan.steps.count == loaded.steps.count)
+        #expect(plan.steps.map(\.index).sorted() == Array(loaded.steps.indices))
+        #expect(plan.steps.allSatisfy { $0.passID == loaded.steps[$0.index].pass })
+        // Recipes that re-encode (cast, quantize-ggml) plan an output smaller than the tiny model's F32
+        // tensors; the others write a simulated F32 model (an untied head included), at least as large.
+        let (inputBytes, _) = try graph.totals()
+        let reencodes = loaded.steps.contains { ["cast", "quantize-ggml"].contains($0.pass) }
+        #expect(plan.outputBytes > 0)
+        #expect(reencodes == (plan.outputBytes < inputBytes), "\(plan.outputBytes) of \(inputBytes)")
     }
 }
 
@@ -289,11 +299,11 @@ struct RecipeCheckingTests {
         #expect {
             try Pipeline.plan(
                 recipe(
-                    "steps:\n  - pass: quantize-ggml\n    options: {type: q8_0, overrides: [{pattern: x, typ: f16}]}\n"),
+                    "steps:\n  - pass: quantize-ggml\n    options: {type: q8_0, overrides: [{pattern: x, type: f16, patern: y}]}\n"
+                ),
                 for: TinyModel.graph(), registry: LatheBuiltins.registry)
         } throws: { error in
-            let message = (error as? PipelineError)?.errorDescription ?? ""
-            return message.contains("got 'overrides[0].typ'") || message.contains("missing required field")
+            (error as? PipelineError)?.errorDescription?.contains("got 'overrides[0].patern'") == true
         }
     }
 

@@ -82,17 +82,15 @@ struct CalibrationTests {
             let m = try #require(moments[key])
             #expect(m.count == 48)
             let w = m.width
-            var worst = 0.0
-            var scale = 0.0
+            var direct = [Double](repeating: 0, count: w * w)
             for i in 0..<w {
                 for j in 0..<w {
-                    let direct = rows.reduce(0.0) { $0 + $1[i] * $1[j] }
-                    worst = max(worst, abs(direct - m.secondMoment[i * w + j]))
-                    scale = max(scale, abs(direct))
+                    direct[i * w + j] = rows.reduce(0.0) { $0 + $1[i] * $1[j] }
                 }
                 let sum = rows.reduce(0.0) { $0 + $1[i] }
                 #expect(abs(sum - m.sum[i]) <= 1e-9 * max(1, abs(sum)), "\(key) sum[\(i)]")
             }
+            let (worst, scale) = (maxDifference(direct, m.secondMoment), maxMagnitude(direct))
             #expect(worst <= 1e-5 * scale, "\(key): \(worst) vs scale \(scale)")
         }
     }

@@ -4,11 +4,12 @@ import LatheBuiltins
 import LatheCore
 import LatheRuntime
 import LatheTestSupport
+import LinearAlgebra
 import Testing
 
+/// max |a − b| / max |b|, NaN when either side holds a NaN.
 func maxRelativeDifference(_ a: [Float], _ b: [Double]) -> Double {
-    let scale = b.map(abs).max() ?? 1
-    return zip(a, b).map { abs(Double($0) - $1) }.max()! / scale
+    maxDifference(a.map(Double.init), b) / maxMagnitude(b)
 }
 
 @Suite("Llama runtime on a tiny synthetic model")
@@ -32,7 +33,7 @@ struct TinyRuntimeTests {
         }
     }
 
-    @Test("an HF model and its GGUF layout (interleaved RoPE) give the same logits")
+    @Test("an HF model and its GGUF layout (interleaved RoPE) give the same logits to 1e-5 (summation order only)")
     func ropeConventions() throws {
         let graph = try TinyModel.graph()
         let a = LlamaSession(weights: try LlamaWeights(graph), maxContext: 32)
@@ -183,5 +184,45 @@ struct TinyRuntimeTests {
         let reference = try ReferenceLlama(graph).logits([5, 6, 7])
         let argmax = reference[2].indices.max { reference[2][$0] < reference[2][$1] }
         #expect(greedy.first == argmax)
+    }
+
+    /// 20 000 draws put a frequency's standard deviation below 0.0036, so ±0.02 is over 5σ.
+    @Test("sampling draws from softmax(logits / T) over the top k (frequencies within 0.02 of 20 000 draws)")
+    func samplingDistribution() {
+        let logits: [Float] = [1, 0, 2, -1, 0.5, 7]
+        let vocab = 5  // the sixth logit lies past the vocabulary (padded rows) and is never drawn
+        func frequencies(_ options: SamplingOptions, draws: Int = 20_000) -> [Double] {
+            var generator = SeededGenerator(seed: options.seed)
+            var counts = [Double](repeating: 0, count: logits.count)
+            for _ in 0..<draws {
+                counts[Generator.sample(logits, vocab: vocab, options: options, generator: &generator)] += 1
+            }
+            return counts.map { $0 / Double(draws) }
+        }
+        func softmax(_ tokens: [Int], temperature: Double) -> [Double] {
+            var p = [Double](repeating: 0, count: logits.count)
+            for t in tokens { p[t] = exp(Double(logits[t]) / temperature) }
+            let total = p.reduce(0, +)
+            return p.map { $0 / total }
+        }
+        let cases: [(SamplingOptions, [Double])] = [
+            (SamplingOptions(temperature: 1, topK: 0, seed: 1), softmax([0, 1, 2, 3, 4], temperature: 1)),
+            (SamplingOptions(temperature: 1, topK: 3, seed: 2), softmax([2, 0, 4], temperature: 1)),
+            (SamplingOptions(temperature: 2, topK: 3, seed: 3), softmax([2, 0, 4], temperature: 2)),
+            (SamplingOptions(temperature: 0.25, topK: 2, seed: 4), softmax([2, 0], temperature: 0.25)),
+        ]
+        for (options, expected) in cases {
+            let observed = frequencies(options)
+            #expect(maxDifference(observed, expected) < 0.02, "\(options): \(observed) against \(expected)")
+        }
+        // Greedy (temperature 0) ignores the seed; another seed draws another sequence.
+        var a = SeededGenerator(seed: 5)
+        var b = SeededGenerator(seed: 6)
+        let greedy = SamplingOptions(temperature: 0, topK: 3, seed: 5)
+        #expect(Generator.sample(logits, vocab: vocab, options: greedy, generator: &a) == 2)
+        let warm = SamplingOptions(temperature: 1, topK: 0, seed: 5)
+        let first = (0..<64).map { _ in Generator.sample(logits, vocab: vocab, options: warm, generator: &a) }
+        let second = (0..<64).map { _ in Generator.sample(logits, vocab: vocab, options: warm, generator: &b) }
+        #expect(first != second)
     }
 }

@@ -59,7 +59,7 @@ struct BLASTests {
         #expect(relativeError(w, naiveProduct(a.transposed(), z).elements) < 1e-5)
     }
 
-    @Test("the thread count reads back what OPENBLAS_NUM_THREADS or code set")
+    @Test("the thread count reads back OPENBLAS_NUM_THREADS, and withThreadCount restores it")
     func threads() {
         // Changing the count while other tests run BLAS is unsafe in OpenBLAS, so this sets the value it
         // already has: the call path is exercised, and the read-back must agree.

@@ -21,7 +21,7 @@ struct PCATests {
         #expect(abs(abs(dot) - 1) < 1e-10)
     }
 
-    @Test("a missing statistic is an error naming it; the rank is recorded in the metadata")
+    @Test("a missing statistic is an error naming it; a rank fraction above 1 is refused")
     func missingStatistic() throws {
         var graph = try TinyModel.graph()
         var context = PassContext()

@@ -106,6 +106,26 @@ public struct QuantizationScheme: Codable, Sendable, Equatable {
     public func store(in metadata: inout Metadata) throws(LatheError) {
         try MetadataRecord.store(isEmpty ? nil : self, in: &metadata, key: Self.metadataKey)
     }
+
+    /// Checks that every quantizer fits the width of the activations it quantizes in a model of
+    /// `config`: the sites are known, and the high-precision parts fit.
+    public func validate(for config: LlamaConfig) throws(LatheError) {
+        let widths = [
+            "attn_input": config.hiddenSize, "mlp_input": config.hiddenSize,
+            "o_proj_input": config.headCount * config.headDim, "down_proj_input": config.ffnSize,
+        ]
+        for (site, quantizer) in activations {
+            guard let width = widths[site] else {
+                throw .invalidValue(
+                    field: "metadata \(Self.metadataKey): activations", value: site,
+                    expected: "one of " + widths.keys.sorted().joined(separator: ", "))
+            }
+            try quantizer.validate(width: width, field: "metadata \(Self.metadataKey): \(site)")
+        }
+        let kvWidth = config.kvHeadCount * config.headDim
+        try keys?.validate(width: kvWidth, field: "metadata \(Self.metadataKey): keys")
+        try values?.validate(width: kvWidth, field: "metadata \(Self.metadataKey): values")
+    }
 }
 
 /// How a model's weights were quantized, for readers of the file (the packed writer, reports).
@@ -156,7 +176,7 @@ public enum MetadataRecord {
         do {
             return try JSONDecoder().decode(T.self, from: Data(text.utf8))
         } catch {
-            throw .invalidValue(field: "metadata \(key)", value: "\(error)", expected: "a valid \(T.self) record")
+            throw DecodingFailure.describe(error, in: text, field: "metadata \(key)")
         }
     }
 

@@ -1,0 +1,219 @@
+import Foundation
+import LatheBuiltins
+import LatheCore
+import LathePipeline
+import LatheRuntime
+import LatheTestSupport
+import Testing
+
+@testable import LatheCLI
+
+/// The commands that print results, run as a user runs them (a separate `lathe` process), with their
+/// output checked against the library computing the same thing in this process.
+@Suite(
+    "Commands end to end", .serialized,
+    .enabled(if: LatheProcess.isAvailable, Comment(rawValue: LatheProcess.skipReason)))
+struct CommandLineTests {
+    static let prompt = "the quick brown fox"
+
+    /// The tiny model as a safetensors file in `work`, and the model itself.
+    func tinyModel(in work: URL) throws -> (url: URL, graph: ModelGraph) {
+        let url = work.appendingPathComponent("tiny.safetensors")
+        return (url, try writeTiny(to: url))
+    }
+
+    @Test("run prints the greedy continuation the runtime computes, and only that, on stdout")
+    func runGreedy() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let (url, graph) = try tinyModel(in: work)
+        let tokenizer = try BPETokenizer(try #require(graph.tokenizer))
+        let prompt = tokenizer.encode(Self.prompt, addSpecial: true)
+        let session = LlamaSession(weights: try LlamaWeights(graph), maxContext: prompt.count + 12)
+        let expected = try Generator(session: session, tokenizer: tokenizer, sampling: SamplingOptions())
+            .generate(prompt: prompt, maxTokens: 12)
+        #expect(!expected.isEmpty)
+        let result = try LatheProcess.capture(["run", url.path, "-p", Self.prompt, "-n", "12", "--stats"])
+        #expect(result.status == 0, "\(result.errors)")
+        #expect(result.output == tokenizer.decode(expected, skipSpecial: true) + "\n")
+        // --stats goes to stderr: the prompt's token count and the tokens generated after the first.
+        #expect(
+            result.errors.contains("prompt \(prompt.count) tokens")
+                && result.errors.contains("\(expected.count - 1) more tokens"), "\(result.errors)")
+    }
+
+    @Test("run refuses a prompt longer than the model's context and bad sampling options, in one line")
+    func runRefusals() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let (url, _) = try tinyModel(in: work)
+        let context = TinyModel.config().contextLength
+        let long = Array(repeating: "ab", count: context).joined(separator: " ")
+        let tooLong = try LatheProcess.capture(["run", url.path, "-p", long, "-n", "1"])
+        #expect(tooLong.status == 1)
+        #expect(tooLong.errors.contains("the model's context is \(context) tokens"), "\(tooLong.errors)")
+        #expect(tooLong.output.isEmpty)
+        for (option, expected) in [
+            ("-n=-1", "-n must be at least 0"), ("--temperature=nan", "--temperature must be 0 or more"),
+            ("--top-k=-2", "--top-k must be at least 0"),
+        ] {
+            let refused = try LatheProcess.capture(["run", url.path, "-p", Self.prompt, option])
+            #expect(refused.status == 64, "a usage error (EX_USAGE)")
+            #expect(refused.errors.hasPrefix("Error: \(expected)"), "\(option): \(refused.errors)")
+            #expect(refused.output.isEmpty)
+        }
+    }
+
+    @Test("eval ppl --json prints the perplexity the runtime computes (relative 1e-6) as valid JSON")
+    func evalPerplexity() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let (url, graph) = try tinyModel(in: work)
+        let text = work.appendingPathComponent("text.txt")
+        let words = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog"]
+        try (0..<200).map { words[($0 * 5 + $0 / 3) % words.count] }.joined(separator: " ")
+            .write(to: text, atomically: true, encoding: .utf8)
+        let tokenizer = try BPETokenizer(try #require(graph.tokenizer))
+        let tokens = try tokenizer.encodeFile(text, purpose: "text file")
+        let session = LlamaSession(weights: try LlamaWeights(graph), maxContext: 64)
+        let expected = try Perplexity.evaluate(
+            session, tokens: tokens, context: 64, maxChunks: 3, protocol: .all, windowStart: tokenizer.windowStart)
+        let result = try LatheProcess.capture([
+            "eval", "ppl", url.path, "--text", text.path, "--ctx", "64", "--chunks", "3", "--protocol", "all", "--json",
+        ])
+        #expect(result.status == 0, "\(result.errors)")
+        let json = try JSONValue.parse(result.output)
+        #expect(json["chunks"] == .int(3) && json["scored_tokens"] == .int(expected.scoredTokens))
+        #expect(json["text_tokens"] == .int(tokens.count))
+        let perplexity = try #require(json["perplexity"]?.doubleValue)
+        // The JSON keeps six decimals; the value is near the vocabulary size (96) for random weights.
+        #expect(isClose(perplexity, expected.perplexity, relative: 1e-6, absolute: 1e-6))
+        // Too few tokens for one chunk is an error naming the counts, not a perplexity of nothing.
+        let short = try LatheProcess.capture(["eval", "ppl", url.path, "--text", text.path, "--ctx", "4096"])
+        #expect(short.status == 1 && short.output.isEmpty)
+        #expect(short.errors.contains("\(tokens.count)"), "\(short.errors)")
+    }
+
+    @Test("check --values counts non-finite values per tensor and exits 1; a clean file exits 0")
+    func checkValues() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        var graph = try TinyModel.graph()
+        let name = "model.layers.1.mlp.down_proj.weight"
+        var values = try graph.floats(name)
+        values[3] = .nan
+        values[70] = .infinity
+        values[71] = -.infinity
+        try graph.setFloats(name, values)
+        let damaged = work.appendingPathComponent("damaged.safetensors")
+        _ = try LatheBuiltins.registry.writer("safetensors").write(graph, to: damaged, options: WriteOptions())
+        let result = try LatheProcess.capture(["check", damaged.path, "--values", "--json"])
+        #expect(result.status == 1)
+        let json = try JSONValue.parse(result.output)
+        #expect(json["non_finite"] == .object([(name, .int(3))]))
+        let (clean, _) = try tinyModel(in: work)
+        let fine = try LatheProcess.capture(["check", clean.path, "--values", "--json"])
+        #expect(fine.status == 0, "\(fine.errors)")
+        #expect(try JSONValue.parse(fine.output)["non_finite"] == .object([]))
+        // Without --values nothing was decoded: null, not "none found".
+        let unchecked = try LatheProcess.capture(["check", damaged.path, "--json"])
+        #expect(unchecked.status == 0, "\(unchecked.errors)")
+        #expect(try JSONValue.parse(unchecked.output)["non_finite"] == .null)
+        // A config no model can have (2^20 layers) is damage too: the passes and the runtime refuse it.
+        var broken = try TinyModel.graph()
+        broken.config?.layerCount = 1 << 20
+        let brokenURL = work.appendingPathComponent("broken.gguf")
+        _ = try LatheBuiltins.registry.writer("gguf").write(broken, to: brokenURL, options: WriteOptions())
+        let refused = try LatheProcess.capture(["check", brokenURL.path])
+        #expect(refused.status == 1)
+        #expect(refused.errors.contains("\(brokenURL.path): Llama config: layer count"), "\(refused.errors)")
+    }
+
+    @Test("an error quoting a name with a line break or escape sequence is still one line on stderr")
+    func oneLineErrors() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let url = work.appendingPathComponent("forged.safetensors")
+        let header = #"{"a\nError: forged \u001b[2J":{"dtype":"F33","shape":[1],"data_offsets":[0,4]}}"#
+        var bytes: [UInt8] = []
+        withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { bytes += $0 }
+        try Data(bytes + Array(header.utf8) + [0, 0, 0, 0]).write(to: url)
+        let result = try LatheProcess.capture(["inspect", url.path])
+        #expect(result.status == 1)
+        #expect(result.errors.split(separator: "\n").count == 1, "\(result.errors)")
+        #expect(result.errors.contains(#"a\nError: forged \u{1B}[2J"#), "\(result.errors)")
+        #expect(!result.errors.contains("\u{1B}"))
+    }
+
+    @Test("inspect --json --metadata gives whole typed values; --tensors widens its columns for packed types")
+    func inspectValues() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let (_, graph) = try tinyModel(in: work)
+        let gguf = work.appendingPathComponent("tiny.gguf")
+        _ = try LatheBuiltins.registry.writer("gguf").write(graph, to: gguf, options: WriteOptions())
+        let result = try LatheProcess.capture(["inspect", gguf.path, "--json", "--metadata"])
+        #expect(result.status == 0, "\(result.errors)")
+        let metadata = try #require(JSONValue.parse(result.output)["metadata"])
+        #expect(metadata["general.architecture"]?["value"] == .string("llama"))
+        #expect(metadata["llama.block_count"]?["value"]?.intValue == TinyModel.config().layerCount)
+        let tokens = try #require(metadata["tokenizer.ggml.tokens"])
+        #expect(tokens["type"] == .string("array") && tokens["element"] == .string("string"))
+        #expect(tokens["value"]?.arrayValue?.compactMap(\.stringValue) == graph.tokenizer?.tokens)
+        #expect(metadata["llama.rope.freq_base"]?["value"]?.doubleValue == 10_000)
+        // A packed lpack's dtypes (PACKED4/8x2, …) keep a space before the shape.
+        let packed = work.appendingPathComponent("tiny.lpack")
+        let source = work.appendingPathComponent("quantized.safetensors")
+        _ = try writeTiny(PackedExportTests.quantized, to: source)
+        #expect(runLathe(["convert", source.path, "-o", packed.path]) == nil)
+        let table = try LatheProcess.capture(["inspect", packed.path, "--tensors"])
+        let rows = table.output.split(separator: "\n").filter { $0.hasPrefix("  ") && $0.contains("PACKED") }
+        #expect(!rows.isEmpty)
+        for row in rows {
+            let columns = row.split(separator: " ", omittingEmptySubsequences: true)
+            #expect(columns.count >= 4 && columns[1].hasPrefix("PACKED") && columns[2].hasPrefix("["), "\(row)")
+        }
+    }
+
+    @Test("options that would be ignored or found wrong only after the work are refused first")
+    func earlyRefusals() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let (url, _) = try tinyModel(in: work)
+        let output = work.appendingPathComponent("out.gguf")
+        let short = work.appendingPathComponent("short.txt")
+        try "the quick brown fox".write(to: short, atomically: true, encoding: .utf8)
+        let report = try LatheProcess.capture([
+            "convert", url.path, "-o", output.path, "--type", "f16", "--report",
+            work.appendingPathComponent("r.html").path,
+            "--report-text", short.path,
+        ])
+        #expect(report.status == 1)
+        #expect(report.errors.contains("needs at least 1024 tokens of text"), "\(report.errors)")
+        #expect(!FileManager.default.fileExists(atPath: output.path), "refused before converting")
+        let external = try LatheProcess.capture(["convert", url.path, "-o", output.path, "--allow-external", "python3"])
+        #expect(external.status == 1 && external.errors.contains("--allow-external needs --recipe"))
+        let force = try LatheProcess.capture(["verify", url.path, url.path, "--text", short.path, "--force"])
+        #expect(force.status == 1 && force.errors.contains("--force needs --report"), "\(force.errors)")
+        let scoring = try LatheProcess.capture(["eval", "ppl", url.path, "--text", short.path, "--protocol", "some"])
+        #expect(scoring.status == 64 && scoring.errors.contains("--protocol must be llama or all"))
+    }
+
+    @Test("recipes --json lists every built-in recipe; plan --json lists the recipe's steps in order")
+    func recipesAndPlans() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let listed = try LatheProcess.capture(["recipes", "--json"])
+        #expect(listed.status == 0, "\(listed.errors)")
+        let names = try #require(JSONValue.parse(listed.output).arrayValue).compactMap { $0["name"]?.stringValue }
+        #expect(names.sorted() == RecipeLibrary.builtinNames.sorted())
+        let (url, _) = try tinyModel(in: work)
+        let planned = try LatheProcess.capture(["plan", "resq-w4a4kv4", url.path, "--json"])
+        #expect(planned.status == 0, "\(planned.errors)")
+        let plan = try JSONValue.parse(planned.output)
+        let recipe = try RecipeLibrary.load("resq-w4a4kv4")
+        let steps = try #require(plan["steps"]?.arrayValue)
+        #expect(steps.compactMap { $0["pass"]?.stringValue }.sorted() == recipe.steps.map(\.pass).sorted())
+        #expect(plan["recipe"] == .string("resq-w4a4kv4"))
+    }
+}
