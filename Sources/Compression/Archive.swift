@@ -55,8 +55,8 @@ public enum Archive {
     }
 
     /// Extracts the members under `destination` (created if needed) and returns their relative paths.
-    /// Files for which `include` is false are skipped (their data is never written); directories and
-    /// links are always made.
+    /// Files for which `include` is false are skipped (their data is never written), and so are hard
+    /// links to them; directories and symbolic links are always made.
     @discardableResult
     public static func extract(
         _ url: URL, to destination: URL, include: (String) -> Bool = { _ in true }
@@ -67,8 +67,18 @@ public enum Archive {
         // Symbolic links are made last, once every member has been checked against every link
         // (`ArchiveLinkGuard.finish`): until then nothing on disk points anywhere.
         var symbolicLinks: [(path: String, target: String)] = []
+        var skipped: Set<String> = []
         try read(url) { member, readData in
-            if case .file = member.kind, !include(member.path) { return }
+            switch member.kind {
+            case .file where !include(member.path):
+                skipped.insert(member.path)
+                return
+            case .hardLink(let linkTarget) where skipped.contains(linkTarget):
+                // Another name for a file left out: left out too (its data was never written).
+                skipped.insert(member.path)
+                return
+            default: break
+            }
             let target = destination.appendingPathComponent(member.path)
             do {
                 try fileManager.createDirectory(
@@ -167,7 +177,11 @@ public enum Archive {
     ) throws {
         let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else {
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: String(cString: strerror(errno))])
+            // O_EXCL: a later member never replaces (or writes through) an earlier one of its name.
+            let reason =
+                errno == EEXIST
+                ? "an earlier member has the same name (each is extracted once)" : String(cString: strerror(errno))
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: reason])
         }
         let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
         try readData { chunk in try handle.write(contentsOf: Data(chunk)) }

@@ -5,6 +5,13 @@ import LatheCore
 /// info order with alignment padding, published atomically.
 public struct GGUFWriter: FormatWriter {
     public static let formatID = "gguf"
+    public static let parameterNames = ["alignment"]
+
+    public static func validate(parameters: [String: String]) throws(LatheError) {
+        if let text = parameters["alignment"], !(Int(text).map { $0 >= 8 && $0 & ($0 - 1) == 0 } ?? false) {
+            throw .invalidValue(field: "alignment", value: text, expected: "a power of two of at least 8")
+        }
+    }
     public static let summary = "GGUF v3 for llama.cpp; HF names and q/k order converted back to llama.cpp's"
 
     public init() {}

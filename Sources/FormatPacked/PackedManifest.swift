@@ -172,7 +172,7 @@ struct PackedManifest {
             }
             let (memberEnd, overflow) = offset.addingReportingOverflow(length)
             guard !overflow, memberEnd <= fileSize else {
-                throw fail(field, "bytes \(offset)..<\(offset &+ length) run past the end of the \(fileSize)-byte file")
+                throw fail(field, "\(length) bytes at offset \(offset) run past the end of the \(fileSize)-byte file")
             }
             end = memberEnd
             members.append(

@@ -8,6 +8,16 @@ import LatheCore
 /// space is reserved up front and filled in once every member's place and checksum are known.
 public struct PackedWriter: FormatWriter {
     public static let formatID = "lpack"
+    public static let parameterNames = ["compression", "level"]
+
+    public static func validate(parameters: [String: String]) throws(LatheError) {
+        if let compression = parameters["compression"], !["none", "zstd"].contains(compression) {
+            throw .invalidValue(field: "compression", value: compression, expected: "none or zstd")
+        }
+        if let level = parameters["level"], !(Int(level).map { (1...19).contains($0) } ?? false) {
+            throw .invalidValue(field: "level", value: level, expected: "a zstd level from 1 to 19")
+        }
+    }
     public static let summary =
         "Lathe's packed format: int4/int8 codes with scales, transforms, checksums, optional zstd"
 
@@ -20,11 +30,9 @@ public struct PackedWriter: FormatWriter {
             throw LatheError.invalidValue(
                 field: "tensor layout", value: "\(graph.naming)", expected: "the canonical (HF) layout for lpack")
         }
+        try Self.validate(parameters: options.parameters)
         let compression = options.parameters["compression"] ?? "none"
-        guard ["none", "zstd"].contains(compression) else {
-            throw LatheError.invalidValue(field: "compression", value: compression, expected: "none or zstd")
-        }
-        let level = Int(options.parameters["level"] ?? "") ?? Zstd.defaultLevel
+        let level = options.parameters["level"].flatMap { Int($0) } ?? Zstd.defaultLevel
         var metadata = graph.metadata
         graph.config?.store(in: &metadata)
         graph.tokenizer?.store(in: &metadata)

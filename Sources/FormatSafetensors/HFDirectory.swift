@@ -113,6 +113,13 @@ public struct HFDirectoryReader: FormatReader {
 /// renamed into place). `max-shard-size=BYTES` shards the weights.
 public struct HFDirectoryWriter: FormatWriter {
     public static let formatID = "hf"
+    public static let parameterNames = ["max-shard-size"]
+
+    public static func validate(parameters: [String: String]) throws(LatheError) {
+        if let limit = parameters["max-shard-size"], !(Int(limit).map { $0 > 0 } ?? false) {
+            throw .invalidValue(field: "max-shard-size", value: limit, expected: "a positive number of bytes")
+        }
+    }
     public static let summary = "Hugging Face directory: config.json, tokenizer files, model.safetensors (or shards)"
 
     public init() {}

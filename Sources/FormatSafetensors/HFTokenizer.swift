@@ -36,6 +36,11 @@ enum HFTokenizer {
                     path: path, rule: .invalidConfig, field: "model.vocab.\(token)",
                     problem: "id must be a non-negative integer")
             }
+            if let other = byID[id] {
+                throw SafetensorsError(
+                    path: path, rule: .invalidConfig, field: "model.vocab.\(token)",
+                    problem: "id \(id) is also the id of '\(other.0)'; each token needs its own id")
+            }
             byID[id] = (token, normal)
         }
         for added in json["added_tokens"]?.arrayValue ?? [] {

@@ -101,9 +101,13 @@ public struct SafetensorsReader: FormatReader {
             throw SafetensorsError(
                 path: url.path, rule: .invalidIndex, field: "weight_map", problem: "missing or not an object")
         }
+        guard !weightMap.isEmpty else {
+            throw SafetensorsError(
+                path: url.path, rule: .invalidIndex, field: "weight_map", problem: "names no tensors")
+        }
         var mapped: [String: String] = [:]
         for (name, file) in weightMap {
-            guard let file = file.stringValue, !file.contains("/"), !file.isEmpty else {
+            guard let file = file.stringValue, !file.contains("/"), !file.isEmpty, file != ".", file != ".." else {
                 throw SafetensorsError(
                     path: url.path, rule: .invalidIndex, field: "weight_map.\(name)",
                     problem: "must name a shard file in the same directory")

@@ -6,6 +6,13 @@ import LatheCore
 /// With the `max-shard-size` parameter (bytes) it writes a sharded checkpoint with an index instead.
 public struct SafetensorsWriter: FormatWriter {
     public static let formatID = "safetensors"
+    public static let parameterNames = ["max-shard-size"]
+
+    public static func validate(parameters: [String: String]) throws(LatheError) {
+        if let limit = parameters["max-shard-size"], !(Int(limit).map { $0 > 0 } ?? false) {
+            throw .invalidValue(field: "max-shard-size", value: limit, expected: "a positive number of bytes")
+        }
+    }
     public static let summary = "safetensors (single file, or shards + index.json with max-shard-size=BYTES)"
 
     public init() {}

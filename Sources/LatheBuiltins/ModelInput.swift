@@ -39,6 +39,9 @@ public enum ModelInput {
         return reader
     }
 
+    /// The files a model in an archive can consist of.
+    static let modelFileExtensions = ["gguf", "safetensors", "lpack", "json"]
+
     /// Extracts the archive to a private temporary directory, reads the single model inside, and
     /// removes the directory: the reader has mapped what it needs, and mappings outlive unlinking.
     private static func openArchive(_ url: URL, format: String?, options: ReadOptions, registry: Registry) throws
@@ -57,9 +60,6 @@ public enum ModelInput {
     /// model inside and its name as users see it (`archive#member`, or the archive for an HF
     /// directory at its root), then removes the directory. Errors `body` throws name that, not the
     /// temporary path, which is gone by the time anyone reads them.
-    /// The files a model in an archive can consist of.
-    static let modelFileExtensions = ["gguf", "safetensors", "lpack", "json"]
-
     public static func withExtractedModel<T>(
         _ url: URL, registry: Registry = LatheBuiltins.registry, _ body: (URL, String) throws -> T
     ) throws -> T {
@@ -98,7 +98,7 @@ public enum ModelInput {
             throw LatheError.fileAccess(
                 path: archive.path,
                 reason: candidates.isEmpty
-                    ? "the archive holds no model file or HF directory"
+                    ? "the archive holds no model file or HF directory (Lathe extracts members named *.gguf, *.safetensors, *.lpack and *.json)"
                     : "the archive holds \(candidates.count) models (\(candidates.map(\.lastPathComponent).joined(separator: ", "))); extract it and pick one"
             )
         }

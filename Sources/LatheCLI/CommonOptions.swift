@@ -21,8 +21,8 @@ final class StderrDiagnostics: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         switch event.severity {
-        case .warning: printError("warning: \(event.message)")
-        case .info: if verbose { printError(event.message) }
+        case .warning: printError("warning: \(oneLine(event.message))")
+        case .info: if verbose { printError(oneLine(event.message)) }
         case .progress:
             let now = Date()
             let due = now.timeIntervalSince(lastProgress) >= 2 || (event.fraction == 1 && printedProgress)
@@ -31,13 +31,20 @@ final class StderrDiagnostics: @unchecked Sendable {
             printedProgress = event.fraction != 1
             let stage = event.stage.map { "\($0.rawValue)" } ?? "working"
             let percent = event.fraction.map { String(format: " %3.0f%%", $0 * 100) } ?? ""
-            printError("[\(stage)\(percent)] \(event.message)")
+            printError("[\(stage)\(percent)] \(oneLine(event.message))")
         }
     }
 }
 
 func printError(_ message: String) {
     FileHandle.standardError.write(Data((message + "\n").utf8))
+}
+
+/// A message for stderr as one line: control characters escaped (a name read from a file must not
+/// forge a second line or drive the terminal) and at most 2,000 characters.
+func oneLine(_ message: String) -> String {
+    let escaped = message.escapingControlCharacters
+    return escaped.count > 2000 ? String(escaped.prefix(1997)) + "…" : escaped
 }
 
 /// Options every command that reads a model shares.

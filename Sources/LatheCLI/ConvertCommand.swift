@@ -139,12 +139,20 @@ struct Convert: ParsableCommand {
             formatID == "gguf"
             ? try Self.prepareGGUF(
                 converted, forLlamaCpp: forLlamaCpp, diagnostics: printer.diagnostics) : converted
-        var parameters: [String: String] = [:]
-        if let maxShardSize { parameters["max-shard-size"] = String(maxShardSize) }
-        if let compress { parameters["compression"] = compress }
+        // Each writer's parameters: the recipe output's options for that format, then the command
+        // line's (which win), keeping only the keys the writer reads.
+        var commandLine: [String: String] = [:]
+        if let maxShardSize { commandLine["max-shard-size"] = String(maxShardSize) }
+        if let compress { commandLine["compression"] = compress }
+        func parameters(for format: String, _ writer: any FormatWriter) -> [String: String] {
+            let fromRecipe = loadedRecipe?.outputs.first { $0.format == format }?.options ?? [:]
+            return fromRecipe.merging(commandLine) { _, given in given }
+                .filter { Swift.type(of: writer).parameterNames.contains($0.key) }
+        }
         let report = try writer.write(
             graph, to: outputURL,
-            options: WriteOptions(overwrite: force, diagnostics: printer.diagnostics, parameters: parameters))
+            options: WriteOptions(
+                overwrite: force, diagnostics: printer.diagnostics, parameters: parameters(for: formatID, writer)))
         var reports = [(formatID, report)]
         // A recipe's further outputs go beside the first: same name, their own extension. The output
         // named on the command line stands for the recipe's first.
@@ -162,7 +170,8 @@ struct Convert: ParsableCommand {
                     try extraWriter.write(
                         extraGraph, to: url,
                         options: WriteOptions(
-                            overwrite: force, diagnostics: printer.diagnostics, parameters: parameters))
+                            overwrite: force, diagnostics: printer.diagnostics,
+                            parameters: parameters(for: extra, extraWriter)))
                 ))
         }
         if let htmlReport, let reportTokens {

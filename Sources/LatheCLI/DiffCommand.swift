@@ -34,7 +34,7 @@ struct Diff: ParsableCommand {
             throw exit
         } catch {
             // A script tells "they differ" (1) from "could not compare" (2).
-            printError("Error: \(LatheCommand.message(for: error))")
+            printError("Error: \(oneLine(LatheCommand.message(for: error)))")
             throw ExitCode(2)
         }
     }

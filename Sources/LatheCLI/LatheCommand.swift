@@ -49,9 +49,7 @@ public func main() {
     } catch {
         // Lathe's own errors: one line, whatever the file they quote holds (names with line breaks
         // or escape sequences, a YAML parser's multi-line context), and not a page long.
-        var message = LatheCommand.message(for: error).escapingControlCharacters
-        if message.count > 2000 { message = String(message.prefix(1997)) + "…" }
-        FileHandle.standardError.write(Data("Error: \(message)\n".utf8))
+        printError("Error: \(oneLine(LatheCommand.message(for: error)))")
         Foundation.exit(LatheCommand.exitCode(for: error).rawValue)
     }
 }

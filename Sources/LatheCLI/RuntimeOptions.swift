@@ -130,7 +130,15 @@ extension BPETokenizer {
     /// A whole UTF-8 file tokenized in one call (llama-perplexity's way: no BOS added by the text,
     /// control-token spellings read as plain text); `purpose` names the file in the error.
     func encodeFile(_ url: URL, purpose: String) throws -> [Int] {
-        // Mapped: a FIFO or a directory is refused at once, never waited on.
+        // A text may come from a pipe (`--text <(xzcat wiki.xz)`, `/dev/stdin`): read to its end.
+        // A regular file is mapped; anything else (a directory, a socket) is refused.
+        var status = stat()
+        if stat(url.path, &status) == 0, [S_IFIFO, S_IFCHR].contains(status.st_mode & S_IFMT) {
+            guard let handle = FileHandle(forReadingAtPath: url.path), let data = try? handle.readToEnd() else {
+                throw LatheError.fileAccess(path: url.path, reason: "cannot read the \(purpose)")
+            }
+            return encode(String(decoding: data, as: UTF8.self), addSpecial: true, parseSpecial: false)
+        }
         let bytes: [UInt8]
         do { bytes = try MappedFile.bytes(url) } catch {
             guard case .fileAccess(_, let reason) = error else { throw error }

@@ -61,6 +61,17 @@ public protocol FormatWriter: Sendable {
     /// Whether the format can store tensors of this type.
     static func supports(_ dtype: DType) -> Bool
 
+    /// The keys of `WriteOptions.parameters` the writer reads (a recipe output's `options`); any
+    /// other key is refused at plan time rather than ignored.
+    static var parameterNames: [String] { get }
+    /// Refuses values the writer could not use, so a recipe fails at plan time, not after its passes.
+    static func validate(parameters: [String: String]) throws(LatheError)
+
     init()
     func write(_ graph: ModelGraph, to url: URL, options: WriteOptions) throws -> WriteReport
+}
+
+extension FormatWriter {
+    public static var parameterNames: [String] { [] }
+    public static func validate(parameters: [String: String]) throws(LatheError) {}
 }

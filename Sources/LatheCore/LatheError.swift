@@ -28,7 +28,7 @@ public indirect enum LatheError: Error, Equatable, LocalizedError {
             return "\(path): \(reason)"
         case .outOfBounds(let path, let offset, let length, let size):
             return
-                "\(path): byte range \(offset)..<\(offset + length) lies outside the file's \(size) bytes; the file is truncated or corrupt"
+                "\(path): \(length) bytes at offset \(offset) lie outside the file's \(size) bytes; the file is truncated or corrupt"
         case .duplicateID(let kind, let id):
             return "\(kind) '\(id)' is registered twice; each id must be unique"
         case .unknownID(let kind, let id, let known):

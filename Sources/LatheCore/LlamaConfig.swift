@@ -100,8 +100,12 @@ public struct LlamaConfig: Hashable, Sendable, Codable {
             ("vocab size (the token list, or vocab_size)", vocabSize, 1 << 24),
             ("context length (llama.context_length, max_position_embeddings)", contextLength, 1 << 24),
         ] where value <= 0 || value > ceiling {
+            // An absent key reads as 0: say so, since the file shows nothing wrong to the eye.
             throw .invalidValue(
-                field: field, value: "\(value)", expected: value <= 0 ? "a positive integer" : "at most \(ceiling)")
+                field: field, value: "\(value)",
+                expected: value < 0
+                    ? "a positive integer"
+                    : value == 0 ? "a positive integer (is the key missing?)" : "at most \(ceiling)")
         }
         guard headCount % kvHeadCount == 0 else {
             throw .invalidValue(

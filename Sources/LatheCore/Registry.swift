@@ -89,11 +89,12 @@ public struct RegistryBuilder {
             Pass.summary,
             { data in
                 let options: Pass.Options
+                let given = data.isEmpty ? Data("{}".utf8) : data
                 do {
-                    options = try JSONDecoder().decode(Pass.Options.self, from: data.isEmpty ? Data("{}".utf8) : data)
+                    options = try JSONDecoder().decode(Pass.Options.self, from: given)
                 } catch {
                     throw DecodingFailure.describe(
-                        error, in: String(decoding: data, as: UTF8.self), field: "options of pass '\(Pass.passID)'")
+                        error, in: String(decoding: given, as: UTF8.self), field: "options of pass '\(Pass.passID)'")
                 }
                 try Self.rejectUnknownOptions(in: data, decoded: options, passID: Pass.passID)
                 return try Pass(options: options)

@@ -39,9 +39,22 @@ public enum Pipeline {
             }
         }
         for (index, output) in recipe.outputs.enumerated() {
-            do { _ = try registry.writer(output.format) } catch {
+            let writer: any FormatWriter
+            do { writer = try registry.writer(output.format) } catch {
                 throw PipelineError(
                     recipe: recipe.source, path: "outputs[\(index)].format",
+                    problem: error.errorDescription ?? "\(error)")
+            }
+            let known = type(of: writer).parameterNames
+            if let key = output.options.keys.sorted().first(where: { !known.contains($0) }) {
+                throw PipelineError(
+                    recipe: recipe.source, path: "outputs[\(index)].options.\(key)",
+                    problem: "the \(output.format) writer has no such option"
+                        + (known.isEmpty ? " (it takes none)" : " (it takes \(known.joined(separator: ", ")))"))
+            }
+            do { try type(of: writer).validate(parameters: output.options) } catch {
+                throw PipelineError(
+                    recipe: recipe.source, path: "outputs[\(index)].options",
                     problem: error.errorDescription ?? "\(error)")
             }
         }

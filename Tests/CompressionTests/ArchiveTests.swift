@@ -107,6 +107,18 @@ struct ArchiveTests {
         #expect(extracted.contains("model/config.json") && !extracted.contains("model/sub/weights.bin"))
         #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("model/config.json").path))
         #expect(!FileManager.default.fileExists(atPath: out.appendingPathComponent("model/sub/weights.bin").path))
+        // A hard link to a skipped file is skipped with it (its data was never written).
+        let linked = work.appendingPathComponent("linked.tar")
+        try Data(
+            tarBytes([
+                ("LICENSE.txt", UInt8(ascii: "0"), "", [1]), ("LICENSE", UInt8(ascii: "1"), "LICENSE.txt", []),
+                ("m.json", UInt8(ascii: "0"), "", [2]),
+            ])
+        ).write(to: linked)
+        #expect(
+            try Archive.extract(linked, to: work.appendingPathComponent("linked")) { $0.hasSuffix(".json") } == [
+                "m.json"
+            ])
         // A file and then a directory below a file of the same name: the second cannot be made.
         let clash = work.appendingPathComponent("clash.tar")
         try Data(tarBytes([("m.gguf", UInt8(ascii: "0"), "", [1, 2]), ("m.gguf/x", UInt8(ascii: "0"), "", [3])]))

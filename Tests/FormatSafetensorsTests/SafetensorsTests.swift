@@ -219,6 +219,7 @@ struct SafetensorsTests {
                 "held by none", weightMap + [("model.bogus.weight", .string(firstShard))],
                 "\(firstShard) holds no such tensor"
             ),
+            ("empty", [], "names no tensors"),
         ]
         for (label, map, problem) in cases {
             var edited = original.objectValue ?? []

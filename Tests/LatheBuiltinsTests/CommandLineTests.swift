@@ -88,6 +88,21 @@ struct CommandLineTests {
         let perplexity = try #require(json["perplexity"]?.doubleValue)
         // The JSON keeps six decimals; the value is near the vocabulary size (96) for random weights.
         #expect(isClose(perplexity, expected.perplexity, relative: 1e-6, absolute: 1e-6))
+        // The text may come from a pipe (/dev/stdin here), read to its end: the same perplexity.
+        let piped = Process()
+        piped.executableURL = URL(fileURLWithPath: "/bin/sh")
+        piped.arguments = [
+            "-c", #"cat "$1" | "$0" eval ppl "$2" --text /dev/stdin --ctx 64 --chunks 3 --protocol all --json"#,
+            LatheProcess.binary.path, text.path, url.path,
+        ]
+        let pipe = Pipe()
+        piped.standardOutput = pipe
+        piped.standardError = FileHandle.nullDevice
+        try piped.run()
+        let pipedOutput = pipe.fileHandleForReading.readDataToEndOfFile()
+        piped.waitUntilExit()
+        #expect(piped.terminationStatus == 0)
+        #expect(try JSONValue.parse(String(decoding: pipedOutput, as: UTF8.self))["perplexity"] == json["perplexity"])
         // Too few tokens for one chunk is an error naming the counts, not a perplexity of nothing.
         let short = try LatheProcess.capture(["eval", "ppl", url.path, "--text", text.path, "--ctx", "4096"])
         #expect(short.status == 1 && short.output.isEmpty)
@@ -199,7 +214,35 @@ struct CommandLineTests {
         #expect(scoring.status == 64 && scoring.errors.contains("--protocol must be llama or all"))
     }
 
-    @Test("recipes --json lists every built-in recipe; plan --json lists the recipe's steps in order")
+    @Test("a recipe output's options reach its writer; the command line's override them")
+    func outputOptions() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let (url, _) = try tinyModel(in: work)
+        let recipe = work.appendingPathComponent("zstd.yaml")
+        try """
+        name: zstd
+        description: F16, packed and compressed
+        steps:
+          - pass: cast
+            options: {to: f16}
+        outputs:
+          - format: lpack
+            options: {compression: zstd}
+        """.write(to: recipe, atomically: true, encoding: .utf8)
+        func members(_ arguments: [String]) throws -> Set<String> {
+            let output = work.appendingPathComponent("out.lpack")
+            #expect(
+                runLathe(["convert", url.path, "--recipe", recipe.path, "-o", output.path, "--force"] + arguments)
+                    == nil)
+            let text = String(decoding: try Data(contentsOf: output), as: UTF8.self)
+            return Set(text.matches(of: #/"compression":"([a-z]+)"/#).map { String($0.output.1) })
+        }
+        #expect(try members([]) == ["zstd"])
+        #expect(try members(["--compress", "none"]) == ["none"])
+    }
+
+    @Test("recipes --json lists every built-in recipe; plan --json lists every step of the recipe")
     func recipesAndPlans() throws {
         let work = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: work) }

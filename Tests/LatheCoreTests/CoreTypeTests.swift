@@ -86,6 +86,21 @@ struct StorageTests {
         #expect(throws: LatheError.self) { try MappedFile(path: directory.appendingPathComponent("missing").path) }
     }
 
+    /// Opening a FIFO for reading waits for a writer unless it is opened non-blocking: should that
+    /// regress, the time limit turns the hang into a failure.
+    @Test("a FIFO or a directory is refused as not a regular file, at once", .timeLimit(.minutes(1)))
+    func notRegular() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let fifo = directory.appendingPathComponent("model.gguf")
+        #expect(mkfifo(fifo.path, 0o600) == 0)
+        for path in [fifo.path, directory.path] {
+            #expect(throws: LatheError.fileAccess(path: path, reason: "not a regular file")) {
+                try MappedFile(path: path)
+            }
+        }
+    }
+
     @Test("a graph keeps tensor order and rejects duplicate names")
     func graph() throws {
         func tensor(_ name: String) -> Tensor {
@@ -137,7 +152,10 @@ struct StorageTests {
         for (change, field, expected) in [
             ({ (c: inout LlamaConfig) in c.layerCount = 1 << 31 }, "layer count", "at most 4096"),
             ({ (c: inout LlamaConfig) in c.headDim = 1 << 32 }, "head dim", "at most 4096"),
-            ({ (c: inout LlamaConfig) in c.contextLength = 0 }, "context length", "a positive integer"),
+            (
+                { (c: inout LlamaConfig) in c.contextLength = 0 }, "context length",
+                "a positive integer (is the key missing?)"
+            ),
             ({ (c: inout LlamaConfig) in c.normEpsilon = .infinity }, "norm epsilon", "a positive finite number"),
             ({ (c: inout LlamaConfig) in c.ropeBase = .nan }, "RoPE base", "a positive finite number"),
         ] {

@@ -119,7 +119,11 @@ struct RegistryTests {
         #expect {
             try registry.pass("scale", options: Data(#"{"factor": "big"}"#.utf8))
         } throws: { error in
-            (error as? LatheError)?.errorDescription?.contains("options of pass 'scale'") == true
+            (error as? LatheError)?.errorDescription == #"options of pass 'scale'.factor: got "big", expected a number"#
+        }
+        // No options at all are an empty object: the message names the missing option.
+        #expect(throws: LatheError.missingField("factor", in: "options of pass 'scale'")) {
+            try registry.pass("scale", options: Data())
         }
     }
 }

@@ -156,6 +156,33 @@ struct PipelineTests {
         #expect(plan.fallbacks.count == matrices)
     }
 
+    @Test("an output's options are the writer's parameters: a key the writer does not read is refused")
+    func outputOptions() throws {
+        let known =
+            "steps:\n  - pass: cast\n    options: {to: f16}\noutputs:\n  - format: lpack\n    options: {compression: zstd}\n"
+        _ = try Pipeline.plan(recipe(known), for: TinyModel.graph(), registry: LatheBuiltins.registry)
+        #expect {
+            try Pipeline.plan(
+                recipe(known.replacingOccurrences(of: "compression", with: "compresion")), for: TinyModel.graph(),
+                registry: LatheBuiltins.registry)
+        } throws: { error in
+            let message = (error as? PipelineError)?.errorDescription ?? ""
+            return message.contains("outputs[0].options.compresion: the lpack writer has no such option")
+                && message.contains("compression, level")
+        }
+        // Values too are checked at plan time, before any pass runs.
+        for (bad, expected) in [("compression: lz4", "none or zstd"), ("level: high", "a zstd level from 1 to 19")] {
+            #expect {
+                try Pipeline.plan(
+                    recipe(known.replacingOccurrences(of: "compression: zstd", with: bad)), for: TinyModel.graph(),
+                    registry: LatheBuiltins.registry)
+            } throws: { error in
+                let message = (error as? PipelineError)?.errorDescription ?? ""
+                return message.contains("outputs[0].options:") && message.contains(expected)
+            }
+        }
+    }
+
     @Test("every built-in recipe loads and plans on the tiny model", arguments: RecipeLibrary.builtinNames)
     func builtins(name: String) throws {
         let loaded = try RecipeLibrary.load(name)

@@ -69,6 +69,17 @@ struct TokenizerTests {
         #expect(mismatches.isEmpty, "\(mismatches.count) differ, first: \(mismatches.prefix(3))")
     }
 
+    @Test("a vocabulary spelling two tokens alike is refused (llama.cpp refuses it too)")
+    func duplicateTokens() {
+        var description = TinyModel.tokenizer(vocab: 40)
+        description.tokens[35] = description.tokens[7]
+        #expect {
+            try BPETokenizer(description)
+        } throws: { error in
+            (error as? LatheError)?.errorDescription?.contains("at ids 7 and 35") == true
+        }
+    }
+
     @Test("parse_special turns control-token text into its id")
     func special() throws {
         let tokenizer = try #require(Self.tokenizer)

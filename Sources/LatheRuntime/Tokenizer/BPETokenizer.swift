@@ -26,7 +26,15 @@ public final class BPETokenizer: @unchecked Sendable {
         }
         self.description = description
         var idOf: [String: Int] = [:]
-        for (id, token) in description.tokens.enumerated() where idOf[token] == nil { idOf[token] = id }
+        for (id, token) in description.tokens.enumerated() {
+            // llama.cpp refuses a vocabulary that spells two tokens alike: text could not say which.
+            if let first = idOf[token] {
+                throw LatheError.invalidValue(
+                    field: "tokenizer tokens", value: "'\(token.escapingControlCharacters)' at ids \(first) and \(id)",
+                    expected: "each token spelled once")
+            }
+            idOf[token] = id
+        }
         self.idOf = idOf
         var ranks: [String: [String: Int]] = [:]
         for (rank, merge) in description.merges.enumerated() {
