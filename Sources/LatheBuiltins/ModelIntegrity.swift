@@ -41,6 +41,7 @@ public enum ModelIntegrity {
                 _ = try OnlineTransforms(metadata: graph.metadata)
                 _ = try SubspaceLayout(metadata: graph.metadata)
             } catch { throw LatheError.problem(url.path, reason: error.errorDescription ?? "\(error)") }
+            try checkAgainstTensors(graph, config, path: url.path)
         }
         var report = IntegrityReport(
             path: url.path, format: graph.sourceFormat, tensors: graph.tensors.count, checksummed: 0, checkedBytes: 0,
@@ -57,5 +58,38 @@ public enum ModelIntegrity {
             if bad > 0 { report.nonFinite[tensor.name] = bad }
         }
         return report
+    }
+
+    /// The config against the tensors, as the runtime will meet them: layers 0 ..< layerCount each
+    /// have tensors and none lies beyond, and the embedding is vocab × hidden. (A file with no layer
+    /// tensors, such as calibration statistics, is not a model to check this way.)
+    static func checkAgainstTensors(_ graph: ModelGraph, _ config: LlamaConfig, path: String) throws {
+        var layers = Set<Int>()
+        for name in graph.tensorNames {
+            for prefix in ["model.layers.", "blk."] where name.hasPrefix(prefix) {
+                let rest = name.dropFirst(prefix.count)
+                if let dot = rest.firstIndex(of: "."), let index = Int(rest[..<dot]) { layers.insert(index) }
+            }
+        }
+        if !layers.isEmpty, layers != Set(0..<config.layerCount) {
+            let missing = (0..<config.layerCount).filter { !layers.contains($0) }
+            let extra = layers.filter { $0 >= config.layerCount }.sorted()
+            throw LatheError.problem(
+                path,
+                reason: "the config names \(config.layerCount) layers, but "
+                    + (missing.isEmpty
+                        ? "tensors exist for layer \(extra[0])"
+                            + (extra.count > 1 ? " and \(extra.count - 1) more" : "")
+                        : "layer \(missing[0]) has no tensors"
+                            + (missing.count > 1 ? " (nor \(missing.count - 1) more)" : "")))
+        }
+        if let embedding = graph["model.embed_tokens.weight"] ?? graph["token_embd.weight"],
+            embedding.info.shape.dimensions != [config.vocabSize, config.hiddenSize]
+        {
+            throw LatheError.problem(
+                path,
+                reason: "tensor '\(embedding.name)' is \(embedding.info.shape), but the config's vocabulary and "
+                    + "hidden size make [\(config.vocabSize), \(config.hiddenSize)]")
+        }
     }
 }

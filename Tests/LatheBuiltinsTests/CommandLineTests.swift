@@ -142,6 +142,20 @@ struct CommandLineTests {
         let refused = try LatheProcess.capture(["check", brokenURL.path])
         #expect(refused.status == 1)
         #expect(refused.errors.contains("\(brokenURL.path): Llama config: layer count"), "\(refused.errors)")
+        // A config within bounds but not the tensors' own: one layer too many, a vocabulary too large.
+        for (change, expected) in [
+            ({ (c: inout LlamaConfig) in c.layerCount += 1 }, "layer 2 has no tensors"),
+            ({ (c: inout LlamaConfig) in c.layerCount -= 1 }, "tensors exist for layer 1"),
+            ({ (c: inout LlamaConfig) in c.vocabSize += 1 }, "make [97, 64]"),
+        ] {
+            var mismatched = try TinyModel.graph()
+            change(&mismatched.config!)
+            let mismatchedURL = work.appendingPathComponent("mismatched.safetensors")
+            _ = try LatheBuiltins.registry.writer("safetensors").write(
+                mismatched, to: mismatchedURL, options: WriteOptions(overwrite: true))
+            let result = try LatheProcess.capture(["check", mismatchedURL.path])
+            #expect(result.status == 1 && result.errors.contains(expected), "\(result.errors)")
+        }
     }
 
     @Test("an error quoting a name with a line break or escape sequence is still one line on stderr")
