@@ -8,9 +8,7 @@ public struct GGUFWriter: FormatWriter {
     public static let parameterNames = ["alignment"]
 
     public static func validate(parameters: [String: String]) throws(LatheError) {
-        if let text = parameters["alignment"], !(Int(text).map { $0 >= 8 && $0 & ($0 - 1) == 0 } ?? false) {
-            throw .invalidValue(field: "alignment", value: text, expected: "a power of two of at least 8")
-        }
+        if let text = parameters["alignment"] { _ = try alignment(text) }
     }
     public static let summary = "GGUF v3 for llama.cpp; HF names and q/k order converted back to llama.cpp's"
 
@@ -83,8 +81,13 @@ public struct GGUFWriter: FormatWriter {
         guard let text = options.parameters["alignment"] ?? source.flatMap({ $0 >= 8 ? String($0) : nil }) else {
             return GGUFHeader.defaultAlignment
         }
+        return try alignment(text)
+    }
+
+    /// An alignment parameter: a power of two of at least 8.
+    private static func alignment(_ text: String) throws(LatheError) -> Int {
         guard let value = Int(text), value >= 8, value & (value - 1) == 0 else {
-            throw LatheError.invalidValue(field: "alignment", value: text, expected: "a power of two of at least 8")
+            throw .invalidValue(field: "alignment", value: text, expected: "a power of two of at least 8")
         }
         return value
     }

@@ -116,9 +116,7 @@ public struct HFDirectoryWriter: FormatWriter {
     public static let parameterNames = ["max-shard-size"]
 
     public static func validate(parameters: [String: String]) throws(LatheError) {
-        if let limit = parameters["max-shard-size"], !(Int(limit).map { $0 > 0 } ?? false) {
-            throw .invalidValue(field: "max-shard-size", value: limit, expected: "a positive number of bytes")
-        }
+        _ = try SafetensorsWriter.maxShardSize(parameters)
     }
     public static let summary = "Hugging Face directory: config.json, tokenizer files, model.safetensors (or shards)"
 
@@ -143,13 +141,7 @@ public struct HFDirectoryWriter: FormatWriter {
             )
         }
         let metadata = SafetensorsWriter.headerMetadata(for: graph)
-        let maxShard = try options.parameters["max-shard-size"].map { text throws -> Int in
-            guard let value = Int(text), value > 0 else {
-                throw LatheError.invalidValue(
-                    field: "max-shard-size", value: text, expected: "a positive number of bytes")
-            }
-            return value
-        }
+        let maxShard = try SafetensorsWriter.maxShardSize(options.parameters)
         let output = try AtomicOutput(destination: url, overwrite: options.overwrite)
         return try output.run { directory in
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)

@@ -9,9 +9,16 @@ public struct SafetensorsWriter: FormatWriter {
     public static let parameterNames = ["max-shard-size"]
 
     public static func validate(parameters: [String: String]) throws(LatheError) {
-        if let limit = parameters["max-shard-size"], !(Int(limit).map { $0 > 0 } ?? false) {
+        _ = try maxShardSize(parameters)
+    }
+
+    /// The `max-shard-size` parameter in bytes, nil when absent (the HF directory writer reads it too).
+    static func maxShardSize(_ parameters: [String: String]) throws(LatheError) -> Int? {
+        guard let limit = parameters["max-shard-size"] else { return nil }
+        guard let bytes = Int(limit), bytes > 0 else {
             throw .invalidValue(field: "max-shard-size", value: limit, expected: "a positive number of bytes")
         }
+        return bytes
     }
     public static let summary = "safetensors (single file, or shards + index.json with max-shard-size=BYTES)"
 
@@ -22,11 +29,7 @@ public struct SafetensorsWriter: FormatWriter {
     public func write(_ graph: ModelGraph, to url: URL, options: WriteOptions) throws -> WriteReport {
         try Self.checkWritable(graph, path: url.path)
         let metadata = Self.headerMetadata(for: graph)
-        if let limit = options.parameters["max-shard-size"] {
-            guard let bytes = Int(limit), bytes > 0 else {
-                throw LatheError.invalidValue(
-                    field: "max-shard-size", value: limit, expected: "a positive number of bytes")
-            }
+        if let bytes = try Self.maxShardSize(options.parameters) {
             let output = try AtomicOutput(destination: url, overwrite: options.overwrite)
             return try output.run { temporary in
                 try FileManager.default.createDirectory(at: temporary, withIntermediateDirectories: true)

@@ -24,8 +24,7 @@ public enum ModelInput {
     public static func detect(_ url: URL, registry: Registry = LatheBuiltins.registry) throws -> any FormatReader {
         var prefix: [UInt8] = []
         var isDirectory: ObjCBool = false
-        _ = FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory)
-        if !isDirectory.boolValue, FileManager.default.fileExists(atPath: url.path) {
+        if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), !isDirectory.boolValue {
             // Mapped, not read through a handle: a FIFO is refused as "not a regular file" instead
             // of waiting for a writer.
             let file = try MappedFile(path: url.path)

@@ -64,13 +64,7 @@ public enum ModelIntegrity {
     /// have tensors and none lies beyond, and the embedding is vocab × hidden. (A file with no layer
     /// tensors, such as calibration statistics, is not a model to check this way.)
     static func checkAgainstTensors(_ graph: ModelGraph, _ config: LlamaConfig, path: String) throws {
-        var layers = Set<Int>()
-        for name in graph.tensorNames {
-            for prefix in ["model.layers.", "blk."] where name.hasPrefix(prefix) {
-                let rest = name.dropFirst(prefix.count)
-                if let dot = rest.firstIndex(of: "."), let index = Int(rest[..<dot]) { layers.insert(index) }
-            }
-        }
+        let layers = Set(graph.tensorNames.compactMap(LlamaTensorNames.layer(of:)))
         if !layers.isEmpty, layers != Set(0..<config.layerCount) {
             let missing = (0..<config.layerCount).filter { !layers.contains($0) }
             let extra = layers.filter { $0 >= config.layerCount }.sorted()

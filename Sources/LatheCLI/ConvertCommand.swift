@@ -209,6 +209,15 @@ struct Convert: ParsableCommand {
 
     static let defaultReportText = "data/wikitext-2/wiki.test.raw"
 
+    /// The text the report verifies on: --report-text, else the recipe's evaluation text, else the
+    /// WikiText-2 test split.
+    func reportTextPath(_ evaluation: Recipe.Evaluation?) -> String {
+        reportText ?? evaluation?.text ?? Self.defaultReportText
+    }
+
+    /// The report's window length: the recipe's evaluation `ctx`, else 512.
+    static func reportContext(_ evaluation: Recipe.Evaluation?) -> Int { evaluation?.ctx ?? 512 }
+
     /// Options that would do nothing here are refused: a user who passed one expects its effect.
     func checkOptions(formatID: String, recipe: Recipe?) throws {
         let formats = Set([formatID] + (recipe?.outputs.map(\.format) ?? []))
@@ -244,7 +253,7 @@ struct Convert: ParsableCommand {
         if let htmlReport {
             // Checked before converting: a report that cannot be written must not cost a conversion.
             try ReportDestination.check(htmlReport, force: force, inputs: [input, output])
-            let text = reportText ?? recipe?.evaluation?.text ?? Self.defaultReportText
+            let text = reportTextPath(recipe?.evaluation)
             guard FileManager.default.isReadableFile(atPath: text) else {
                 throw LatheError.fileAccess(
                     path: text,
@@ -262,9 +271,9 @@ struct Convert: ParsableCommand {
             throw LatheError.missingField(
                 "tokenizer", in: "\(input) (--report runs the model, which needs its tokenizer)")
         }
-        let text = reportText ?? evaluation?.text ?? Self.defaultReportText
+        let text = reportTextPath(evaluation)
         let tokens = try BPETokenizer(description).encodeFile(URL(fileURLWithPath: text), purpose: "report text")
-        let context = evaluation?.ctx ?? 512
+        let context = Self.reportContext(evaluation)
         guard tokens.count >= 2 * context else {
             throw UsageError(
                 "--report verifies on windows of \(context) tokens, scoring their second halves, so it needs at least \(2 * context) tokens of text; \(text) has \(tokens.count)"
@@ -281,15 +290,15 @@ struct Convert: ParsableCommand {
         let threads = max(1, RuntimeOptions.defaultThreadCount)
         let base = try LoadedModel(input, format: inputOptions.format, diagnostics: printer.diagnostics)
         let candidate = try LoadedModel(output.path, format: nil, diagnostics: printer.diagnostics)
-        let text = reportText ?? evaluation?.text ?? Self.defaultReportText
-        let context = evaluation?.ctx ?? 512
+        let context = Self.reportContext(evaluation)
         let result = try Verifier.compare(
             base: LlamaSession(weights: base.weights, maxContext: context, threads: threads),
             candidate: LlamaSession(weights: candidate.weights, maxContext: context, threads: threads),
             tokens: tokens, context: context, maxChunks: evaluation?.chunks ?? 4, protocol: .llama,
             windowStart: base.tokenizer.windowStart, diagnostics: printer.diagnostics)
         var data = try Verify.reportData(
-            base: base.graph, candidate: candidate.graph, result: result, text: text, scoring: .llama,
+            base: base.graph, candidate: candidate.graph, result: result, text: reportTextPath(evaluation),
+            scoring: .llama,
             context: context)
         (data.base.path, data.candidate.path) = (input, self.output)
         try HTMLReport.write(data, to: url, overwrite: force)

@@ -100,15 +100,12 @@ struct ModelSummary {
                 + "\(elements) weights, \(formatBytes(bytes)), \(String(format: "%.3f", bitsPerWeight)) bits/weight")
         if let metadata {
             lines.append("")
-            for (key, value) in metadata {
-                // Names and values come from the file: escaped, so they cannot drive the terminal.
-                lines.append(
-                    "  \(key.escapingControlCharacters) [\(value.type)] = \(value.summary.escapingControlCharacters)")
-            }
+            for (key, value) in metadata { lines.append("  \(key) [\(value.type)] = \(value.summary)") }
         }
         if showTensors {
             lines.append("")
-            // Columns as wide as their longest entry: packed encodings read like PACKED4/8x2.
+            // Columns as wide as their longest entry: packed encodings read like PACKED4/8x2. Names
+            // are escaped here already so that the width counts what is printed.
             let names = graph.tensors.map(\.name.escapingControlCharacters)
             let width = names.map(\.count).max() ?? 0
             let dtypeWidth = max(8, 1 + (graph.tensors.map { "\($0.info.dtype)".count }.max() ?? 0))
@@ -124,26 +121,6 @@ struct ModelSummary {
         }
         // Every string above may come from the file: none may drive the terminal.
         return lines.map(\.escapingControlCharacters).joined(separator: "\n")
-    }
-
-    /// The whole value as a script reads it: numbers as JSON numbers (null when not finite), text
-    /// and flags as themselves, arrays element by element. The text view's `summary` shortens them.
-    static func plainJSON(_ value: MetadataValue) -> JSONValue {
-        switch value {
-        case .uint8(let v): .number("\(v)")
-        case .int8(let v): .number("\(v)")
-        case .uint16(let v): .number("\(v)")
-        case .int16(let v): .number("\(v)")
-        case .uint32(let v): .number("\(v)")
-        case .int32(let v): .number("\(v)")
-        case .uint64(let v): .number("\(v)")
-        case .int64(let v): .number("\(v)")
-        case .float32(let v): .number("\(v)")
-        case .float64(let v): .number("\(v)")
-        case .bool(let v): .bool(v)
-        case .string(let v): .string(v)
-        case .array(_, let values): .array(values.map(plainJSON))
-        }
     }
 
     private func token(_ t: TokenizerDescription, _ id: Int) -> String {
@@ -199,7 +176,7 @@ struct ModelSummary {
                             if case .array(let element, _) = entry.value {
                                 described.append(("element", .string("\(element)")))
                             }
-                            described.append(("value", Self.plainJSON(entry.value)))
+                            described.append(("value", entry.value.plainJSON))
                             return (entry.key, .object(described))
                         })
                 ))

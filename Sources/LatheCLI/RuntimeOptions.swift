@@ -133,16 +133,17 @@ extension BPETokenizer {
         // A text may come from a pipe (`--text <(xzcat wiki.xz)`, `/dev/stdin`): read to its end.
         // A regular file is mapped; anything else (a directory, a socket) is refused.
         var status = stat()
+        let bytes: [UInt8]
         if stat(url.path, &status) == 0, [S_IFIFO, S_IFCHR].contains(status.st_mode & S_IFMT) {
             guard let handle = FileHandle(forReadingAtPath: url.path), let data = try? handle.readToEnd() else {
                 throw LatheError.fileAccess(path: url.path, reason: "cannot read the \(purpose)")
             }
-            return encode(String(decoding: data, as: UTF8.self), addSpecial: true, parseSpecial: false)
-        }
-        let bytes: [UInt8]
-        do { bytes = try MappedFile.bytes(url) } catch {
-            guard case .fileAccess(_, let reason) = error else { throw error }
-            throw LatheError.fileAccess(path: url.path, reason: "cannot read the \(purpose): \(reason)")
+            bytes = [UInt8](data)
+        } else {
+            do { bytes = try MappedFile.bytes(url) } catch {
+                guard case .fileAccess(_, let reason) = error else { throw error }
+                throw LatheError.fileAccess(path: url.path, reason: "cannot read the \(purpose): \(reason)")
+            }
         }
         return encode(String(decoding: bytes, as: UTF8.self), addSpecial: true, parseSpecial: false)
     }

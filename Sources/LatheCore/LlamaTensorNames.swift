@@ -38,6 +38,11 @@ public enum LlamaTensorNames {
         return name
     }
 
+    /// The layer a tensor belongs to (`model.layers.N.…` or `blk.N.…`), or nil for a global tensor.
+    public static func layer(of name: String) -> Int? {
+        (layerPart(name, prefix: "model.layers.") ?? layerPart(name, prefix: "blk."))?.0
+    }
+
     /// The number of heads whose rows llama.cpp permutes in this HF tensor (q: heads, k: KV heads).
     public static func permutedHeads(hfName name: String, config: LlamaConfig) -> Int? {
         let (stem, _) = split(name)

@@ -26,7 +26,7 @@ extension Metadata {
         }
     }
 
-    private static func scalarText(_ value: MetadataValue) -> String? {
+    fileprivate static func scalarText(_ value: MetadataValue) -> String? {
         switch value {
         case .uint8(let v): "\(v)"
         case .int8(let v): "\(v)"
@@ -100,5 +100,19 @@ extension Metadata {
             }
         guard let value else { throw .invalidValue(field: field, value: text, expected: "a \(type) value") }
         return value
+    }
+}
+
+extension MetadataValue {
+    /// The whole value as a script reads it (`lathe inspect --json --metadata`): numbers as JSON
+    /// numbers (null when not finite), text and flags as themselves, arrays element by element.
+    /// Unlike `Metadata.jsonValue()` it does not keep the type; the caller says it beside.
+    public var plainJSON: JSONValue {
+        switch self {
+        case .bool(let v): .bool(v)
+        case .string(let v): .string(v)
+        case .array(_, let values): .array(values.map(\.plainJSON))
+        default: .number(Metadata.scalarText(self) ?? "null")
+        }
     }
 }
