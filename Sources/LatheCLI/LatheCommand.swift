@@ -44,7 +44,12 @@ public func main() {
     do {
         var running = command
         try running.run()
-    } catch let error where error is ExitCode || error is CleanExit || error is ValidationError {
+    } catch let error
+        where error is ExitCode || error is CleanExit || error is ValidationError
+        || LatheCommand.exitCode(for: error) == .success
+    {
+        // The last case is `lathe help …` and `lathe COMMAND --help`: the parser's help command
+        // throws its own (internal) error type to print the help on standard output.
         LatheCommand.exit(withError: error)
     } catch {
         // Lathe's own errors: one line, whatever the file they quote holds (names with line breaks

@@ -174,6 +174,22 @@ struct CommandLineTests {
         #expect(!result.errors.contains("\u{1B}"))
     }
 
+    @Test("--help, help COMMAND and COMMAND --help print the whole help on stdout and exit 0")
+    func helpOnStandardOutput() throws {
+        // One-line error printing once caught the parser's help request and printed the help as an
+        // escaped error line on stderr.
+        for (arguments, overview) in [
+            (["--help"], "Convert, quantize and verify"), (["help", "convert"], "Convert a checkpoint"),
+            (["convert", "--help"], "Convert a checkpoint"), (["verify", "-h"], "Compare a converted model"),
+        ] {
+            let result = try LatheProcess.capture(arguments)
+            #expect(result.status == 0, "\(arguments): \(result.errors)")
+            #expect(result.errors.isEmpty, "\(arguments): \(result.errors)")
+            #expect(result.output.hasPrefix("OVERVIEW: \(overview)"), "\(arguments): \(result.output.prefix(80))")
+            #expect(result.output.contains("\nUSAGE: lathe") && result.output.split(separator: "\n").count > 10)
+        }
+    }
+
     @Test("inspect --json --metadata gives whole typed values; --tensors widens its columns for packed types")
     func inspectValues() throws {
         let work = try Fixtures.temporaryDirectory()
