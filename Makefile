@@ -14,7 +14,7 @@ FORMAT_PATHS := Package.swift Sources Tests Plugins Examples Fuzz/Package.swift 
 LATHE        := .build/release/lathe
 
 VENV         := .cache/venv
-ORACLES      := gguf==0.19.0 safetensors==0.8.0 numpy
+ORACLES      := gguf==0.19.0 safetensors==0.8.0 tokenizers==0.23.3 numpy
 
 .PHONY: setup system-deps model oracles build test demo bench llamacpp-check results docs report-screenshot fuzz lint format ci clean
 
@@ -44,7 +44,8 @@ $(MODEL):
 
 ## Python packages the tests use as independent oracles (never used by Lathe itself).
 oracles: $(VENV)/.installed
-$(VENV)/.installed:
+# Rebuilt when this file changes, so an oracle added to the list reaches an existing venv.
+$(VENV)/.installed: Makefile
 	python3 -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet $(ORACLES)
 	@touch $@

@@ -124,7 +124,8 @@ let package = Package(
         .testTarget(
             name: "LatheRuntimeTests",
             dependencies: [
-                "LatheRuntime", "LatheCore", "LatheBuiltins", "FormatGGUF", "LatheTestSupport", "LinearAlgebra",
+                "LatheRuntime", "LatheCore", "LatheBuiltins", "FormatGGUF", "FormatSafetensors", "LatheTestSupport",
+                "LinearAlgebra",
                 "CKernels", "PassWeightQuant", "PassActivationQuant", "PassEncoding",
             ],
             exclude: ["Fixtures"], swiftSettings: swiftSettings),

@@ -12,7 +12,7 @@ public enum Oracle {
     public static var isAvailable: Bool { FileManager.default.isExecutableFile(atPath: python.path) }
 
     public static let skipReason =
-        "Python oracles (gguf, safetensors) not installed: run `make oracles` (or `make test`)"
+        "Python oracles (gguf, safetensors, tokenizers) not installed: run `make oracles` (or `make test`)"
 
     public struct Failure: Error, CustomStringConvertible {
         public var description: String
