@@ -55,58 +55,118 @@ public enum Archive {
     }
 
     /// Extracts the members under `destination` (created if needed) and returns their relative paths.
-    /// Files for which `include` is false are skipped (their data is never written), and so are hard
-    /// links to them; directories and symbolic links are always made.
+    /// Files for which `include` is false are skipped (their data is never written), and so are links
+    /// to them, unless the link's own name is included: then the file it reaches is written too (an HF
+    /// cache's `snapshots/REV/model.safetensors -> ../../blobs/SHA`). Directories and symbolic links
+    /// are always made. A name repeated in the archive takes the last member's data, as tar does.
     @discardableResult
     public static func extract(
         _ url: URL, to destination: URL, include: (String) -> Bool = { _ in true }
     ) throws -> [String] {
-        let fileManager = FileManager.default
-        try fileManager.createDirectory(at: destination, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: destination, withIntermediateDirectories: true)
         var extracted: [String] = []
         // Symbolic links are made last, once every member has been checked against every link
         // (`ArchiveLinkGuard.finish`): until then nothing on disk points anywhere.
         var symbolicLinks: [(path: String, target: String)] = []
         var skipped: Set<String> = []
+        // Hard links whose name is wanted but whose file was skipped: made once the file is written.
+        var pendingHardLinks: [ArchiveMember] = []
         try read(url) { member, readData in
             switch member.kind {
             case .file where !include(member.path):
-                skipped.insert(member.path)
+                skipped.insert(ArchiveLinkGuard.normalized(member.path))
                 return
-            case .hardLink(let linkTarget) where skipped.contains(linkTarget):
-                // Another name for a file left out: left out too (its data was never written).
-                skipped.insert(member.path)
+            case .hardLink(let linkTarget) where skipped.contains(ArchiveLinkGuard.normalized(linkTarget)):
+                if include(member.path) {
+                    pendingHardLinks.append(member)
+                } else {
+                    skipped.insert(ArchiveLinkGuard.normalized(member.path))
+                }
                 return
+            case .symbolicLink(let linkTarget):
+                symbolicLinks.append((member.path, linkTarget))
             default: break
             }
-            let target = destination.appendingPathComponent(member.path)
-            do {
-                try fileManager.createDirectory(
-                    at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
-                switch member.kind {
-                case .directory:
-                    try fileManager.createDirectory(at: target, withIntermediateDirectories: true)
-                case .file:
-                    try writeFile(at: target.path, readData)
-                case .symbolicLink(let linkTarget):
-                    symbolicLinks.append((target.path, linkTarget))
-                case .hardLink(let linkTarget):
-                    // A regular file already extracted (`ArchiveLinkGuard`): link(2), never a copy.
-                    try fileManager.linkItem(at: destination.appendingPathComponent(linkTarget), to: target)
-                }
-            } catch let error as CompressionError {
-                throw error
-            } catch {
-                // Foundation's message names the scratch directory, which the user never chose.
-                throw CompressionError.archive(
-                    path: url.path, reason: "member '\(member.path)': cannot extract it: \(error.localizedDescription)")
-            }
+            try extractMember(member, readData, into: destination, archive: url)
             extracted.append(member.path)
         }
+        let reached = linkedFiles(
+            from: symbolicLinks.filter { include($0.path) }, through: symbolicLinks, hardLinks: pendingHardLinks,
+            among: skipped)
+        if !reached.isEmpty {
+            // Rare, so a second pass over the archive rather than holding skipped data in the first.
+            try read(url) { member, readData in
+                guard member.kind == .file, reached.contains(ArchiveLinkGuard.normalized(member.path)) else { return }
+                try extractMember(member, readData, into: destination, archive: url)
+                extracted.append(member.path)
+            }
+        }
+        for link in pendingHardLinks {
+            try extractMember(link, { _ in }, into: destination, archive: url)
+            extracted.append(link.path)
+        }
         for link in symbolicLinks {
-            try fileManager.createSymbolicLink(atPath: link.path, withDestinationPath: link.target)
+            let path = destination.appendingPathComponent(link.path).path
+            try FileManager.default.createSymbolicLink(atPath: path, withDestinationPath: link.target)
         }
         return extracted
+    }
+
+    /// Writes one member that is not a symbolic link under `destination`.
+    private static func extractMember(
+        _ member: ArchiveMember, _ readData: (_ sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Void,
+        into destination: URL, archive url: URL
+    ) throws {
+        let fileManager = FileManager.default
+        let target = destination.appendingPathComponent(member.path)
+        do {
+            try fileManager.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
+            switch member.kind {
+            case .directory:
+                try fileManager.createDirectory(at: target, withIntermediateDirectories: true)
+            case .file:
+                try writeFile(at: target.path, readData)
+            case .symbolicLink:
+                break
+            case .hardLink(let linkTarget):
+                // A regular file already extracted (`ArchiveLinkGuard`): link(2), never a copy.
+                try fileManager.linkItem(at: destination.appendingPathComponent(linkTarget), to: target)
+            }
+        } catch let error as CompressionError {
+            throw error
+        } catch {
+            // Foundation's message names the scratch directory, which the user never chose.
+            throw CompressionError.archive(
+                path: url.path, reason: "member '\(member.path)': cannot extract it: \(error.localizedDescription)")
+        }
+    }
+
+    /// The skipped files that the hard links and the symbolic links `starts` reach (through chains
+    /// of any of the archive's symbolic links, `all`).
+    private static func linkedFiles(
+        from starts: [(path: String, target: String)], through all: [(path: String, target: String)],
+        hardLinks: [ArchiveMember], among skipped: Set<String>
+    ) -> Set<String> {
+        var reached: Set<String> = []
+        for link in hardLinks {
+            if case .hardLink(let target) = link.kind { reached.insert(ArchiveLinkGuard.normalized(target)) }
+        }
+        var linkTargets: [String: (path: String, target: String)] = [:]
+        for link in all { linkTargets[ArchiveLinkGuard.normalized(link.path)] = link }
+        for link in starts {
+            var current = link
+            // The guard refused targets above the root; a cycle ends at the hop limit.
+            for _ in 0..<40 {
+                guard let resolved = ArchiveLinkGuard.resolve(current.target, from: current.path) else { break }
+                if skipped.contains(resolved) {
+                    reached.insert(resolved)
+                    break
+                }
+                guard let next = linkTargets[resolved] else { break }
+                current = next
+            }
+        }
+        return reached
     }
 
     /// Writes the files under `directory` (recursively, sorted, relative paths) into a new archive.
@@ -171,17 +231,21 @@ public enum Archive {
         try check(archive_write_close(writer))
     }
 
-    /// A new file at `path` (refused if anything is there) holding the member's data.
+    /// A new file at `path` holding the member's data; an earlier member's regular file of that name
+    /// is replaced (removed first), anything else there refuses it.
     private static func writeFile(
         at path: String, _ readData: (_ sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Void
     ) throws {
-        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        // O_EXCL: never written through whatever is at the path, only into a new file.
+        var descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        var existing = stat()
+        if descriptor < 0, errno == EEXIST, lstat(path, &existing) == 0, (existing.st_mode & S_IFMT) == S_IFREG,
+            unlink(path) == 0
+        {
+            descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        }
         guard descriptor >= 0 else {
-            // O_EXCL: a later member never replaces (or writes through) an earlier one of its name.
-            let reason =
-                errno == EEXIST
-                ? "an earlier member has the same name (each is extracted once)" : String(cString: strerror(errno))
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: reason])
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: String(cString: strerror(errno))])
         }
         let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
         try readData { chunk in try handle.write(contentsOf: Data(chunk)) }

@@ -87,6 +87,23 @@ struct ArchiveLinkGuard {
         components.indices.dropLast().map { components[...$0].joined(separator: "/") }
     }
 
+    /// A member path as the file system reaches it: "./a//b" is "a/b".
+    static func normalized(_ path: String) -> String { components(path).joined(separator: "/") }
+
+    /// The root-relative path a symbolic link at `link` reaches with `target`; nil above the root.
+    static func resolve(_ target: String, from link: String) -> String? {
+        var stack = components(link).dropLast()
+        for component in components(target) {
+            if component.utf8.elementsEqual("..".utf8) {
+                guard !stack.isEmpty else { return nil }
+                stack.removeLast()
+            } else {
+                stack.append(component)
+            }
+        }
+        return stack.joined(separator: "/")
+    }
+
     /// A path's components cut at "/" bytes, without empty and "." ones.
     static func components(_ path: String) -> [String] {
         path.utf8.split(separator: UInt8(ascii: "/")).compactMap { bytes in

@@ -33,8 +33,9 @@ public enum ModelIntegrity {
         }
         let graph = try ModelInput.open(url, format: format, registry: registry)
         // What the runtime and the passes would refuse is damage too: the config's sizes, and the
-        // quantization and online-transform records a quantized model carries.
-        if graph.config != nil {
+        // quantization and online-transform records a quantized model carries. Only for the Llama
+        // family they run: another architecture's file (Mamba has no heads) is a container here.
+        if graph.config?.architecture == "llama" {
             let config = try graph.llamaConfig()
             do {
                 try QuantizationScheme(metadata: graph.metadata).validate(for: config)

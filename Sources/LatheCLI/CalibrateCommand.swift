@@ -64,9 +64,9 @@ struct Calibrate: ParsableCommand {
             } ?? Set(ActivationSite.allCases)
         let loaded = try LoadedModel(model, format: input.format, diagnostics: printer.diagnostics)
         let textURL = URL(fileURLWithPath: text)
-        if length > loaded.weights.config.contextLength {
+        if let trained = loaded.weights.config.trainedContext, length > trained {
             printer.diagnostics.warning(
-                "--length \(length) is past \(model)'s context length (\(loaded.weights.config.contextLength)); those positions were never trained"
+                "--length \(length) is past \(model)'s context length (\(trained)); those positions were never trained"
             )
         }
         RecipeRunner.warnIfTestSplit(text, diagnostics: printer.diagnostics)

@@ -62,7 +62,8 @@ struct ModelSummary {
         if let c = graph.config {
             lines.append(
                 "Config:     \(c.architecture), \(c.layerCount) layers, hidden \(c.hiddenSize), \(c.headCount) heads × \(c.headDim) "
-                    + "(\(c.kvHeadCount) KV), FFN \(c.ffnSize), vocab \(c.vocabSize), context \(c.contextLength)")
+                    + "(\(c.kvHeadCount) KV), FFN \(c.ffnSize), vocab \(c.vocabSize), context \(c.trainedContext.map(String.init) ?? "unknown")"
+            )
             lines.append(
                 "            RMS eps \(Float(c.normEpsilon)), RoPE base \(Float(c.ropeBase))\(c.ropeScaling.map { ", RoPE scaling \($0.type) ×\($0.factor)" } ?? ""), "
                     + (c.tiedEmbeddings ? "tied embeddings" : "separate output head"))

@@ -41,14 +41,15 @@ struct Run: ParsableCommand {
         let text =
             chat ? try ChatTemplate.prompt(for: prompt, template: loaded.tokenizer.description.chatTemplate) : prompt
         let tokens = loaded.tokenizer.encode(text, addSpecial: true, parseSpecial: chat)
-        let limit = loaded.weights.config.contextLength
+        // A model that does not state its context is limited only by the memory its cache takes.
+        let limit = loaded.weights.config.trainedContext ?? Int.max
         guard tokens.count < limit else {
             throw UsageError(
                 "the prompt is \(tokens.count) tokens; the model's context is \(limit) tokens, including what it generates"
             )
         }
         let session = runtime.session(
-            loaded.weights, maxContext: min(loaded.weights.config.contextLength, tokens.count + n), threads: threads)
+            loaded.weights, maxContext: min(limit, tokens.count + n), threads: threads)
         let generator = Generator(
             session: session, tokenizer: loaded.tokenizer,
             sampling: SamplingOptions(temperature: temperature, topK: topK, seed: seed))

@@ -70,9 +70,9 @@ struct TextOptions: ParsableArguments {
     /// Positions past the model's trained context score what it was never trained on; allowed, as
     /// llama-perplexity allows it, but said.
     func warnBeyondContext(of config: LlamaConfig, model: String, diagnostics: Diagnostics) {
-        guard ctx > config.contextLength else { return }
+        guard let trained = config.trainedContext, ctx > trained else { return }
         diagnostics.warning(
-            "--ctx \(ctx) is past \(model)'s context length (\(config.contextLength)); its positions beyond that were never trained"
+            "--ctx \(ctx) is past \(model)'s context length (\(trained)); its positions beyond that were never trained"
         )
     }
 

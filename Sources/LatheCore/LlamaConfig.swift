@@ -90,22 +90,30 @@ public struct LlamaConfig: Hashable, Sendable, Codable {
     /// cannot make a pass loop over 2³¹ layers or a product of two sizes overflow.
     public func validate() throws(LatheError) {
         // Each field with the keys that carry it (GGUF's, then config.json's), so the message says what to fix.
-        for (field, value, ceiling) in [
-            ("hidden size (llama.embedding_length, hidden_size)", hiddenSize, 1 << 20),
-            ("layer count (llama.block_count, num_hidden_layers)", layerCount, 1 << 12),
-            ("head count (llama.attention.head_count, num_attention_heads)", headCount, 1 << 12),
-            ("KV head count (llama.attention.head_count_kv, num_key_value_heads)", kvHeadCount, 1 << 12),
+        let a = architecture
+        let sizes: [(field: String, value: Int, ceiling: Int)] = [
+            ("hidden size (\(a).embedding_length, hidden_size)", hiddenSize, 1 << 20),
+            ("layer count (\(a).block_count, num_hidden_layers)", layerCount, 1 << 12),
+            ("head count (\(a).attention.head_count, num_attention_heads)", headCount, 1 << 12),
+            ("KV head count (\(a).attention.head_count_kv, num_key_value_heads)", kvHeadCount, 1 << 12),
             ("head dim (hidden size / head count, or head_dim)", headDim, 1 << 12),
-            ("FFN size (llama.feed_forward_length, intermediate_size)", ffnSize, 1 << 22),
+            ("FFN size (\(a).feed_forward_length, intermediate_size)", ffnSize, 1 << 22),
             ("vocab size (the token list, or vocab_size)", vocabSize, 1 << 24),
-            ("context length (llama.context_length, max_position_embeddings)", contextLength, 1 << 24),
-        ] where value <= 0 || value > ceiling {
+        ]
+        for (field, value, ceiling) in sizes where value <= 0 || value > ceiling {
             // An absent key reads as 0: say so, since the file shows nothing wrong to the eye.
             throw .invalidValue(
                 field: field, value: "\(value)",
                 expected: value < 0
                     ? "a positive integer"
                     : value == 0 ? "a positive integer (is the key missing?)" : "at most \(ceiling)")
+        }
+        // 0 is an unknown context length (the readers take the key as optional; only a warning past
+        // the trained context uses it).
+        guard (0...(1 << 24)).contains(contextLength) else {
+            throw .invalidValue(
+                field: "context length (\(a).context_length, max_position_embeddings)", value: "\(contextLength)",
+                expected: "0 (unknown) to \(1 << 24)")
         }
         guard headCount % kvHeadCount == 0 else {
             throw .invalidValue(
@@ -119,6 +127,9 @@ public struct LlamaConfig: Hashable, Sendable, Codable {
             throw .invalidValue(field: field, value: "\(value)", expected: "a positive finite number")
         }
     }
+
+    /// The context the model was trained for; nil when the file does not say (`contextLength` 0).
+    public var trainedContext: Int? { contextLength > 0 ? contextLength : nil }
 
     /// Number of query heads that share one KV head.
     public var groupSize: Int { headCount / kvHeadCount }

@@ -132,6 +132,44 @@ struct ArchiveTests {
         }
     }
 
+    @Test(
+        "a wanted name that links to a skipped file brings that file (an HF cache's blobs); a repeated name takes the last data"
+    )
+    func linksToSkippedFiles() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let archive = work.appendingPathComponent("cache.tar")
+        let (symbolic, hard) = (UInt8(ascii: "2"), UInt8(ascii: "1"))
+        try Data(
+            tarBytes([
+                ("./blobs/aaa", UInt8(ascii: "0"), "", Array("weights".utf8)),
+                ("blobs/bbb", UInt8(ascii: "0"), "", Array("config".utf8)),
+                ("blobs/ccc", UInt8(ascii: "0"), "", Array("unwanted".utf8)),
+                ("blobs/ddd", UInt8(ascii: "0"), "", Array("hard".utf8)),
+                ("snap/main/model.gguf", symbolic, "../../blobs/aaa", []),
+                // Through a chain of links, the last one named like a wanted file or not.
+                ("snap/main/link", symbolic, "../../blobs/bbb", []),
+                ("snap/main/config.json", symbolic, "link", []),
+                ("snap/main/README", symbolic, "../../blobs/ccc", []),
+                ("other.json", hard, "blobs/ddd", []),
+                ("twice.json", UInt8(ascii: "0"), "", Array("first".utf8)),
+                ("twice.json", UInt8(ascii: "0"), "", Array("second".utf8)),
+            ])
+        ).write(to: archive)
+        let out = work.appendingPathComponent("out")
+        let extracted = try Archive.extract(archive, to: out) { $0.hasSuffix(".gguf") || $0.hasSuffix(".json") }
+        func read(_ path: String) throws -> String {
+            try String(contentsOf: out.appendingPathComponent(path), encoding: .utf8)
+        }
+        #expect(try read("snap/main/model.gguf") == "weights")
+        #expect(try read("snap/main/config.json") == "config")
+        #expect(try read("other.json") == "hard")
+        #expect(try read("twice.json") == "second")
+        // The file only an unwanted name reaches is still left out.
+        #expect(!FileManager.default.fileExists(atPath: out.appendingPathComponent("blobs/ccc").path))
+        #expect(!extracted.contains("blobs/ccc") && extracted.contains("./blobs/aaa"))
+    }
+
     @Test("a FIFO is refused as not a regular file instead of waited on")
     func fifo() throws {
         let work = try Fixtures.temporaryDirectory()

@@ -142,6 +142,20 @@ struct CommandLineTests {
         let refused = try LatheProcess.capture(["check", brokenURL.path])
         #expect(refused.status == 1)
         #expect(refused.errors.contains("\(brokenURL.path): Llama config: layer count"), "\(refused.errors)")
+        // Another architecture is a container here, not a broken Llama: llama.cpp writes Mamba with no
+        // heads. A Llama's unstated context length (0) is unknown, not damage.
+        for (architecture, change) in [
+            ("mamba", { (c: inout LlamaConfig) in (c.headCount, c.ffnSize) = (0, 0) }),
+            ("llama", { (c: inout LlamaConfig) in c.contextLength = 0 }),
+        ] {
+            var other = try TinyModel.graph()
+            other.config?.architecture = architecture
+            change(&other.config!)
+            let otherURL = work.appendingPathComponent("\(architecture).gguf")
+            _ = try LatheBuiltins.registry.writer("gguf").write(other, to: otherURL, options: WriteOptions())
+            let accepted = try LatheProcess.capture(["check", otherURL.path])
+            #expect(accepted.status == 0, "\(architecture): \(accepted.errors)")
+        }
         // A config within bounds but not the tensors' own: one layer too many, a vocabulary too large.
         for (change, expected) in [
             ({ (c: inout LlamaConfig) in c.layerCount += 1 }, "layer 2 has no tensors"),

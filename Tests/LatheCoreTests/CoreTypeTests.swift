@@ -153,9 +153,10 @@ struct StorageTests {
             ({ (c: inout LlamaConfig) in c.layerCount = 1 << 31 }, "layer count", "at most 4096"),
             ({ (c: inout LlamaConfig) in c.headDim = 1 << 32 }, "head dim", "at most 4096"),
             (
-                { (c: inout LlamaConfig) in c.contextLength = 0 }, "context length",
+                { (c: inout LlamaConfig) in c.headCount = 0 }, "head count (llama.attention.head_count",
                 "a positive integer (is the key missing?)"
             ),
+            ({ (c: inout LlamaConfig) in c.contextLength = -1 }, "context length", "0 (unknown) to 16777216"),
             ({ (c: inout LlamaConfig) in c.normEpsilon = .infinity }, "norm epsilon", "a positive finite number"),
             ({ (c: inout LlamaConfig) in c.ropeBase = .nan }, "RoPE base", "a positive finite number"),
         ] {
@@ -168,6 +169,11 @@ struct StorageTests {
                 return name.hasPrefix(field) && wanted == expected
             }
         }
+        // A context length of 0 is unknown (the key is optional), not damage.
+        var unknownContext = smol
+        unknownContext.contextLength = 0
+        try unknownContext.validate()
+        #expect(unknownContext.trainedContext == nil && smol.trainedContext == smol.contextLength)
         // The graph's checked accessor names the model.
         var huge = smol
         huge.layerCount = 1 << 20

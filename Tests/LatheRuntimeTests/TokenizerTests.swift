@@ -135,6 +135,22 @@ struct TokenizerTests {
         }
     }
 
+    @Test("empty tokens, even several and one typed as control, are loaded and never produced (llama.cpp too)")
+    func emptyTokens() throws {
+        let reference = try BPETokenizer(TinyModel.tokenizer(vocab: 40))
+        var description = TinyModel.tokenizer(vocab: 40)
+        description.tokens[36] = ""
+        description.tokens[37] = ""
+        description.tokenTypes[37] = 3
+        let tokenizer = try BPETokenizer(description)
+        let text = "the quick brown fox <|im_end|>"
+        let ids = tokenizer.encode(text, addSpecial: false, parseSpecial: true)
+        #expect(!ids.contains(36) && !ids.contains(37) && ids.contains(2))
+        // Tokens 36 and 37 are merges of letters: without them the text takes more, shorter tokens.
+        #expect(tokenizer.decode(ids) == text)
+        #expect(ids.count >= reference.encode(text, addSpecial: false, parseSpecial: true).count)
+    }
+
     @Test("parse_special turns control-token text into its id")
     func special() throws {
         let tokenizer = try #require(Self.tokenizer)

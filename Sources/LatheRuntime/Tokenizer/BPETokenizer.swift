@@ -26,8 +26,9 @@ public final class BPETokenizer: @unchecked Sendable {
         }
         self.description = description
         var idOf: [String: Int] = [:]
-        for (id, token) in description.tokens.enumerated() {
-            // llama.cpp refuses a vocabulary that spells two tokens alike: text could not say which.
+        // llama.cpp refuses a vocabulary that spells two tokens alike (text could not say which), but
+        // first renames each empty token `[EMPTY_<id>]`: no text reaches those, so they stay unmapped.
+        for (id, token) in description.tokens.enumerated() where !token.isEmpty {
             if let first = idOf[token] {
                 throw LatheError.invalidValue(
                     field: "tokenizer tokens", value: "'\(token.escapingControlCharacters)' at ids \(first) and \(id)",
@@ -52,7 +53,7 @@ public final class BPETokenizer: @unchecked Sendable {
         }
         self.preTokenizer = preTokenizer
         specials = description.tokenTypes.enumerated()
-            .filter { [2, 3, 4].contains($0.element) }
+            .filter { [2, 3, 4].contains($0.element) && !description.tokens[$0.offset].isEmpty }
             .map { (id: $0.offset, text: description.tokens[$0.offset], type: $0.element) }
             .sorted { $0.text.utf8.count > $1.text.utf8.count }
     }
