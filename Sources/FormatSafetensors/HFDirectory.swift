@@ -142,7 +142,7 @@ public struct HFDirectoryWriter: FormatWriter {
         }
         let metadata = SafetensorsWriter.headerMetadata(for: graph)
         let maxShard = try SafetensorsWriter.maxShardSize(options.parameters)
-        let output = try AtomicOutput(destination: url, overwrite: options.overwrite)
+        let output = try AtomicOutput(destination: url, overwrite: options.overwrite, kind: .directory)
         return try output.run { directory in
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             func raw(_ key: String) -> String? { graph.metadata[key]?.stringValue }

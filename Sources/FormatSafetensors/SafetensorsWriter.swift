@@ -30,7 +30,7 @@ public struct SafetensorsWriter: FormatWriter {
         try Self.checkWritable(graph, path: url.path)
         let metadata = Self.headerMetadata(for: graph)
         if let bytes = try Self.maxShardSize(options.parameters) {
-            let output = try AtomicOutput(destination: url, overwrite: options.overwrite)
+            let output = try AtomicOutput(destination: url, overwrite: options.overwrite, kind: .directory)
             return try output.run { temporary in
                 try FileManager.default.createDirectory(at: temporary, withIntermediateDirectories: true)
                 var report = try Self.writeShards(

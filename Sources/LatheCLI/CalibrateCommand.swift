@@ -71,6 +71,7 @@ struct Calibrate: ParsableCommand {
         }
         RecipeRunner.warnIfTestSplit(text, diagnostics: printer.diagnostics)
         let tokens = try loaded.tokenizer.encodeFile(textURL, purpose: "calibration text")
+        try CalibrationStatistics.requireEnoughTokens(tokens.count, length: length)
         let statistics = CalibrationStatistics(headDim: loaded.weights.config.headDim, sites: selected)
         let started = Date()
         try statistics.collect(

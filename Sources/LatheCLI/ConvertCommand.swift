@@ -107,8 +107,28 @@ struct Convert: ParsableCommand {
         try checkOptions(formatID: formatID, recipe: loadedRecipe)
         let plan = ConversionPlan(
             defaultType: try type.map(ConversionPlan.parseType), rules: try tensorTypes.map(ConversionPlan.Rule.init))
-        if FileManager.default.fileExists(atPath: outputURL.path), !force {
-            throw LatheError.fileAccess(path: outputURL.path, reason: "already exists; pass --force to overwrite it")
+        // Each writer's parameters: the recipe output's options for that format, then the command
+        // line's (which win), keeping only the keys the writer reads.
+        var commandLine: [String: String] = [:]
+        if let maxShardSize { commandLine["max-shard-size"] = String(maxShardSize) }
+        if let compress { commandLine["compression"] = compress }
+        func parameters(for format: String, _ writer: any FormatWriter) -> [String: String] {
+            let fromRecipe = loadedRecipe?.outputs.first { $0.format == format }?.options ?? [:]
+            return fromRecipe.merging(commandLine) { _, given in given }
+                .filter { Swift.type(of: writer).parameterNames.contains($0.key) }
+        }
+        // A recipe's other outputs go beside the one named: same name, their own extension. Every
+        // destination is checked before any work, so none is found taken after the others are written.
+        var extraOutputs: [(format: String, url: URL)] = []
+        for extra in loadedRecipe?.outputs.map(\.format) ?? []
+        where extra != formatID && !extraOutputs.contains(where: { $0.format == extra }) {
+            let base = outputURL.deletingPathExtension()
+            extraOutputs.append((extra, base.appendingPathExtension(extra)))
+        }
+        for (format, url) in [(formatID, outputURL)] + extraOutputs {
+            let parameters = parameters(for: format, try LatheEnvironment.registry.writer(format))
+            let isDirectory = format == "hf" || (format == "safetensors" && parameters["max-shard-size"] != nil)
+            try AtomicOutput.check(url, overwrite: force, kind: isDirectory ? .directory : .file)
         }
 
         var source = try ModelInput.open(
@@ -139,28 +159,13 @@ struct Convert: ParsableCommand {
             formatID == "gguf"
             ? try Self.prepareGGUF(
                 converted, forLlamaCpp: forLlamaCpp, diagnostics: printer.diagnostics) : converted
-        // Each writer's parameters: the recipe output's options for that format, then the command
-        // line's (which win), keeping only the keys the writer reads.
-        var commandLine: [String: String] = [:]
-        if let maxShardSize { commandLine["max-shard-size"] = String(maxShardSize) }
-        if let compress { commandLine["compression"] = compress }
-        func parameters(for format: String, _ writer: any FormatWriter) -> [String: String] {
-            let fromRecipe = loadedRecipe?.outputs.first { $0.format == format }?.options ?? [:]
-            return fromRecipe.merging(commandLine) { _, given in given }
-                .filter { Swift.type(of: writer).parameterNames.contains($0.key) }
-        }
         let report = try writer.write(
             graph, to: outputURL,
             options: WriteOptions(
                 overwrite: force, diagnostics: printer.diagnostics, parameters: parameters(for: formatID, writer)))
         var reports = [(formatID, report)]
-        // A recipe's further outputs go beside the first: same name, their own extension. The output
-        // named on the command line stands for the recipe's first.
-        for extra in (loadedRecipe?.outputs ?? []).dropFirst().map(\.format)
-        where extra != formatID && !reports.contains(where: { $0.0 == extra }) {
+        for (extra, url) in extraOutputs {
             let extraWriter = try LatheEnvironment.registry.writer(extra)
-            let base = outputURL.deletingPathExtension()
-            let url = extra == "hf" ? base.appendingPathExtension("hf") : base.appendingPathExtension(extra)
             let extraGraph = try plan.apply(
                 to: graph, supports: Swift.type(of: extraWriter).supports, writerID: extra,
                 diagnostics: printer.diagnostics)

@@ -48,6 +48,7 @@ struct PerplexityCommand: ParsableCommand {
         let loaded = try LoadedModel(model, format: input.format, diagnostics: printer.diagnostics)
         text.warnBeyondContext(of: loaded.weights.config, model: model, diagnostics: printer.diagnostics)
         let tokens = try text.tokens(loaded.tokenizer)
+        try requireEnoughTokens(tokens.count, context: text.ctx, scoring: try text.scoring)
         let session = runtime.session(loaded.weights, maxContext: text.ctx, threads: threads)
         let result = try Perplexity.evaluate(
             session, tokens: tokens, context: text.ctx, maxChunks: text.chunks, protocol: try text.scoring,

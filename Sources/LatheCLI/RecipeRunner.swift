@@ -47,6 +47,7 @@ struct RecipeRunner {
             URL(fileURLWithPath: settings.file),
             purpose: "calibration text (recipe paths are relative to the working directory; or pass --calibration-text)"
         )
+        try CalibrationStatistics.requireEnoughTokens(tokens.count, length: settings.length)
         if calibratesInPipeline {
             // A `calibrate` step runs the model as it stands then; it needs only the tokens.
             context.calibrator = RuntimeCalibrator(
@@ -138,6 +139,7 @@ struct RecipeRunner {
         let url = URL(fileURLWithPath: settings.text)
         let tokenizer = try BPETokenizer(description)
         let tokens = try tokenizer.encodeFile(url, purpose: "evaluation text")
+        try requireEnoughTokens(tokens.count, context: settings.ctx, scoring: .llama)
         let result = try Verifier.compare(
             base: LlamaSession(weights: try weights(), maxContext: settings.ctx),
             candidate: LlamaSession(weights: try LlamaWeights(candidate), maxContext: settings.ctx), tokens: tokens,

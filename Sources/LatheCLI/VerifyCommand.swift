@@ -55,6 +55,7 @@ struct Verify: ParsableCommand {
         }
         text.warnBeyondContext(of: baseModel.weights.config, model: base, diagnostics: printer.diagnostics)
         let tokens = try text.tokens(baseModel.tokenizer)
+        try requireEnoughTokens(tokens.count, context: text.ctx, scoring: try text.scoring)
         let results = try Verifier.compare(
             base: runtime.session(baseModel.weights, maxContext: text.ctx, threads: threads),
             candidates: candidateModels.map {

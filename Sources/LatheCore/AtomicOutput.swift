@@ -4,14 +4,17 @@ import Foundation
 /// error or a kill never leaves a partial file (or directory) at the destination. An interrupt
 /// (SIGINT, SIGTERM, SIGHUP) removes the temporary too (`InterruptCleanup`).
 public struct AtomicOutput: Sendable {
+    /// What the output is: one file, or a directory of files (an HF model, safetensors shards).
+    public enum Kind: Sendable { case file, directory }
+
     public let destination: URL
     /// Where to write; becomes `destination` on `commit()`.
     public let temporary: URL
 
-    /// Refuses an existing destination unless `overwrite` is set.
-    public init(destination: URL, overwrite: Bool) throws(LatheError) {
+    /// Refuses an existing destination unless `overwrite` is set (see `check`).
+    public init(destination: URL, overwrite: Bool, kind: Kind = .file) throws(LatheError) {
         self.destination = destination
-        try Self.check(destination, overwrite: overwrite)
+        try Self.check(destination, overwrite: overwrite, kind: kind)
         let parent = destination.deletingLastPathComponent()
         let token = String(UInt64.random(in: 0...UInt64.max), radix: 36)
         temporary = parent.appendingPathComponent(".\(destination.lastPathComponent).\(token).tmp")
@@ -19,20 +22,64 @@ public struct AtomicOutput: Sendable {
     }
 
     /// What `init` refuses, checkable before long work whose result will go to `destination`: an
-    /// existing destination without `overwrite`, a directory that is missing or not writable.
-    public static func check(_ destination: URL, overwrite: Bool) throws(LatheError) {
+    /// existing destination without `overwrite`, a directory that is missing or not writable. Even
+    /// with `overwrite`, a directory is replaced only by a directory output and only when it holds
+    /// nothing but a model's files: `--force` once replaced any directory named by mistake (`-o .`).
+    public static func check(_ destination: URL, overwrite: Bool, kind: Kind = .file) throws(LatheError) {
         let fileManager = FileManager.default
-        if fileManager.fileExists(atPath: destination.path), !overwrite {
-            throw .fileAccess(path: destination.path, reason: "already exists; pass --force to overwrite it")
+        var existingIsDirectory: ObjCBool = false
+        if fileManager.fileExists(atPath: destination.path, isDirectory: &existingIsDirectory) {
+            guard overwrite else {
+                throw .fileAccess(path: destination.path, reason: "already exists; pass --force to overwrite it")
+            }
+            if existingIsDirectory.boolValue {
+                guard kind == .directory else {
+                    throw .fileAccess(
+                        path: destination.path, reason: "is a directory; this output is one file: name the file")
+                }
+                if let stray = strayEntry(in: destination) {
+                    throw .fileAccess(
+                        path: destination.path,
+                        reason:
+                            "is a directory holding '\(stray)', which no model directory holds; --force replaces only a directory of *.safetensors and *.json files"
+                    )
+                }
+            }
         }
         let parent = destination.deletingLastPathComponent()
         var isDirectory: ObjCBool = false
         guard fileManager.fileExists(atPath: parent.path, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw .fileAccess(path: parent.path, reason: "output directory does not exist")
         }
-        guard fileManager.isWritableFile(atPath: parent.path) else {
-            throw .fileAccess(path: parent.path, reason: "output directory is not writable")
+        // Permission bits say yes to root everywhere, even where nothing can be made (/proc): make and
+        // remove an empty file instead, as the output's temporary will be made.
+        let probe = parent.appendingPathComponent(".lathe-probe-\(UInt64.random(in: 0...UInt64.max))").path
+        let descriptor = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else {
+            throw .fileAccess(
+                path: parent.path, reason: "output directory is not writable: " + String(cString: strerror(errno)))
         }
+        close(descriptor)
+        unlink(probe)
+    }
+
+    /// The first entry of `directory` that is not a model directory's own (a file other than
+    /// `*.safetensors` and `*.json`, or any directory), or nil.
+    static func strayEntry(in directory: URL) -> String? {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory.path) else {
+            return "."
+        }
+        for name in names.sorted() {
+            var isDirectory: ObjCBool = false
+            let path = directory.appendingPathComponent(name).path
+            let isModelFile = name.hasSuffix(".safetensors") || name.hasSuffix(".json")
+            if !isModelFile || !FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
+                || isDirectory.boolValue
+            {
+                return name
+            }
+        }
+        return nil
     }
 
     /// Moves the finished output into place (replacing an existing one).
@@ -79,7 +126,13 @@ public struct AtomicOutput: Sendable {
             return LatheError.fileAccess(path: destination.path + path.dropFirst(temporary.path.count), reason: reason)
         }
         if let cocoa = error as? CocoaError {
-            return LatheError.fileAccess(path: destination.path, reason: cocoa.localizedDescription)
+            // The system's reason ("No such file or directory") says more than Foundation's sentence.
+            let underlying = cocoa.userInfo[NSUnderlyingErrorKey] as? NSError
+            let reason =
+                underlying?.domain == NSPOSIXErrorDomain
+                ? "cannot write it: " + String(cString: strerror(Int32(underlying!.code)))
+                : cocoa.localizedDescription
+            return LatheError.fileAccess(path: destination.path, reason: reason)
         }
         return error
     }

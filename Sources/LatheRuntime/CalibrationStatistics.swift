@@ -147,17 +147,22 @@ public final class CalibrationStatistics: ActivationObserver {
         accumulators[key] = entry
     }
 
+    /// Refuses a text too short for one window. Call it before making a session of `length`
+    /// positions, which would first allocate a cache that size.
+    public static func requireEnoughTokens(_ count: Int, length: Int) throws(LatheError) {
+        guard count > length else {
+            throw LatheError.invalidValue(
+                field: "calibration text", value: "\(count) tokens", expected: "more than the window length \(length)")
+        }
+    }
+
     /// Runs `windows` random windows of `length` tokens from `tokens` (seeded, so the same on every
     /// machine) through `session` and accumulates the statistics.
     public func collect(
         _ session: LlamaSession, tokens: [Int], windows: Int, length: Int, seed: UInt64,
         diagnostics: Diagnostics = .silent
     ) throws {
-        guard tokens.count > length else {
-            throw LatheError.invalidValue(
-                field: "calibration text", value: "\(tokens.count) tokens",
-                expected: "more than the window length \(length)")
-        }
+        try Self.requireEnoughTokens(tokens.count, length: length)
         var generator = SeededGenerator(seed: seed)
         let previous = session.observer
         session.observer = self
@@ -262,11 +267,7 @@ public final class LayerWalk: LayerwiseCalibration {
         _ graph: ModelGraph, tokens: [Int], windows: Int, length: Int, seed: UInt64, threads: Int,
         lowBit: Bool = true
     ) throws {
-        guard tokens.count > length else {
-            throw LatheError.invalidValue(
-                field: "calibration text", value: "\(tokens.count) tokens",
-                expected: "more than the window length \(length)")
-        }
+        try CalibrationStatistics.requireEnoughTokens(tokens.count, length: length)
         var shell = try LlamaWeights(graph, lowBit: lowBit, layerByLayer: true)
         let (h, vocab) = (shell.config.hiddenSize, shell.config.vocabSize)
         var generator = SeededGenerator(seed: seed)

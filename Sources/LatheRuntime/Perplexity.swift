@@ -62,8 +62,9 @@ func logSoftmax(_ row: UnsafeBufferPointer<Float>) -> [Double] {
 }
 
 /// Refuses a text too short for the protocol: llama-perplexity's two chunks, or one whole chunk
-/// when every token is scored.
-func requireEnoughTokens(_ count: Int, context: Int, scoring: PerplexityProtocol) throws {
+/// when every token is scored. Call it before making a session of `context` positions: a --ctx far
+/// beyond the text would otherwise first allocate a cache that size.
+public func requireEnoughTokens(_ count: Int, context: Int, scoring: PerplexityProtocol) throws {
     guard context >= 4, count >= 2 * context || (scoring == .all && count >= context) else {
         throw LatheError.invalidValue(
             field: "text", value: "\(count) tokens",

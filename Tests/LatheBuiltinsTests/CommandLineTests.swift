@@ -256,6 +256,69 @@ struct CommandLineTests {
         #expect(force.status == 1 && force.errors.contains("--force needs --report"), "\(force.errors)")
         let scoring = try LatheProcess.capture(["eval", "ppl", url.path, "--text", short.path, "--protocol", "some"])
         #expect(scoring.status == 64 && scoring.errors.contains("--protocol must be llama or all"))
+        // A window far past the text is refused before a cache of that many positions is allocated
+        // (10^9 positions of the tiny model would take 256 GB: an abort, not an error, before).
+        for arguments in [
+            ["eval", "ppl", url.path, "--text", short.path, "--ctx", "1000000000"],
+            ["verify", url.path, url.path, "--text", short.path, "--ctx", "1000000000"],
+            [
+                "calibrate", url.path, "--text", short.path, "--length", "1000000000", "-o",
+                work.path + "/s.safetensors",
+            ],
+        ] {
+            let huge = try LatheProcess.capture(arguments)
+            #expect(huge.status == 1 && huge.errors.contains("tokens, expected"), "\(arguments[0]): \(huge.errors)")
+        }
+    }
+
+    @Test("--force replaces a model directory, never another directory; a recipe writes every output it lists")
+    func outputDestinations() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let (url, _) = try tinyModel(in: work)
+        // A directory holding anything but a model's files is kept, whatever the output's format.
+        let home = work.appendingPathComponent("home")
+        try FileManager.default.createDirectory(
+            at: home.appendingPathComponent("sub"), withIntermediateDirectories: true)
+        try "keep".write(to: home.appendingPathComponent("keep.txt"), atomically: true, encoding: .utf8)
+        for (arguments, expected) in [
+            (["-o", home.path, "--to", "hf"], "holding 'keep.txt', which no model directory holds"),
+            (["-o", home.path, "--to", "gguf"], "is a directory; this output is one file"),
+            (["-o", work.path, "--to", "hf"], "holding 'home'"),
+        ] {
+            let refused = try LatheProcess.capture(["convert", url.path, "--force"] + arguments)
+            #expect(refused.status == 1 && refused.errors.contains(expected), "\(arguments): \(refused.errors)")
+        }
+        #expect(FileManager.default.fileExists(atPath: home.appendingPathComponent("keep.txt").path))
+        #expect(FileManager.default.fileExists(atPath: url.path))
+        // An HF directory is replaced by the next one.
+        let hf = work.appendingPathComponent("model-hf")
+        #expect(runLathe(["convert", url.path, "-o", hf.path, "--to", "hf"]) == nil)
+        #expect(runLathe(["convert", url.path, "-o", hf.path, "--to", "hf", "--force"]) == nil)
+        // Every output a recipe lists is written beside the named one, the first included, and all
+        // are checked before the work: one already there stops the conversion before anything is written.
+        let recipe = work.appendingPathComponent("three.yaml")
+        try """
+        name: three
+        description: F16 in three formats
+        steps:
+          - pass: cast
+            options: {to: f16}
+        outputs:
+          - format: safetensors
+          - format: gguf
+          - format: hf
+        """.write(to: recipe, atomically: true, encoding: .utf8)
+        let named = work.appendingPathComponent("three.gguf")
+        #expect(runLathe(["convert", url.path, "--recipe", recipe.path, "-o", named.path]) == nil)
+        for name in ["three.gguf", "three.safetensors", "three.hf/config.json"] {
+            #expect(FileManager.default.fileExists(atPath: work.appendingPathComponent(name).path), "\(name)")
+        }
+        try FileManager.default.removeItem(at: named)
+        try FileManager.default.removeItem(at: work.appendingPathComponent("three.safetensors"))
+        let taken = try LatheProcess.capture(["convert", url.path, "--recipe", recipe.path, "-o", named.path])
+        #expect(taken.status == 1 && taken.errors.contains("three.hf: already exists"), "\(taken.errors)")
+        #expect(!FileManager.default.fileExists(atPath: named.path))
     }
 
     @Test("a recipe output's options reach its writer; the command line's override them")
