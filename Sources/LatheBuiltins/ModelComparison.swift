@@ -20,6 +20,8 @@ public struct ModelComparison {
     public var shapeMismatches: [(String, Shape, Shape)] = []
     public var tensors: [TensorDifference] = []
     public var tokenizerDifferences: [String] = []
+    /// Carried source files (`isCarriedFile`) that only one model has: reported, not counted.
+    public var carriedInOne: [String] = []
 
     /// Keys that describe how a file encodes the model or where it came from, not the model itself:
     /// formats add or recompute them, and recipe outputs record their provenance.
@@ -39,13 +41,15 @@ public struct ModelComparison {
         for (key, value) in a.metadata where !Self.encodingKeys.contains(key) {
             if let other = b.metadata[key] {
                 if other != value { changedKeys.append(key) }
-            } else if !Self.isCarriedFile(key) {
+            } else if Self.isCarriedFile(key) {
+                carriedInOne.append(key)
+            } else {
                 removedKeys.append(key)
             }
         }
-        addedKeys = b.metadata.keys.filter {
-            a.metadata[$0] == nil && !Self.encodingKeys.contains($0) && !Self.isCarriedFile($0)
-        }
+        let onlyInB = b.metadata.keys.filter { a.metadata[$0] == nil && !Self.encodingKeys.contains($0) }
+        addedKeys = onlyInB.filter { !Self.isCarriedFile($0) }
+        carriedInOne += onlyInB.filter(Self.isCarriedFile)
         tokenizerDifferences = Self.compare(a.tokenizer, b.tokenizer)
         onlyInFirst = a.tensorNames.filter { b[$0] == nil }
         onlyInSecond = b.tensorNames.filter { a[$0] == nil }
@@ -135,13 +139,14 @@ public struct ModelComparison {
                         + (t.bytesIdentical ? " (identical bytes)" : ""))
             }
         }
+        list("not counted: source files carried by one model only", carriedInOne)
+        let worst = tensors.max { $0.relativeError < $1.relativeError }
         if identical {
             lines.append("identical: \(tensors.count) tensors, all metadata keys and the tokenizer match")
+        } else if let worst, worst.relativeError > 0 || tensors.contains(where: { $0.maxAbsDifference > 0 }) {
+            lines.append("different: worst tensor \(worst.name) \(String(format: "%.3e", worst.relativeError))")
         } else {
-            let worst = tensors.max { $0.relativeError < $1.relativeError }
-            lines.append(
-                "different: worst tensor \(worst.map { "\($0.name) \(String(format: "%.3e", $0.relativeError))" } ?? "n/a")"
-            )
+            lines.append("different: as listed above; every shared tensor's values match")
         }
         return lines.joined(separator: "\n")
     }
@@ -155,6 +160,7 @@ public struct ModelComparison {
                     ("only_in_first", .array(removedKeys.map(JSONValue.string))),
                     ("only_in_second", .array(addedKeys.map(JSONValue.string))),
                     ("changed", .array(changedKeys.map(JSONValue.string))),
+                    ("carried_in_one_only", .array(carriedInOne.map(JSONValue.string))),
                 ])
             ),
             ("tokenizer", .array(tokenizerDifferences.map(JSONValue.string))),

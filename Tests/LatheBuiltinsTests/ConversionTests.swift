@@ -83,6 +83,10 @@ struct ConversionTests {
         #expect(plainHF.metadata.keys.contains { ModelComparison.isCarriedFile($0) })
         let fromGGUF = try ModelComparison(ModelInput.open(plain), plainHF)
         #expect(fromGGUF.identical, "\(fromGGUF.text(all: false))")
+        // ... but it is said: the carried files one side has are listed as not counted.
+        let carried = plainHF.metadata.keys.filter(ModelComparison.isCarriedFile).sorted()
+        #expect(fromGGUF.carriedInOne.sorted() == carried)
+        #expect(fromGGUF.text(all: false).contains("not counted: source files carried by one model only"))
     }
 
     @Test(
