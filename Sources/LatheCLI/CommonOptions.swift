@@ -47,6 +47,23 @@ func oneLine(_ message: String) -> String {
     return escaped.count > 2000 ? String(escaped.prefix(1997)) + "…" : escaped
 }
 
+/// The message for an error that ends a command. Foundation's file errors print as
+/// `Error Domain=NSCocoaErrorDomain Code=516 "…" UserInfo={…}`: those give the file and the system's
+/// reason instead ("wf: cannot create it: File exists").
+func errorMessage(_ error: any Error) -> String {
+    let nsError = error as NSError
+    guard nsError.domain == NSCocoaErrorDomain, !(error is LatheError) else {
+        return LatheCommand.message(for: error)
+    }
+    let path = (nsError.userInfo[NSFilePathErrorKey] as? String) ?? (nsError.userInfo[NSURLErrorKey] as? URL)?.path
+    let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? NSError
+    let reason =
+        underlying?.domain == NSPOSIXErrorDomain
+        ? String(cString: strerror(Int32(underlying!.code)))
+        : nsError.localizedDescription.replacingOccurrences(of: "The operation could not be completed. ", with: "")
+    return path.map { "\($0): \(reason)" } ?? reason
+}
+
 /// Options every command that reads a model shares.
 struct InputOptions: ParsableArguments {
     @Option(

@@ -36,7 +36,7 @@ struct Diff: ParsableCommand {
             throw exit
         } catch {
             // A script tells "they differ" (1) from "could not compare" (2).
-            printError("Error: \(oneLine(LatheCommand.message(for: error)))")
+            printError("Error: \(oneLine(errorMessage(error)))")
             throw ExitCode(2)
         }
     }

@@ -54,7 +54,7 @@ public func main() {
     } catch {
         // Lathe's own errors: one line, whatever the file they quote holds (names with line breaks
         // or escape sequences, a YAML parser's multi-line context), and not a page long.
-        printError("Error: \(oneLine(LatheCommand.message(for: error)))")
+        printError("Error: \(oneLine(errorMessage(error)))")
         Foundation.exit(LatheCommand.exitCode(for: error).rawValue)
     }
 }

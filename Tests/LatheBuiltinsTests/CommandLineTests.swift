@@ -256,6 +256,14 @@ struct CommandLineTests {
         #expect(force.status == 1 && force.errors.contains("--force needs --report"), "\(force.errors)")
         let scoring = try LatheProcess.capture(["eval", "ppl", url.path, "--text", short.path, "--protocol", "some"])
         #expect(scoring.status == 64 && scoring.errors.contains("--protocol must be llama or all"))
+        // Foundation's file errors are one line naming the file, not "Error Domain=… UserInfo={…}".
+        let workFile = work.appendingPathComponent("work-file")
+        try "x".write(to: workFile, atomically: true, encoding: .utf8)
+        let blocked = try LatheProcess.capture([
+            "convert", url.path, "-o", output.path, "--recipe", "q8_0", "--work-dir", workFile.path,
+        ])
+        #expect(blocked.status == 1 && blocked.errors.hasPrefix("Error: \(workFile.path): "), "\(blocked.errors)")
+        #expect(!blocked.errors.contains("Domain=") && blocked.errors.split(separator: "\n").count == 1)
         // A window far past the text is refused before a cache of that many positions is allocated
         // (10^9 positions of the tiny model would take 256 GB: an abort, not an error, before).
         for arguments in [
