@@ -145,6 +145,24 @@ extension BPETokenizer {
                 throw LatheError.fileAccess(path: url.path, reason: "cannot read the \(purpose): \(reason)")
             }
         }
+        // A binary file named by mistake (--text model.gguf) would be scored as replacement characters.
+        guard bytes.withUnsafeBufferPointer(UTF8Text.isValid) else {
+            throw LatheError.problem(
+                url.path, reason: "the \(purpose) is not UTF-8 text (byte \(Self.firstInvalidUTF8(bytes)) is not)")
+        }
         return encode(String(decoding: bytes, as: UTF8.self), addSpecial: true, parseSpecial: false)
+    }
+
+    /// The offset of the first byte that does not begin a well-formed UTF-8 sequence.
+    static func firstInvalidUTF8(_ bytes: [UInt8]) -> Int {
+        var parser = Unicode.UTF8.ForwardParser()
+        var iterator = bytes.makeIterator()
+        var offset = 0
+        while true {
+            switch parser.parseScalar(from: &iterator) {
+            case .valid(let scalar): offset += scalar.count
+            case .emptyInput, .error: return offset
+            }
+        }
     }
 }

@@ -264,6 +264,12 @@ struct CommandLineTests {
         ])
         #expect(blocked.status == 1 && blocked.errors.hasPrefix("Error: \(workFile.path): "), "\(blocked.errors)")
         #expect(!blocked.errors.contains("Domain=") && blocked.errors.split(separator: "\n").count == 1)
+        // A text that is not UTF-8 (a binary file named by mistake) is refused, naming the first bad byte.
+        let binary = work.appendingPathComponent("binary.txt")
+        try Data([0x61, 0x62, 0x63, 0xE9, 0x64]).write(to: binary)
+        let notText = try LatheProcess.capture(["eval", "ppl", url.path, "--text", binary.path])
+        #expect(
+            notText.status == 1 && notText.errors.contains("is not UTF-8 text (byte 3 is not)"), "\(notText.errors)")
         // A window far past the text is refused before a cache of that many positions is allocated
         // (10^9 positions of the tiny model would take 256 GB: an abort, not an error, before).
         for arguments in [
