@@ -94,7 +94,8 @@ public struct ModelComparison {
             bytesIdentical: false)
     }
 
-    static func compare(_ a: TokenizerDescription?, _ b: TokenizerDescription?) -> [String] {
+    /// How two tokenizers differ, one phrase per difference (none: they tokenize alike).
+    public static func compare(_ a: TokenizerDescription?, _ b: TokenizerDescription?) -> [String] {
         guard let a, let b else { return a == nil && b == nil ? [] : ["only one model has a tokenizer"] }
         var differences: [String] = []
         if a.model != b.model { differences.append("model \(a.model) vs \(b.model)") }

@@ -41,7 +41,10 @@ struct Calibrate: ParsableCommand {
             throw ValidationError("--windows must be at least 1 and --length at least 2")
         }
         guard URL(fileURLWithPath: output).pathExtension.lowercased() == "safetensors" else {
-            throw ValidationError("-o names a .safetensors file: statistics are written as safetensors")
+            throw ValidationError("-o must name a .safetensors file (statistics are written as safetensors)")
+        }
+        if let sites, sites.split(separator: ",").isEmpty {
+            throw ValidationError("--sites names at least one site (leave it out for all)")
         }
     }
 

@@ -343,7 +343,8 @@ struct Convert: ParsableCommand {
         case "": return "hf"
         default:
             throw UsageError(
-                "cannot tell the output format from '\(url.lastPathComponent)'; pass --to gguf, safetensors or hf")
+                "cannot tell the output format from '\(url.lastPathComponent)'; pass --to gguf, safetensors, lpack or hf"
+            )
         }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LatheBuiltins
 import LatheCore
 import LatheReport
 import LatheRuntime
@@ -54,6 +55,16 @@ struct Verify: ParsableCommand {
             try LoadedModel($0, format: input.format, diagnostics: printer.diagnostics)
         }
         text.warnBeyondContext(of: baseModel.weights.config, model: base, diagnostics: printer.diagnostics)
+        // Every model scores the base's tokens; a candidate that tokenizes otherwise would generate
+        // differently however close its scores.
+        for (path, candidate) in zip(candidates, candidateModels) {
+            let differences = ModelComparison.compare(baseModel.graph.tokenizer, candidate.graph.tokenizer)
+            if !differences.isEmpty {
+                printer.diagnostics.warning(
+                    "\(path)'s tokenizer differs from \(base)'s (\(differences.joined(separator: "; "))); both are scored on \(base)'s tokens"
+                )
+            }
+        }
         let tokens = try text.tokens(baseModel.tokenizer)
         try requireEnoughTokens(tokens.count, context: text.ctx, scoring: try text.scoring)
         let results = try Verifier.compare(

@@ -234,6 +234,29 @@ struct CommandLineTests {
         }
     }
 
+    @Test("verify warns when a candidate tokenizes otherwise than the base; its scores still come")
+    func verifyTokenizerWarning() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let (url, graph) = try tinyModel(in: work)
+        var renamed = graph
+        renamed.tokenizer?.tokens[40] = "renamed"
+        let candidate = work.appendingPathComponent("renamed.safetensors")
+        _ = try LatheBuiltins.registry.writer("safetensors").write(renamed, to: candidate, options: WriteOptions())
+        let text = work.appendingPathComponent("text.txt")
+        try Array(repeating: "the quick brown fox jumps", count: 60).joined(separator: " ")
+            .write(to: text, atomically: true, encoding: .utf8)
+        let result = try LatheProcess.capture([
+            "verify", url.path, candidate.path, "--text", text.path, "--ctx", "16", "--chunks", "1",
+        ])
+        #expect(result.status == 0, "\(result.errors)")
+        #expect(
+            result.errors.contains("renamed.safetensors's tokenizer differs")
+                && result.errors.contains("first difference at id 40"), "\(result.errors)")
+        let same = try LatheProcess.capture(["verify", url.path, url.path, "--text", text.path, "--ctx", "16"])
+        #expect(same.status == 0 && !same.errors.contains("tokenizer differs"), "\(same.errors)")
+    }
+
     @Test("options that would be ignored or found wrong only after the work are refused first")
     func earlyRefusals() throws {
         let work = try Fixtures.temporaryDirectory()
@@ -264,6 +287,10 @@ struct CommandLineTests {
         ])
         #expect(blocked.status == 1 && blocked.errors.hasPrefix("Error: \(workFile.path): "), "\(blocked.errors)")
         #expect(!blocked.errors.contains("Domain=") && blocked.errors.split(separator: "\n").count == 1)
+        let noSites = try LatheProcess.capture([
+            "calibrate", url.path, "--text", short.path, "--sites", "", "-o", work.path + "/s.safetensors",
+        ])
+        #expect(noSites.status == 64 && noSites.errors.contains("--sites names at least one site"))
         // A text that is not UTF-8 (a binary file named by mistake) is refused, naming the first bad byte.
         let binary = work.appendingPathComponent("binary.txt")
         try Data([0x61, 0x62, 0x63, 0xE9, 0x64]).write(to: binary)
