@@ -88,6 +88,9 @@ public struct RotatePass: ModelPass {
             changed += (0..<config.layerCount).map { OnlineTransforms.queryKeyRotationTensor(layer: $0) }
             notes.append("U_C per layer applied online to q and k after RoPE")
         }
+        // v_proj and o_proj are both residual readers/writers and U_B's: each is one tensor changed.
+        var seen: Set<String> = []
+        changed = changed.filter { seen.insert($0).inserted }
         let decisions = changed.compactMap { name -> TensorDecision? in
             guard let tensor = graph[name] else { return nil }
             return TensorDecision(tensor: name, from: tensor.info.dtype, to: .f32, reason: "rotated")

@@ -406,5 +406,11 @@ struct CommandLineTests {
         let steps = try #require(plan["steps"]?.arrayValue)
         #expect(steps.compactMap { $0["pass"]?.stringValue }.sorted() == recipe.steps.map(\.pass).sorted())
         #expect(plan["recipe"] == .string("resq-w4a4kv4"))
+        // Each step decides once per tensor (rotate listed v_proj and o_proj twice, for U_A and U_B).
+        let detailed = try LatheProcess.capture(["plan", "resq-w4a4kv4", url.path, "--json", "--tensors"])
+        for step in try #require(JSONValue.parse(detailed.output)["steps"]?.arrayValue) {
+            let tensors = try #require(step["decisions"]?.arrayValue).compactMap { $0["tensor"]?.stringValue }
+            #expect(Set(tensors).count == tensors.count, "\(step["pass"]?.stringValue ?? "?")")
+        }
     }
 }
