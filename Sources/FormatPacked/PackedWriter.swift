@@ -14,8 +14,8 @@ public struct PackedWriter: FormatWriter {
         if let compression = parameters["compression"], !["none", "zstd"].contains(compression) {
             throw .invalidValue(field: "compression", value: compression, expected: "none or zstd")
         }
-        if let level = parameters["level"], !(Int(level).map { (1...19).contains($0) } ?? false) {
-            throw .invalidValue(field: "level", value: level, expected: "a zstd level from 1 to 19")
+        if let level = parameters["level"], !(Int(level).map { (1...22).contains($0) } ?? false) {
+            throw .invalidValue(field: "level", value: level, expected: "a zstd level from 1 to 22")
         }
     }
     public static let summary =

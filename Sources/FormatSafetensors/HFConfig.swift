@@ -64,12 +64,13 @@ enum HFConfig {
                     problem: "'\(value)' is not supported (only \(expected))")
             }
         }
-        let rope = json["rope_parameters"] ?? json
+        // A null `rope_parameters` is absent: the top-level rope_theta then applies.
+        let rope = present(json, "rope_parameters") ?? json
         let hidden = try int("hidden_size")
         let heads = try int("num_attention_heads")
         var scaling: LlamaConfig.RopeScaling?
         // Newer configs fold the scaling into `rope_parameters`, with `rope_type` "default" for none.
-        let folded: JSONValue? = json["rope_parameters"].flatMap { parameters in
+        let folded: JSONValue? = present(json, "rope_parameters").flatMap { parameters in
             guard let type = parameters["rope_type"]?.stringValue, type != "default" else { return nil }
             return parameters
         }

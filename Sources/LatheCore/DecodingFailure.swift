@@ -5,6 +5,12 @@ import Foundation
 /// (`typeMismatch(Swift.Int, Swift.DecodingError.Context(codingPath: …))`).
 public enum DecodingFailure {
     public static func describe(_ error: any Error, in document: String, field: String) -> LatheError {
+        // An error a custom `init(from:)` throws itself (a plugin's check) already says what is wrong.
+        if !(error is DecodingError) {
+            if let error = error as? LatheError { return error }
+            let reason = (error as? any LocalizedError)?.errorDescription ?? "\(error)"
+            return .problem(field, reason: reason)
+        }
         let root = try? JSONValue.parse(document)
         guard let error = error as? DecodingError, let root else {
             return .invalidValue(field: field, value: abbreviated(document), expected: "valid JSON")

@@ -364,4 +364,18 @@ struct HFConfigFieldTests {
         #expect(try read(setting: "rope_theta", to: "null") == nil)
         #expect(try read(setting: "rope_scaling", to: "null") == nil)
     }
+
+    @Test("a null rope_parameters leaves the top-level rope_theta in force")
+    func nullRopeParameters() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let model = directory.appendingPathComponent("hf")
+        _ = try HFDirectoryWriter().write(TinyModel.graph(), to: model, options: WriteOptions())
+        let configURL = model.appendingPathComponent("config.json")
+        var fields = try JSONValue.parse(String(contentsOf: configURL, encoding: .utf8)).objectValue ?? []
+        fields.removeAll { ["rope_theta", "rope_parameters"].contains($0.key) }
+        fields += [("rope_theta", .int(123_456)), ("rope_parameters", .null)]
+        try Data(JSONValue.object(fields).serialized().utf8).write(to: configURL)
+        #expect(try HFDirectoryReader().read(model, options: ReadOptions()).config?.ropeBase == 123_456)
+    }
 }

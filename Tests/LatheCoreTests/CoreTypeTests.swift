@@ -215,6 +215,23 @@ struct DecodingFailureTests {
         #expect(
             message(#"{"bits": 4, "seed": -1}"#).hasPrefix(#"options: got {"bits": 4, "seed": -1}, expected values"#))
     }
+
+    @Test("an error a custom decoder throws keeps its own message")
+    func customError() {
+        struct Odd: Decodable {
+            struct NotOdd: LocalizedError { var errorDescription: String? { "bits must be odd" } }
+            init(from decoder: any Decoder) throws { throw NotOdd() }
+        }
+        let json = #"{"bits": 4}"#
+        do {
+            _ = try JSONDecoder().decode(Odd.self, from: Data(json.utf8))
+            Issue.record("decoded")
+        } catch {
+            #expect(
+                DecodingFailure.describe(error, in: json, field: "options").errorDescription
+                    == "options: bits must be odd")
+        }
+    }
 }
 
 @Suite("Atomic output")

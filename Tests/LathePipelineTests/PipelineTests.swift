@@ -171,7 +171,7 @@ struct PipelineTests {
                 && message.contains("compression, level")
         }
         // Values too are checked at plan time, before any pass runs.
-        for (bad, expected) in [("compression: lz4", "none or zstd"), ("level: high", "a zstd level from 1 to 19")] {
+        for (bad, expected) in [("compression: lz4", "none or zstd"), ("level: high", "a zstd level from 1 to 22")] {
             #expect {
                 try Pipeline.plan(
                     recipe(known.replacingOccurrences(of: "compression: zstd", with: bad)), for: TinyModel.graph(),
