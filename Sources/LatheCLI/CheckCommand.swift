@@ -14,7 +14,8 @@ struct Check: ParsableCommand {
             nothing after the last, as the writer leaves them. --values also decodes every tensor and \
             reports NaN or infinite values.
 
-            Exit status: 0 when intact, 1 with one line naming the damage otherwise.
+            Exit status: 0 when intact, 1 with one line naming the damage otherwise. With --json, standard \
+            output holds a JSON object either way: "intact" is false and "error" says why when the file is damaged.
 
             Example:
               lathe check smollm2-resq.lpack --values
@@ -27,12 +28,25 @@ struct Check: ParsableCommand {
     @OptionGroup var input: InputOptions
 
     func run() throws {
-        let report = try ModelIntegrity.check(
-            URL(fileURLWithPath: model), format: input.format, values: values, registry: LatheEnvironment.registry)
+        let report: IntegrityReport
+        do {
+            report = try ModelIntegrity.check(
+                URL(fileURLWithPath: model), format: input.format, values: values, registry: LatheEnvironment.registry)
+        } catch {
+            // A script reads the verdict from stdout; the error line still goes to stderr.
+            if json {
+                printJSON(
+                    .object([
+                        ("path", .string(model)), ("intact", .bool(false)), ("error", .string(errorMessage(error))),
+                    ]))
+            }
+            throw error
+        }
         if json {
             printJSON(
                 .object([
-                    ("path", .string(report.path)), ("format", .string(report.format)),
+                    ("path", .string(report.path)), ("intact", .bool(report.nonFinite.isEmpty)),
+                    ("format", .string(report.format)),
                     ("tensors", .int(report.tensors)), ("checksummed", .int(report.checksummed)),
                     ("checked_bytes", .int(report.checkedBytes)),
                     // null when the values were not decoded (without --values): not checked is not "none found".

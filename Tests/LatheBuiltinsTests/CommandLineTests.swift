@@ -130,6 +130,7 @@ struct CommandLineTests {
         let fine = try LatheProcess.capture(["check", clean.path, "--values", "--json"])
         #expect(fine.status == 0, "\(fine.errors)")
         #expect(try JSONValue.parse(fine.output)["non_finite"] == .object([]))
+        #expect(try JSONValue.parse(fine.output)["intact"] == .bool(true))
         // Without --values nothing was decoded: null, not "none found".
         let unchecked = try LatheProcess.capture(["check", damaged.path, "--json"])
         #expect(unchecked.status == 0, "\(unchecked.errors)")
@@ -142,6 +143,11 @@ struct CommandLineTests {
         let refused = try LatheProcess.capture(["check", brokenURL.path])
         #expect(refused.status == 1)
         #expect(refused.errors.contains("\(brokenURL.path): Llama config: layer count"), "\(refused.errors)")
+        // With --json the verdict is on stdout too, for a script.
+        let refusedJSON = try LatheProcess.capture(["check", brokenURL.path, "--json"])
+        let verdict = try JSONValue.parse(refusedJSON.output)
+        #expect(refusedJSON.status == 1 && verdict["intact"] == .bool(false))
+        #expect(verdict["error"]?.stringValue?.contains("layer count") == true, "\(refusedJSON.output)")
         // Another architecture is a container here, not a broken Llama: llama.cpp writes Mamba with no
         // heads. A Llama's unstated context length (0) is unknown, not damage.
         for (architecture, change) in [
