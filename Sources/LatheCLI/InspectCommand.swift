@@ -165,6 +165,10 @@ struct ModelSummary {
                     ])
                 ))
         }
+        // The provenance manifest a recipe output records, as the object it is (the text shows its summary).
+        if let text = graph.metadata["lathe.manifest"]?.stringValue, let manifest = try? JSONValue.parse(text) {
+            fields.append(("manifest", manifest))
+        }
         if let metadata {
             fields.append(
                 (

@@ -476,6 +476,12 @@ struct ConversionTests {
         #expect(json["config"]?["hidden_size"] == .int(64))
         #expect(json["tensors"]?.arrayValue?.first?["name"] == .string("token_embd.weight"))
         #expect(summary.text(tensors: false, metadata: nil).contains("2 layers, hidden 64, 4 heads × 16 (2 KV)"))
+        #expect(json["manifest"] == nil, "no recipe, no manifest")
+        // A recipe output's manifest comes as the object it is.
+        let quantized = work.appendingPathComponent("q8.gguf")
+        #expect(runLathe(["convert", url.path, "-o", quantized.path, "--recipe", "q8_0"]) == nil)
+        let manifest = try ModelSummary(ModelInput.open(quantized)).json(tensors: false, metadata: nil)["manifest"]
+        #expect(manifest?["recipe"]?["name"] == .string("q8_0"), "\(manifest?.serialized() ?? "none")")
     }
 }
 
