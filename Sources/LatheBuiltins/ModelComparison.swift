@@ -86,7 +86,8 @@ public struct ModelComparison {
             let d = Double(y[i]) - Double(x[i])
             difference += d * d
             norm += Double(x[i]) * Double(x[i])
-            worst = max(worst, abs(d))
+            // Written so that a NaN is kept once met: max() would drop it and report 0.
+            if !worst.isNaN, !(abs(d) <= worst) { worst = abs(d) }
         }
         let relative = norm > 0 ? (difference / norm).squareRoot() : difference.squareRoot()
         return TensorDifference(
@@ -141,10 +142,13 @@ public struct ModelComparison {
             }
         }
         list("not counted: source files carried by one model only", carriedInOne)
-        let worst = tensors.max { $0.relativeError < $1.relativeError }
+        // A NaN error is the worst there is (and is not 0: `== 0` is false for it).
+        let worst =
+            tensors.first { $0.relativeError.isNaN }
+            ?? tensors.max { $0.relativeError < $1.relativeError }
         if identical {
             lines.append("identical: \(tensors.count) tensors, all metadata keys and the tokenizer match")
-        } else if let worst, worst.relativeError > 0 || tensors.contains(where: { $0.maxAbsDifference > 0 }) {
+        } else if let worst, tensors.contains(where: { !($0.relativeError == 0 && $0.maxAbsDifference == 0) }) {
             lines.append("different: worst tensor \(worst.name) \(String(format: "%.3e", worst.relativeError))")
         } else {
             lines.append("different: as listed above; every shared tensor's values match")

@@ -117,17 +117,29 @@ struct Convert: ParsableCommand {
             return fromRecipe.merging(commandLine) { _, given in given }
                 .filter { Swift.type(of: writer).parameterNames.contains($0.key) }
         }
-        // A recipe's other outputs go beside the one named: same name, their own extension. Every
-        // destination is checked before any work, so none is found taken after the others are written.
+        // The output named on the command line stands for the recipe's first; its further outputs go
+        // beside it (same name, their own extension; one in the named output's format is that output).
+        // Every destination is checked before any work, so none is found taken after the others are
+        // written.
         var extraOutputs: [(format: String, url: URL)] = []
-        for extra in loadedRecipe?.outputs.map(\.format) ?? []
+        for extra in (loadedRecipe?.outputs ?? []).dropFirst().map(\.format)
         where extra != formatID && !extraOutputs.contains(where: { $0.format == extra }) {
-            let base = outputURL.deletingPathExtension()
-            extraOutputs.append((extra, base.appendingPathExtension(extra)))
+            extraOutputs.append((extra, outputURL.deletingPathExtension().appendingPathExtension(extra)))
         }
+        let inputPath = URL(fileURLWithPath: input).resolvingSymlinksInPath().path
         for (format, url) in [(formatID, outputURL)] + extraOutputs {
+            if let other = extraOutputs.first(where: { $0.url.path == url.path && $0.format != format }) {
+                throw UsageError(
+                    "the \(format) and \(other.format) outputs would both be written to \(url.path); name -o with its format's extension"
+                )
+            }
             let parameters = parameters(for: format, try LatheEnvironment.registry.writer(format))
             let isDirectory = format == "hf" || (format == "safetensors" && parameters["max-shard-size"] != nil)
+            // Replacing a directory the input lies in would delete the input while it is read.
+            if isDirectory, inputPath.hasPrefix(url.resolvingSymlinksInPath().path + "/") {
+                throw LatheError.fileAccess(
+                    path: url.path, reason: "holds the input \(input); write the output elsewhere")
+            }
             try AtomicOutput.check(url, overwrite: force, kind: isDirectory ? .directory : .file)
         }
 

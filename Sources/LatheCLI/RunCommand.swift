@@ -28,8 +28,14 @@ struct Run: ParsableCommand {
     @OptionGroup var runtime: RuntimeOptions
     @OptionGroup var input: InputOptions
 
+    static let maxTokens = 1 << 24
+    static let unknownContext = 8192
+
     func validate() throws {
-        guard n >= 0 else { throw ValidationError("-n must be at least 0") }
+        // The cache is allocated for the prompt plus -n tokens up front: bounded like a config's context.
+        guard (0...Self.maxTokens).contains(n) else {
+            throw ValidationError("-n must be at least 0 and at most \(Self.maxTokens)")
+        }
         guard temperature.isFinite, temperature >= 0 else { throw ValidationError("--temperature must be 0 or more") }
         guard topK >= 0 else { throw ValidationError("--top-k must be at least 0 (0: every token)") }
     }
@@ -41,11 +47,12 @@ struct Run: ParsableCommand {
         let text =
             chat ? try ChatTemplate.prompt(for: prompt, template: loaded.tokenizer.description.chatTemplate) : prompt
         let tokens = loaded.tokenizer.encode(text, addSpecial: true, parseSpecial: chat)
-        // A model that does not state its context is limited only by the memory its cache takes.
-        let limit = loaded.weights.config.trainedContext ?? Int.max
+        // A model that does not state its context gets the trained context of most small models.
+        let limit = loaded.weights.config.trainedContext ?? Self.unknownContext
         guard tokens.count < limit else {
+            let stated = loaded.weights.config.trainedContext == nil ? " (the model does not state it; run allows)" : ""
             throw UsageError(
-                "the prompt is \(tokens.count) tokens; the model's context is \(limit) tokens, including what it generates"
+                "the prompt is \(tokens.count) tokens; the model's context\(stated) is \(limit) tokens, including what it generates"
             )
         }
         let session = runtime.session(

@@ -37,13 +37,10 @@ public struct AtomicOutput: Sendable {
                     throw .fileAccess(
                         path: destination.path, reason: "is a directory; this output is one file: name the file")
                 }
-                if let stray = strayEntry(in: destination) {
-                    throw .fileAccess(
-                        path: destination.path,
-                        reason:
-                            "is a directory holding '\(stray)', which no model directory holds; --force replaces only a directory of *.safetensors and *.json files"
-                    )
-                }
+                try requireModelDirectory(destination)
+            } else if kind == .directory {
+                throw .fileAccess(
+                    path: destination.path, reason: "is a file; this output is a directory: name another path")
             }
         }
         let parent = destination.deletingLastPathComponent()
@@ -63,23 +60,31 @@ public struct AtomicOutput: Sendable {
         unlink(probe)
     }
 
-    /// The first entry of `directory` that is not a model directory's own (a file other than
-    /// `*.safetensors` and `*.json`, or any directory), or nil.
-    static func strayEntry(in directory: URL) -> String? {
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory.path) else {
-            return "."
-        }
+    /// The files an HF directory or a set of safetensors shards is made of: what `--force` may delete.
+    static let modelDirectoryFiles: Set<String> = [
+        "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+        "special_tokens_map.json", "model.safetensors", "model.safetensors.index.json",
+    ]
+
+    /// Refuses a directory holding anything but `modelDirectoryFiles` and `model-NNNNN-of-NNNNN.safetensors`
+    /// shards: a folder of checkpoints, results or anything else named by mistake is never replaced.
+    static func requireModelDirectory(_ directory: URL) throws(LatheError) {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? ["(unreadable)"]
+        let shard = #/model-\d{5}-of-\d{5}\.safetensors/#
         for name in names.sorted() {
             var isDirectory: ObjCBool = false
             let path = directory.appendingPathComponent(name).path
-            let isModelFile = name.hasSuffix(".safetensors") || name.hasSuffix(".json")
+            let isModelFile = modelDirectoryFiles.contains(name) || name.wholeMatch(of: shard) != nil
             if !isModelFile || !FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
                 || isDirectory.boolValue
             {
-                return name
+                throw .fileAccess(
+                    path: directory.path,
+                    reason:
+                        "is a directory holding '\(name)', which is not one of an HF directory's or safetensors shards' files; --force replaces only those"
+                )
             }
         }
-        return nil
     }
 
     /// Moves the finished output into place (replacing an existing one).
@@ -87,7 +92,12 @@ public struct AtomicOutput: Sendable {
         let fileManager = FileManager.default
         defer { InterruptCleanup.unregister(temporary) }
         if rename(temporary.path, destination.path) == 0 { return }
-        // rename(2) cannot replace a non-empty directory: move the old one aside first.
+        // rename(2) cannot replace a non-empty directory: move the old one aside first, once it is
+        // checked again (a long recipe gives time for files to arrive there).
+        var isDirectory: ObjCBool = false
+        if fileManager.fileExists(atPath: destination.path, isDirectory: &isDirectory), isDirectory.boolValue {
+            try Self.requireModelDirectory(destination)
+        }
         let aside = destination.deletingLastPathComponent().appendingPathComponent(
             ".\(destination.lastPathComponent).old.\(UInt32.random(in: 0...UInt32.max))")
         do {

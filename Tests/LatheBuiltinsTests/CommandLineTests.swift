@@ -54,7 +54,8 @@ struct CommandLineTests {
         #expect(tooLong.errors.contains("the model's context is \(context) tokens"), "\(tooLong.errors)")
         #expect(tooLong.output.isEmpty)
         for (option, expected) in [
-            ("-n=-1", "-n must be at least 0"), ("--temperature=nan", "--temperature must be 0 or more"),
+            ("-n=-1", "-n must be at least 0"), ("-n=9223372036854775807", "-n must be at least 0 and at most"),
+            ("--temperature=nan", "--temperature must be 0 or more"),
             ("--top-k=-2", "--top-k must be at least 0"),
         ] {
             let refused = try LatheProcess.capture(["run", url.path, "-p", Self.prompt, option])
@@ -318,7 +319,7 @@ struct CommandLineTests {
         }
     }
 
-    @Test("--force replaces a model directory, never another directory; a recipe writes every output it lists")
+    @Test("--force replaces a model directory, never another directory; a recipe's outputs are checked first")
     func outputDestinations() throws {
         let work = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: work) }
@@ -329,9 +330,14 @@ struct CommandLineTests {
             at: home.appendingPathComponent("sub"), withIntermediateDirectories: true)
         try "keep".write(to: home.appendingPathComponent("keep.txt"), atomically: true, encoding: .utf8)
         for (arguments, expected) in [
-            (["-o", home.path, "--to", "hf"], "holding 'keep.txt', which no model directory holds"),
+            (["-o", home.path, "--to", "hf"], "is a directory holding 'keep.txt'"),
             (["-o", home.path, "--to", "gguf"], "is a directory; this output is one file"),
-            (["-o", work.path, "--to", "hf"], "holding 'home'"),
+            (["-o", work.path, "--to", "hf"], "holds the input"),
+            // A directory output never replaces a file either.
+            (
+                ["-o", home.appendingPathComponent("keep.txt").path, "--to", "hf"],
+                "is a file; this output is a directory"
+            ),
         ] {
             let refused = try LatheProcess.capture(["convert", url.path, "--force"] + arguments)
             #expect(refused.status == 1 && refused.errors.contains(expected), "\(arguments): \(refused.errors)")
@@ -342,8 +348,8 @@ struct CommandLineTests {
         let hf = work.appendingPathComponent("model-hf")
         #expect(runLathe(["convert", url.path, "-o", hf.path, "--to", "hf"]) == nil)
         #expect(runLathe(["convert", url.path, "-o", hf.path, "--to", "hf", "--force"]) == nil)
-        // Every output a recipe lists is written beside the named one, the first included, and all
-        // are checked before the work: one already there stops the conversion before anything is written.
+        // -o stands for the recipe's first output and the others go beside it; all are checked before
+        // the work: one already there stops the conversion before anything is written.
         let recipe = work.appendingPathComponent("three.yaml")
         try """
         name: three
@@ -358,14 +364,28 @@ struct CommandLineTests {
         """.write(to: recipe, atomically: true, encoding: .utf8)
         let named = work.appendingPathComponent("three.gguf")
         #expect(runLathe(["convert", url.path, "--recipe", recipe.path, "-o", named.path]) == nil)
-        for name in ["three.gguf", "three.safetensors", "three.hf/config.json"] {
+        for name in ["three.gguf", "three.hf/config.json"] {
             #expect(FileManager.default.fileExists(atPath: work.appendingPathComponent(name).path), "\(name)")
         }
+        #expect(!FileManager.default.fileExists(atPath: work.appendingPathComponent("three.safetensors").path))
         try FileManager.default.removeItem(at: named)
-        try FileManager.default.removeItem(at: work.appendingPathComponent("three.safetensors"))
         let taken = try LatheProcess.capture(["convert", url.path, "--recipe", recipe.path, "-o", named.path])
         #expect(taken.status == 1 && taken.errors.contains("three.hf: already exists"), "\(taken.errors)")
         #expect(!FileManager.default.fileExists(atPath: named.path))
+        // Two outputs at one path (-o x.hf, read as the recipe's first format, safetensors, beside an hf
+        // output at x.hf) are refused rather than written over each other.
+        let clash = try LatheProcess.capture([
+            "convert", url.path, "--recipe", recipe.path, "-o", work.appendingPathComponent("x.hf").path,
+        ])
+        #expect(clash.status != 0 && clash.errors.contains("would both be written to"), "\(clash.errors)")
+        // A directory holding the input is never replaced, even when it holds only model files.
+        let modelDirectory = work.appendingPathComponent("models")
+        try FileManager.default.createDirectory(at: modelDirectory, withIntermediateDirectories: true)
+        let inside = modelDirectory.appendingPathComponent("a.safetensors")
+        try FileManager.default.copyItem(at: url, to: inside)
+        let own = try LatheProcess.capture(["convert", inside.path, "-o", modelDirectory.path, "--to", "hf", "--force"])
+        #expect(own.status == 1 && own.errors.contains("holds the input"), "\(own.errors)")
+        #expect(FileManager.default.fileExists(atPath: inside.path))
     }
 
     @Test("a recipe output's options reach its writer; the command line's override them")

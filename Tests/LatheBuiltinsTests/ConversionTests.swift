@@ -458,6 +458,18 @@ struct ConversionTests {
         // Q8_0 keeps about 8 bits: relative error well under 1 %, but not zero.
         #expect(up.relativeError > 0 && up.relativeError < 0.01)
         #expect((runLathe(["diff", a.path, c.path]) as? ExitCode) == ExitCode(1))
+        // A NaN where the first model has a number is the worst difference, not "values match".
+        var poisoned = graph
+        var norm = try graph.floats("model.layers.1.input_layernorm.weight")
+        norm[0] = .nan
+        try poisoned.setFloats("model.layers.1.input_layernorm.weight", norm)
+        let nan = try ModelComparison(graph, poisoned)
+        #expect(!nan.identical)
+        let hit = try #require(nan.tensors.first { $0.name == "model.layers.1.input_layernorm.weight" })
+        #expect(hit.relativeError.isNaN && hit.maxAbsDifference.isNaN)
+        #expect(
+            nan.text(all: false).hasSuffix("different: worst tensor model.layers.1.input_layernorm.weight nan"),
+            "\(nan.text(all: false))")
         // Models that cannot be compared are trouble (2), as for diff(1), not a difference.
         #expect(
             (runLathe(["diff", a.path, work.appendingPathComponent("missing.gguf").path]) as? ExitCode) == ExitCode(2))
