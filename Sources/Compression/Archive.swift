@@ -56,9 +56,10 @@ public enum Archive {
 
     /// Extracts the members under `destination` (created if needed) and returns their relative paths.
     /// Files for which `include` is false are skipped (their data is never written), and so are links
-    /// to them, unless the link's own name is included: then the file it reaches is written too (an HF
-    /// cache's `snapshots/REV/model.safetensors -> ../../blobs/SHA`). Directories and symbolic links
-    /// are always made. A name repeated in the archive takes the last member's data, as tar does.
+    /// to them, unless the link's own name is included: then the file it reaches, through chains of
+    /// links, is written too (an HF cache's `snapshots/REV/model.safetensors -> ../../blobs/SHA`).
+    /// Directories and symbolic links are always made. A file repeated in the archive takes the last
+    /// member's data, as tar does.
     @discardableResult
     public static func extract(
         _ url: URL, to destination: URL, include: (String) -> Bool = { _ in true }
@@ -69,19 +70,20 @@ public enum Archive {
         // (`ArchiveLinkGuard.finish`): until then nothing on disk points anywhere.
         var symbolicLinks: [(path: String, target: String)] = []
         var skipped: Set<String> = []
-        // Hard links whose name is wanted but whose file was skipped: made once the file is written.
-        var pendingHardLinks: [ArchiveMember] = []
+        // Hard links to skipped files, in archive order (each names an earlier member), and which
+        // of them are wanted by their own name.
+        var skippedHardLinks: [ArchiveMember] = []
+        var wanted: Set<String> = []
         try read(url) { member, readData in
+            let key = ArchiveLinkGuard.normalized(member.path)
             switch member.kind {
             case .file where !include(member.path):
-                skipped.insert(ArchiveLinkGuard.normalized(member.path))
+                skipped.insert(key)
                 return
             case .hardLink(let linkTarget) where skipped.contains(ArchiveLinkGuard.normalized(linkTarget)):
-                if include(member.path) {
-                    pendingHardLinks.append(member)
-                } else {
-                    skipped.insert(ArchiveLinkGuard.normalized(member.path))
-                }
+                skippedHardLinks.append(member)
+                skipped.insert(key)
+                if include(member.path) { wanted.insert(key) }
                 return
             case .symbolicLink(let linkTarget):
                 symbolicLinks.append((member.path, linkTarget))
@@ -90,24 +92,45 @@ public enum Archive {
             try extractMember(member, readData, into: destination, archive: url)
             extracted.append(member.path)
         }
-        let reached = linkedFiles(
-            from: symbolicLinks.filter { include($0.path) }, through: symbolicLinks, hardLinks: pendingHardLinks,
-            among: skipped)
-        if !reached.isEmpty {
+        var linksByPath: [String: (path: String, target: String)] = [:]
+        for link in symbolicLinks { linksByPath[ArchiveLinkGuard.normalized(link.path)] = link }
+        for link in symbolicLinks where include(link.path) {
+            if let reached = reachedByLink(link, through: linksByPath), skipped.contains(reached) {
+                wanted.insert(reached)
+            }
+        }
+        // A wanted hard link needs the member it names, and so on down to a file.
+        var hardLinkTargets: [String: String] = [:]
+        for link in skippedHardLinks {
+            if case .hardLink(let target) = link.kind {
+                hardLinkTargets[ArchiveLinkGuard.normalized(link.path)] = ArchiveLinkGuard.normalized(target)
+            }
+        }
+        var pending = Array(wanted)
+        while let next = pending.popLast() {
+            if let target = hardLinkTargets[next], wanted.insert(target).inserted { pending.append(target) }
+        }
+        if !wanted.isEmpty {
             // Rare, so a second pass over the archive rather than holding skipped data in the first.
             try read(url) { member, readData in
-                guard member.kind == .file, reached.contains(ArchiveLinkGuard.normalized(member.path)) else { return }
+                guard member.kind == .file, wanted.contains(ArchiveLinkGuard.normalized(member.path)) else { return }
                 try extractMember(member, readData, into: destination, archive: url)
                 extracted.append(member.path)
             }
-        }
-        for link in pendingHardLinks {
-            try extractMember(link, { _ in }, into: destination, archive: url)
-            extracted.append(link.path)
+            for link in skippedHardLinks where wanted.contains(ArchiveLinkGuard.normalized(link.path)) {
+                try extractMember(link, { _ in }, into: destination, archive: url)
+                extracted.append(link.path)
+            }
         }
         for link in symbolicLinks {
             let path = destination.appendingPathComponent(link.path).path
-            try FileManager.default.createSymbolicLink(atPath: path, withDestinationPath: link.target)
+            do {
+                try FileManager.default.createSymbolicLink(atPath: path, withDestinationPath: link.target)
+            } catch {
+                throw CompressionError.archive(
+                    path: url.path,
+                    reason: "member '\(link.path)': cannot make the link: an earlier member has its name")
+            }
         }
         return extracted
     }
@@ -141,32 +164,19 @@ public enum Archive {
         }
     }
 
-    /// The skipped files that the hard links and the symbolic links `starts` reach (through chains
-    /// of any of the archive's symbolic links, `all`).
-    private static func linkedFiles(
-        from starts: [(path: String, target: String)], through all: [(path: String, target: String)],
-        hardLinks: [ArchiveMember], among skipped: Set<String>
-    ) -> Set<String> {
-        var reached: Set<String> = []
-        for link in hardLinks {
-            if case .hardLink(let target) = link.kind { reached.insert(ArchiveLinkGuard.normalized(target)) }
+    /// The root-relative path `link` finally names, through chains of the archive's symbolic links
+    /// (`linkTargets`, by normalized path); nil when a target leaves the root. A cycle ends at the hop
+    /// limit.
+    private static func reachedByLink(
+        _ link: (path: String, target: String), through linkTargets: [String: (path: String, target: String)]
+    ) -> String? {
+        var current = link
+        for _ in 0..<40 {
+            guard let resolved = ArchiveLinkGuard.resolve(current.target, from: current.path) else { return nil }
+            guard let next = linkTargets[resolved] else { return resolved }
+            current = next
         }
-        var linkTargets: [String: (path: String, target: String)] = [:]
-        for link in all { linkTargets[ArchiveLinkGuard.normalized(link.path)] = link }
-        for link in starts {
-            var current = link
-            // The guard refused targets above the root; a cycle ends at the hop limit.
-            for _ in 0..<40 {
-                guard let resolved = ArchiveLinkGuard.resolve(current.target, from: current.path) else { break }
-                if skipped.contains(resolved) {
-                    reached.insert(resolved)
-                    break
-                }
-                guard let next = linkTargets[resolved] else { break }
-                current = next
-            }
-        }
-        return reached
+        return nil
     }
 
     /// Writes the files under `directory` (recursively, sorted, relative paths) into a new archive.

@@ -87,12 +87,14 @@ public enum ModelInput {
         }
     }
 
-    /// The archive's root if it is an HF directory, else its only top-level model file or directory.
+    /// The archive's root if it is an HF directory, else its only top-level model file or directory,
+    /// else the only directory below holding a config.json (an HF cache's `models--X/snapshots/REV`).
     private static func locateModel(in root: URL, archive: URL, registry: Registry) throws -> URL {
         if FileManager.default.fileExists(atPath: root.appendingPathComponent("config.json").path) { return root }
         let children = try FileManager.default.contentsOfDirectory(at: root, includingPropertiesForKeys: nil)
             .filter { !$0.lastPathComponent.hasPrefix(".") }
-        let candidates = children.filter { (try? detect($0, registry: registry)) != nil }
+        var candidates = children.filter { (try? detect($0, registry: registry)) != nil }
+        if candidates.isEmpty { candidates = nestedHFDirectories(under: root) }
         guard candidates.count == 1 else {
             throw LatheError.fileAccess(
                 path: archive.path,
@@ -102,6 +104,27 @@ public enum ModelInput {
             )
         }
         return candidates[0]
+    }
+
+    /// Directories at most four levels below `root` that hold a config.json.
+    private static func nestedHFDirectories(under root: URL) -> [URL] {
+        var found: [URL] = []
+        var level = [root]
+        for _ in 0..<4 {
+            level = level.flatMap { directory in
+                ((try? FileManager.default.contentsOfDirectory(at: directory, includingPropertiesForKeys: nil)) ?? [])
+                    .filter { url in
+                        var isDirectory: ObjCBool = false
+                        return !url.lastPathComponent.hasPrefix(".")
+                            && FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory)
+                            && isDirectory.boolValue
+                    }
+            }
+            found += level.filter {
+                FileManager.default.fileExists(atPath: $0.appendingPathComponent("config.json").path)
+            }
+        }
+        return found
     }
 }
 

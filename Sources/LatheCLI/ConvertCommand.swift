@@ -50,7 +50,8 @@ struct Convert: ParsableCommand {
     )
     var maxShardSize: Int?
     @Option(help: "lpack member compression: none (mappable, the default) or zstd.") var compress: String?
-    @Flag(help: "Overwrite an existing output.") var force = false
+    @Flag(help: "Overwrite an existing output (a directory only with a directory, and only an HF or shards directory).")
+    var force = false
     @Flag(help: "With --recipe, do not embed the provenance manifest (lathe.manifest).") var noManifest = false
     @Option(help: "With --recipe, keep a checkpoint after every step in this directory.") var workDir: String?
     @Flag(help: "With --recipe and --work-dir, skip the steps whose checkpoints exist for this exact run.") var resume =

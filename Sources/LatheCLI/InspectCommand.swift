@@ -146,7 +146,7 @@ struct ModelSummary {
                         ("hidden_size", .int(c.hiddenSize)),
                         ("heads", .int(c.headCount)), ("kv_heads", .int(c.kvHeadCount)), ("head_dim", .int(c.headDim)),
                         ("ffn_size", .int(c.ffnSize)), ("vocab_size", .int(c.vocabSize)),
-                        ("context_length", .int(c.contextLength)),
+                        ("context_length", c.trainedContext.map(JSONValue.int) ?? .null),
                         ("norm_eps", .number("\(Float(c.normEpsilon))")),
                         ("rope_base", .number("\(Float(c.ropeBase))")),
                         ("tied_embeddings", .bool(c.tiedEmbeddings)),

@@ -152,6 +152,11 @@ struct ArchiveTests {
                 ("snap/main/config.json", symbolic, "link", []),
                 ("snap/main/README", symbolic, "../../blobs/ccc", []),
                 ("other.json", hard, "blobs/ddd", []),
+                // A symbolic link and a hard link reaching a file through a skipped hard link.
+                ("blobs/eee", UInt8(ascii: "0"), "", Array("chained".utf8)),
+                ("blobs/fff", hard, "blobs/eee", []),
+                ("via-symlink.gguf", symbolic, "blobs/fff", []),
+                ("via-hard.json", hard, "blobs/fff", []),
                 ("twice.json", UInt8(ascii: "0"), "", Array("first".utf8)),
                 ("twice.json", UInt8(ascii: "0"), "", Array("second".utf8)),
             ])
@@ -165,9 +170,20 @@ struct ArchiveTests {
         #expect(try read("snap/main/config.json") == "config")
         #expect(try read("other.json") == "hard")
         #expect(try read("twice.json") == "second")
+        #expect(try read("via-symlink.gguf") == "chained" && read("via-hard.json") == "chained")
         // The file only an unwanted name reaches is still left out.
         #expect(!FileManager.default.fileExists(atPath: out.appendingPathComponent("blobs/ccc").path))
         #expect(!extracted.contains("blobs/ccc") && extracted.contains("./blobs/aaa"))
+        // A link of a file's name is refused as one line naming the member, not the scratch path.
+        let clash = work.appendingPathComponent("clash.tar")
+        try Data(tarBytes([("a.json", UInt8(ascii: "0"), "", [1]), ("a.json", symbolic, "b", [])])).write(to: clash)
+        #expect {
+            try Archive.extract(clash, to: work.appendingPathComponent("scratch-out"))
+        } throws: { error in
+            let message = (error as? CompressionError)?.errorDescription ?? ""
+            return message.contains("member 'a.json': cannot make the link")
+                && !message.contains("scratch-out")
+        }
     }
 
     @Test("a FIFO is refused as not a regular file instead of waited on")

@@ -430,6 +430,33 @@ struct ConversionTests {
         #expect(report.format == "lpack" && report.checksummed == graph.tensors.count)
     }
 
+    @Test("archives: an HF cache (snapshots/REV/* linked to blobs/SHA) opens as the snapshot's HF directory")
+    func huggingFaceCacheArchive() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let graph = try TinyModel.graph()
+        let hfDir = work.appendingPathComponent("hf")
+        _ = try LatheBuiltins.registry.writer("hf").write(graph, to: hfDir, options: WriteOptions())
+        // The hub's layout: blobs named by hash (no extension, so not extracted by their own name),
+        // the snapshot's files symbolic links to them, refs/main naming the revision.
+        let root = "models--org--tiny"
+        var members: [(path: String, kind: UstarMember, data: [UInt8])] = [
+            ("\(root)/refs/main", .file, Array("abc123".utf8))
+        ]
+        for (index, name) in try FileManager.default.contentsOfDirectory(atPath: hfDir.path).sorted().enumerated() {
+            let blob = "\(root)/blobs/\(String(repeating: String(index), count: 8))"
+            members.append((blob, .file, Array(try Data(contentsOf: hfDir.appendingPathComponent(name)))))
+            members.append(("\(root)/snapshots/abc123/\(name)", .symlink("../../blobs/\(blob.suffix(8))"), []))
+        }
+        let archive = work.appendingPathComponent("cache.tar")
+        try Data(Ustar.archive(members)).write(to: archive)
+        let opened = try ModelInput.open(archive)
+        #expect(Set(opened.tensorNames) == Set(graph.tensorNames))
+        #expect(
+            try TensorCodec.decode(opened.tensor(named: "model.norm.weight"))
+                == TensorCodec.decode(graph.tensor(named: "model.norm.weight")))
+    }
+
     @Test("diff reports a changed tensor with its error, and identical models as identical")
     func diff() throws {
         let work = try Fixtures.temporaryDirectory()
