@@ -62,7 +62,10 @@ struct ArchiveLinkGuard {
             if component.utf8.elementsEqual("..".utf8) {
                 guard !stack.isEmpty else {
                     throw CompressionError.unsafeMember(
-                        archive: archive, member: member, reason: "link target '\(target)' escapes the root (archive the files links point to: tar --dereference)")
+                        archive: archive, member: member,
+                        reason:
+                            "link target '\(target)' escapes the root (archive the files links point to: tar --dereference)"
+                    )
                 }
                 stack.removeLast()
             } else {
