@@ -87,44 +87,62 @@ public enum ModelInput {
         }
     }
 
-    /// The archive's root if it is an HF directory, else its only top-level model file or directory,
-    /// else the only directory below holding a config.json (an HF cache's `models--X/snapshots/REV`).
+    /// The archive's root if it is an HF directory, else the one model found at the shallowest level
+    /// below it (up to four levels: `model/m.gguf`, an HF cache's `models--ORG--NAME/snapshots/REV`).
+    /// A model is a file named for a model format or a directory a reader recognises; names that are
+    /// links to one file count once.
     private static func locateModel(in root: URL, archive: URL, registry: Registry) throws -> URL {
         if FileManager.default.fileExists(atPath: root.appendingPathComponent("config.json").path) { return root }
-        let children = try FileManager.default.contentsOfDirectory(at: root, includingPropertiesForKeys: nil)
-            .filter { !$0.lastPathComponent.hasPrefix(".") }
-        var candidates = children.filter { (try? detect($0, registry: registry)) != nil }
-        if candidates.isEmpty { candidates = nestedHFDirectories(under: root) }
+        let fileManager = FileManager.default
+        var level = [root]
+        var candidates: [URL] = []
+        for _ in 0..<4 where candidates.isEmpty && !level.isEmpty {
+            var below: [URL] = []
+            for directory in level {
+                let entries =
+                    (try? fileManager.contentsOfDirectory(at: directory, includingPropertiesForKeys: nil)) ?? []
+                for entry in entries.sorted(by: { $0.path < $1.path }) where !entry.lastPathComponent.hasPrefix(".") {
+                    var isDirectory: ObjCBool = false
+                    guard fileManager.fileExists(atPath: entry.path, isDirectory: &isDirectory) else { continue }
+                    if isDirectory.boolValue {
+                        if (try? detect(entry, registry: registry)) != nil {
+                            candidates.append(entry)
+                        } else {
+                            below.append(entry)
+                        }
+                    } else if ["gguf", "safetensors", "lpack"].contains(entry.pathExtension.lowercased()),
+                        (try? detect(entry, registry: registry)) != nil
+                    {
+                        candidates.append(entry)
+                    }
+                }
+            }
+            level = below
+        }
+        // A hard or symbolic link is another name for a model already found.
+        var seen: Set<String> = []
+        candidates = candidates.filter { url in
+            let file = Self.fileID(url)
+            return seen.insert(file.isEmpty ? url.resolvingSymlinksInPath().path : file).inserted
+        }
         guard candidates.count == 1 else {
+            let names = candidates.map { String($0.path.dropFirst(root.path.count + 1)) }
             throw LatheError.fileAccess(
                 path: archive.path,
                 reason: candidates.isEmpty
                     ? "the archive holds no model file or HF directory (Lathe extracts members named *.gguf, *.safetensors, *.lpack and *.json)"
-                    : "the archive holds \(candidates.count) models (\(candidates.map(\.lastPathComponent).joined(separator: ", "))); extract it and pick one"
+                    : "the archive holds \(candidates.count) models (\(names.joined(separator: ", "))); extract it and pick one"
             )
         }
         return candidates[0]
     }
 
-    /// Directories at most four levels below `root` that hold a config.json.
-    private static func nestedHFDirectories(under root: URL) -> [URL] {
-        var found: [URL] = []
-        var level = [root]
-        for _ in 0..<4 {
-            level = level.flatMap { directory in
-                ((try? FileManager.default.contentsOfDirectory(at: directory, includingPropertiesForKeys: nil)) ?? [])
-                    .filter { url in
-                        var isDirectory: ObjCBool = false
-                        return !url.lastPathComponent.hasPrefix(".")
-                            && FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory)
-                            && isDirectory.boolValue
-                    }
-            }
-            found += level.filter {
-                FileManager.default.fileExists(atPath: $0.appendingPathComponent("config.json").path)
-            }
-        }
-        return found
+    /// The device and inode of a regular file, followed through links (one file under two names
+    /// gives one value); empty for anything else.
+    private static func fileID(_ url: URL) -> String {
+        var status = stat()
+        guard stat(url.path, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG else { return "" }
+        return "\(status.st_dev):\(status.st_ino)"
     }
 }
 

@@ -455,6 +455,25 @@ struct ConversionTests {
         #expect(
             try TensorCodec.decode(opened.tensor(named: "model.norm.weight"))
                 == TensorCodec.decode(graph.tensor(named: "model.norm.weight")))
+        // `tar -cf model.tar folder/`: one model file in a folder, under a second name (a link) too.
+        let file = Array(try Data(contentsOf: hfDir.appendingPathComponent("model.safetensors")))
+        let nested = work.appendingPathComponent("nested.tar")
+        try Data(
+            Ustar.archive([
+                ("top/model/m.safetensors", .file, file),
+                ("top/model/alias.safetensors", .symlink("m.safetensors"), []),
+            ])
+        ).write(to: nested)
+        #expect(Set(try ModelInput.open(nested).tensorNames) == Set(graph.tensorNames))
+        // Two models at the shallowest level are named, sorted, relative to the archive.
+        let two = work.appendingPathComponent("two.tar")
+        try Data(Ustar.archive([("top/b.safetensors", .file, file), ("top/a.safetensors", .file, file)])).write(to: two)
+        #expect {
+            try ModelInput.open(two)
+        } throws: { error in
+            (error as? LatheError)?.errorDescription?.contains("2 models (top/a.safetensors, top/b.safetensors)")
+                == true
+        }
     }
 
     @Test("diff reports a changed tensor with its error, and identical models as identical")
