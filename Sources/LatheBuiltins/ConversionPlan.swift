@@ -39,17 +39,22 @@ public struct ConversionPlan {
         self.rules = rules
     }
 
-    /// The encoding `tensor` gets: the first matching rule, else `--type` for matrices, else its own
-    /// type when the target can hold it, else F32. A rule's block type applies to matrices only, as
-    /// `--type` does: a norm vector in Q8_0 is what no runtime expects.
+    /// The encoding `tensor` gets: the first matching rule, else `--type` for weight matrices, else
+    /// its own type when the target can hold it, else F32. A rule's block type applies to weight
+    /// matrices only, as `--type` does: a norm vector in Q8_0 is what no runtime expects, and a
+    /// quantized online rotation (`OnlineTransforms.isTransformTensor`) changes every product through it.
     func target(for tensor: Tensor, supports: (DType) -> Bool) -> DType {
         if let rule = rule(for: tensor) { return rule.dtype }
-        if let defaultType, tensor.info.shape.rank >= 2 { return defaultType }
+        if let defaultType, Self.isWeightMatrix(tensor) { return defaultType }
         return supports(tensor.info.dtype) ? tensor.info.dtype : .f32
     }
 
     func rule(for tensor: Tensor) -> Rule? {
-        rules.first { $0.matches(tensor.name) && ($0.dtype.isFloatingPoint || tensor.info.shape.rank >= 2) }
+        rules.first { $0.matches(tensor.name) && ($0.dtype.isFloatingPoint || Self.isWeightMatrix(tensor)) }
+    }
+
+    static func isWeightMatrix(_ tensor: Tensor) -> Bool {
+        tensor.info.shape.rank >= 2 && !OnlineTransforms.isTransformTensor(tensor.name)
     }
 
     /// Checks every tensor's conversion, then returns the graph with conversions deferred.

@@ -15,9 +15,10 @@ struct Convert: ParsableCommand {
             The output format comes from --to, or from the output name (.gguf, .safetensors, .lpack; a name \
             without an extension is an HF directory). Writing lpack packs the matrices a recipe quantized \
             (quantize-weights) as int4/int8 codes with per-row scales, losslessly; --compress zstd compresses \
-            each member (smaller, but no longer mapped in place). --type sets the encoding of every matrix (1-D tensors such as norms \
-            keep theirs); --tensor-type REGEX=TYPE overrides it for tensors whose HF or GGUF name matches (first \
-            match wins; a block type such as q8_0 applies to matrices only, a float type to any tensor). A type that does not fit a tensor (a row that is not a whole number of blocks) is an error \
+            each member (smaller, but no longer mapped in place). --type sets the encoding of every weight matrix (1-D tensors such as \
+            norms, and a ResQ model's online rotations, keep theirs); --tensor-type REGEX=TYPE overrides it for \
+            tensors whose HF or GGUF name matches (first match wins; a block type such as q8_0 applies to weight \
+            matrices only, a float type to any tensor). A type that does not fit a tensor (a row that is not a whole number of blocks) is an error \
             naming the tensor. Without --type, encodings the target cannot store (ggml blocks in safetensors) are \
             dequantized to F32 with a warning.
 

@@ -22,9 +22,7 @@ public struct LlamaCppCompatibility: Sendable, Equatable {
         let scheme = try QuantizationScheme(metadata: metadata)
         for site in scheme.activations.keys.sorted() { ignored.append("activation quantization at \(site)") }
         if scheme.keys != nil || scheme.values != nil { ignored.append("KV-cache quantization") }
-        extraTensors = tensorNames.filter {
-            $0 == OnlineTransforms.residualRotationTensor || $0.hasSuffix(".self_attn.qk_rotation.weight")
-        }
+        extraTensors = tensorNames.filter(OnlineTransforms.isTransformTensor)
     }
 
     /// One line per finding, for plans and warnings.

@@ -320,6 +320,23 @@ struct ConversionTests {
         #expect(ruledGraph["blk.0.attn_q.weight"]?.info.dtype == .quantized(.ggml(.q4_0)))
         #expect(ruledGraph["blk.0.attn_norm.weight"]?.info.dtype == .f32)
         #expect(ruledGraph["blk.0.ffn_norm.weight"]?.info.dtype == .f16)
+        // A ResQ model's rotations are not weights: --type and block-type rules leave them alone.
+        var rotated = try TinyModel.graph()
+        let identity = (0..<64 * 64).map { Float($0 % 65 == 0 ? 1 : 0) }
+        try rotated.setFloats(OnlineTransforms.residualRotationTensor, identity, shape: Shape([64, 64]))
+        try rotated.setFloats(
+            OnlineTransforms.queryKeyRotationTensor(layer: 0), Array(identity[..<256]), shape: Shape([16, 16]))
+        let rotatedInput = work.appendingPathComponent("rotated.safetensors")
+        _ = try LatheBuiltins.registry.writer("safetensors").write(rotated, to: rotatedInput, options: WriteOptions())
+        let typed = work.appendingPathComponent("typed.safetensors")
+        #expect(
+            runLathe([
+                "convert", rotatedInput.path, "-o", typed.path, "--type", "bf16", "--tensor-type", "rotation=q8_0",
+            ]) == nil)
+        let typedGraph = try ModelInput.open(typed)
+        #expect(typedGraph["model.layers.0.mlp.up_proj.weight"]?.info.dtype == .bf16)
+        #expect(typedGraph[OnlineTransforms.residualRotationTensor]?.info.dtype == .f32)
+        #expect(typedGraph[OnlineTransforms.queryKeyRotationTensor(layer: 0)]?.info.dtype == .f32)
     }
 
     @Test("options that would do nothing for this output, or without a recipe, are refused and nothing is written")

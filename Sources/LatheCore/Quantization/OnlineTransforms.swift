@@ -28,6 +28,12 @@ public struct OnlineTransforms: Codable, Sendable, Equatable {
         "model.layers.\(layer).self_attn.qk_rotation.weight"
     }
 
+    /// Whether `name` is a transform's tensor (U_A, a U_C) rather than a weight: quantizing a
+    /// rotation changes every product through it, so encodings chosen for weights leave it alone.
+    public static func isTransformTensor(_ name: String) -> Bool {
+        name == residualRotationTensor || name.hasSuffix(".self_attn.qk_rotation.weight")
+    }
+
     public init(metadata: Metadata) throws(LatheError) {
         self = try MetadataRecord.decode(Self.self, metadata, key: Self.metadataKey) ?? Self()
     }
