@@ -67,6 +67,15 @@ public struct HFDirectoryReader: FormatReader {
             }
             tokenizer.bosTokenID = tokenizer.bosTokenID ?? configTokenID("bos_token_id")
             tokenizer.eosTokenID = tokenizer.eosTokenID ?? configTokenID("eos_token_id")
+            // transformers now saves the template in a file of its own (chat_template.jinja, before
+            // that chat_template.json); a directory Lathe wrote also keeps it in the weights' metadata.
+            if tokenizer.chatTemplate == nil {
+                tokenizer.chatTemplate =
+                    try Self.text(url, "chat_template.jinja")
+                    ?? Self.text(url, "chat_template.json").flatMap {
+                        try Self.parse($0, url, "chat_template.json")["chat_template"]?.stringValue
+                    } ?? graph.metadata["tokenizer.chat_template"]?.stringValue
+            }
             graph.tokenizer = tokenizer
         }
         return try finish(graph, config: config, url: url, shards: shardFiles.count, options: options)

@@ -39,7 +39,7 @@ public enum ModelInput {
     }
 
     /// The files a model in an archive can consist of.
-    static let modelFileExtensions = ["gguf", "safetensors", "lpack", "json"]
+    static let modelFileExtensions = ["gguf", "safetensors", "lpack", "json", "jinja"]
 
     /// Extracts the archive to a private temporary directory, reads the single model inside, and
     /// removes the directory: the reader has mapped what it needs, and mappings outlive unlinking.
@@ -130,7 +130,7 @@ public enum ModelInput {
             throw LatheError.fileAccess(
                 path: archive.path,
                 reason: candidates.isEmpty
-                    ? "the archive holds no model file or HF directory (Lathe extracts members named *.gguf, *.safetensors, *.lpack and *.json)"
+                    ? "the archive holds no model file or HF directory (Lathe extracts members named *.gguf, *.safetensors, *.lpack, *.json and *.jinja)"
                     : "the archive holds \(candidates.count) models (\(names.joined(separator: ", "))); extract it and pick one"
             )
         }

@@ -91,7 +91,14 @@ public struct Generator {
 /// default system prompt from the template text.
 public enum ChatTemplate {
     public static func prompt(for message: String, template: String?) throws -> String {
-        guard let template, template.contains("<|im_start|>") else {
+        guard let template else {
+            throw LatheError.invalidValue(
+                field: "--chat", value: "a model without a chat template",
+                expected:
+                    "tokenizer.chat_template (GGUF), or chat_template in tokenizer_config.json or chat_template.jinja (HF)"
+            )
+        }
+        guard template.contains("<|im_start|>") else {
             throw LatheError.notImplemented(
                 capability: "--chat for this model",
                 detail: "only ChatML templates (<|im_start|>…<|im_end|>) are recognised")

@@ -365,6 +365,32 @@ struct HFConfigFieldTests {
         #expect(try read(setting: "rope_scaling", to: "null") == nil)
     }
 
+    @Test(
+        "the chat template comes from tokenizer_config.json, else chat_template.jinja or .json, else the weights' metadata"
+    )
+    func chatTemplateFiles() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let model = directory.appendingPathComponent("hf")
+        let graph = try TinyModel.graph()
+        _ = try HFDirectoryWriter().write(graph, to: model, options: WriteOptions())
+        let configURL = model.appendingPathComponent("tokenizer_config.json")
+        var fields = try JSONValue.parse(String(contentsOf: configURL, encoding: .utf8)).objectValue ?? []
+        fields.removeAll { $0.key == "chat_template" }
+        try Data(JSONValue.object(fields).serialized().utf8).write(to: configURL)
+        func template() throws -> String? {
+            try HFDirectoryReader().read(model, options: ReadOptions()).tokenizer?.chatTemplate
+        }
+        // The weights' metadata (a directory Lathe wrote) when no file has it.
+        #expect(try template() == graph.tokenizer?.chatTemplate)
+        try #"{"chat_template": "from json"}"#.write(
+            to: model.appendingPathComponent("chat_template.json"), atomically: true, encoding: .utf8)
+        #expect(try template() == "from json")
+        try "from jinja".write(
+            to: model.appendingPathComponent("chat_template.jinja"), atomically: true, encoding: .utf8)
+        #expect(try template() == "from jinja")
+    }
+
     @Test("a null rope_parameters leaves the top-level rope_theta in force")
     func nullRopeParameters() throws {
         let directory = try Fixtures.temporaryDirectory()

@@ -53,6 +53,14 @@ struct CommandLineTests {
         #expect(tooLong.status == 1)
         #expect(tooLong.errors.contains("the model's context is \(context) tokens"), "\(tooLong.errors)")
         #expect(tooLong.output.isEmpty)
+        // --chat on a model without a template says so (it read "not built yet").
+        var plain = try TinyModel.graph()
+        plain.tokenizer?.chatTemplate = nil
+        plain.metadata["tokenizer.chat_template"] = nil
+        let plainURL = work.appendingPathComponent("plain.gguf")
+        _ = try LatheBuiltins.registry.writer("gguf").write(plain, to: plainURL, options: WriteOptions())
+        let noTemplate = try LatheProcess.capture(["run", plainURL.path, "-p", Self.prompt, "--chat", "-n", "1"])
+        #expect(noTemplate.status == 1 && noTemplate.errors.contains("a model without a chat template"))
         for (option, expected) in [
             ("-n=-1", "-n must be at least 0"), ("-n=9223372036854775807", "-n must be at least 0 and at most"),
             ("--temperature=nan", "--temperature must be 0 or more"),
