@@ -36,7 +36,9 @@ struct Run: ParsableCommand {
         guard (0...Self.maxTokens).contains(n) else {
             throw ValidationError("-n must be at least 0 and at most \(Self.maxTokens)")
         }
-        guard temperature.isFinite, temperature >= 0 else { throw ValidationError("--temperature must be 0 or more") }
+        guard temperature.isFinite, temperature >= 0 else {
+            throw ValidationError("--temperature must be a finite number, 0 or more")
+        }
         guard topK >= 0 else { throw ValidationError("--top-k must be at least 0 (0: every token)") }
     }
 
@@ -77,6 +79,11 @@ struct Run: ParsableCommand {
             }
         }
         print(String(decoding: pending, as: UTF8.self))
+        if generated < n, tokens.count + generated >= session.maxContext {
+            printError(
+                "warning: stopped after \(counted(generated, "token")) of -n \(n): the context is full (\(session.maxContext) tokens)"
+            )
+        }
         if stats, let firstToken {
             let prefill = firstToken.timeIntervalSince(start)
             // From the first token to the last: generated − 1 decoding steps, whatever ended the run.

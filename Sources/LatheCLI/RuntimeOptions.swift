@@ -7,7 +7,8 @@ import LinearAlgebra
 
 /// Options for commands that run a model.
 struct RuntimeOptions: ParsableArguments {
-    @Option(help: "Threads (default: OPENBLAS_NUM_THREADS, else every core).") var threads: Int?
+    @Option(help: "Threads (default: OPENBLAS_NUM_THREADS, else every core; more than the cores only slows it).")
+    var threads: Int?
     @Flag(
         help: """
             Multiply a packed file's prompts in floats, bit for bit as its simulated model computes them \
@@ -36,10 +37,22 @@ struct RuntimeOptions: ParsableArguments {
             ?? ProcessInfo.processInfo.activeProcessorCount
     }
 
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
     /// Configures BLAS for the workload and returns the session's own thread count.
     func apply(for workload: Workload) throws -> Int {
         let count = threads ?? Self.defaultThreadCount
-        guard count >= 1 else { throw UsageError("--threads must be at least 1") }
+        guard count >= 1 else { throw UsageError("OPENBLAS_NUM_THREADS must be at least 1") }
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        if let threads, threads > cores {
+            // The workers wait on each other at every step: with more of them than cores, they wait
+            // for a core too (4 threads on 2 cores took twice as long as 2).
+            printError(
+                "warning: --threads \(threads) is more than this machine's \(cores) cores; it will be slower than \(cores)"
+            )
+        }
         switch workload {
         case .batches:
             BLAS.threadCount = 1

@@ -63,7 +63,7 @@ struct CommandLineTests {
         #expect(noTemplate.status == 1 && noTemplate.errors.contains("a model without a chat template"))
         for (option, expected) in [
             ("-n=-1", "-n must be at least 0"), ("-n=9223372036854775807", "-n must be at least 0 and at most"),
-            ("--temperature=nan", "--temperature must be 0 or more"),
+            ("--temperature=nan", "--temperature must be a finite number, 0 or more"),
             ("--top-k=-2", "--top-k must be at least 0"),
         ] {
             let refused = try LatheProcess.capture(["run", url.path, "-p", Self.prompt, option])
@@ -71,6 +71,32 @@ struct CommandLineTests {
             #expect(refused.errors.hasPrefix("Error: \(expected)"), "\(option): \(refused.errors)")
             #expect(refused.output.isEmpty)
         }
+    }
+
+    @Test("run says when the context cut generation short, and warns of more threads than cores")
+    func runNotices() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let (url, graph) = try tinyModel(in: work)
+        let tokenizer = try BPETokenizer(try #require(graph.tokenizer))
+        let context = TinyModel.config().contextLength
+        var words = context
+        var prompt = ""
+        repeat {
+            words -= 1
+            prompt = Array(repeating: "ab", count: words).joined(separator: " ")
+        } while tokenizer.encode(prompt, addSpecial: true).count > context - 3
+        let cut = try LatheProcess.capture(["run", url.path, "-p", prompt, "-n", "20"])
+        #expect(cut.status == 0, "\(cut.errors)")
+        #expect(cut.errors.contains("of -n 20: the context is full (\(context) tokens)"), "\(cut.errors)")
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let many = try LatheProcess.capture([
+            "run", url.path, "-p", Self.prompt, "-n", "1", "--threads", "\(cores + 1)",
+        ])
+        #expect(
+            many.status == 0 && many.errors.contains("is more than this machine's \(cores) cores"), "\(many.errors)")
+        let zero = try LatheProcess.capture(["run", url.path, "-p", Self.prompt, "--threads", "0"])
+        #expect(zero.status == 64 && zero.errors.contains("--threads must be at least 1"))
     }
 
     @Test("eval ppl --json prints the perplexity the runtime computes (relative 1e-6) as valid JSON")
