@@ -10,7 +10,8 @@ struct Run: ParsableCommand {
         discussion: """
             Greedy by default (--temperature 0); with a temperature, samples among the --top-k most likely tokens \
             with a seeded generator, so a seed always gives the same text. --chat wraps the prompt in the model's \
-            chat template as one user turn.
+            chat template as one user turn and reads control-token text in it (<|im_start|>) as those tokens; \
+            without --chat the prompt is plain text, control-token spellings included.
 
             Example:
               lathe run model.gguf --chat -p "What is the capital of France?" -n 32

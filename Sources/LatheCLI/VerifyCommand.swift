@@ -35,7 +35,7 @@ struct Verify: ParsableCommand {
     var decode = false
     @Option(
         help: ArgumentHelp(
-            "Also write a self-contained HTML report (summary, per-layer error, KL histogram, PCA spectra, sizes, provenance).",
+            "Also write a self-contained HTML report (summary, per-layer error, KL histogram, PCA spectra, sizes, provenance); one candidate only.",
             valueName: "file.html"))
     var report: String?
     @Flag(help: "With --report, replace an existing report file.") var force = false
