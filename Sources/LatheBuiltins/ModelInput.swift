@@ -28,14 +28,30 @@ public enum ModelInput {
             // Mapped, not read through a handle: a FIFO is refused as "not a regular file" instead
             // of waiting for a writer.
             let file = try MappedFile(path: url.path)
-            prefix = try file.withBytes(offset: 0, length: min(64, file.size)) { Array($0) }
+            prefix = try file.withBytes(offset: 0, length: min(512, file.size)) { Array($0) }
         }
         guard let reader = registry.detectReader(for: url, prefix: prefix) else {
+            if let container = archiveKind(prefix) {
+                throw LatheError.fileAccess(
+                    path: url.path,
+                    reason:
+                        "looks like \(container); archives are read by their names: .tar, .tar.zst (or .tzst) and .zip")
+            }
             let known = registry.entries.filter { $0.kind == .reader }.map(\.id).joined(separator: ", ")
             throw LatheError.fileAccess(
                 path: url.path, reason: "not a recognised model (readers: \(known)); pass --from to choose one")
         }
         return reader
+    }
+
+    /// What an archive or compressed stream's first bytes say it is, for the message about a file
+    /// named otherwise.
+    static func archiveKind(_ prefix: [UInt8]) -> String? {
+        if prefix.starts(with: [0x50, 0x4B, 0x03, 0x04]) { return "a zip archive" }
+        if prefix.starts(with: [0x28, 0xB5, 0x2F, 0xFD]) { return "a zstd stream" }
+        if prefix.starts(with: [0x1F, 0x8B]) { return "a gzip stream (not read: recompress it as .tar.zst)" }
+        if prefix.count >= 262, Array(prefix[257..<262]) == Array("ustar".utf8) { return "a tar archive" }
+        return nil
     }
 
     /// The files a model in an archive can consist of.

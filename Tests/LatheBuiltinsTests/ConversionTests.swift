@@ -418,6 +418,15 @@ struct ConversionTests {
                 try TensorCodec.decode(opened.tensor(named: "model.norm.weight"))
                     == TensorCodec.decode(graph.tensor(named: "model.norm.weight")))
         }
+        // An archive named otherwise is recognised enough to say how to name it.
+        let renamed = work.appendingPathComponent("renamed-\(format.rawValue).bin")
+        try FileManager.default.copyItem(at: work.appendingPathComponent("file.\(format.rawValue)"), to: renamed)
+        let expected = format == .tarZstd ? "looks like a zstd stream" : "looks like a \(format.rawValue) archive"
+        #expect {
+            try ModelInput.open(renamed)
+        } throws: { error in
+            (error as? LatheError)?.errorDescription?.contains(expected) == true
+        }
         // Two models in one archive is ambiguous.
         try FileManager.default.copyItem(
             at: fileDir.appendingPathComponent("tiny.gguf"), to: fileDir.appendingPathComponent("other.gguf"))
