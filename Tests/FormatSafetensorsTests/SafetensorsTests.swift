@@ -324,17 +324,28 @@ struct SafetensorsBadInputTests {
 
 @Suite("HF config.json fields")
 struct HFConfigFieldTests {
+    /// The tiny model written as an HF directory in `directory`, with `edit` applied to the fields of
+    /// its JSON file `file`.
+    func model(
+        in directory: URL, editing file: String, _ edit: (inout [(key: String, value: JSONValue)]) throws -> Void
+    ) throws -> URL {
+        let model = directory.appendingPathComponent("hf")
+        _ = try HFDirectoryWriter().write(TinyModel.graph(), to: model, options: WriteOptions())
+        let url = model.appendingPathComponent(file)
+        var fields = try JSONValue.parse(String(contentsOf: url, encoding: .utf8)).objectValue ?? []
+        try edit(&fields)
+        try Data(JSONValue.object(fields).serialized().utf8).write(to: url)
+        return model
+    }
+
     /// The tiny model as an HF directory whose config.json has `key` set to `value` (JSON text).
     func read(setting key: String, to value: String) throws -> String? {
         let directory = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let model = directory.appendingPathComponent("hf")
-        _ = try HFDirectoryWriter().write(TinyModel.graph(), to: model, options: WriteOptions())
-        let configURL = model.appendingPathComponent("config.json")
-        var fields = try JSONValue.parse(String(contentsOf: configURL, encoding: .utf8)).objectValue ?? []
-        fields.removeAll { $0.key == key }
-        fields.append((key, try JSONValue.parse(value)))
-        try Data(JSONValue.object(fields).serialized().utf8).write(to: configURL)
+        let model = try model(in: directory, editing: "config.json") { fields in
+            fields.removeAll { $0.key == key }
+            fields.append((key, try JSONValue.parse(value)))
+        }
         do {
             _ = try HFDirectoryReader().read(model, options: ReadOptions())
             return nil
@@ -371,13 +382,10 @@ struct HFConfigFieldTests {
     func chatTemplateFiles() throws {
         let directory = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let model = directory.appendingPathComponent("hf")
         let graph = try TinyModel.graph()
-        _ = try HFDirectoryWriter().write(graph, to: model, options: WriteOptions())
-        let configURL = model.appendingPathComponent("tokenizer_config.json")
-        var fields = try JSONValue.parse(String(contentsOf: configURL, encoding: .utf8)).objectValue ?? []
-        fields.removeAll { $0.key == "chat_template" }
-        try Data(JSONValue.object(fields).serialized().utf8).write(to: configURL)
+        let model = try model(in: directory, editing: "tokenizer_config.json") { fields in
+            fields.removeAll { $0.key == "chat_template" }
+        }
         func template() throws -> String? {
             try HFDirectoryReader().read(model, options: ReadOptions()).tokenizer?.chatTemplate
         }
@@ -395,13 +403,10 @@ struct HFConfigFieldTests {
     func nullRopeParameters() throws {
         let directory = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let model = directory.appendingPathComponent("hf")
-        _ = try HFDirectoryWriter().write(TinyModel.graph(), to: model, options: WriteOptions())
-        let configURL = model.appendingPathComponent("config.json")
-        var fields = try JSONValue.parse(String(contentsOf: configURL, encoding: .utf8)).objectValue ?? []
-        fields.removeAll { ["rope_theta", "rope_parameters"].contains($0.key) }
-        fields += [("rope_theta", .int(123_456)), ("rope_parameters", .null)]
-        try Data(JSONValue.object(fields).serialized().utf8).write(to: configURL)
+        let model = try model(in: directory, editing: "config.json") { fields in
+            fields.removeAll { ["rope_theta", "rope_parameters"].contains($0.key) }
+            fields += [("rope_theta", .int(123_456)), ("rope_parameters", .null)]
+        }
         #expect(try HFDirectoryReader().read(model, options: ReadOptions()).config?.ropeBase == 123_456)
     }
 }
