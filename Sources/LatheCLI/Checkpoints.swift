@@ -68,7 +68,14 @@ struct Checkpoints {
         guard let text = try MappedFile.text(metadata(step)) else {
             throw LatheError.fileAccess(path: metadata(step).path, reason: "not valid UTF-8")
         }
-        let marker = try JSONValue.parse(text)
+        let marker: JSONValue
+        do { marker = try JSONValue.parse(text) } catch {
+            throw LatheError.fileAccess(
+                path: metadata(step).path,
+                reason:
+                    "checkpoint is damaged (\(error.reason) at byte \(error.offset)); delete it, or run without --resume"
+            )
+        }
         guard let digest = marker["tensors_sha256"]?.stringValue, let recorded = marker["metadata"] else {
             throw LatheError.missingField("tensors_sha256 or metadata", in: metadata(step).path)
         }

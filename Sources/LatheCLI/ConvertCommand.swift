@@ -128,6 +128,13 @@ struct Convert: ParsableCommand {
         where extra != formatID && !extraOutputs.contains(where: { $0.format == extra }) {
             extraOutputs.append((extra, outputURL.deletingPathExtension().appendingPathExtension(extra)))
         }
+        if let first = loadedRecipe?.outputs.first?.format, first != formatID,
+            !extraOutputs.contains(where: { $0.format == first })
+        {
+            printer.diagnostics.warning(
+                "-o writes \(formatID) in place of the recipe's first output, \(first) (name the output for \(first) to write the recipe's outputs as listed)"
+            )
+        }
         let inputPath = URL(fileURLWithPath: input).resolvingSymlinksInPath().path
         for (format, url) in [(formatID, outputURL)] + extraOutputs {
             if let other = extraOutputs.first(where: { $0.url.path == url.path && $0.format != format }) {

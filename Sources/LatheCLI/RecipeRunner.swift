@@ -177,8 +177,11 @@ struct RecipeRunner {
         finish: (ModelGraph) throws -> ModelGraph
     ) throws -> ModelGraph {
         var resolved = recipe
-        // The command line's output first, then the recipe's other formats (written beside it).
-        resolved.outputs = [Recipe.Output(format: format)] + recipe.outputs.filter { $0.format != format }
+        // The outputs convert writes: the command line's, standing for the recipe's first, then the
+        // recipe's further formats beside it. Strictness and the manifest concern only these.
+        resolved.outputs =
+            [recipe.outputs.first { $0.format == format } ?? Recipe.Output(format: format)]
+            + recipe.outputs.dropFirst().filter { $0.format != format }
         let (passes, plan) = try Pipeline.plan(resolved, for: source, registry: registry)
         // The input is hashed at most once, for the checkpoints' fingerprints and the manifest.
         var inputDigests: [JSONValue]?

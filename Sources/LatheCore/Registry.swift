@@ -110,9 +110,11 @@ public struct RegistryBuilder {
             let known = try? JSONValue.parse(String(decoding: JSONEncoder().encode(decoded), as: UTF8.self))
         else { return }
         if let path = unknownKey(given, known, path: "") {
+            // The options' stored properties are their keys (synthesized Codable), optional ones too.
+            let named = Mirror(reflecting: decoded).children.compactMap(\.label).sorted().joined(separator: ", ")
             throw LatheError.invalidValue(
                 field: "options of pass '\(passID)'", value: "'\(path)'",
-                expected: "one of the pass's options (misspelled? see its reference in RecipeSchema.md)")
+                expected: "one of the pass's options (misspelled? they are: \(named.isEmpty ? "none" : named))")
         }
     }
 

@@ -406,6 +406,23 @@ struct CommandLineTests {
         let taken = try LatheProcess.capture(["convert", url.path, "--recipe", recipe.path, "-o", named.path])
         #expect(taken.status == 1 && taken.errors.contains("three.hf: already exists"), "\(taken.errors)")
         #expect(!FileManager.default.fileExists(atPath: named.path))
+        // Strictness concerns the outputs written: a Q4_0 recipe whose first output is safetensors
+        // (which cannot hold Q4_0) writes GGUF when -o names it, saying what it replaced.
+        let q4 = work.appendingPathComponent("q4.yaml")
+        try """
+        name: q4
+        description: Q4_0, listed as safetensors
+        steps:
+          - pass: quantize-ggml
+            options: {type: q4_0}
+        outputs:
+          - format: safetensors
+        """.write(to: q4, atomically: true, encoding: .utf8)
+        let replaced = try LatheProcess.capture([
+            "convert", url.path, "--recipe", q4.path, "-o", work.appendingPathComponent("q4.gguf").path,
+        ])
+        #expect(replaced.status == 0, "\(replaced.errors)")
+        #expect(replaced.errors.contains("in place of the recipe's first output, safetensors"), "\(replaced.errors)")
         // Two outputs at one path (-o x.hf, read as the recipe's first format, safetensors, beside an hf
         // output at x.hf) are refused rather than written over each other.
         let clash = try LatheProcess.capture([

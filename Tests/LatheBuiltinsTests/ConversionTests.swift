@@ -902,6 +902,19 @@ struct ResumeTests {
                     "--work-dir", checkpoints.path, "--resume",
                 ] + allow))
         #expect(damaged.contains("checkpoint is damaged"), "\(damaged)")
+        // So is a truncated marker, named, with what to do.
+        for name in try listing(checkpoints) where name.hasPrefix("step-2-") && name.hasSuffix(".json") {
+            let marker = checkpoints.appendingPathComponent(name)
+            try Data(contentsOf: marker).prefix(40).write(to: marker)
+        }
+        let truncated = message(
+            runLathe(
+                [
+                    "convert", input.path, "-o", work.appendingPathComponent("truncated.gguf").path, "--recipe", q8,
+                    "--work-dir", checkpoints.path, "--resume",
+                ] + allow))
+        #expect(
+            truncated.contains(".json: checkpoint is damaged") && truncated.contains("delete it"), "\(truncated)")
     }
 }
 

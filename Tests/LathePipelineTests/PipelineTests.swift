@@ -316,8 +316,10 @@ struct RecipeCheckingTests {
                 recipe("steps:\n  - pass: pca-basis\n    options: {rankFracton: 0.5}\n"), for: TinyModel.graph(),
                 registry: LatheBuiltins.registry)
         } throws: { error in
-            (error as? PipelineError)?.errorDescription?.contains("options of pass 'pca-basis': got 'rankFracton'")
-                == true
+            // ... and listing the options the pass has, so the right spelling is in the message.
+            (error as? PipelineError)?.errorDescription?.contains(
+                "options of pass 'pca-basis': got 'rankFracton', expected one of the pass's options (misspelled? they are: keys, rankFraction, residual, values)"
+            ) == true
         }
         // A key given as null is the default, and nested keys are checked too.
         _ = try Pipeline.plan(
