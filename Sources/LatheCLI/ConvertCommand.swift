@@ -47,7 +47,7 @@ struct Convert: ParsableCommand {
     @Option(help: "Run a recipe (built-in name or file) instead of --type/--tensor-type.") var recipe: String?
     @Option(
         help:
-            "Split safetensors output into shards of at most this many bytes (a larger tensor gets a shard of its own): the output path becomes a directory of model-NNNNN-of-NNNNN.safetensors files and model.safetensors.index.json."
+            "Split safetensors output into shards of at most this many bytes of tensor data, as transformers counts them (headers add to that; a larger tensor gets a shard of its own): the output path becomes a directory of model-NNNNN-of-NNNNN.safetensors files and model.safetensors.index.json."
     )
     var maxShardSize: Int?
     @Option(help: "lpack member compression: none (mappable, the default) or zstd.") var compress: String?
