@@ -34,8 +34,11 @@ public enum Pipeline {
             do {
                 built.append((index, try registry.pass(step.pass, options: Data(step.options.serialized().utf8))))
             } catch let error as LatheError {
+                // A step from an included recipe is that recipe's, with the options given here merged in.
+                let origin = step.origin.map { " (included from \($0))" } ?? ""
                 throw PipelineError(
-                    recipe: recipe.source, path: "steps[\(index)]", problem: error.errorDescription ?? "\(error)")
+                    recipe: recipe.source, path: "steps[\(index)]\(origin)",
+                    problem: error.errorDescription ?? "\(error)")
             }
         }
         for (index, output) in recipe.outputs.enumerated() {

@@ -9,6 +9,8 @@ public struct Recipe: Sendable {
     public struct Step: Sendable {
         public var pass: String
         public var options: JSONValue
+        /// The included recipe the step comes from (nil: this one), for messages.
+        public var origin: String? = nil
     }
 
     public struct Output: Sendable {
@@ -86,7 +88,20 @@ public struct Recipe: Sendable {
         }
         var recipe: Recipe
         if let include = try string("include") {
-            recipe = try resolve(include)
+            do {
+                recipe = try resolve(include)
+            } catch let error as PipelineError where error.recipe != include || !error.path.isEmpty {
+                // An error inside the included recipe names that recipe and the place in it.
+                throw error
+            } catch {
+                // One about finding it names this recipe's include key.
+                throw PipelineError(
+                    recipe: source, path: "include",
+                    problem: (error as? any LocalizedError)?.errorDescription ?? "\(error)")
+            }
+            for index in recipe.steps.indices where recipe.steps[index].origin == nil {
+                recipe.steps[index].origin = recipe.source
+            }
             recipe.source = source
         } else {
             recipe = Recipe(name: "", description: "", source: source, steps: [], outputs: [], strict: true)

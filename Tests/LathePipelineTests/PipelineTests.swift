@@ -133,6 +133,26 @@ struct PipelineTests {
         #expect(plan.bitsPerWeight > 8.5 && plan.bitsPerWeight < 9)
     }
 
+    @Test("errors about an include name the including recipe's key; errors in an included step name its recipe")
+    func includeErrors() throws {
+        #expect(throws: PipelineError(recipe: "test.yaml", path: "include", problem: "nope: not found")) {
+            try Recipe.parse("include: nope", source: "test.yaml") { name in
+                throw PipelineError(recipe: name, path: "", problem: "not found")
+            }
+        }
+        let inner = try Recipe.parse(
+            "name: inner\nsteps:\n  - pass: pca-basis\n    options: {rankFracton: 0.1}\n", source: "inner.yaml"
+        ) { try RecipeLibrary.load($0) }
+        let outer = try Recipe.parse("include: inner", source: "outer.yaml") { _ in inner }
+        #expect {
+            try Pipeline.plan(outer, for: TinyModel.graph(), registry: LatheBuiltins.registry)
+        } throws: { error in
+            (error as? PipelineError)?.errorDescription?.hasPrefix(
+                "outer.yaml: steps[0] (included from inner.yaml): options of pass 'pca-basis': got 'rankFracton'")
+                == true
+        }
+    }
+
     @Test("an included recipe's options can be overridden by pass id")
     func includes() throws {
         let merged = try recipe(
