@@ -187,9 +187,18 @@ struct Convert: ParsableCommand {
         var reports = [(formatID, report)]
         for (extra, url) in extraOutputs {
             let extraWriter = try LatheEnvironment.registry.writer(extra)
-            let extraGraph = try plan.apply(
-                to: graph, supports: Swift.type(of: extraWriter).supports, writerID: extra,
-                diagnostics: printer.diagnostics)
+            // Each further output is prepared for its own format, as the named one was: packed for
+            // lpack (an lpack beside a safetensors output was written unpacked, 3× the size), GGUF's
+            // names and metadata for gguf; its manifest lists the encodings it holds.
+            var source = converted
+            if extra == "lpack" { source = try PackedExport.pack(source, diagnostics: printer.diagnostics) }
+            if extra == "gguf" {
+                source = try Self.prepareGGUF(source, forLlamaCpp: forLlamaCpp, diagnostics: printer.diagnostics)
+            }
+            let extraGraph = try Provenance.recordingEncodings(
+                of: plan.apply(
+                    to: source, supports: Swift.type(of: extraWriter).supports, writerID: extra,
+                    diagnostics: printer.diagnostics))
             reports.append(
                 (
                     extra,

@@ -58,6 +58,18 @@ public enum Provenance {
         return .object(fields)
     }
 
+    /// `graph` with its manifest's tensor table (if it has a manifest) giving the encodings it holds:
+    /// a recipe's further outputs store what their format can, which may differ from the first's.
+    public static func recordingEncodings(of graph: ModelGraph) throws -> ModelGraph {
+        guard let text = graph.metadata[metadataKey]?.stringValue, case .object(var fields) = try JSONValue.parse(text)
+        else { return graph }
+        let table = JSONValue.object(graph.tensors.map { ($0.name, .string("\($0.info.dtype)")) })
+        if let index = fields.firstIndex(where: { $0.key == "tensors" }) { fields[index].value = table }
+        var result = graph
+        result.metadata[metadataKey] = .string(JSONValue.object(fields).serialized())
+        return result
+    }
+
     /// sha256 and size of the input: the file itself, or every file of a directory (relative paths, sorted).
     public static func digests(_ input: URL) throws -> [JSONValue] {
         var isDirectory: ObjCBool = false

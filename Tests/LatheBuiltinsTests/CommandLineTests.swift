@@ -439,6 +439,35 @@ struct CommandLineTests {
         #expect(FileManager.default.fileExists(atPath: inside.path))
     }
 
+    @Test("a recipe's further lpack output is packed, and each output's manifest lists its own encodings")
+    func furtherOutputsPrepared() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let (url, _) = try tinyModel(in: work)
+        let recipe = work.appendingPathComponent("two.yaml")
+        try """
+        name: two
+        description: RTN weights, simulated and packed
+        steps:
+          - pass: quantize-weights
+            options: {method: rtn}
+        outputs:
+          - format: safetensors
+          - format: lpack
+        """.write(to: recipe, atomically: true, encoding: .utf8)
+        let named = work.appendingPathComponent("two.safetensors")
+        #expect(runLathe(["convert", url.path, "--recipe", recipe.path, "-o", named.path]) == nil)
+        for (name, packed) in [("two.safetensors", false), ("two.lpack", true)] {
+            let graph = try ModelInput.open(work.appendingPathComponent(name))
+            let weight = try #require(graph["model.layers.0.mlp.up_proj.weight"])
+            #expect(weight.info.dtype.description.hasPrefix("PACKED") == packed, "\(name): \(weight.info.dtype)")
+            let manifest = try JSONValue.parse(try #require(graph.metadata["lathe.manifest"]?.stringValue))
+            #expect(
+                manifest["tensors"]?["model.layers.0.mlp.up_proj.weight"] == .string("\(weight.info.dtype)"),
+                "\(name)")
+        }
+    }
+
     @Test("a recipe output's options reach its writer; the command line's override them")
     func outputOptions() throws {
         let work = try Fixtures.temporaryDirectory()
