@@ -128,8 +128,10 @@ struct Convert: ParsableCommand {
         where extra != formatID && !extraOutputs.contains(where: { $0.format == extra }) {
             extraOutputs.append((extra, outputURL.deletingPathExtension().appendingPathExtension(extra)))
         }
-        if let first = loadedRecipe?.outputs.first?.format, first != formatID,
-            !extraOutputs.contains(where: { $0.format == first })
+        // Said only when the recipe lists several outputs: with one, naming -o for another format is
+        // the usual way to choose it (`--recipe resq-w4a4kv4 -o model.lpack`).
+        if let outputs = loadedRecipe?.outputs, outputs.count > 1, let first = outputs.first?.format,
+            first != formatID, !extraOutputs.contains(where: { $0.format == first })
         {
             printer.diagnostics.warning(
                 "-o writes \(formatID) in place of the recipe's first output, \(first) (name the output for \(first) to write the recipe's outputs as listed)"
