@@ -56,17 +56,23 @@ struct ArchiveLinkGuard {
     /// itself; a walk above the root is refused ("." and empty components are no level: "./x" is at
     /// the root).
     private func resolve(_ target: String, from directory: ArraySlice<String>, member: String) throws -> [String] {
+        guard let walked = Self.walk(target, from: directory) else {
+            throw CompressionError.unsafeMember(
+                archive: archive, member: member,
+                reason: "link target '\(target)' escapes the root (archive the files links point to: tar --dereference)"
+            )
+        }
+        return walked
+    }
+
+    /// The root-relative directories `target` walks through from `directory`, last the target
+    /// itself; nil when it climbs above the root.
+    private static func walk(_ target: String, from directory: ArraySlice<String>) -> [String]? {
         var stack = Array(directory)
         var walked: [String] = []
-        for component in Self.components(target) {
+        for component in components(target) {
             if component.utf8.elementsEqual("..".utf8) {
-                guard !stack.isEmpty else {
-                    throw CompressionError.unsafeMember(
-                        archive: archive, member: member,
-                        reason:
-                            "link target '\(target)' escapes the root (archive the files links point to: tar --dereference)"
-                    )
-                }
+                guard !stack.isEmpty else { return nil }
                 stack.removeLast()
             } else {
                 stack.append(component)
@@ -95,16 +101,8 @@ struct ArchiveLinkGuard {
 
     /// The root-relative path a symbolic link at `link` reaches with `target`; nil above the root.
     static func resolve(_ target: String, from link: String) -> String? {
-        var stack = components(link).dropLast()
-        for component in components(target) {
-            if component.utf8.elementsEqual("..".utf8) {
-                guard !stack.isEmpty else { return nil }
-                stack.removeLast()
-            } else {
-                stack.append(component)
-            }
-        }
-        return stack.joined(separator: "/")
+        let directory = components(link).dropLast()
+        return walk(target, from: directory).map { $0.last ?? directory.joined(separator: "/") }
     }
 
     /// A path's components cut at "/" bytes, without empty and "." ones.

@@ -127,6 +127,7 @@ public struct HFDirectoryWriter: FormatWriter {
     public static func validate(parameters: [String: String]) throws(LatheError) {
         _ = try SafetensorsWriter.maxShardSize(parameters)
     }
+    public static func outputKind(parameters: [String: String]) -> AtomicOutput.Kind { .directory }
     public static let summary = "Hugging Face directory: config.json, tokenizer files, model.safetensors (or shards)"
 
     public init() {}
@@ -151,7 +152,8 @@ public struct HFDirectoryWriter: FormatWriter {
         }
         let metadata = SafetensorsWriter.headerMetadata(for: graph)
         let maxShard = try SafetensorsWriter.maxShardSize(options.parameters)
-        let output = try AtomicOutput(destination: url, overwrite: options.overwrite, kind: .directory)
+        let output = try AtomicOutput(
+            destination: url, overwrite: options.overwrite, kind: Self.outputKind(parameters: options.parameters))
         return try output.run { directory in
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             func raw(_ key: String) -> String? { graph.metadata[key]?.stringValue }

@@ -12,6 +12,11 @@ public struct SafetensorsWriter: FormatWriter {
         _ = try maxShardSize(parameters)
     }
 
+    /// Shards go in a directory.
+    public static func outputKind(parameters: [String: String]) -> AtomicOutput.Kind {
+        parameters["max-shard-size"] == nil ? .file : .directory
+    }
+
     /// The `max-shard-size` parameter in bytes, nil when absent (the HF directory writer reads it too).
     static func maxShardSize(_ parameters: [String: String]) throws(LatheError) -> Int? {
         guard let limit = parameters["max-shard-size"] else { return nil }
@@ -30,7 +35,8 @@ public struct SafetensorsWriter: FormatWriter {
         try Self.checkWritable(graph, path: url.path)
         let metadata = Self.headerMetadata(for: graph)
         if let bytes = try Self.maxShardSize(options.parameters) {
-            let output = try AtomicOutput(destination: url, overwrite: options.overwrite, kind: .directory)
+            let output = try AtomicOutput(
+                destination: url, overwrite: options.overwrite, kind: Self.outputKind(parameters: options.parameters))
             return try output.run { temporary in
                 try FileManager.default.createDirectory(at: temporary, withIntermediateDirectories: true)
                 var report = try Self.writeShards(

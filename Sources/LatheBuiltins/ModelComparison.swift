@@ -10,6 +10,8 @@ public struct ModelComparison {
         public var relativeError: Double
         public var maxAbsDifference: Double
         public var bytesIdentical: Bool
+        /// Whether the values differ at all (a NaN error is a difference: `== 0` is false for it).
+        public var differs: Bool { !(relativeError == 0 && maxAbsDifference == 0) }
     }
 
     public var addedKeys: [String] = []
@@ -68,7 +70,7 @@ public struct ModelComparison {
     public var identical: Bool {
         addedKeys.isEmpty && removedKeys.isEmpty && changedKeys.isEmpty && onlyInFirst.isEmpty && onlyInSecond.isEmpty
             && shapeMismatches.isEmpty && tokenizerDifferences.isEmpty
-            && tensors.allSatisfy { $0.relativeError == 0 && $0.maxAbsDifference == 0 }
+            && !tensors.contains(where: \.differs)
     }
 
     static func compare(_ a: Tensor, _ b: Tensor) throws -> TensorDifference {
@@ -132,7 +134,7 @@ public struct ModelComparison {
         list("tensors only in the first", onlyInFirst)
         list("tensors only in the second", onlyInSecond)
         list("tensors with different shapes", shapeMismatches.map { "\($0.0) \($0.1) vs \($0.2)" })
-        let differing = tensors.filter { all || $0.relativeError != 0 || $0.maxAbsDifference != 0 }
+        let differing = tensors.filter { all || $0.differs }
         if !differing.isEmpty {
             lines.append("tensor values (relative L2 error, max |difference|):")
             for t in differing {
@@ -148,7 +150,7 @@ public struct ModelComparison {
             ?? tensors.max { $0.relativeError < $1.relativeError }
         if identical {
             lines.append("identical: \(tensors.count) tensors, all metadata keys and the tokenizer match")
-        } else if let worst, tensors.contains(where: { !($0.relativeError == 0 && $0.maxAbsDifference == 0) }) {
+        } else if let worst, tensors.contains(where: \.differs) {
             lines.append("different: worst tensor \(worst.name) \(String(format: "%.3e", worst.relativeError))")
         } else {
             lines.append("different: as listed above; every shared tensor's values match")
@@ -183,7 +185,7 @@ public struct ModelComparison {
             (
                 "tensors",
                 .array(
-                    tensors.filter { all || $0.relativeError != 0 || $0.maxAbsDifference != 0 }.map { t in
+                    tensors.filter { all || $0.differs }.map { t in
                         .object([
                             ("name", .string(t.name)), ("first_dtype", .string("\(t.dtypes.0)")),
                             ("second_dtype", .string("\(t.dtypes.1)")),

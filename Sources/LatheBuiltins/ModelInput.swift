@@ -54,8 +54,10 @@ public enum ModelInput {
         return nil
     }
 
-    /// The files a model in an archive can consist of.
-    static let modelFileExtensions = ["gguf", "safetensors", "lpack", "json", "jinja"]
+    /// The extensions of a file that is a model by itself.
+    static let modelExtensions = ["gguf", "safetensors", "lpack"]
+    /// The files a model in an archive can consist of: those, and an HF directory's JSON and template.
+    static let modelFileExtensions = modelExtensions + ["json", "jinja"]
 
     /// Extracts the archive to a private temporary directory, reads the single model inside, and
     /// removes the directory: the reader has mapped what it needs, and mappings outlive unlinking.
@@ -126,7 +128,7 @@ public enum ModelInput {
                         } else {
                             below.append(entry)
                         }
-                    } else if ["gguf", "safetensors", "lpack"].contains(entry.pathExtension.lowercased()),
+                    } else if Self.modelExtensions.contains(entry.pathExtension.lowercased()),
                         (try? detect(entry, registry: registry)) != nil
                     {
                         candidates.append(entry)

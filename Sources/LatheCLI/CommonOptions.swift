@@ -56,11 +56,9 @@ func errorMessage(_ error: any Error) -> String {
         return LatheCommand.message(for: error)
     }
     let path = (nsError.userInfo[NSFilePathErrorKey] as? String) ?? (nsError.userInfo[NSURLErrorKey] as? URL)?.path
-    let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? NSError
     let reason =
-        underlying?.domain == NSPOSIXErrorDomain
-        ? String(cString: strerror(Int32(underlying!.code)))
-        : nsError.localizedDescription.replacingOccurrences(of: "The operation could not be completed. ", with: "")
+        systemReason(of: error)
+        ?? nsError.localizedDescription.replacingOccurrences(of: "The operation could not be completed. ", with: "")
     return path.map { "\($0): \(reason)" } ?? reason
 }
 

@@ -144,14 +144,14 @@ struct Convert: ParsableCommand {
                     "the \(format) and \(other.format) outputs would both be written to \(url.path); name -o with its format's extension"
                 )
             }
-            let parameters = parameters(for: format, try LatheEnvironment.registry.writer(format))
-            let isDirectory = format == "hf" || (format == "safetensors" && parameters["max-shard-size"] != nil)
+            let outputWriter = try LatheEnvironment.registry.writer(format)
+            let kind = Swift.type(of: outputWriter).outputKind(parameters: parameters(for: format, outputWriter))
             // Replacing a directory the input lies in would delete the input while it is read.
-            if isDirectory, inputPath.hasPrefix(url.resolvingSymlinksInPath().path + "/") {
+            if kind == .directory, inputPath.hasPrefix(url.resolvingSymlinksInPath().path + "/") {
                 throw LatheError.fileAccess(
                     path: url.path, reason: "holds the input \(input); write the output elsewhere")
             }
-            try AtomicOutput.check(url, overwrite: force, kind: isDirectory ? .directory : .file)
+            try AtomicOutput.check(url, overwrite: force, kind: kind)
         }
 
         var source = try ModelInput.open(

@@ -81,8 +81,8 @@ struct Run: ParsableCommand {
         }
         print(String(decoding: pending, as: UTF8.self))
         if generated < n, tokens.count + generated >= session.maxContext {
-            printError(
-                "warning: stopped after \(counted(generated, "token")) of -n \(n): the context is full (\(session.maxContext) tokens)"
+            printer.diagnostics.warning(
+                "stopped after \(counted(generated, "token")) of -n \(n): the context is full (\(session.maxContext) tokens)"
             )
         }
         if stats, let firstToken {

@@ -137,13 +137,17 @@ public struct AtomicOutput: Sendable {
         }
         if let cocoa = error as? CocoaError {
             // The system's reason ("No such file or directory") says more than Foundation's sentence.
-            let underlying = cocoa.userInfo[NSUnderlyingErrorKey] as? NSError
-            let reason =
-                underlying?.domain == NSPOSIXErrorDomain
-                ? "cannot write it: " + String(cString: strerror(Int32(underlying!.code)))
-                : cocoa.localizedDescription
+            let reason = systemReason(of: cocoa).map { "cannot write it: " + $0 } ?? cocoa.localizedDescription
             return LatheError.fileAccess(path: destination.path, reason: reason)
         }
         return error
     }
+}
+
+/// The system's reason under a Foundation file error ("No such file or directory"), when it has one.
+public func systemReason(of error: any Error) -> String? {
+    guard let underlying = (error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError,
+        underlying.domain == NSPOSIXErrorDomain
+    else { return nil }
+    return String(cString: strerror(Int32(underlying.code)))
 }

@@ -66,6 +66,9 @@ public protocol FormatWriter: Sendable {
     static var parameterNames: [String] { get }
     /// Refuses values the writer could not use, so a recipe fails at plan time, not after its passes.
     static func validate(parameters: [String: String]) throws(LatheError)
+    /// Whether the writer makes one file or a directory with these parameters (what `--force` may
+    /// replace at the destination, `AtomicOutput.check`).
+    static func outputKind(parameters: [String: String]) -> AtomicOutput.Kind
 
     init()
     func write(_ graph: ModelGraph, to url: URL, options: WriteOptions) throws -> WriteReport
@@ -74,4 +77,5 @@ public protocol FormatWriter: Sendable {
 extension FormatWriter {
     public static var parameterNames: [String] { [] }
     public static func validate(parameters: [String: String]) throws(LatheError) {}
+    public static func outputKind(parameters: [String: String]) -> AtomicOutput.Kind { .file }
 }
