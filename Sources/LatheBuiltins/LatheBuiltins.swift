@@ -43,6 +43,8 @@ public enum LatheBuiltins {
             try builder.register(pass: QuantizeActivationsPass.self)
             try builder.register(pass: QuantizeKVPass.self)
             try builder.register(pass: PackWeightsPass.self)
+            // lpack stores the matrices a recipe quantized as integer codes, whatever input held them.
+            try builder.register(preparation: PackWeightsPass.passID, for: PackedWriter.formatID)
         } catch {
             preconditionFailure("built-in registrations conflict: \(error)")
         }

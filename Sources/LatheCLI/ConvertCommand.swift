@@ -165,7 +165,7 @@ struct Convert: ParsableCommand {
         // Encodings the target cannot store fall back to F32 (a strict recipe has refused them already).
         let finish = { (graph: ModelGraph) throws -> ModelGraph in
             try plan.apply(
-                to: formatID == "lpack" ? try PackedExport.pack(graph, diagnostics: printer.diagnostics) : graph,
+                to: try LatheEnvironment.registry.prepare(graph, for: formatID, diagnostics: printer.diagnostics),
                 supports: Swift.type(of: writer).supports, writerID: formatID, diagnostics: printer.diagnostics)
         }
         let converted =
@@ -192,8 +192,7 @@ struct Convert: ParsableCommand {
             // Each further output is prepared for its own format, as the named one was: packed for
             // lpack (an lpack beside a safetensors output was written unpacked, 3× the size), GGUF's
             // names and metadata for gguf; its manifest lists the encodings it holds.
-            var source = converted
-            if extra == "lpack" { source = try PackedExport.pack(source, diagnostics: printer.diagnostics) }
+            var source = try LatheEnvironment.registry.prepare(converted, for: extra, diagnostics: printer.diagnostics)
             if extra == "gguf" {
                 source = try Self.prepareGGUF(source, forLlamaCpp: forLlamaCpp, diagnostics: printer.diagnostics)
             }

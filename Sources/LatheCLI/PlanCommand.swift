@@ -11,8 +11,9 @@ struct Plan: ParsableCommand {
         discussion: """
             Builds every step of the recipe, orders the steps by the artifacts they exchange, and plans them on \
             the model's headers alone: every per-tensor decision, every fallback, the estimated peak memory of \
-            each step, and the output's size and bits per weight. Built-in recipes are strict: a tensor an \
-            output cannot store is an error rather than a silent F32 fallback (--no-strict allows it).
+            each step, and each output's size and bits per weight as its writer will store it (lpack packs the \
+            quantized matrices; a fallback is counted at F32). Built-in recipes are strict: a tensor an output \
+            cannot store is an error rather than a silent F32 fallback (--no-strict allows it).
 
             RECIPE is a built-in name (see `lathe recipes`) or a YAML/JSON file.
             Example:
@@ -72,10 +73,17 @@ struct Plan: ParsableCommand {
             "Fallbacks: "
                 + (plan.fallbacks.isEmpty
                     ? "none" : plan.fallbacks.map { "\($0.tensor) → F32 (\($0.reason))" }.joined(separator: "; ")))
-        lines.append("Outputs: " + plan.recipe.outputs.map(\.format).joined(separator: ", "))
         lines.append("GGUF for llama.cpp: " + llamaCpp)
-        lines.append(
-            String(format: "Estimated output: %@, %.3f bits/weight", formatBytes(plan.outputBytes), plan.bitsPerWeight))
+        // Tensor bytes as each writer gets them (lpack's matrices packed, fallbacks at F32); headers
+        // and compression are left out.
+        lines.append("Estimated outputs (tensor data):")
+        for (output, format) in zip(plan.outputs, plan.recipe.outputs) {
+            let compressed = format.options["compression"].map { $0 == "none" ? "" : ", before \($0)" } ?? ""
+            lines.append(
+                String(
+                    format: "  %@: %@, %.3f bits/weight%@", output.format, formatBytes(output.bytes),
+                    output.bitsPerWeight, compressed))
+        }
         return lines.joined(separator: "\n")
     }
 
@@ -146,7 +154,17 @@ struct Plan: ParsableCommand {
                         ])
                     })
             ),
-            ("outputs", .array(plan.recipe.outputs.map { JSONValue.string($0.format) })),
+            (
+                "outputs",
+                .array(
+                    plan.outputs.map {
+                        .object([
+                            ("format", .string($0.format)), ("bytes", .int($0.bytes)),
+                            ("bits_per_weight", .number(String(format: "%.4f", $0.bitsPerWeight))),
+                            ("fallbacks", .int($0.fallbacks.count)),
+                        ])
+                    })
+            ),
             ("llama_cpp", .string(llamaCpp)),
             ("output_bytes", .int(plan.outputBytes)),
             ("bits_per_weight", .number(String(format: "%.4f", plan.bitsPerWeight))),

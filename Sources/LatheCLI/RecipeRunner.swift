@@ -86,6 +86,19 @@ struct RecipeRunner {
         }
     }
 
+    /// The seed the calibration windows were drawn with: a statistics file's own (`lathe calibrate
+    /// --seed` records it), else the recipe's.
+    func calibrationSeed() throws -> UInt64 {
+        let seed = recipe.calibration?.seed ?? 0
+        guard let path = recipe.calibration?.statistics else { return seed }
+        let statistics = try ModelInput.open(URL(fileURLWithPath: path), registry: LatheEnvironment.registry)
+        switch statistics.metadata["lathe.calibration.seed"] {
+        case .uint64(let recorded): return recorded
+        case .string(let recorded): return UInt64(recorded) ?? seed  // safetensors metadata holds strings
+        default: return seed
+        }
+    }
+
     /// The calibration text's sha256, computed once for the checks, the fingerprints and the
     /// manifest; nil without calibration or when the file is missing (whoever reads it says so).
     func calibrationTextDigest() throws -> String? {
@@ -235,7 +248,7 @@ struct RecipeRunner {
             calibrationText: recipe.calibration.map { URL(fileURLWithPath: $0.file) },
             calibrationTextDigest: textDigest,
             calibrationStatistics: recipe.calibration?.statistics.map { URL(fileURLWithPath: $0) },
-            seed: recipe.calibration?.seed ?? 0,
+            seed: try calibrationSeed(),
             graph: graph, verification: verification)
         graph.metadata[Provenance.metadataKey] = .string(manifest.serialized())
         return graph

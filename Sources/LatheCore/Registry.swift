@@ -25,6 +25,7 @@ public struct Registry: Sendable {
     fileprivate var writers: [String: any FormatWriter.Type] = [:]
     fileprivate var passes: [String: (summary: String, make: PassFactory)] = [:]
     fileprivate var readerOrder: [String] = []
+    fileprivate var preparations: [String: String] = [:]
 
     /// Everything registered, readers then writers then passes, each sorted by id.
     public var entries: [Entry] {
@@ -55,6 +56,27 @@ public struct Registry: Sendable {
         return try entry.make(options)
     }
 
+    /// The pass a writer's input goes through first, with its default options (lpack: `pack-weights`,
+    /// which stores the matrices a recipe quantized as integer codes), or nil when the writer takes
+    /// the graph as it is. `lathe convert` runs it before writing, and `lathe plan` plans it, so
+    /// the size it estimates for each output is the size that output will have.
+    public func preparation(for writerID: String) throws -> (any ModelPass)? {
+        try preparations[writerID].map { try pass($0, options: Data()) }
+    }
+
+    /// `graph` as `writerID`'s writer takes it: its preparation applied, if it has one.
+    public func prepare(_ graph: ModelGraph, for writerID: String, diagnostics: Diagnostics) throws -> ModelGraph {
+        guard let pass = try preparation(for: writerID) else { return graph }
+        let plan = try pass.plan(graph)
+        guard !plan.decisions.isEmpty else { return graph }
+        var graph = graph
+        var context = PassContext(diagnostics: diagnostics)
+        try pass.apply(&graph, context: &context)
+        diagnostics.info(
+            "\(writerID): \(type(of: pass).passID) re-encoded \(plan.decisions.count) tensors before writing")
+        return graph
+    }
+
     /// The first reader (in registration order) whose sniff accepts the file.
     public func detectReader(for url: URL, prefix: [UInt8]) -> (any FormatReader)? {
         readerOrder.lazy.compactMap { readers[$0] }.first { $0.sniff(url, prefix: prefix) }.map { $0.init() }
@@ -82,6 +104,21 @@ public struct RegistryBuilder {
         registry.writers[writer.formatID] = writer
     }
 
+    /// Names the pass every graph goes through before `writerID`'s writer gets it; both must be
+    /// registered already.
+    public mutating func register(preparation passID: String, for writerID: String) throws(LatheError) {
+        guard registry.writers[writerID] != nil else {
+            throw .unknownID(kind: "format writer", id: writerID, known: registry.writers.keys.sorted())
+        }
+        guard registry.passes[passID] != nil else {
+            throw .unknownID(kind: "pass", id: passID, known: registry.passes.keys.sorted())
+        }
+        guard registry.preparations[writerID] == nil else {
+            throw .duplicateID(kind: "writer preparation", id: writerID)
+        }
+        registry.preparations[writerID] = passID
+    }
+
     /// Registers a pass; its factory decodes the pass's own `Options` from JSON.
     public mutating func register<Pass: ModelPass>(pass: Pass.Type) throws(LatheError) {
         guard registry.passes[Pass.passID] == nil else { throw .duplicateID(kind: "pass", id: Pass.passID) }
@@ -93,6 +130,14 @@ public struct RegistryBuilder {
                 do {
                     options = try JSONDecoder().decode(Pass.Options.self, from: given)
                 } catch {
+                    // A required option spelled wrong is reported as the misspelling, not as missing.
+                    if case DecodingError.keyNotFound(let key, let context) = error,
+                        let near = Self.misspelling(of: key.stringValue, at: context.codingPath, in: given)
+                    {
+                        throw LatheError.invalidValue(
+                            field: "options of pass '\(Pass.passID)'", value: "'\(near)'",
+                            expected: "'\(key.stringValue)' (a required option; misspelled?)")
+                    }
                     throw DecodingFailure.describe(
                         error, in: String(decoding: given, as: UTF8.self), field: "options of pass '\(Pass.passID)'")
                 }
@@ -116,6 +161,38 @@ public struct RegistryBuilder {
                 field: "options of pass '\(passID)'", value: "'\(path)'",
                 expected: "one of the pass's options (misspelled? they are: \(named.isEmpty ? "none" : named))")
         }
+    }
+
+    /// A key given beside where `missing` was expected that is one or two edits from it.
+    static func misspelling(of missing: String, at path: [any CodingKey], in data: Data) -> String? {
+        guard var value = try? JSONValue.parse(String(decoding: data, as: UTF8.self)) else { return nil }
+        for key in path {
+            if let index = key.intValue, case .array(let items) = value, items.indices.contains(index) {
+                value = items[index]
+            } else if let next = value[key.stringValue] {
+                value = next
+            } else {
+                return nil
+            }
+        }
+        guard case .object(let entries) = value else { return nil }
+        return entries.map(\.key).filter { $0 != missing }.min {
+            editDistance($0.lowercased(), missing.lowercased()) < editDistance($1.lowercased(), missing.lowercased())
+        }.flatMap { editDistance($0.lowercased(), missing.lowercased()) <= 2 ? $0 : nil }
+    }
+
+    /// Levenshtein distance between two short strings.
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let (a, b) = (Array(a), Array(b))
+        var previous = Array(0...b.count)
+        for (i, x) in a.enumerated() {
+            var current = [i + 1]
+            for (j, y) in b.enumerated() {
+                current.append(min(previous[j + 1] + 1, current[j] + 1, previous[j] + (x == y ? 0 : 1)))
+            }
+            previous = current
+        }
+        return previous[b.count]
     }
 
     private static func unknownKey(_ given: JSONValue, _ known: JSONValue, path: String) -> String? {

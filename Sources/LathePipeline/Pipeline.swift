@@ -10,15 +10,28 @@ public struct PipelinePlan: Sendable {
         public var plan: PassPlan
     }
 
+    /// One output as its writer will get it: after the writer's preparation (lpack packs the
+    /// quantized matrices) and with the tensors the format cannot hold fallen back to F32.
+    public struct Output: Sendable {
+        public var format: String
+        public var bytes: Int
+        public var elements: Int
+        /// Tensors the format cannot hold, falling back to F32 (refused when the recipe is strict).
+        public var fallbacks: [TensorDecision]
+
+        public var bitsPerWeight: Double { elements == 0 ? 0 : Double(bytes) * 8 / Double(elements) }
+    }
+
     public var recipe: Recipe
     public var steps: [Step]
-    /// What each output writer will get: tensors the format cannot hold fall back to F32 (refused
-    /// when the recipe is strict).
-    public var fallbacks: [TensorDecision]
-    public var outputBytes: Int
-    public var outputElements: Int
+    /// One estimate per output of the recipe, in its order.
+    public var outputs: [Output]
 
-    public var bitsPerWeight: Double { outputElements == 0 ? 0 : Double(outputBytes) * 8 / Double(outputElements) }
+    /// Every output's fallbacks.
+    public var fallbacks: [TensorDecision] { outputs.flatMap(\.fallbacks) }
+    /// The first output's size (the one `lathe convert -o` stands for).
+    public var outputBytes: Int { outputs.first?.bytes ?? 0 }
+    public var bitsPerWeight: Double { outputs.first?.bitsPerWeight ?? 0 }
 }
 
 public enum Pipeline {
@@ -68,24 +81,7 @@ public enum Pipeline {
         for (index, pass) in built {
             do {
                 let plan = try pass.plan(shadow)
-                for info in plan.addedTensors where shadow[info.name] == nil {
-                    try shadow.append(
-                        Tensor(info: info) {
-                            throw LatheError.notImplemented(
-                                capability: "reading a planned tensor", detail: "plans never read data")
-                        })
-                }
-                for decision in plan.decisions {
-                    let info = TensorInfo(
-                        name: decision.tensor, dtype: decision.to,
-                        shape: try shadow.tensor(named: decision.tensor).info.shape)
-                    try shadow.replace(
-                        Tensor(info: info) {
-                            throw LatheError.notImplemented(
-                                capability: "reading a planned tensor", detail: "plans never read data")
-                        })
-                }
-                for (key, value) in plan.recordedMetadata { shadow.metadata[key] = value }
+                try follow(plan, in: &shadow)
                 planned.append((index, pass, plan))
             } catch let error as PipelineError {
                 throw error
@@ -102,10 +98,19 @@ public enum Pipeline {
                 recipe: recipe.source, path: "steps[\(step.index)] (\(recipe.steps[step.index].pass))",
                 problem: "would skip \(step.plan.skipped.joined(separator: "; ")); set strict: false to allow it")
         }
-        var fallbacks: [TensorDecision] = []
-        for output in recipe.outputs {
+        var outputs: [PipelinePlan.Output] = []
+        for (index, output) in recipe.outputs.enumerated() {
             let writer = try registry.writer(output.format)
-            for tensor in shadow.tensors where !type(of: writer).supports(tensor.info.dtype) {
+            var written = shadow
+            if let preparation = try registry.preparation(for: output.format) {
+                do { try follow(try preparation.plan(written), in: &written) } catch {
+                    throw PipelineError(
+                        recipe: recipe.source, path: "outputs[\(index)] (\(output.format))",
+                        problem: (error as? LatheError)?.errorDescription ?? "\(error)")
+                }
+            }
+            var fallbacks: [TensorDecision] = []
+            for tensor in written.tensors where !type(of: writer).supports(tensor.info.dtype) {
                 if isStrict {
                     throw PipelineError(
                         recipe: recipe.source, path: "outputs",
@@ -117,9 +122,11 @@ public enum Pipeline {
                     TensorDecision(
                         tensor: tensor.name, from: tensor.info.dtype, to: .f32,
                         reason: "\(output.format) cannot store \(tensor.info.dtype)"))
+                try written.replace(shadowTensor(TensorInfo(name: tensor.name, dtype: .f32, shape: tensor.info.shape)))
             }
+            let (bytes, elements) = try written.totals()
+            outputs.append(.init(format: output.format, bytes: bytes, elements: elements, fallbacks: fallbacks))
         }
-        let (bytes, elements) = try shadow.totals()
         // The plan reports the strictness it was made with (an override included).
         var planRecipe = recipe
         planRecipe.strict = isStrict
@@ -128,8 +135,25 @@ public enum Pipeline {
             steps: ordered.map {
                 PipelinePlan.Step(index: $0.index, passID: recipe.steps[$0.index].pass, plan: $0.plan)
             },
-            fallbacks: fallbacks, outputBytes: bytes, outputElements: elements)
+            outputs: outputs)
         return (ordered.map(\.pass), plan)
+    }
+
+    /// A tensor of the plan's shadow graph: its header only.
+    static func shadowTensor(_ info: TensorInfo) -> Tensor {
+        Tensor(info: info) {
+            throw LatheError.notImplemented(capability: "reading a planned tensor", detail: "plans never read data")
+        }
+    }
+
+    /// Makes the shadow graph's headers what `plan` says the pass leaves.
+    static func follow(_ plan: PassPlan, in shadow: inout ModelGraph) throws {
+        for info in plan.addedTensors where shadow[info.name] == nil { try shadow.append(shadowTensor(info)) }
+        for decision in plan.decisions {
+            let shape = try shadow.tensor(named: decision.tensor).info.shape
+            try shadow.replace(shadowTensor(TensorInfo(name: decision.tensor, dtype: decision.to, shape: shape)))
+        }
+        for (key, value) in plan.recordedMetadata { shadow.metadata[key] = value }
     }
 
     /// Orders steps so every artifact is produced before it is consumed (recipe order otherwise),

@@ -122,7 +122,10 @@ public struct QuantizeWeightsPass: ModelPass {
             decisions.append(TensorDecision(tensor: name, from: tensor.info.dtype, to: to, reason: choice))
         }
         let largest = try names.map { try graph.tensor(named: $0).info.shape.elementCount() }.max() ?? 0
-        return PassPlan(
+        // Recorded in the plan too, so a plan of the steps after (and of an lpack output's packing) sees it.
+        var recorded = graph.metadata
+        try record(layout, in: &recorded)
+        var plan = PassPlan(
             changedTensors: decisions.map(\.tensor), requires: method == "gptq" ? [CalibrationArtifact.name] : [],
             notes: [
                 "\(names.count) matrices, \(bits)-bit per output row; the input columns of the high-precision subspace "
@@ -131,6 +134,8 @@ public struct QuantizeWeightsPass: ModelPass {
                         : "(\(layout.hiddenHigh), \(layout.headHigh) per head of o_proj)") + " at \(highBits) bit"
             ],
             decisions: decisions, peakBytes: 7 * largest * 4 * 3 + config.ffnSize * config.ffnSize * 8 * 2)
+        plan.recordedMetadata[QuantizationScheme.metadataKey] = recorded[QuantizationScheme.metadataKey]
+        return plan
     }
 
     public func apply(_ graph: inout ModelGraph, context: inout PassContext) throws {
@@ -174,13 +179,19 @@ public struct QuantizeWeightsPass: ModelPass {
         }
         try encodeTable(&graph, "model.embed_tokens.weight", as: embeddings)
         try encodeTable(&graph, "lm_head.weight", as: head)
-        var scheme = try QuantizationScheme(metadata: graph.metadata)
+        try record(layout, in: &graph.metadata)
+    }
+
+    /// Records the grid the matrices are put on (what `pack-weights` and the runtime read), in the
+    /// graph's metadata or, at plan time, in what the plan says the pass records.
+    func record(_ layout: SubspaceLayout, in metadata: inout Metadata) throws {
+        var scheme = try QuantizationScheme(metadata: metadata)
         scheme.weights = WeightQuantizationRecord(
             method: method, bits: bits, highBits: highBits, hiddenHighColumns: layout.hiddenHigh,
             headHighColumns: layout.headHigh, groupSize: groupSize, tensors: Self.linearKinds,
             asymmetric: asymmetric ? true : nil, halfScales: halfScales ? true : nil,
             actOrderGroups: actOrder && groupSize != nil && method == "gptq" ? true : nil)
-        try scheme.store(in: &graph.metadata)
+        try scheme.store(in: &metadata)
     }
 
     /// The calibrator's layer-by-layer walk, or an error saying the step needs one.

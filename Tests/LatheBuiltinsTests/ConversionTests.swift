@@ -761,8 +761,8 @@ struct CalibratedRecipeTests {
         for (statistics, source) in [(stats, text), (elsewhere, evaluation)] {
             #expect(
                 runLathe([
-                    "calibrate", input.path, "--text", source.path, "--windows", "2", "--length", "16", "-o",
-                    statistics.path,
+                    "calibrate", input.path, "--text", source.path, "--windows", "2", "--length", "16", "--seed", "7",
+                    "-o", statistics.path,
                 ]) == nil)
         }
         func recipe(_ name: String, evaluating: URL, extra: String) throws -> URL {
@@ -813,6 +813,8 @@ struct CalibratedRecipeTests {
             #expect(
                 manifest["calibration_statistics"]?["sha256"]
                     == (name == "reuse" ? .string(try SHA256.file(stats.path)) : nil))
+            // A reused statistics file's windows were drawn with its own seed, not the recipe's (0).
+            #expect(manifest["seed"] == .number(name == "reuse" ? "7" : "0"))
             let agreement = try #require(manifest["verification"]?["top1_agreement"]?.doubleValue)
             #expect(agreement > 0.5 && agreement <= 1, "Q8_0 keeps most top-1 choices")
             #expect(manifest["verification"]?["chunks"] == .int(2))

@@ -1,6 +1,7 @@
 import Foundation
 import LatheBuiltins
 import LatheCore
+import LathePipeline
 import LatheTestSupport
 import Testing
 
@@ -50,6 +51,36 @@ struct PackedExportTests {
         try Data(bytes).write(to: damaged)
         let error = message(runLathe(["check", damaged.path]))
         #expect(error.contains("checksum mismatch") && error.contains(last.name), "\(error)")
+    }
+
+    @Test("plan estimates each output as written: lpack's packed matrices, a safetensors fallback at F32")
+    func planEstimatesEachOutput() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let source = work.appendingPathComponent("w4a4.safetensors")
+        let original = try writeTiny(Self.quantized, to: source)
+        let export = try Recipe.parse(
+            "name: export\noutputs:\n  - format: safetensors\n  - format: lpack\n", source: "export.yaml"
+        ) { try RecipeLibrary.load($0) }
+        let (_, plan) = try Pipeline.plan(export, for: ModelInput.open(source), registry: LatheBuiltins.registry)
+        #expect(plan.outputs.map(\.format) == ["safetensors", "lpack"])
+        // Exact: the tensor bytes each writer stores (the lpack estimate used to be the F32 size, 3× off).
+        #expect(plan.outputs[0].bytes == (try original.totals().bytes))
+        let packedURL = work.appendingPathComponent("w4a4.lpack")
+        #expect(runLathe(["convert", source.path, "-o", packedURL.path]) == nil)
+        #expect(plan.outputs[1].bytes == (try ModelInput.open(packedURL).totals().bytes))
+        #expect(plan.outputs[1].bytes * 2 < plan.outputs[0].bytes)
+
+        // A GGUF-only encoding written to safetensors falls back to F32 and is counted at F32.
+        let fallback = try Recipe.parse(
+            "steps:\n  - pass: quantize-ggml\n    options: {type: q8_0}\noutputs:\n  - format: safetensors\n"
+                + "  - format: gguf\nstrict: false\n", source: "fallback.yaml"
+        ) { try RecipeLibrary.load($0) }
+        let graph = try TinyModel.graph()
+        let (_, planned) = try Pipeline.plan(fallback, for: graph, registry: LatheBuiltins.registry)
+        #expect(planned.outputs[0].bytes == (try graph.totals().bytes))
+        #expect(planned.outputs[0].fallbacks.count == graph.tensors.filter { $0.info.shape.rank == 2 }.count)
+        #expect(planned.outputs[1].fallbacks.isEmpty && planned.outputs[1].bytes < planned.outputs[0].bytes)
     }
 
     @Test("--for-llama-cpp refuses online transforms, naming them")

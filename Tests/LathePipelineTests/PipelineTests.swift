@@ -341,6 +341,15 @@ struct RecipeCheckingTests {
                 "options of pass 'pca-basis': got 'rankFracton', expected one of the pass's options (misspelled? they are: keys, rankFraction, residual, values)"
             ) == true
         }
+        // A required option spelled wrong is named as the misspelling, not reported missing.
+        #expect {
+            try Pipeline.plan(
+                recipe("steps:\n  - pass: cast\n    options: {too: f16}\n"), for: TinyModel.graph(),
+                registry: LatheBuiltins.registry)
+        } throws: { error in
+            (error as? PipelineError)?.errorDescription?.contains(
+                "options of pass 'cast': got 'too', expected 'to' (a required option; misspelled?)") == true
+        }
         // A key given as null is the default, and nested keys are checked too.
         _ = try Pipeline.plan(
             recipe("steps:\n  - pass: cast\n    options: {to: f16, tensors: null}\n"), for: TinyModel.graph(),
