@@ -163,7 +163,8 @@ public struct RegistryBuilder {
         }
     }
 
-    /// A key given beside where `missing` was expected that is one or two edits from it.
+    /// A key given beside where `missing` was expected that is one edit from it (two for names of
+    /// five letters or more).
     static func misspelling(of missing: String, at path: [any CodingKey], in data: Data) -> String? {
         guard var value = try? JSONValue.parse(String(decoding: data, as: UTF8.self)) else { return nil }
         for key in path {
@@ -176,9 +177,9 @@ public struct RegistryBuilder {
             }
         }
         guard case .object(let entries) = value else { return nil }
-        return entries.map(\.key).filter { $0 != missing }.min {
-            editDistance($0.lowercased(), missing.lowercased()) < editDistance($1.lowercased(), missing.lowercased())
-        }.flatMap { editDistance($0.lowercased(), missing.lowercased()) <= 2 ? $0 : nil }
+        let distance = { (key: String) in editDistance(key.lowercased(), missing.lowercased()) }
+        let nearest = entries.map(\.key).filter { $0 != missing }.min { distance($0) < distance($1) }
+        return nearest.flatMap { distance($0) <= (missing.count < 5 ? 1 : 2) ? $0 : nil }
     }
 
     /// Levenshtein distance between two short strings.
