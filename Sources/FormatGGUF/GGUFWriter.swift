@@ -103,7 +103,10 @@ public struct GGUFWriter: FormatWriter {
             metadata[key] = value
         }
         graph.config?.store(in: &metadata)
-        graph.tokenizer?.store(in: &metadata)
+        if var tokenizer = graph.tokenizer {
+            try fitVocabulary(&tokenizer, to: graph, path: path)
+            tokenizer.store(in: &metadata)
+        }
         var counts: [DType: Int] = [:]
         for tensor in graph.tensors where tensor.info.shape.rank >= 2 { counts[tensor.info.dtype, default: 0] += 1 }
         if let majority = counts.max(by: { $0.value < $1.value || ($0.value == $1.value && "\($0.key)" > "\($1.key)") }
@@ -117,6 +120,28 @@ public struct GGUFWriter: FormatWriter {
         }
         metadata["general.alignment"] = alignment == GGUFHeader.defaultAlignment ? nil : .uint32(UInt32(alignment))
         return metadata
+    }
+
+    static let embedding = LlamaTensorNames.gguf(fromHF: "model.embed_tokens.weight")
+
+    /// llama.cpp sizes the embedding from the token list. A list longer than the embedding's rows is
+    /// refused (ids past the rows have no vector; llama.cpp's converter refuses it too), and a shorter
+    /// one is padded with unused `[PADn]` tokens, as that converter pads a vocabulary smaller than the
+    /// matrix (HF models often round the matrix up).
+    static func fitVocabulary(_ tokenizer: inout TokenizerDescription, to graph: ModelGraph, path: String) throws {
+        guard let rows = graph[Self.embedding]?.info.shape.dimensions.first else { return }
+        let count = tokenizer.tokens.count
+        guard count <= rows else {
+            throw GGUFError(
+                path: path, field: "tokenizer.ggml.tokens",
+                problem:
+                    "\(count) tokens, but tensor '\(Self.embedding)' has \(rows) rows: ids \(rows) and up "
+                    + "would have no embedding (llama.cpp refuses such a file)")
+        }
+        if !tokenizer.tokenTypes.isEmpty, tokenizer.tokenTypes.count == count {
+            tokenizer.tokenTypes += [Int32](repeating: 5, count: rows - count)  // llama.cpp's UNUSED
+        }
+        tokenizer.tokens += (count..<rows).map { "[PAD\($0)]" }
     }
 
     private static func writeString(_ string: String, to writer: BinaryWriter) throws {

@@ -78,13 +78,20 @@ public enum ModelIntegrity {
                         : "layer \(missing[0]) has no tensors"
                             + (missing.count > 1 ? " (nor \(missing.count - 1) more)" : "")))
         }
-        if let embedding = graph["model.embed_tokens.weight"] ?? graph["token_embd.weight"],
-            embedding.info.shape.dimensions != [config.vocabSize, config.hiddenSize]
-        {
+        guard let embedding = graph["model.embed_tokens.weight"] ?? graph["token_embd.weight"] else { return }
+        if embedding.info.shape.dimensions != [config.vocabSize, config.hiddenSize] {
             throw LatheError.problem(
                 path,
                 reason: "tensor '\(embedding.name)' is \(embedding.info.shape), but the config's vocabulary and "
                     + "hidden size make [\(config.vocabSize), \(config.hiddenSize)]")
+        }
+        // Tokens past the embedding's rows (added to tokenizer.json without resizing the model) have
+        // no vector: the runtime fails only when one comes up, and llama.cpp refuses the file.
+        if let tokens = graph.tokenizer?.tokens.count, tokens > config.vocabSize {
+            throw LatheError.problem(
+                path,
+                reason: "the tokenizer has \(tokens) tokens, but tensor '\(embedding.name)' has \(config.vocabSize) "
+                    + "rows: ids \(config.vocabSize) and up have no embedding")
         }
     }
 }

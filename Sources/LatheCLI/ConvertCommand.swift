@@ -344,7 +344,8 @@ struct Convert: ParsableCommand {
     /// What llama.cpp can and cannot run of the model: a warning, or with `forLlamaCpp` an error for
     /// online transforms and Lathe's own tensors left out.
     static func prepareGGUF(_ graph: ModelGraph, forLlamaCpp: Bool, diagnostics: Diagnostics) throws -> ModelGraph {
-        let compatibility = try LlamaCppCompatibility(metadata: graph.metadata, tensorNames: graph.tensorNames)
+        let compatibility = try LlamaCppCompatibility(
+            metadata: graph.metadata, tensorNames: graph.tensorNames, config: graph.config)
         guard forLlamaCpp else {
             if !compatibility.isFullyRepresentable || !compatibility.extraTensors.isEmpty {
                 diagnostics.warning(

@@ -91,7 +91,8 @@ struct Plan: ParsableCommand {
     /// already has (its transform and quantization records, as `convert --for-llama-cpp` reads them),
     /// then what the recipe's steps add.
     static func llamaCppNote(_ recipe: Recipe, input: ModelGraph) throws -> String {
-        let existing = try LlamaCppCompatibility(metadata: input.metadata, tensorNames: input.tensorNames)
+        let existing = try LlamaCppCompatibility(
+            metadata: input.metadata, tensorNames: input.tensorNames, config: input.config)
         var blocking = existing.blocking.map { "\($0) (in the input)" }
         var ignored: [String] = []
         let sites = existing.ignored.filter { $0.hasPrefix("activation quantization") }.count

@@ -85,15 +85,16 @@ extension LlamaConfig {
         }
         // Lathe's own llama3 keys are written afresh below, or not at all.
         for key in metadata.keys where key.hasPrefix(RopeScaling.lathePrefix) { metadata[key] = nil }
-        if let scaling = ropeScaling, scaling.type != "llama3" {
+        if let scaling = ropeScaling, RopeScaling.llamaCppTypes.contains(scaling.type) {
             metadata["\(a).rope.scaling.type"] = .string(scaling.type)
             metadata["\(a).rope.scaling.factor"] = .float32(Float(scaling.factor))
             if let original = scaling.originalContextLength {
                 metadata["\(a).rope.scaling.original_context_length"] = .uint32(UInt32(original))
             }
         } else if let scaling = ropeScaling {
-            // llama.cpp refuses a scaling type it does not know, and takes llama3's from the tensor
-            // `rope_freqs.weight` (written beside); the parameters go in Lathe's keys, for the way back.
+            // llama.cpp aborts on a scaling type it does not know (`dynamic`, say), and takes llama3's
+            // from the tensor `rope_freqs.weight` (written beside); the parameters go in Lathe's keys,
+            // for the way back.
             for stale in ["type", "factor", "original_context_length"] { metadata["\(a).rope.scaling.\(stale)"] = nil }
             let key = RopeScaling.lathePrefix
             metadata[key + "type"] = .string(scaling.type)

@@ -22,7 +22,10 @@ public struct LlamaConfig: Hashable, Sendable, Codable {
             self.highFrequencyFactor = highFrequencyFactor
         }
 
-        /// Where the metadata keeps a scaling llama.cpp has no key for (`llama3`).
+        /// The types llama.cpp's loader reads from `<arch>.rope.scaling.type`; it aborts on any other.
+        public static let llamaCppTypes: Set<String> = ["linear", "yarn", "longrope"]
+
+        /// Where the metadata keeps a scaling llama.cpp has no key for (`llama3`, `dynamic`).
         public static let lathePrefix = "lathe.rope_scaling."
 
         /// The tensor llama.cpp reads llama3's divisors from (GGUF only; HF derives them from the config).

@@ -12,8 +12,8 @@ public struct LlamaCppCompatibility: Sendable, Equatable {
 
     public var isFullyRepresentable: Bool { blocking.isEmpty && ignored.isEmpty }
 
-    /// From a model's metadata records and tensor names.
-    public init(metadata: Metadata, tensorNames: [String]) throws(LatheError) {
+    /// From a model's metadata records, tensor names and config.
+    public init(metadata: Metadata, tensorNames: [String], config: LlamaConfig? = nil) throws(LatheError) {
         let online = try OnlineTransforms(metadata: metadata)
         if let order = online.downProjectionHadamard {
             blocking.append("U_D, the online Hadamard (order \(order)) before down_proj")
@@ -22,6 +22,12 @@ public struct LlamaCppCompatibility: Sendable, Equatable {
         let scheme = try QuantizationScheme(metadata: metadata)
         for site in scheme.activations.keys.sorted() { ignored.append("activation quantization at \(site)") }
         if scheme.keys != nil || scheme.values != nil { ignored.append("KV-cache quantization") }
+        if let scaling = config?.ropeScaling, scaling.type != "llama3",
+            !LlamaConfig.RopeScaling.llamaCppTypes.contains(scaling.type)
+        {
+            // Kept in Lathe's keys for the way back; llama.cpp's converter leaves it out too.
+            ignored.append("RoPE scaling '\(scaling.type)' (llama.cpp has no such type and runs without it)")
+        }
         extraTensors = tensorNames.filter(OnlineTransforms.isTransformTensor)
     }
 

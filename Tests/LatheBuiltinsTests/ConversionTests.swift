@@ -89,6 +89,70 @@ struct ConversionTests {
     }
 
     @Test(
+        "GGUF pads a token list shorter than the embedding with [PADn] and refuses a longer one; check refuses it too")
+    func vocabularyFit() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        // Shorter: an embedding of two more rows than tokens (HF models round the matrix up).
+        var padded = try TinyModel.graph()
+        let config = try #require(padded.config)
+        let tokens = try #require(padded.tokenizer).tokens.count
+        let embedding = try padded.floats("model.embed_tokens.weight")
+        padded.config?.vocabSize += 2
+        try padded.replace(
+            Tensor(
+                info: TensorInfo(
+                    name: "model.embed_tokens.weight", dtype: .f32, shape: [config.vocabSize + 2, config.hiddenSize]),
+                storage: TensorStorage(values: embedding + [Float](repeating: 0, count: 2 * config.hiddenSize))))
+        let paddedURL = work.appendingPathComponent("padded.gguf")
+        _ = try LatheBuiltins.registry.writer("gguf").write(padded, to: paddedURL, options: WriteOptions())
+        let read = try #require(ModelInput.open(paddedURL).tokenizer)
+        #expect(read.tokens.count == tokens + 2)
+        #expect(Array(read.tokens.suffix(2)) == ["[PAD\(tokens)]", "[PAD\(tokens + 1)]"])
+        #expect(read.tokenTypes.isEmpty || Array(read.tokenTypes.suffix(2)) == [5, 5])
+
+        // Longer: a token added to the tokenizer without resizing the model.
+        var longer = try TinyModel.graph()
+        longer.tokenizer?.tokens.append("<added>")
+        if longer.tokenizer?.tokenTypes.isEmpty == false { longer.tokenizer?.tokenTypes.append(4) }
+        let refused = work.appendingPathComponent("longer.gguf")
+        #expect {
+            try LatheBuiltins.registry.writer("gguf").write(longer, to: refused, options: WriteOptions())
+        } throws: { error in
+            let text = (error as? LatheError)?.errorDescription ?? "\(error)"
+            return text.contains("tokenizer.ggml.tokens") && text.contains("\(tokens + 1) tokens")
+                && text.contains("has \(tokens) rows")
+        }
+        #expect(!FileManager.default.fileExists(atPath: refused.path))
+        let stored = work.appendingPathComponent("longer.safetensors")
+        _ = try LatheBuiltins.registry.writer("safetensors").write(longer, to: stored, options: WriteOptions())
+        let checked = message(runLathe(["check", stored.path]))
+        #expect(checked.contains("the tokenizer has \(tokens + 1) tokens"), "\(checked)")
+    }
+
+    @Test("a RoPE scaling llama.cpp has no type for (dynamic) goes to Lathe's keys, said, and back to config.json")
+    func unknownRopeScaling() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        var graph = try TinyModel.graph()
+        graph.config?.ropeScaling = LlamaConfig.RopeScaling(type: "dynamic", factor: 2)
+        let source = work.appendingPathComponent("hf")
+        _ = try LatheBuiltins.registry.writer("hf").write(graph, to: source, options: WriteOptions())
+        let log = WarningLog()
+        _ = try Convert.prepareGGUF(ModelInput.open(source), forLlamaCpp: true, diagnostics: log.diagnostics)
+        #expect(log.messages.contains { $0.contains("RoPE scaling 'dynamic'") }, "\(log.messages)")
+        let gguf = work.appendingPathComponent("m.gguf")
+        #expect(runLathe(["convert", source.path, "-o", gguf.path, "--for-llama-cpp"]) == nil)
+        // llama.cpp's loader aborts on a scaling type it does not know.
+        let file = try ModelInput.open(gguf, options: ReadOptions(naming: .gguf))
+        #expect(file.metadata["llama.rope.scaling.type"] == nil && file.metadata["llama.rope.scaling.factor"] == nil)
+        #expect(file.config?.ropeScaling == graph.config?.ropeScaling)
+        let back = work.appendingPathComponent("back")
+        #expect(runLathe(["convert", gguf.path, "-o", back.path]) == nil)
+        #expect(try ModelInput.open(back).config?.ropeScaling == graph.config?.ropeScaling)
+    }
+
+    @Test(
         "llama3 RoPE scaling: GGUF gets llama.cpp's rope_freqs tensor and no scaling type it would refuse; HF gets it back"
     )
     func llama3RopeScaling() throws {
