@@ -42,7 +42,7 @@ public struct ModelComparison {
     public init(_ a: ModelGraph, _ b: ModelGraph, diagnostics: Diagnostics = .silent) throws {
         for (key, value) in a.metadata where !Self.encodingKeys.contains(key) {
             if let other = b.metadata[key] {
-                if other != value { changedKeys.append(key) }
+                if other != value, !(Self.isCarriedFile(key) && Self.sameJSON(value, other)) { changedKeys.append(key) }
             } else if Self.isCarriedFile(key) {
                 carriedInOne.append(key)
             } else {
@@ -64,6 +64,38 @@ public struct ModelComparison {
             }
             tensors.append(try Self.compare(tensor, other))
             diagnostics.progress(.verifying, fraction: Double(index + 1) / Double(shared.count), tensor.name)
+        }
+    }
+
+    /// Two carried JSON files that say the same thing: a transformers-written config.json (indented)
+    /// and Lathe's (compact), or a tokenizer.json whose merges one version of `tokenizers` writes as
+    /// pairs and another as "a b" strings, are one file.
+    static func sameJSON(_ a: MetadataValue, _ b: MetadataValue) -> Bool {
+        guard let a = a.stringValue.flatMap({ try? JSONValue.parse($0) }),
+            let b = b.stringValue.flatMap({ try? JSONValue.parse($0) })
+        else { return false }
+        return canonical(a).serialized() == canonical(b).serialized()
+    }
+
+    /// Keys sorted, numbers by value, and a merge given as a pair of strings written "a b".
+    static func canonical(_ value: JSONValue, key: String = "") -> JSONValue {
+        switch value {
+        case .object(let entries):
+            return .object(entries.sorted { $0.key < $1.key }.map { ($0.key, canonical($0.value, key: $0.key)) })
+        case .array(let items) where key == "merges":
+            return .array(
+                items.map { item in
+                    guard let pair = item.arrayValue, pair.count == 2, let left = pair[0].stringValue,
+                        let right = pair[1].stringValue
+                    else { return canonical(item) }
+                    return .string("\(left) \(right)")
+                })
+        case .array(let items):
+            return .array(items.map { canonical($0) })
+        case .number(let text):
+            return Double(text).map { .number("\($0)") } ?? value
+        default:
+            return value
         }
     }
 

@@ -73,6 +73,32 @@ struct ConversionTests {
         let b = try ModelInput.open(back)
         let comparison = try ModelComparison(a, b)
         #expect(comparison.identical, "\(comparison.text(all: false))")
+        // The carried files are compared by what they say: config.json re-indented as transformers
+        // writes it, and merges written as pairs (tokenizers ≥ 0.20), are the same files; a changed
+        // value is not.
+        let reformatted = work.appendingPathComponent("reformatted")
+        try FileManager.default.copyItem(at: back, to: reformatted)
+        let configObject = try JSONSerialization.jsonObject(with: Data(contentsOf: configURL))
+        try JSONSerialization.data(withJSONObject: configObject, options: [.prettyPrinted, .sortedKeys])
+            .write(to: reformatted.appendingPathComponent("config.json"))
+        let tokenizerURL = reformatted.appendingPathComponent("tokenizer.json")
+        var tokenizerJSON = try #require(
+            JSONSerialization.jsonObject(with: Data(contentsOf: tokenizerURL)) as? [String: Any])
+        var model = try #require(tokenizerJSON["model"] as? [String: Any])
+        let merges = try #require(model["merges"] as? [String])
+        try #require(!merges.isEmpty)
+        model["merges"] = merges.map { $0.split(separator: " ").map(String.init) }
+        tokenizerJSON["model"] = model
+        try JSONSerialization.data(withJSONObject: tokenizerJSON).write(to: tokenizerURL)
+        let sameFiles = try ModelComparison(b, ModelInput.open(reformatted))
+        #expect(sameFiles.identical, "\(sameFiles.text(all: false))")
+        let generationURL = reformatted.appendingPathComponent("generation_config.json")
+        var generation = try #require(
+            JSONSerialization.jsonObject(with: Data(contentsOf: generationURL)) as? [String: Any])
+        generation["lathe_test_value"] = 1
+        try JSONSerialization.data(withJSONObject: generation).write(to: generationURL)
+        let changed = try ModelComparison(b, ModelInput.open(reformatted))
+        #expect(changed.changedKeys.count == 1 && changed.changedKeys.allSatisfy(ModelComparison.isCarriedFile))
         // A GGUF that never was an HF directory lacks the HF files a directory made from it carries
         // (config.json's own text and so on): that alone is not a difference.
         let plain = work.appendingPathComponent("plain.gguf")
