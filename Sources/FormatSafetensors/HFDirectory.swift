@@ -27,7 +27,7 @@ public struct HFDirectoryReader: FormatReader {
     public func read(_ url: URL, options: ReadOptions) throws -> ModelGraph {
         var graph = try ModelGraph(source: url.path)
         graph.sourceFormat = Self.formatID
-        let shardFiles = try SafetensorsReader.appendShards(for: url, to: &graph)
+        let shardFiles = try SafetensorsReader.appendShards(for: url, to: &graph, diagnostics: options.diagnostics)
         for name in graph.tensorNames where name.hasSuffix(".rotary_emb.inv_freq") { try graph.remove(name) }
 
         let configText = try Self.text(url, "config.json")!

@@ -33,7 +33,7 @@ public struct SafetensorsReader: FormatReader {
     public func read(_ url: URL, options: ReadOptions) throws -> ModelGraph {
         var graph = try ModelGraph(source: url.path)
         graph.sourceFormat = Self.formatID
-        try Self.appendShards(for: url, to: &graph)
+        try Self.appendShards(for: url, to: &graph, diagnostics: options.diagnostics)
         graph.config = try LlamaConfig(metadata: graph.metadata, source: url.path)
         graph.tokenizer = try TokenizerDescription(metadata: graph.metadata, source: url.path)
         let tied = graph["lm_head.weight"] == nil
@@ -46,8 +46,8 @@ public struct SafetensorsReader: FormatReader {
     /// files read. A sharded checkpoint's files must hold exactly what its index maps to them: a mapped
     /// tensor missing from its shard, or a shard's tensor the index does not map there, is an error.
     @discardableResult
-    static func appendShards(for url: URL, to graph: inout ModelGraph) throws -> [URL] {
-        let (files, index) = try shardFiles(for: url)
+    static func appendShards(for url: URL, to graph: inout ModelGraph, diagnostics: Diagnostics) throws -> [URL] {
+        let (files, index) = try shardFiles(for: url, diagnostics: diagnostics)
         for file in files {
             let before = graph.tensors.count
             try appendFile(file, to: &graph)
@@ -73,16 +73,27 @@ public struct SafetensorsReader: FormatReader {
 
     /// The files to read for `url`: itself, or the shards an index names, with the index's path and
     /// weight map.
-    private static func shardFiles(for url: URL) throws -> (files: [URL], index: (URL, [String: String])?) {
+    private static func shardFiles(for url: URL, diagnostics: Diagnostics) throws -> (
+        files: [URL], index: (URL, [String: String])?
+    ) {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
             throw LatheError.fileAccess(path: url.path, reason: "no such file or directory")
         }
         if isDirectory.boolValue {
             let index = url.appendingPathComponent("model.safetensors.index.json")
-            if FileManager.default.fileExists(atPath: index.path) { return try shardFiles(for: index) }
             let single = url.appendingPathComponent("model.safetensors")
-            if FileManager.default.fileExists(atPath: single.path) { return ([single], nil) }
+            let hasIndex = FileManager.default.fileExists(atPath: index.path)
+            // Both: transformers loads model.safetensors, so the same directory gives the same weights here.
+            if FileManager.default.fileExists(atPath: single.path) {
+                if hasIndex {
+                    diagnostics.warning(
+                        "\(url.path) holds both model.safetensors and model.safetensors.index.json; reading "
+                            + "model.safetensors, as transformers does (the index's shards are left out)")
+                }
+                return ([single], nil)
+            }
+            if hasIndex { return try shardFiles(for: index, diagnostics: diagnostics) }
             throw LatheError.fileAccess(
                 path: url.path, reason: "holds neither model.safetensors nor model.safetensors.index.json")
         }

@@ -202,6 +202,19 @@ struct SafetensorsTests {
                     == TensorCodec.decode(graph.tensor(named: "model.norm.weight")))
         }
 
+        // Beside a model.safetensors the shards are left out, as transformers loads the single file
+        // first, and that is said.
+        let both = directory.appendingPathComponent("both")
+        try FileManager.default.copyItem(at: url, to: both)
+        var single = graph
+        for name in single.tensorNames.dropFirst() { try single.remove(name) }
+        _ = try SafetensorsWriter().write(
+            single, to: both.appendingPathComponent("model.safetensors"), options: WriteOptions())
+        let log = WarningLog()
+        let read = try SafetensorsReader().read(both, options: ReadOptions(diagnostics: log.diagnostics))
+        #expect(read.tensorNames == single.tensorNames)
+        #expect(log.messages.count == 1 && log.messages[0].contains("reading model.safetensors"), "\(log.messages)")
+
         // The index must describe the shards: a tensor it leaves out, one it maps to the wrong
         // shard, and one no shard holds are each an error naming the index and the entry.
         let indexURL = url.appendingPathComponent("model.safetensors.index.json")

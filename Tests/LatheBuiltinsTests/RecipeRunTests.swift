@@ -388,15 +388,3 @@ struct RecipeOutputsTests {
         #expect(try ModelComparison(gguf, st).identical)
     }
 }
-
-/// Collects the warnings a read reports.
-final class WarningLog: @unchecked Sendable {
-    private let lock = NSLock()
-    private var collected: [String] = []
-    var messages: [String] { lock.withLock { collected } }
-    var diagnostics: Diagnostics {
-        Diagnostics { event in
-            if event.severity == .warning { self.lock.withLock { self.collected.append(event.message) } }
-        }
-    }
-}
