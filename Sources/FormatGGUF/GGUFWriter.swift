@@ -17,13 +17,7 @@ public struct GGUFWriter: FormatWriter {
     public static func supports(_ dtype: DType) -> Bool { GGMLTypeID.id(dtype) != nil }
 
     public func write(_ graph: ModelGraph, to url: URL, options: WriteOptions) throws -> WriteReport {
-        var graph = try LlamaLayout.toGGUF(graph)
-        // ggml's CPU kernels multiply an F32 activation only by an F32 (or like-typed) vector, so a
-        // half-precision norm weight aborts llama.cpp; its converter stores every 1-D tensor as F32.
-        // Widening is exact.
-        for tensor in graph.tensors where tensor.info.shape.rank == 1 && [.f16, .bf16].contains(tensor.info.dtype) {
-            try graph.replace(TensorCodec.streamingConversion(tensor, to: .f32))
-        }
+        let graph = try LlamaLayout.toGGUF(graph)
         let alignment = try Self.alignment(options, graph: graph)
         let metadata = try Self.metadata(for: graph, alignment: alignment, path: url.path)
         let records = try graph.tensors.map { tensor throws -> (Tensor, UInt32, Int) in
