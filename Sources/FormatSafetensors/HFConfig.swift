@@ -100,8 +100,23 @@ enum HFConfig {
             tiedEmbeddings: try bool("tie_word_embeddings") ?? false)
     }
 
+    /// The `torch_dtype` of a model whose matrices are mostly `dtype` (transformers loads in float32
+    /// when the key is absent, so a BF16 model would double in memory), or nil for other encodings.
+    static func torchDType(_ graph: ModelGraph) -> String? {
+        var counts: [DType: Int] = [:]
+        for tensor in graph.tensors where tensor.info.shape.rank >= 2 { counts[tensor.info.dtype, default: 0] += 1 }
+        switch counts.max(by: { ($0.value, "\($1.key)") < ($1.value, "\($0.key)") })?.key {
+        case .f32: return "float32"
+        case .f16: return "float16"
+        case .bf16: return "bfloat16"
+        default: return nil
+        }
+    }
+
     /// `config.json` for `config`: the original file's entries (when kept) with the mapped fields updated.
-    static func json(for config: LlamaConfig, original: JSONValue?, tokenizer: TokenizerDescription?) -> JSONValue {
+    static func json(
+        for config: LlamaConfig, original: JSONValue?, tokenizer: TokenizerDescription?, torchDType: String? = nil
+    ) -> JSONValue {
         func number(_ value: Double) -> JSONValue {
             // Values that came from f32 GGUF keys print in their shortest f32 spelling (1e-05, not 9.99…e-06).
             let single = Float(value)
@@ -129,6 +144,7 @@ enum HFConfig {
         } else {
             fields.append(("rope_scaling", .null))
         }
+        if let torchDType { fields.append(("torch_dtype", .string(torchDType))) }
         if let tokenizer {
             if let bos = tokenizer.bosTokenID { fields.append(("bos_token_id", .int(bos))) }
             if let eos = tokenizer.eosTokenID { fields.append(("eos_token_id", .int(eos))) }

@@ -162,7 +162,10 @@ public struct HFDirectoryWriter: FormatWriter {
             }
             let original = try raw(HFKeys.config).map { try JSONValue.parse($0) }
             try write(
-                "config.json", HFConfig.json(for: config, original: original, tokenizer: graph.tokenizer).serialized())
+                "config.json",
+                HFConfig.json(
+                    for: config, original: original, tokenizer: graph.tokenizer, torchDType: HFConfig.torchDType(graph)
+                ).serialized())
             if let tokenizer = graph.tokenizer {
                 try write("tokenizer.json", raw(HFKeys.tokenizer) ?? HFTokenizer.tokenizerJSON(tokenizer).serialized())
                 try write(

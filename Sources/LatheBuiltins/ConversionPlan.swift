@@ -43,9 +43,13 @@ public struct ConversionPlan {
     /// its own type when the target can hold it, else F32. A rule's block type applies to weight
     /// matrices only, as `--type` does: a norm vector in Q8_0 is what no runtime expects, and a
     /// quantized online rotation (`OnlineTransforms.isTransformTensor`) changes every product through it.
-    func target(for tensor: Tensor, supports: (DType) -> Bool) -> DType {
+    /// GGUF gets a half-precision vector that no rule names as F32, exactly, as llama.cpp's converter
+    /// stores every vector: ggml's CPU multiply has no F32-by-BF16 kernel, so a BF16 norm weight
+    /// aborts llama.cpp.
+    func target(for tensor: Tensor, supports: (DType) -> Bool, writerID: String) -> DType {
         if let rule = rule(for: tensor) { return rule.dtype }
         if let defaultType, Self.isWeightMatrix(tensor) { return defaultType }
+        if writerID == "gguf", tensor.info.shape.rank == 1, [.f16, .bf16].contains(tensor.info.dtype) { return .f32 }
         return supports(tensor.info.dtype) ? tensor.info.dtype : .f32
     }
 
@@ -68,7 +72,7 @@ public struct ConversionPlan {
                 "--tensor-type \(rule.text) matches no tensor (the regex is searched in HF and GGUF names)")
         }
         for tensor in graph.tensors {
-            let dtype = target(for: tensor, supports: supports)
+            let dtype = target(for: tensor, supports: supports, writerID: writerID)
             guard dtype != tensor.info.dtype else { continue }
             guard supports(dtype) else {
                 throw LatheError.inTensor(
@@ -84,7 +88,9 @@ public struct ConversionPlan {
             }
             let info = TensorInfo(name: tensor.name, dtype: dtype, shape: tensor.info.shape)
             _ = try info.byteCount()  // a row that does not fill whole blocks fails here, naming the tensor
-            if defaultType == nil, rule(for: tensor) == nil {
+            if !supports(tensor.info.dtype), rule(for: tensor) == nil,
+                defaultType == nil || !Self.isWeightMatrix(tensor)
+            {
                 fallbacks += 1
             }
             try result.replace(TensorCodec.streamingConversion(tensor, to: dtype))

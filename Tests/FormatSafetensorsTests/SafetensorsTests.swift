@@ -351,6 +351,23 @@ struct HFConfigFieldTests {
         return model
     }
 
+    @Test("config.json's torch_dtype says what the matrices are stored in (transformers loads float32 without it)")
+    func torchDType() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        for (dtype, name) in [(DType.f32, "float32"), (.bf16, "bfloat16"), (.f16, "float16")] {
+            var graph = try TinyModel.graph()
+            for tensor in graph.tensors where tensor.info.shape.rank == 2 {
+                try graph.replace(TensorCodec.convert(tensor, to: dtype))
+            }
+            let model = directory.appendingPathComponent(name)
+            _ = try HFDirectoryWriter().write(graph, to: model, options: WriteOptions())
+            let config = try JSONValue.parse(
+                String(contentsOf: model.appendingPathComponent("config.json"), encoding: .utf8))
+            #expect(config["torch_dtype"] == .string(name))
+        }
+    }
+
     /// The tiny model as an HF directory whose config.json has `key` set to `value` (JSON text).
     func read(setting key: String, to value: String) throws -> String? {
         let directory = try Fixtures.temporaryDirectory()

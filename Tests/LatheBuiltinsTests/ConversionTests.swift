@@ -44,6 +44,7 @@ struct ConversionTests {
         _ = try LatheBuiltins.registry.writer("hf").write(graph, to: source, options: WriteOptions())
         let configURL = source.appendingPathComponent("config.json")
         var config = try JSONValue.parse(String(contentsOf: configURL, encoding: .utf8)).objectValue ?? []
+        config.removeAll { $0.key == "torch_dtype" }  // written by Lathe too; kept as the source gives it
         config += [
             ("initializer_range", .number("0.02")), ("torch_dtype", .string("bfloat16")),
             ("transformers_version", .string("4.44.0")),
@@ -112,6 +113,31 @@ struct ConversionTests {
         let carried = plainHF.metadata.keys.filter(ModelComparison.isCarriedFile).sorted()
         #expect(fromGGUF.carriedInOne.sorted() == carried)
         #expect(fromGGUF.text(all: false).contains("not counted: source files carried by one model only"))
+    }
+
+    @Test(
+        "GGUF stores a half-precision checkpoint's vectors as F32, exactly, as llama.cpp's converter; a rule still chooses"
+    )
+    func vectorsForLlamaCpp() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        var graph = try TinyModel.graph()
+        for tensor in graph.tensors { try graph.replace(TensorCodec.convert(tensor, to: .bf16)) }
+        let source = work.appendingPathComponent("bf16.safetensors")
+        _ = try LatheBuiltins.registry.writer("safetensors").write(graph, to: source, options: WriteOptions())
+        let output = work.appendingPathComponent("m.gguf")
+        #expect(runLathe(["convert", source.path, "-o", output.path]) == nil)
+        let written = try ModelInput.open(output)
+        for tensor in graph.tensors {
+            let back = try written.tensor(named: tensor.name)
+            #expect(back.info.dtype == (tensor.info.shape.rank == 1 ? .f32 : .bf16), "\(tensor.name)")
+            #expect(try TensorCodec.decode(back) == TensorCodec.decode(tensor), "\(tensor.name)")
+        }
+        let ruled = work.appendingPathComponent("ruled.gguf")
+        #expect(runLathe(["convert", source.path, "-o", ruled.path, "--tensor-type", "ffn_norm=bf16"]) == nil)
+        let ruledGraph = try ModelInput.open(ruled, options: ReadOptions(naming: .gguf))
+        #expect(ruledGraph["blk.0.ffn_norm.weight"]?.info.dtype == .bf16)
+        #expect(ruledGraph["blk.0.attn_norm.weight"]?.info.dtype == .f32)
     }
 
     @Test(
