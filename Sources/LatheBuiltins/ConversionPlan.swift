@@ -66,7 +66,7 @@ public struct ConversionPlan {
         to graph: ModelGraph, supports: (DType) -> Bool, writerID: String, diagnostics: Diagnostics
     ) throws -> ModelGraph {
         var result = graph
-        var fallbacks = 0
+        var fallbacks: [Tensor] = []
         for rule in rules where !graph.tensors.contains(where: { rule.matches($0.name) }) {
             diagnostics.warning(
                 "--tensor-type \(rule.text) matches no tensor (the regex is searched in HF and GGUF names)")
@@ -91,13 +91,19 @@ public struct ConversionPlan {
             if !supports(tensor.info.dtype), rule(for: tensor) == nil,
                 defaultType == nil || !Self.isWeightMatrix(tensor)
             {
-                fallbacks += 1
+                fallbacks.append(tensor)
             }
             try result.replace(TensorCodec.streamingConversion(tensor, to: dtype))
         }
-        if fallbacks > 0 {
+        if !fallbacks.isEmpty {
+            let named = fallbacks.prefix(3).map { "\($0.name) (\($0.info.dtype))" }.joined(separator: ", ")
+            // F32 holds integers exactly only up to 2^24.
+            let wideIntegers = fallbacks.contains { [.u32, .i32, .u64, .i64].contains($0.info.dtype) }
             diagnostics.warning(
-                "\(fallbacks) tensor(s) dequantized to F32: \(writerID) cannot store their encoding (choose one with --type, or with a cast or quantize-ggml step in a recipe)"
+                "\(fallbacks.count) tensor(s) converted to F32, which \(writerID) can store: \(named)"
+                    + (fallbacks.count > 3 ? " and \(fallbacks.count - 3) more" : "")
+                    + (wideIntegers ? "; integers past 2^24 lose precision" : "")
+                    + " (choose another encoding with --type or --tensor-type, or with a cast or quantize-ggml step in a recipe)"
             )
         }
         return result

@@ -138,6 +138,16 @@ struct ConversionTests {
         let ruledGraph = try ModelInput.open(ruled, options: ReadOptions(naming: .gguf))
         #expect(ruledGraph["blk.0.ffn_norm.weight"]?.info.dtype == .bf16)
         #expect(ruledGraph["blk.0.attn_norm.weight"]?.info.dtype == .f32)
+        // The other way, blocks safetensors cannot hold fall back to F32, and the warning names them.
+        let quantized = work.appendingPathComponent("q8.gguf")
+        #expect(runLathe(["convert", source.path, "-o", quantized.path, "--type", "q8_0"]) == nil)
+        let back = try LatheProcess.capture(
+            ["convert", quantized.path, "-o", work.appendingPathComponent("back.safetensors").path])
+        #expect(back.status == 0, "\(back.errors)")
+        let matrices = graph.tensors.filter { $0.info.shape.rank == 2 }.count
+        #expect(
+            back.errors.contains("\(matrices) tensor(s) converted to F32, which safetensors can store: ")
+                && back.errors.contains("(Q8_0)") && back.errors.contains("and \(matrices - 3) more"), "\(back.errors)")
     }
 
     @Test(
