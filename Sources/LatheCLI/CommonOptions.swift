@@ -105,6 +105,32 @@ func formatBytes(_ bytes: Int) -> String {
     return "\(bytes) B"
 }
 
+extension String {
+    /// The columns a terminal gives the string: two for an East Asian wide or fullwidth character
+    /// or an emoji, one for any other character (a grapheme cluster: combining accents add none).
+    var terminalWidth: Int {
+        reduce(0) { width, character in
+            width + (character.unicodeScalars.first.map(Self.isWide) == true ? 2 : 1)
+        }
+    }
+
+    /// The string followed by spaces up to `columns` terminal columns (`padding(toLength:)` counts
+    /// UTF-16 units, so a name with CJK or decomposed accents pushed its row's columns out of line).
+    func padded(toColumns columns: Int) -> String {
+        self + String(repeating: " ", count: max(0, columns - terminalWidth))
+    }
+
+    private static let wideRanges: [ClosedRange<UInt32>] = [
+        0x1100...0x115F, 0x2E80...0x303E, 0x3041...0x33FF, 0x3400...0x4DBF, 0x4E00...0x9FFF, 0xA000...0xA4CF,
+        0xAC00...0xD7A3, 0xF900...0xFAFF, 0xFE30...0xFE4F, 0xFF00...0xFF60, 0xFFE0...0xFFE6, 0x1F300...0x1F64F,
+        0x1F900...0x1F9FF, 0x20000...0x3FFFD,
+    ]
+
+    private static func isWide(_ scalar: Unicode.Scalar) -> Bool {
+        wideRanges.contains { $0.contains(scalar.value) }
+    }
+}
+
 /// "1 chunk", "2 chunks": a count with its noun in the right number (English plurals in -s).
 func counted(_ count: Int, _ noun: String) -> String { "\(count) \(noun)\(count == 1 ? "" : "s")" }
 

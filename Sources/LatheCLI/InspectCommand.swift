@@ -108,15 +108,15 @@ struct ModelSummary {
             // Columns as wide as their longest entry: packed encodings read like PACKED4/8x2. Names
             // are escaped here already so that the width counts what is printed.
             let names = graph.tensors.map(\.name.escapingControlCharacters)
-            let width = names.map(\.count).max() ?? 0
+            let width = names.map(\.terminalWidth).max() ?? 0
             let dtypeWidth = max(8, 1 + (graph.tensors.map { "\($0.info.dtype)".count }.max() ?? 0))
             let shapeWidth = max(16, 1 + (graph.tensors.map { "\($0.info.shape)".count }.max() ?? 0))
             for (tensor, name) in zip(graph.tensors, names) {
                 let bytes = (try? tensor.info.byteCount()) ?? 0
                 lines.append(
-                    "  " + name.padding(toLength: width + 2, withPad: " ", startingAt: 0)
-                        + "\(tensor.info.dtype)".padding(toLength: dtypeWidth, withPad: " ", startingAt: 0)
-                        + "\(tensor.info.shape)".padding(toLength: shapeWidth, withPad: " ", startingAt: 0)
+                    "  " + name.padded(toColumns: width + 2)
+                        + "\(tensor.info.dtype)".padded(toColumns: dtypeWidth)
+                        + "\(tensor.info.shape)".padded(toColumns: shapeWidth)
                         + "\(bytes)")
             }
         }

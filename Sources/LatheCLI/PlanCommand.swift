@@ -198,9 +198,9 @@ struct Recipes: ParsableCommand {
                 .array(recipes.map { .object([("name", .string($0.name)), ("description", .string($0.description))]) }))
             return
         }
-        let width = recipes.map(\.name.count).max() ?? 0
+        let width = recipes.map(\.name.terminalWidth).max() ?? 0
         for recipe in recipes {
-            print(recipe.name.padding(toLength: width + 2, withPad: " ", startingAt: 0) + recipe.description)
+            print(recipe.name.padded(toColumns: width + 2) + recipe.description)
         }
     }
 }

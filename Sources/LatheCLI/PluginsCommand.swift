@@ -36,9 +36,9 @@ struct Plugins: ParsableCommand {
             lines.append("\(title):")
             let rows = entries.filter { $0.kind == kind }
             if rows.isEmpty { lines.append("  (none registered yet)") }
-            let width = rows.map(\.id.count).max() ?? 0
+            let width = rows.map(\.id.terminalWidth).max() ?? 0
             for row in rows {
-                lines.append("  " + row.id.padding(toLength: width + 2, withPad: " ", startingAt: 0) + row.summary)
+                lines.append("  " + row.id.padded(toColumns: width + 2) + row.summary)
             }
         }
         return lines.joined(separator: "\n")

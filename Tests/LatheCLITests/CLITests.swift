@@ -38,6 +38,16 @@ struct CLITests {
         try expectSnapshot(command.helpMessage(columns: 100), named: "help-\(name)")
     }
 
+    @Test("table columns are padded by terminal width: CJK counts two, a combining accent none")
+    func terminalColumns() {
+        #expect("abc".terminalWidth == 3)
+        #expect("e\u{301}t\u{E9}".terminalWidth == 3)  // decomposed and precomposed é
+        #expect("層.weight".terminalWidth == 9)
+        let rows = ["model.layers.0.weight", "模型.层.0.weight", "mode\u{301}l.x"].map { $0.padded(toColumns: 24) + "|" }
+        #expect(rows.allSatisfy { $0.terminalWidth == 25 }, "\(rows)")
+        #expect(rows[1] == "模型.层.0.weight" + String(repeating: " ", count: 8) + "|")
+    }
+
     @Test("--version prints the version and exits 0")
     func version() {
         do {
