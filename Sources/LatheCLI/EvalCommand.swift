@@ -66,11 +66,12 @@ struct PerplexityCommand: ParsableCommand {
                     ("tokens_per_second", .number(String(format: "%.1f", result.tokensPerSecond))),
                 ]))
         } else {
+            let error = result.standardError.isFinite ? String(format: "%.4f", result.standardError) : "n/a"
             print(
                 String(
-                    format: "PPL = %.4f ± %.4f  (%@ of %d, %d scored tokens of %d, protocol %@, %.1f tokens/s)",
-                    result.perplexity, result.standardError, counted(result.chunks, "chunk"), text.ctx,
-                    result.scoredTokens, tokens.count, text.protocol, result.tokensPerSecond))
+                    format: "PPL = %.4f ± %@  (%@ of %d, %@ of %d, protocol %@, %.1f tokens/s)",
+                    result.perplexity, error, counted(result.chunks, "chunk"), text.ctx,
+                    counted(result.scoredTokens, "scored token"), tokens.count, text.protocol, result.tokensPerSecond))
         }
     }
 }

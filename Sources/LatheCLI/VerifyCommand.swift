@@ -13,7 +13,8 @@ struct Verify: ParsableCommand {
             Both models run side by side on the same chunks of the text (base logits are never stored). For every \
             scored token: KL(base ‖ candidate) over the whole vocabulary, whether both pick the same most likely \
             token, and each model's log-likelihood; for every layer, the relative RMS error of the candidate's \
-            residual stream against the base's.
+            residual stream against the base's, over every position of each chunk. The KL median and p99 are \
+            interpolated between the nearest ranks.
 
             With --decode each candidate reads the text one token at a time, as `lathe run` generates: the \
             decoding kernels and the KV cache as generation uses them, against the base's prefill. Slower \
@@ -85,7 +86,10 @@ struct Verify: ParsableCommand {
             printError("wrote \(url.path)")
         }
         if json {
-            let reports = zip(candidateModels, results).map { Self.json(base: baseModel, candidate: $0, result: $1) }
+            let scoring = try text.scoring
+            let reports = zip(candidateModels, results).map {
+                Self.json(base: baseModel, candidate: $0, result: $1, scoring: scoring, context: text.ctx)
+            }
             printJSON(reports.count == 1 ? reports[0] : .array(reports))
             return
         }
@@ -95,10 +99,14 @@ struct Verify: ParsableCommand {
         }
     }
 
-    static func json(base: LoadedModel, candidate: LoadedModel, result: VerificationResult) -> JSONValue {
+    static func json(
+        base: LoadedModel, candidate: LoadedModel, result: VerificationResult, scoring: PerplexityProtocol,
+        context: Int
+    ) -> JSONValue {
         func number(_ value: Double) -> JSONValue { .number(String(format: "%.9g", value)) }
         return .object([
             ("base", .string(base.graph.source)), ("candidate", .string(candidate.graph.source)),
+            ("protocol", .string(scoring.rawValue)), ("ctx", .int(context)),
             ("chunks", .int(result.chunks)), ("scored_tokens", .int(result.scoredTokens)),
             (
                 "kl",
@@ -147,7 +155,7 @@ struct Verify: ParsableCommand {
 
     func report(_ result: VerificationResult) {
         print(
-            "Verified \(counted(result.scoredTokens, "token")) in \(counted(result.chunks, "chunk")) of \(text.ctx) (\(String(format: "%.1f", result.seconds)) s)"
+            "Verified \(counted(result.scoredTokens, "token")) in \(counted(result.chunks, "chunk")) of \(text.ctx), protocol \(text.protocol) (\(String(format: "%.1f", result.seconds)) s)"
         )
         print(
             String(

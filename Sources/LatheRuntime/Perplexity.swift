@@ -42,9 +42,10 @@ struct LikelihoodAccumulator {
 
     var perplexity: Double { exp(sum / Double(max(count, 1))) }
 
-    /// llama-perplexity's uncertainty: PPL · √(var(nll) / (n − 1)).
+    /// llama-perplexity's uncertainty: PPL · √(var(nll) / (n − 1)); NaN (JSON null) for a single
+    /// token, where it is undefined rather than zero.
     var standardError: Double {
-        guard count > 1 else { return 0 }
+        guard count > 1 else { return .nan }
         let mean = sum / Double(count)
         let variance = max(0, sumOfSquares / Double(count) - mean * mean)
         return perplexity * (variance / Double(count - 1)).squareRoot()

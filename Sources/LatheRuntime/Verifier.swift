@@ -17,13 +17,24 @@ public struct VerificationResult: Sendable {
     /// Bin edges of `Distribution.histogram`: 0, then 10^-6 … 10^2 in quarter decades.
     public static let histogramEdges: [Double] = [0] + (0...32).map { pow(10, -6 + Double($0) / 4) }
 
+    /// The q-quantile of ascending `values`, interpolated between the two nearest ranks (numpy's
+    /// default), so the median of an even count is the mean of its middle pair; 0 when empty.
+    static func quantile(_ q: Double, ofSorted values: [Double]) -> Double {
+        guard !values.isEmpty else { return 0 }
+        let position = q * Double(values.count - 1)
+        let low = Int(position)
+        let high = min(low + 1, values.count - 1)
+        return values[low] + (position - Double(low)) * (values[high] - values[low])
+    }
+
     /// KL(base ‖ candidate) per scored token.
     public var kl: Distribution
     /// Fraction of scored tokens where both models' most likely next token is the same.
     public var topOneAgreement: Double
     public var basePerplexity: Double
     public var candidatePerplexity: Double
-    /// Relative RMS error ‖h_c − h_b‖ / ‖h_b‖ of the residual stream after each layer, over all tokens.
+    /// Relative RMS error ‖h_c − h_b‖ / ‖h_b‖ of the residual stream after each layer, over every
+    /// position of each chunk (not only the scored ones: a layer's error is there at every position).
     public var layerErrors: [Double]
     public var scoredTokens: Int
     public var chunks: Int
@@ -184,9 +195,7 @@ public enum Verifier {
 
         func result(basePerplexity: Double, chunks: Int, seconds: Double) -> VerificationResult {
             let sorted = kl.sorted()
-            func quantile(_ q: Double) -> Double {
-                sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(q * Double(sorted.count - 1) + 0.5))]
-            }
+            func quantile(_ q: Double) -> Double { VerificationResult.quantile(q, ofSorted: sorted) }
             let edges = VerificationResult.histogramEdges
             var histogram = [Int](repeating: 0, count: edges.count)
             for value in kl {
