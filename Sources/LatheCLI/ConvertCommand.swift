@@ -177,7 +177,9 @@ struct Convert: ParsableCommand {
                 ).run(
                     on: source, registry: LatheEnvironment.registry, format: formatID, withManifest: !noManifest,
                     finish: finish)
-            } ?? finish(source)
+            }
+            // A recipe output converted again: its manifest's tensor table lists what this file holds.
+            ?? Provenance.recordingEncodings(of: finish(source))
         let graph =
             formatID == "gguf"
             ? try Self.prepareGGUF(

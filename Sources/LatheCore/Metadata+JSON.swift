@@ -64,6 +64,10 @@ extension Metadata {
                     field: field, value: json.serialized(), expected: "an array entry with element and value")
             }
             let element = try Self.type(named: elementName, field: field)
+            // GGUF, whose key types these are, has no arrays of arrays (ggml's reader refuses them).
+            guard element != .array else {
+                throw .invalidValue(field: field, value: "element \"array\"", expected: "a scalar element type")
+            }
             var decoded: [MetadataValue] = []
             decoded.reserveCapacity(values.count)
             for item in values {

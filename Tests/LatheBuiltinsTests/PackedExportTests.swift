@@ -83,6 +83,25 @@ struct PackedExportTests {
         #expect(planned.outputs[1].fallbacks.isEmpty && planned.outputs[1].bytes < planned.outputs[0].bytes)
     }
 
+    @Test("a recipe output converted again records the new file's encodings in its manifest")
+    func manifestFollowsConversion() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        var (graph, _) = try runPasses(Self.quantized, on: try TinyModel.graph())
+        graph.metadata[Provenance.metadataKey] = .string(#"{"lathe_version":"test","tensors":{}}"#)
+        let source = work.appendingPathComponent("recipe-output.safetensors")
+        _ = try LatheBuiltins.registry.writer("safetensors").write(graph, to: source, options: WriteOptions())
+        let packedURL = work.appendingPathComponent("packed.lpack")
+        #expect(runLathe(["convert", source.path, "-o", packedURL.path]) == nil)
+        let packed = try ModelInput.open(packedURL)
+        let manifest = try JSONValue.parse(try #require(packed.metadata[Provenance.metadataKey]?.stringValue))
+        #expect(manifest["lathe_version"] == .string("test"))
+        for tensor in packed.tensors {
+            #expect(manifest["tensors"]?[tensor.name] == .string("\(tensor.info.dtype)"), "\(tensor.name)")
+        }
+        #expect(packed.tensors.contains { if case .quantized(.packed) = $0.info.dtype { true } else { false } })
+    }
+
     @Test("--for-llama-cpp refuses online transforms, naming them")
     func refusesOnlineTransforms() throws {
         let work = try Fixtures.temporaryDirectory()

@@ -132,6 +132,22 @@ struct StorageTests {
         #expect(MetadataValue.uint32(30).intValue == 30)
     }
 
+    @Test("typed metadata JSON round-trips every type, and refuses arrays of arrays, empty ones too")
+    func metadataJSON() throws {
+        let metadata = Metadata([
+            ("a", .float32(1e-5)), ("b", .float64(-.infinity)), ("c", .int64(-7)), ("d", .bool(true)),
+            ("e", .array(.string, [.string("x"), .string("y")])), ("f", .float32(.nan)),
+        ])
+        let back = try Metadata(json: metadata.jsonValue(), field: "m")
+        #expect(back.keys == metadata.keys)
+        #expect(back["a"] == .float32(1e-5) && back["b"] == .float64(-.infinity) && back["c"] == .int64(-7))
+        #expect(back["f"]?.doubleValue?.isNaN == true)
+        for value in [#"[]"#, #"[["1"]]"#] {
+            let nested = try JSONValue.parse(#"{"k":{"type":"array","element":"array","value":\#(value)}}"#)
+            #expect(throws: LatheError.self) { try Metadata(json: nested, field: "m") }
+        }
+    }
+
     @Test("the Llama config check names the bad field")
     func configValidation() throws {
         let smol = LlamaConfig(

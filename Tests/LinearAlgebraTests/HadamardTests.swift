@@ -1,5 +1,8 @@
-import LinearAlgebra
+import Foundation
+import LatheTestSupport
 import Testing
+
+@testable import LinearAlgebra
 
 @Suite("Hadamard matrices")
 struct HadamardTests {
@@ -57,6 +60,30 @@ struct HadamardTests {
         let before = input.reduce(0) { $0 + $1 * $1 }
         let after = output.reduce(0) { $0 + $1 * $1 }
         #expect(abs(before - after) / before < 1e-5)
+    }
+
+    @Test("the lpack spec's matrices are the library's: had_12 printed in full, Williamson rows, the factorization")
+    func matchesSpecification() throws {
+        let spec = try String(
+            contentsOf: Fixtures.packageRoot.appendingPathComponent("formats/packed/SPEC.md"), encoding: .utf8)
+        // had_12 is the twelve lines of twelve signs after the SmolLM2 sentence.
+        let after = try #require(spec.range(of: "`had_12` is:")).upperBound
+        let lines = spec[after...].split(separator: "\n").filter {
+            $0.count == 12 && $0.allSatisfy { "+-".contains($0) }
+        }
+        let printed = lines.prefix(12).joined().map { Float($0 == "+" ? 1 : -1) }
+        #expect(printed == (try Hadamard.baseMatrix(order: 12)).elements)
+        // The Williamson rows and the base orders listed.
+        for (order, rows) in [(39, HadamardConstruction.williamson39), (43, HadamardConstruction.williamson43)] {
+            for (letter, row) in zip(["A", "B", "C", "D"], rows) {
+                #expect(spec.contains("\(order) \(letter)  \(row)"), "\(order) \(letter)")
+            }
+        }
+        for order in Hadamard.supportedBaseOrders {
+            #expect(
+                spec.contains("| \(order),") || spec.contains(" \(order) |") || spec.contains(", \(order)"), "\(order)")
+        }
+        #expect(Hadamard.factorization(of: 1536)! == (12, 128))
     }
 
     @Test("an unsupported order is a clear error")
