@@ -33,10 +33,14 @@ public struct ConversionPlan {
 
     public var defaultType: DType?
     public var rules: [Rule]
+    /// The encoding for a matrix whose rows the chosen block type does not divide (Q4_K's 256 on a
+    /// 576-wide model), as llama-quantize falls back on its own; nil: such a matrix is an error.
+    public var fallbackType: DType?
 
-    public init(defaultType: DType?, rules: [Rule]) {
+    public init(defaultType: DType?, rules: [Rule], fallbackType: DType? = nil) {
         self.defaultType = defaultType
         self.rules = rules
+        self.fallbackType = fallbackType
     }
 
     /// The encoding `tensor` gets: the first matching rule, else `--type` for weight matrices, else
@@ -67,12 +71,19 @@ public struct ConversionPlan {
     ) throws -> ModelGraph {
         var result = graph
         var fallbacks: [Tensor] = []
+        var blockFallbacks: [(name: String, from: DType)] = []
         for rule in rules where !graph.tensors.contains(where: { rule.matches($0.name) }) {
             diagnostics.warning(
                 "--tensor-type \(rule.text) matches no tensor (the regex is searched in HF and GGUF names)")
         }
         for tensor in graph.tensors {
-            let dtype = target(for: tensor, supports: supports, writerID: writerID)
+            var dtype = target(for: tensor, supports: supports, writerID: writerID)
+            if let fallbackType, case .quantized(.ggml(let type)) = dtype,
+                (tensor.info.shape.dimensions.last ?? 1) % type.blockSize != 0
+            {
+                blockFallbacks.append((tensor.name, dtype))
+                dtype = fallbackType
+            }
             guard dtype != tensor.info.dtype else { continue }
             guard supports(dtype) else {
                 throw LatheError.inTensor(
@@ -87,13 +98,31 @@ public struct ConversionPlan {
                         capability: "converting \(tensor.info.dtype) to \(dtype)", detail: "choose another --type"))
             }
             let info = TensorInfo(name: tensor.name, dtype: dtype, shape: tensor.info.shape)
-            _ = try info.byteCount()  // a row that does not fill whole blocks fails here, naming the tensor
+            // A row that does not fill whole blocks fails here, naming the tensor.
+            do { _ = try info.byteCount() } catch {
+                var inner = error
+                if case .inTensor(_, let wrapped) = error { inner = wrapped }
+                guard fallbackType == nil, case .invalidShape(let dimensions, let reason) = inner else { throw error }
+                throw LatheError.inTensor(
+                    tensor.name,
+                    .invalidShape(
+                        dimensions,
+                        reason: reason
+                            + " (--fallback-type q5_0, say, encodes such matrices otherwise, as llama-quantize does)"))
+            }
             if !supports(tensor.info.dtype), rule(for: tensor) == nil,
                 defaultType == nil || !Self.isWeightMatrix(tensor)
             {
                 fallbacks.append(tensor)
             }
             try result.replace(TensorCodec.streamingConversion(tensor, to: dtype))
+        }
+        if let fallbackType, let first = blockFallbacks.first {
+            let names = blockFallbacks.prefix(3).map(\.name).joined(separator: ", ")
+            diagnostics.warning(
+                "\(blockFallbacks.count) matrices in \(fallbackType) instead of \(first.from) (--fallback-type): their rows "
+                    + "are not a whole number of blocks: \(names)"
+                    + (blockFallbacks.count > 3 ? " and \(blockFallbacks.count - 3) more" : ""))
         }
         if !fallbacks.isEmpty {
             let named = fallbacks.prefix(3).map { "\($0.name) (\($0.info.dtype))" }.joined(separator: ", ")

@@ -19,7 +19,7 @@ struct Convert: ParsableCommand {
             norms, and a ResQ model's online rotations, keep theirs); --tensor-type REGEX=TYPE overrides it for \
             tensors whose HF or GGUF name matches (first match wins; a block type such as q8_0 applies to weight \
             matrices only, a float type to any tensor). A type that does not fit a tensor (a row that is not a whole number of blocks) is an error \
-            naming the tensor. Without --type, encodings the target cannot store (ggml blocks in safetensors) are \
+            naming the tensor, or with --fallback-type TYPE that type, in a warning that lists them. Without --type, encodings the target cannot store (ggml blocks in safetensors) are \
             dequantized to F32 with a warning.
 
             The output is written beside the destination and renamed into place when complete; an existing \
@@ -44,6 +44,11 @@ struct Convert: ParsableCommand {
     @Option(
         name: .customLong("tensor-type"), help: ArgumentHelp("Per-tensor encoding override.", valueName: "regex=type"))
     var tensorTypes: [String] = []
+    @Option(
+        help: ArgumentHelp(
+            "The encoding for matrices whose rows --type's or a rule's blocks do not divide (q4_k's 256 columns on a 576-wide model), listed in a warning, as llama-quantize falls back; without it such a matrix is an error.",
+            valueName: "type"))
+    var fallbackType: String?
     @Option(help: "Run a recipe (built-in name or file) instead of --type/--tensor-type.") var recipe: String?
     @Option(
         help:
@@ -97,8 +102,8 @@ struct Convert: ParsableCommand {
             }
             loadedRecipe?.calibration?.file = calibrationText
         }
-        if loadedRecipe != nil, type != nil || !tensorTypes.isEmpty {
-            throw UsageError("--recipe decides every encoding; drop --type and --tensor-type")
+        if loadedRecipe != nil, type != nil || !tensorTypes.isEmpty || fallbackType != nil {
+            throw UsageError("--recipe decides every encoding; drop --type, --tensor-type and --fallback-type")
         }
         // --to, then the output's extension, then the recipe's first output, then a directory (hf).
         let named =
@@ -108,7 +113,8 @@ struct Convert: ParsableCommand {
         let writer = try LatheEnvironment.registry.writer(formatID)
         try checkOptions(formatID: formatID, recipe: loadedRecipe)
         let plan = ConversionPlan(
-            defaultType: try type.map(ConversionPlan.parseType), rules: try tensorTypes.map(ConversionPlan.Rule.init))
+            defaultType: try type.map(ConversionPlan.parseType), rules: try tensorTypes.map(ConversionPlan.Rule.init),
+            fallbackType: try fallbackType.map(ConversionPlan.parseType))
         // Each writer's parameters: the recipe output's options for that format, then the command
         // line's (which win), keeping only the keys the writer reads.
         var commandLine: [String: String] = [:]

@@ -406,7 +406,26 @@ struct ConversionTests {
         ])
         #expect(message(error).contains("tensor 'model.embed_tokens.weight'"))
         #expect(message(error).contains("not a multiple of Q4_K's block of 256"))
+        #expect(message(error).contains("--fallback-type"))
         #expect(try listing(work) == ["tiny.gguf"])
+        // Asked for, another type takes those matrices (as llama-quantize falls back), and a warning lists them.
+        let fallbackURL = work.appendingPathComponent("fallback.gguf")
+        let fallback = try LatheProcess.capture([
+            "convert", input.path, "-o", fallbackURL.path, "--type", "q4_k", "--fallback-type", "q5_0",
+        ])
+        #expect(fallback.status == 0, "\(fallback.errors)")
+        let converted = try ModelInput.open(fallbackURL)
+        let matrices = converted.tensors.filter { $0.info.shape.rank == 2 }
+        #expect(!matrices.isEmpty)
+        for tensor in matrices {
+            let fits = tensor.info.shape.dimensions[1] % 256 == 0
+            #expect(tensor.info.dtype == .quantized(.ggml(fits ? .q4_K : .q5_0)), "\(tensor.name)")
+        }
+        let fellBack = matrices.filter { $0.info.shape.dimensions[1] % 256 != 0 }.count
+        #expect(
+            fallback.errors.contains("\(fellBack) matrices in Q5_0 instead of Q4_K (--fallback-type)"),
+            "\(fallback.errors)")
+        try FileManager.default.removeItem(at: fallbackURL)
         let unknown = runLathe([
             "convert", input.path, "-o", work.appendingPathComponent("out.gguf").path, "--type", "q3_x",
         ])
