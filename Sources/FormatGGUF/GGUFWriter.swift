@@ -16,6 +16,12 @@ public struct GGUFWriter: FormatWriter {
 
     public static func supports(_ dtype: DType) -> Bool { GGMLTypeID.id(dtype) != nil }
 
+    /// ggml's CPU multiply takes an F32 activation only with an F32 (or like-typed) vector, so a
+    /// BF16 norm weight aborts llama.cpp; its converter stores every vector as F32. Widening is exact.
+    public static func preferredType(for info: TensorInfo) -> DType? {
+        info.shape.rank == 1 && (info.dtype == .f16 || info.dtype == .bf16) ? .f32 : nil
+    }
+
     public func write(_ graph: ModelGraph, to url: URL, options: WriteOptions) throws -> WriteReport {
         let graph = try LlamaLayout.toGGUF(graph)
         let alignment = try Self.alignment(options, graph: graph)
@@ -104,7 +110,7 @@ public struct GGUFWriter: FormatWriter {
         }
         graph.config?.store(in: &metadata)
         if var tokenizer = graph.tokenizer {
-            try fitVocabulary(&tokenizer, to: graph, path: path)
+            try fitVocabulary(&tokenizer, metadata: &metadata, to: graph, path: path)
             tokenizer.store(in: &metadata)
         }
         var counts: [DType: Int] = [:]
@@ -128,7 +134,9 @@ public struct GGUFWriter: FormatWriter {
     /// refused (ids past the rows have no vector; llama.cpp's converter refuses it too), and a shorter
     /// one is padded with unused `[PADn]` tokens, as that converter pads a vocabulary smaller than the
     /// matrix (HF models often round the matrix up).
-    static func fitVocabulary(_ tokenizer: inout TokenizerDescription, to graph: ModelGraph, path: String) throws {
+    static func fitVocabulary(
+        _ tokenizer: inout TokenizerDescription, metadata: inout Metadata, to graph: ModelGraph, path: String
+    ) throws {
         guard let rows = graph[Self.embedding]?.info.shape.dimensions.first else { return }
         let count = tokenizer.tokens.count
         guard count <= rows else {
@@ -138,10 +146,16 @@ public struct GGUFWriter: FormatWriter {
                     "\(count) tokens, but tensor '\(Self.embedding)' has \(rows) rows: ids \(rows) and up "
                     + "would have no embedding (llama.cpp refuses such a file)")
         }
-        if !tokenizer.tokenTypes.isEmpty, tokenizer.tokenTypes.count == count {
-            tokenizer.tokenTypes += [Int32](repeating: 5, count: rows - count)  // llama.cpp's UNUSED
-        }
+        guard count < rows else { return }
+        // The pads are UNUSED (5), the others as given or NORMAL (1); per-token scores, where a
+        // SentencePiece vocabulary has them, get llama.cpp's converter's -1000 for each pad.
+        if tokenizer.tokenTypes.count != count { tokenizer.tokenTypes = [Int32](repeating: 1, count: count) }
+        tokenizer.tokenTypes += [Int32](repeating: 5, count: rows - count)
         tokenizer.tokens += (count..<rows).map { "[PAD\($0)]" }
+        if case .array(let element, let scores) = metadata["tokenizer.ggml.scores"], scores.count == count {
+            let pad: MetadataValue = element == .float64 ? .float64(-1000) : .float32(-1000)
+            metadata["tokenizer.ggml.scores"] = .array(element, scores + Array(repeating: pad, count: rows - count))
+        }
     }
 
     private static func writeString(_ string: String, to writer: BinaryWriter) throws {

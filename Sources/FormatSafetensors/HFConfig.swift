@@ -83,11 +83,15 @@ enum HFConfig {
             let type =
                 try string(object, "rope_type", field: "rope_scaling.rope_type")
                 ?? string(object, "type", field: "rope_scaling.type") ?? "linear"
-            scaling = LlamaConfig.RopeScaling(
-                type: type, factor: try number(object, "factor", field: "rope_scaling.factor") ?? 1,
-                originalContextLength: object["original_max_position_embeddings"]?.intValue,
-                lowFrequencyFactor: try number(object, "low_freq_factor", field: "rope_scaling.low_freq_factor"),
-                highFrequencyFactor: try number(object, "high_freq_factor", field: "rope_scaling.high_freq_factor"))
+            // transformers spells "no scaling" as rope_type "default" (older files: "none").
+            if type != "default", type != "none" {
+                scaling = LlamaConfig.RopeScaling(
+                    type: type, factor: try number(object, "factor", field: "rope_scaling.factor") ?? 1,
+                    originalContextLength: object["original_max_position_embeddings"]?.intValue,
+                    lowFrequencyFactor: try number(object, "low_freq_factor", field: "rope_scaling.low_freq_factor"),
+                    highFrequencyFactor: try number(
+                        object, "high_freq_factor", field: "rope_scaling.high_freq_factor"))
+            }
         }
         return LlamaConfig(
             architecture: "llama", hiddenSize: hidden, layerCount: try int("num_hidden_layers"), headCount: heads,
@@ -144,7 +148,11 @@ enum HFConfig {
         } else {
             fields.append(("rope_scaling", .null))
         }
-        if let torchDType { fields.append(("torch_dtype", .string(torchDType))) }
+        if let torchDType {
+            // transformers 4.56 and later write "dtype"; a file that has only that key keeps its spelling.
+            let key = original?["dtype"] != nil && original?["torch_dtype"] == nil ? "dtype" : "torch_dtype"
+            fields.append((key, .string(torchDType)))
+        }
         if let tokenizer {
             if let bos = tokenizer.bosTokenID { fields.append(("bos_token_id", .int(bos))) }
             if let eos = tokenizer.eosTokenID { fields.append(("eos_token_id", .int(eos))) }

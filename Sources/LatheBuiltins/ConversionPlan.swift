@@ -47,14 +47,13 @@ public struct ConversionPlan {
     /// its own type when the target can hold it, else F32. A rule's block type applies to weight
     /// matrices only, as `--type` does: a norm vector in Q8_0 is what no runtime expects, and a
     /// quantized online rotation (`OnlineTransforms.isTransformTensor`) changes every product through it.
-    /// GGUF gets a half-precision vector that no rule names as F32, exactly, as llama.cpp's converter
-    /// stores every vector: ggml's CPU multiply has no F32-by-BF16 kernel, so a BF16 norm weight
-    /// aborts llama.cpp.
-    func target(for tensor: Tensor, supports: (DType) -> Bool, writerID: String) -> DType {
+    /// A tensor no rule names gets the writer's preferred encoding when it has one
+    /// (`FormatWriter.preferredType`: GGUF's F32 vectors).
+    func target(for tensor: Tensor, writer: any FormatWriter.Type) -> DType {
         if let rule = rule(for: tensor) { return rule.dtype }
         if let defaultType, Self.isWeightMatrix(tensor) { return defaultType }
-        if writerID == "gguf", tensor.info.shape.rank == 1, [.f16, .bf16].contains(tensor.info.dtype) { return .f32 }
-        return supports(tensor.info.dtype) ? tensor.info.dtype : .f32
+        if let preferred = writer.preferredType(for: tensor.info) { return preferred }
+        return writer.supports(tensor.info.dtype) ? tensor.info.dtype : .f32
     }
 
     func rule(for tensor: Tensor) -> Rule? {
@@ -66,9 +65,10 @@ public struct ConversionPlan {
     }
 
     /// Checks every tensor's conversion, then returns the graph with conversions deferred.
-    public func apply(
-        to graph: ModelGraph, supports: (DType) -> Bool, writerID: String, diagnostics: Diagnostics
-    ) throws -> ModelGraph {
+    public func apply(to graph: ModelGraph, writer: any FormatWriter.Type, diagnostics: Diagnostics) throws
+        -> ModelGraph
+    {
+        let (supports, writerID) = (writer.supports, writer.formatID)
         var result = graph
         var fallbacks: [Tensor] = []
         var blockFallbacks: [(name: String, from: DType)] = []
@@ -77,7 +77,7 @@ public struct ConversionPlan {
                 "--tensor-type \(rule.text) matches no tensor (the regex is searched in HF and GGUF names)")
         }
         for tensor in graph.tensors {
-            var dtype = target(for: tensor, supports: supports, writerID: writerID)
+            var dtype = target(for: tensor, writer: writer)
             if let fallbackType, case .quantized(.ggml(let type)) = dtype,
                 (tensor.info.shape.dimensions.last ?? 1) % type.blockSize != 0
             {
@@ -102,13 +102,12 @@ public struct ConversionPlan {
             do { _ = try info.byteCount() } catch {
                 var inner = error
                 if case .inTensor(_, let wrapped) = error { inner = wrapped }
-                guard fallbackType == nil, case .invalidShape(let dimensions, let reason) = inner else { throw error }
-                throw LatheError.inTensor(
-                    tensor.name,
-                    .invalidShape(
-                        dimensions,
-                        reason: reason
-                            + " (--fallback-type q5_0, say, encodes such matrices otherwise, as llama-quantize does)"))
+                guard case .invalidShape(let dimensions, let reason) = inner else { throw error }
+                let hint =
+                    fallbackType == nil
+                    ? " (--fallback-type q5_0, say, encodes such matrices otherwise, as llama-quantize does)"
+                    : blockFallbacks.last?.name == tensor.name ? " (the --fallback-type does not fit either)" : ""
+                throw LatheError.inTensor(tensor.name, .invalidShape(dimensions, reason: reason + hint))
             }
             if !supports(tensor.info.dtype), rule(for: tensor) == nil,
                 defaultType == nil || !Self.isWeightMatrix(tensor)

@@ -77,18 +77,18 @@ public struct ModelComparison {
         return canonical(a).serialized() == canonical(b).serialized()
     }
 
-    /// Keys sorted, numbers by value, and a merge given as a pair of strings written "a b".
+    /// Keys sorted, numbers by value, and a merge given as one "a b" string written as a pair.
     static func canonical(_ value: JSONValue, key: String = "") -> JSONValue {
         switch value {
         case .object(let entries):
             return .object(entries.sorted { $0.key < $1.key }.map { ($0.key, canonical($0.value, key: $0.key)) })
         case .array(let items) where key == "merges":
+            // "a b" is the pair ["a", "b"]; a pair's parts may hold spaces, so pairs are the common form.
             return .array(
                 items.map { item in
-                    guard let pair = item.arrayValue, pair.count == 2, let left = pair[0].stringValue,
-                        let right = pair[1].stringValue
-                    else { return canonical(item) }
-                    return .string("\(left) \(right)")
+                    let parts = item.stringValue?.split(separator: " ", omittingEmptySubsequences: false)
+                    guard let parts, parts.count == 2 else { return canonical(item) }
+                    return .array(parts.map { .string(String($0)) })
                 })
         case .array(let items):
             return .array(items.map { canonical($0) })
@@ -131,7 +131,9 @@ public struct ModelComparison {
 
     /// How two tokenizers differ, one phrase per difference (none: they tokenize alike).
     public static func compare(_ a: TokenizerDescription?, _ b: TokenizerDescription?) -> [String] {
-        guard let a, let b else { return a == nil && b == nil ? [] : ["only one model has a tokenizer"] }
+        guard let a = a.map(unpadded), let b = b.map(unpadded) else {
+            return a == nil && b == nil ? [] : ["only one model has a tokenizer"]
+        }
         var differences: [String] = []
         if a.model != b.model { differences.append("model \(a.model) vs \(b.model)") }
         if a.preTokenizer != b.preTokenizer {
@@ -149,6 +151,19 @@ public struct ModelComparison {
             differences.append("\(name) id \(x.map(String.init) ?? "none") vs \(y.map(String.init) ?? "none")")
         }
         return differences
+    }
+
+    /// The tokenizer without the unused `[PADn]` tokens GGUF adds up to the embedding's rows (as
+    /// llama.cpp's converter does): a model and its GGUF have one vocabulary.
+    static func unpadded(_ tokenizer: TokenizerDescription) -> TokenizerDescription {
+        var result = tokenizer
+        while let last = result.tokens.last, last == "[PAD\(result.tokens.count - 1)]",
+            result.tokenTypes.count != result.tokens.count || result.tokenTypes.last == 5
+        {
+            result.tokens.removeLast()
+            if result.tokenTypes.count > result.tokens.count { result.tokenTypes.removeLast() }
+        }
+        return result
     }
 
     public func text(all: Bool) -> String {

@@ -16,7 +16,8 @@ struct Convert: ParsableCommand {
             without an extension is an HF directory). Writing lpack packs the matrices a recipe quantized \
             (quantize-weights) as int4/int8 codes with per-row scales, losslessly; --compress zstd compresses \
             each member (smaller, but no longer mapped in place). --type sets the encoding of every weight matrix (1-D tensors such as \
-            norms, and a ResQ model's online rotations, keep theirs); --tensor-type REGEX=TYPE overrides it for \
+            norms, and a ResQ model's online rotations, keep theirs, except that GGUF stores half-precision \
+            vectors as F32, which llama.cpp needs); --tensor-type REGEX=TYPE overrides it for \
             tensors whose HF or GGUF name matches (first match wins; a block type such as q8_0 applies to weight \
             matrices only, a float type to any tensor). A type that does not fit a tensor (a row that is not a whole number of blocks) is an error \
             naming the tensor, or with --fallback-type TYPE that type, in a warning that lists them. Without --type, encodings the target cannot store (ggml blocks in safetensors) are \
@@ -105,6 +106,9 @@ struct Convert: ParsableCommand {
         if loadedRecipe != nil, type != nil || !tensorTypes.isEmpty || fallbackType != nil {
             throw UsageError("--recipe decides every encoding; drop --type, --tensor-type and --fallback-type")
         }
+        if fallbackType != nil, type == nil, tensorTypes.isEmpty {
+            throw UsageError("--fallback-type stands in for the block type --type or --tensor-type chooses; give one")
+        }
         // --to, then the output's extension, then the recipe's first output, then a directory (hf).
         let named =
             ["gguf", "safetensors", "lpack"].contains(outputURL.pathExtension.lowercased())
@@ -172,9 +176,9 @@ struct Convert: ParsableCommand {
         let finish = { (graph: ModelGraph) throws -> ModelGraph in
             try plan.apply(
                 to: try LatheEnvironment.registry.prepare(graph, for: formatID, diagnostics: printer.diagnostics),
-                supports: Swift.type(of: writer).supports, writerID: formatID, diagnostics: printer.diagnostics)
+                writer: Swift.type(of: writer), diagnostics: printer.diagnostics)
         }
-        let converted =
+        let (converted, unfinished) =
             try loadedRecipe.map {
                 // The recipe's steps run; its output is the one named on the command line.
                 try RecipeRunner(
@@ -183,13 +187,11 @@ struct Convert: ParsableCommand {
                 ).run(
                     on: source, registry: LatheEnvironment.registry, format: formatID, withManifest: !noManifest,
                     finish: finish)
-            }
-            // A recipe output converted again: its manifest's tensor table lists what this file holds.
-            ?? Provenance.recordingEncodings(of: finish(source))
-        let graph =
-            formatID == "gguf"
-            ? try Self.prepareGGUF(
-                converted, forLlamaCpp: forLlamaCpp, diagnostics: printer.diagnostics) : converted
+            } ?? (finish(source), source)
+        // The manifest's tensor table lists what this file holds (a recipe output converted again too).
+        let graph = try Provenance.recordingEncodings(
+            of: formatID == "gguf"
+                ? Self.prepareGGUF(converted, forLlamaCpp: forLlamaCpp, diagnostics: printer.diagnostics) : converted)
         let report = try writer.write(
             graph, to: outputURL,
             options: WriteOptions(
@@ -197,17 +199,17 @@ struct Convert: ParsableCommand {
         var reports = [(formatID, report)]
         for (extra, url) in extraOutputs {
             let extraWriter = try LatheEnvironment.registry.writer(extra)
-            // Each further output is prepared for its own format, as the named one was: packed for
-            // lpack (an lpack beside a safetensors output was written unpacked, 3× the size), GGUF's
-            // names and metadata for gguf; its manifest lists the encodings it holds.
-            var source = try LatheEnvironment.registry.prepare(converted, for: extra, diagnostics: printer.diagnostics)
+            // Each further output is prepared for its own format from the steps' result, as the named
+            // one was: packed for lpack (an lpack beside a safetensors output was written unpacked, 3×
+            // the size), GGUF's vectors, names and metadata for gguf (an hf output beside a named lpack
+            // got its packed matrices, at F32); its manifest lists the encodings it holds.
+            var source = try plan.apply(
+                to: LatheEnvironment.registry.prepare(unfinished, for: extra, diagnostics: printer.diagnostics),
+                writer: Swift.type(of: extraWriter), diagnostics: printer.diagnostics)
             if extra == "gguf" {
                 source = try Self.prepareGGUF(source, forLlamaCpp: forLlamaCpp, diagnostics: printer.diagnostics)
             }
-            let extraGraph = try Provenance.recordingEncodings(
-                of: plan.apply(
-                    to: source, supports: Swift.type(of: extraWriter).supports, writerID: extra,
-                    diagnostics: printer.diagnostics))
+            let extraGraph = try Provenance.recordingEncodings(of: source)
             reports.append(
                 (
                     extra,

@@ -185,10 +185,13 @@ struct RecipeRunner {
 
     /// Runs the recipe's passes, then `finish` (the writer's encoding fallbacks), and returns the
     /// converted graph with its manifest (unless disabled).
+    /// Runs the steps and returns the named output's graph (`finish`ed: prepared for its format) and
+    /// the steps' own result, from which each further output is prepared for its format; both carry
+    /// the manifest.
     func run(
         on source: ModelGraph, registry: Registry, format: String, withManifest: Bool,
         finish: (ModelGraph) throws -> ModelGraph
-    ) throws -> ModelGraph {
+    ) throws -> (output: ModelGraph, steps: ModelGraph) {
         var resolved = recipe
         // The outputs convert writes: the command line's, standing for the recipe's first, then the
         // recipe's further formats beside it. Strictness and the manifest concern only these.
@@ -236,12 +239,12 @@ struct RecipeRunner {
             ? try calibration(
                 for: source, weights: sourceWeights, calibratesInPipeline: calibratesInPipeline, textDigest: textDigest)
             : PassContext()
-        var graph = try finish(
-            Pipeline.run(passes, on: start, context: context, diagnostics: diagnostics, startingAt: first) {
-                step, graph in
-                try checkpoints?.save(graph, after: step)
-            })
-        guard withManifest else { return graph }
+        var steps = try Pipeline.run(passes, on: start, context: context, diagnostics: diagnostics, startingAt: first) {
+            step, graph in
+            try checkpoints?.save(graph, after: step)
+        }
+        var graph = try finish(steps)
+        guard withManifest else { return (graph, steps) }
         let verification = try evaluation(base: source, weights: sourceWeights, candidate: graph)
         let manifest = try Provenance.manifest(
             recipe: resolved, input: input, inputDigests: try digests(),
@@ -251,7 +254,8 @@ struct RecipeRunner {
             seed: try calibrationSeed(),
             graph: graph, verification: verification)
         graph.metadata[Provenance.metadataKey] = .string(manifest.serialized())
-        return graph
+        steps.metadata[Provenance.metadataKey] = graph.metadata[Provenance.metadataKey]
+        return (graph, steps)
     }
 }
 

@@ -69,6 +69,10 @@ public protocol FormatWriter: Sendable {
     /// Whether the writer makes one file or a directory with these parameters (what `--force` may
     /// replace at the destination, `AtomicOutput.check`).
     static func outputKind(parameters: [String: String]) -> AtomicOutput.Kind
+    /// The encoding the format would rather store a tensor in than the one it has, losslessly (GGUF:
+    /// F32 for half-precision vectors, which llama.cpp's CPU kernels need), or nil. `lathe convert`
+    /// applies it unless a `--tensor-type` rule names the tensor, and `lathe plan` counts it.
+    static func preferredType(for info: TensorInfo) -> DType?
 
     init()
     func write(_ graph: ModelGraph, to url: URL, options: WriteOptions) throws -> WriteReport
@@ -78,4 +82,5 @@ extension FormatWriter {
     public static var parameterNames: [String] { [] }
     public static func validate(parameters: [String: String]) throws(LatheError) {}
     public static func outputKind(parameters: [String: String]) -> AtomicOutput.Kind { .file }
+    public static func preferredType(for info: TensorInfo) -> DType? { nil }
 }

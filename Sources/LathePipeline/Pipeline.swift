@@ -109,6 +109,11 @@ public enum Pipeline {
                         problem: (error as? LatheError)?.errorDescription ?? "\(error)")
                 }
             }
+            for tensor in written.tensors {
+                guard let preferred = type(of: writer).preferredType(for: tensor.info) else { continue }
+                try written.replace(
+                    shadowTensor(TensorInfo(name: tensor.name, dtype: preferred, shape: tensor.info.shape)))
+            }
             var fallbacks: [TensorDecision] = []
             for tensor in written.tensors where !type(of: writer).supports(tensor.info.dtype) {
                 if isStrict {

@@ -61,7 +61,8 @@ public enum Provenance {
     /// `graph` with its manifest's tensor table (if it has a manifest) giving the encodings it holds:
     /// a recipe's further outputs store what their format can, which may differ from the first's.
     public static func recordingEncodings(of graph: ModelGraph) throws -> ModelGraph {
-        guard let text = graph.metadata[metadataKey]?.stringValue, case .object(var fields) = try JSONValue.parse(text)
+        // A manifest that is not a JSON object is carried as it is, not refused here.
+        guard let text = graph.metadata[metadataKey]?.stringValue, case .object(var fields) = try? JSONValue.parse(text)
         else { return graph }
         let table = JSONValue.object(graph.tensors.map { ($0.name, .string("\($0.info.dtype)")) })
         if let index = fields.firstIndex(where: { $0.key == "tensors" }) { fields[index].value = table }

@@ -24,6 +24,8 @@ public struct VerificationResult: Sendable {
         let position = q * Double(values.count - 1)
         let low = Int(position)
         let high = min(low + 1, values.count - 1)
+        // On a rank exactly, that value (an infinite neighbour would make 0 · ∞ a NaN).
+        guard position > Double(low) else { return values[low] }
         return values[low] + (position - Double(low)) * (values[high] - values[low])
     }
 

@@ -366,6 +366,17 @@ struct HFConfigFieldTests {
                 String(contentsOf: model.appendingPathComponent("config.json"), encoding: .utf8))
             #expect(config["torch_dtype"] == .string(name))
         }
+        // A config that spells it "dtype" (transformers 4.56 and later) keeps that spelling alone.
+        let newer = try model(in: directory, editing: "config.json") { fields in
+            fields.removeAll { $0.key == "torch_dtype" }
+            fields.append(("dtype", .string("float32")))
+        }
+        let again = directory.appendingPathComponent("again")
+        _ = try HFDirectoryWriter().write(
+            HFDirectoryReader().read(newer, options: ReadOptions()), to: again, options: WriteOptions())
+        let rewritten = try JSONValue.parse(
+            String(contentsOf: again.appendingPathComponent("config.json"), encoding: .utf8))
+        #expect(rewritten["dtype"] == .string("float32") && rewritten["torch_dtype"] == nil)
     }
 
     /// The tiny model as an HF directory whose config.json has `key` set to `value` (JSON text).

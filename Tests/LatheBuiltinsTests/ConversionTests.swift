@@ -93,6 +93,14 @@ struct ConversionTests {
         try JSONSerialization.data(withJSONObject: tokenizerJSON).write(to: tokenizerURL)
         let sameFiles = try ModelComparison(b, ModelInput.open(reformatted))
         #expect(sameFiles.identical, "\(sameFiles.text(all: false))")
+        // Pairs exist so that a merge's parts may hold spaces: ["a b", "c"] and ["a", "b c"] differ.
+        func carrying(_ merges: String) throws -> ModelGraph {
+            var graph = try ModelGraph(source: "merges")
+            graph.metadata["tokenizer.huggingface.json"] = .string(#"{"model":{"merges":\#(merges)}}"#)
+            return graph
+        }
+        #expect(try ModelComparison(carrying(#"[["a b","c"]]"#), carrying(#"[["a","b c"]]"#)).changedKeys.count == 1)
+        #expect(try ModelComparison(carrying(#"["a b"]"#), carrying(#"[["a","b"]]"#)).identical)
         let generationURL = reformatted.appendingPathComponent("generation_config.json")
         var generation = try #require(
             JSONSerialization.jsonObject(with: Data(contentsOf: generationURL)) as? [String: Any])
@@ -166,12 +174,21 @@ struct ConversionTests {
                 info: TensorInfo(
                     name: "model.embed_tokens.weight", dtype: .f32, shape: [config.vocabSize + 2, config.hiddenSize]),
                 storage: TensorStorage(values: embedding + [Float](repeating: 0, count: 2 * config.hiddenSize))))
+        // A SentencePiece-style score per token, as llama.cpp's converter pads it.
+        padded.metadata["tokenizer.ggml.scores"] = .array(.float32, (0..<tokens).map { .float32(-Float($0)) })
         let paddedURL = work.appendingPathComponent("padded.gguf")
         _ = try LatheBuiltins.registry.writer("gguf").write(padded, to: paddedURL, options: WriteOptions())
-        let read = try #require(ModelInput.open(paddedURL).tokenizer)
+        let paddedGraph = try ModelInput.open(paddedURL)
+        let read = try #require(paddedGraph.tokenizer)
         #expect(read.tokens.count == tokens + 2)
         #expect(Array(read.tokens.suffix(2)) == ["[PAD\(tokens)]", "[PAD\(tokens + 1)]"])
-        #expect(read.tokenTypes.isEmpty || Array(read.tokenTypes.suffix(2)) == [5, 5])
+        #expect(read.tokenTypes.count == tokens + 2 && Array(read.tokenTypes.suffix(2)) == [5, 5])
+        let scores = try #require(paddedGraph.metadata["tokenizer.ggml.scores"]?.arrayValue)
+        #expect(scores.count == tokens + 2 && scores.last == .float32(-1000))
+        // The pads are not a difference between a model and its GGUF (diff, verify).
+        #expect(
+            ModelComparison.compare(padded.tokenizer, read).isEmpty,
+            "\(ModelComparison.compare(padded.tokenizer, read))")
 
         // Longer: a token added to the tokenizer without resizing the model.
         var longer = try TinyModel.graph()
@@ -426,6 +443,11 @@ struct ConversionTests {
             fallback.errors.contains("\(fellBack) matrices in Q5_0 instead of Q4_K (--fallback-type)"),
             "\(fallback.errors)")
         try FileManager.default.removeItem(at: fallbackURL)
+        let alone = message(runLathe(["convert", input.path, "-o", fallbackURL.path, "--fallback-type", "q5_0"]))
+        #expect(alone.contains("--fallback-type stands in for the block type"), "\(alone)")
+        let unfit = message(
+            runLathe(["convert", input.path, "-o", fallbackURL.path, "--type", "q4_k", "--fallback-type", "q6_k"]))
+        #expect(unfit.contains("the --fallback-type does not fit either"), "\(unfit)")
         let unknown = runLathe([
             "convert", input.path, "-o", work.appendingPathComponent("out.gguf").path, "--type", "q3_x",
         ])

@@ -81,6 +81,43 @@ struct PackedExportTests {
         #expect(planned.outputs[0].bytes == (try graph.totals().bytes))
         #expect(planned.outputs[0].fallbacks.count == graph.tensors.filter { $0.info.shape.rank == 2 }.count)
         #expect(planned.outputs[1].fallbacks.isEmpty && planned.outputs[1].bytes < planned.outputs[0].bytes)
+
+        // GGUF's F32 vectors (from a BF16 checkpoint) are counted as written.
+        var half = try TinyModel.graph()
+        for tensor in half.tensors { try half.replace(TensorCodec.convert(tensor, to: .bf16)) }
+        let halfURL = work.appendingPathComponent("bf16.safetensors")
+        _ = try LatheBuiltins.registry.writer("safetensors").write(half, to: halfURL, options: WriteOptions())
+        let toGGUF = try Recipe.parse("outputs:\n  - format: gguf\n", source: "gguf.yaml") {
+            try RecipeLibrary.load($0)
+        }
+        let (_, ggufPlan) = try Pipeline.plan(toGGUF, for: ModelInput.open(halfURL), registry: LatheBuiltins.registry)
+        let ggufURL = work.appendingPathComponent("bf16.gguf")
+        #expect(runLathe(["convert", halfURL.path, "-o", ggufURL.path]) == nil)
+        #expect(ggufPlan.outputs[0].bytes == (try ModelInput.open(ggufURL).totals().bytes))
+    }
+
+    @Test(
+        "each output of a recipe is prepared from the steps' result: an HF output beside a named lpack is not unpacked")
+    func furtherOutputsFromTheSteps() throws {
+        let work = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let source = work.appendingPathComponent("w4a4.safetensors")
+        let original = try writeTiny(Self.quantized, to: source)
+        let recipe = work.appendingPathComponent("both.yaml")
+        try "name: both\noutputs:\n  - format: lpack\n  - format: hf\n".write(
+            to: recipe, atomically: true, encoding: .utf8)
+        let result = try LatheProcess.capture([
+            "convert", source.path, "--recipe", recipe.path, "-o", work.appendingPathComponent("m.lpack").path,
+        ])
+        #expect(result.status == 0, "\(result.errors)")
+        // The HF output got the steps' F32 matrices, not the lpack's packed ones dequantized with a warning.
+        #expect(!result.errors.contains("converted to F32"), "\(result.errors)")
+        let hf = try ModelInput.open(work.appendingPathComponent("m.hf"))
+        for tensor in original.tensors where tensor.name.hasSuffix("_proj.weight") {
+            #expect(try TensorCodec.decode(hf.tensor(named: tensor.name)) == TensorCodec.decode(tensor))
+        }
+        let packed = try ModelInput.open(work.appendingPathComponent("m.lpack"))
+        #expect(packed.tensors.contains { if case .quantized(.packed) = $0.info.dtype { true } else { false } })
     }
 
     @Test("a recipe output converted again records the new file's encodings in its manifest")

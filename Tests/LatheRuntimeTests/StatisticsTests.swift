@@ -14,6 +14,7 @@ struct StatisticsTests {
         #expect(abs(VerificationResult.quantile(0.99, ofSorted: [0, 10, 20, 30]) - 29.7) < 1e-12)
         #expect(VerificationResult.quantile(1, ofSorted: [3, 7]) == 7)
         #expect(VerificationResult.quantile(0.99, ofSorted: [5]) == 5)
+        #expect(VerificationResult.quantile(0.5, ofSorted: [1, 2, .infinity]) == 2)  // not 0 · ∞
     }
 
     @Test("the perplexity's standard error is llama-perplexity's, and undefined (NaN, JSON null) for one token")

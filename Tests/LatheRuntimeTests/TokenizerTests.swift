@@ -212,8 +212,7 @@ struct RealModelRuntimeTests {
         let graph = try ModelInput.open(Fixtures.smolLM2)
         let writer = try LatheBuiltins.registry.writer("safetensors")
         let plan = ConversionPlan(defaultType: nil, rules: [])
-        let f32 = try plan.apply(
-            to: graph, supports: type(of: writer).supports, writerID: "safetensors", diagnostics: .silent)
+        let f32 = try plan.apply(to: graph, writer: type(of: writer), diagnostics: .silent)
         _ = try writer.write(f32, to: converted, options: WriteOptions())
         let tokenizer = try BPETokenizer(graph.tokenizer!)
         let tokens = tokenizer.encode(String(decoding: try Data(contentsOf: Self.wikitext).prefix(2000), as: UTF8.self))
