@@ -8,7 +8,9 @@ struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check a model file: its structure, its checksums (lpack), and optionally every value.",
         discussion: """
-            Every format's header rules are applied as when reading. An lpack file is checked further: \
+            Every format's header rules are applied as when reading, and a Llama config is checked against the \
+            tensors (its layers, its embedding's shape, and no more tokens than the embedding has rows). An \
+            lpack file is checked further: \
             its manifest and each member against their XXH64 checksums (a flipped byte is reported with the \
             tensor it hit), each zstd member inflated to its size, the padding between members zero and \
             nothing after the last, as the writer leaves them. --values also decodes every tensor and \

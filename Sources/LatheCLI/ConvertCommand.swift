@@ -20,8 +20,9 @@ struct Convert: ParsableCommand {
             vectors as F32, which llama.cpp needs); --tensor-type REGEX=TYPE overrides it for \
             tensors whose HF or GGUF name matches (first match wins; a block type such as q8_0 applies to weight \
             matrices only, a float type to any tensor). A type that does not fit a tensor (a row that is not a whole number of blocks) is an error \
-            naming the tensor, or with --fallback-type TYPE that type, in a warning that lists them. Without --type, encodings the target cannot store (ggml blocks in safetensors) are \
-            dequantized to F32 with a warning.
+            naming the tensor, or with --fallback-type TYPE that type, in a warning that lists them. A tensor whose \
+            encoding the target cannot store and that neither --type nor a rule re-encodes (ggml blocks in \
+            safetensors, U32 in GGUF) is converted to F32, with a warning naming it.
 
             The output is written beside the destination and renamed into place when complete; an existing \
             output is kept unless --force is given. Memory stays near one tensor: inputs are mapped, and each \

@@ -12,9 +12,10 @@ struct Diff: ParsableCommand {
             tensor by tensor. Reported: metadata keys added, removed or changed (except the keys that only describe \
             a file's encoding or provenance: general.file_type, general.quantization_version, general.alignment, \
             lathe.manifest; and the source files a conversion carries along, lathe.hf.* and \
-            tokenizer.huggingface.json, which are compared when both models have them and listed, not counted, \
-            when only one does, since the config and tokenizer comparisons cover their content); tokenizer \
-            differences; tensors \
+            tokenizer.huggingface.json, which are compared by content when both models have them (keys in any \
+            order, numbers by value, merges as pairs or strings) and listed, not counted, when only one does, \
+            since the config and tokenizer comparisons cover their content); tokenizer differences (not the \
+            unused [PADn] tokens GGUF adds up to the embedding's rows); tensors \
             present in one only or with another shape; and for every shared tensor the relative L2 error \
             ‖b − a‖ / ‖a‖ and the largest absolute difference after dequantization (one tensor at a time).
 
