@@ -149,10 +149,13 @@ struct Plan: ParsableCommand {
             (
                 "fallbacks",
                 .array(
-                    plan.fallbacks.map {
-                        .object([
-                            ("tensor", .string($0.tensor)), ("from", .string("\($0.from)")), ("to", .string("F32")),
-                        ])
+                    plan.outputs.flatMap { output in
+                        output.fallbacks.map {
+                            .object([
+                                ("tensor", .string($0.tensor)), ("from", .string("\($0.from)")), ("to", .string("F32")),
+                                ("output", .string(output.format)),
+                            ])
+                        }
                     })
             ),
             (

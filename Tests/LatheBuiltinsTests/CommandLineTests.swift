@@ -514,6 +514,18 @@ struct CommandLineTests {
         let steps = try #require(plan["steps"]?.arrayValue)
         #expect(steps.compactMap { $0["pass"]?.stringValue }.sorted() == recipe.steps.map(\.pass).sorted())
         #expect(plan["recipe"] == .string("resq-w4a4kv4"))
+        // A lenient recipe's fallbacks say which output they belong to, and each output counts its own.
+        let lenient = work.appendingPathComponent("lenient.yaml")
+        try
+            "steps:\n  - pass: quantize-ggml\n    options: {type: q8_0}\noutputs:\n  - format: gguf\n  - format: safetensors\nstrict: false\n"
+            .write(to: lenient, atomically: true, encoding: .utf8)
+        let lenientPlan = try LatheProcess.capture(["plan", lenient.path, url.path, "--json"])
+        #expect(lenientPlan.status == 0, "\(lenientPlan.errors)")
+        let lenientJSON = try JSONValue.parse(lenientPlan.output)
+        let fallbacks = try #require(lenientJSON["fallbacks"]?.arrayValue)
+        #expect(!fallbacks.isEmpty && fallbacks.allSatisfy { $0["output"] == .string("safetensors") })
+        let outputs = try #require(lenientJSON["outputs"]?.arrayValue)
+        #expect(outputs.map { $0["fallbacks"] } == [.int(0), .int(fallbacks.count)])
         // Each step decides once per tensor (rotate listed v_proj and o_proj twice, for U_A and U_B).
         let detailed = try LatheProcess.capture(["plan", "resq-w4a4kv4", url.path, "--json", "--tensors"])
         for step in try #require(JSONValue.parse(detailed.output)["steps"]?.arrayValue) {
