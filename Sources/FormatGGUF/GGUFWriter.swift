@@ -113,12 +113,7 @@ public struct GGUFWriter: FormatWriter {
             try fitVocabulary(&tokenizer, metadata: &metadata, to: graph, path: path)
             tokenizer.store(in: &metadata)
         }
-        var counts: [DType: Int] = [:]
-        for tensor in graph.tensors where tensor.info.shape.rank >= 2 { counts[tensor.info.dtype, default: 0] += 1 }
-        if let majority = counts.max(by: { $0.value < $1.value || ($0.value == $1.value && "\($0.key)" > "\($1.key)") }
-        )?.key,
-            let fileType = GGMLTypeID.fileType(majority)
-        {
+        if let majority = graph.majorityMatrixEncoding, let fileType = GGMLTypeID.fileType(majority) {
             metadata["general.file_type"] = .uint32(fileType)
         }
         if graph.tensors.contains(where: { if case .quantized = $0.info.dtype { true } else { false } }) {
@@ -146,15 +141,12 @@ public struct GGUFWriter: FormatWriter {
                     "\(count) tokens, but tensor '\(Self.embedding)' has \(rows) rows: ids \(rows) and up "
                     + "would have no embedding (llama.cpp refuses such a file)")
         }
-        guard count < rows else { return }
-        // The pads are UNUSED (5), the others as given or NORMAL (1); per-token scores, where a
-        // SentencePiece vocabulary has them, get llama.cpp's converter's -1000 for each pad.
-        if tokenizer.tokenTypes.count != count { tokenizer.tokenTypes = [Int32](repeating: 1, count: count) }
-        tokenizer.tokenTypes += [Int32](repeating: 5, count: rows - count)
-        tokenizer.tokens += (count..<rows).map { "[PAD\($0)]" }
-        if case .array(let element, let scores) = metadata["tokenizer.ggml.scores"], scores.count == count {
+        let added = tokenizer.pad(toCount: rows)
+        // Per-token scores, where a SentencePiece vocabulary has them, get llama.cpp's converter's
+        // -1000 for each pad.
+        if added > 0, case .array(let element, let scores) = metadata["tokenizer.ggml.scores"], scores.count == count {
             let pad: MetadataValue = element == .float64 ? .float64(-1000) : .float32(-1000)
-            metadata["tokenizer.ggml.scores"] = .array(element, scores + Array(repeating: pad, count: rows - count))
+            metadata["tokenizer.ggml.scores"] = .array(element, scores + Array(repeating: pad, count: added))
         }
     }
 

@@ -107,9 +107,7 @@ enum HFConfig {
     /// The `torch_dtype` of a model whose matrices are mostly `dtype` (transformers loads in float32
     /// when the key is absent, so a BF16 model would double in memory), or nil for other encodings.
     static func torchDType(_ graph: ModelGraph) -> String? {
-        var counts: [DType: Int] = [:]
-        for tensor in graph.tensors where tensor.info.shape.rank >= 2 { counts[tensor.info.dtype, default: 0] += 1 }
-        switch counts.max(by: { ($0.value, "\($1.key)") < ($1.value, "\($0.key)") })?.key {
+        switch graph.majorityMatrixEncoding {
         case .f32: return "float32"
         case .f16: return "float16"
         case .bf16: return "bfloat16"

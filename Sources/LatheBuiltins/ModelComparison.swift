@@ -131,7 +131,8 @@ public struct ModelComparison {
 
     /// How two tokenizers differ, one phrase per difference (none: they tokenize alike).
     public static func compare(_ a: TokenizerDescription?, _ b: TokenizerDescription?) -> [String] {
-        guard let a = a.map(unpadded), let b = b.map(unpadded) else {
+        // GGUF's [PADn] tokens are no difference: a model and its GGUF have one vocabulary.
+        guard let a = a?.unpadded, let b = b?.unpadded else {
             return a == nil && b == nil ? [] : ["only one model has a tokenizer"]
         }
         var differences: [String] = []
@@ -151,19 +152,6 @@ public struct ModelComparison {
             differences.append("\(name) id \(x.map(String.init) ?? "none") vs \(y.map(String.init) ?? "none")")
         }
         return differences
-    }
-
-    /// The tokenizer without the unused `[PADn]` tokens GGUF adds up to the embedding's rows (as
-    /// llama.cpp's converter does): a model and its GGUF have one vocabulary.
-    static func unpadded(_ tokenizer: TokenizerDescription) -> TokenizerDescription {
-        var result = tokenizer
-        while let last = result.tokens.last, last == "[PAD\(result.tokens.count - 1)]",
-            result.tokenTypes.count != result.tokens.count || result.tokenTypes.last == 5
-        {
-            result.tokens.removeLast()
-            if result.tokenTypes.count > result.tokens.count { result.tokenTypes.removeLast() }
-        }
-        return result
     }
 
     public func text(all: Bool) -> String {

@@ -173,12 +173,21 @@ struct Convert: ParsableCommand {
         // Tensors the passes compute wait beside the output, mapped, not in memory.
         source.spill = SpillStore(
             directory: outputURL.deletingLastPathComponent(), prefix: outputURL.lastPathComponent)
-        // Encodings the target cannot store fall back to F32 (a strict recipe has refused them already).
-        let finish = { (graph: ModelGraph) throws -> ModelGraph in
+        // Every output, the named one and each further one, is made from the steps' result the same
+        // way: the writer's preparation (lpack packs the quantized matrices), the encodings (fallbacks
+        // to F32; a strict recipe has refused them already), then for gguf llama.cpp's view, and the
+        // manifest's table of what the file holds.
+        func encoded(_ graph: ModelGraph, for format: String, _ writer: any FormatWriter) throws -> ModelGraph {
             try plan.apply(
-                to: try LatheEnvironment.registry.prepare(graph, for: formatID, diagnostics: printer.diagnostics),
+                to: LatheEnvironment.registry.prepare(graph, for: format, diagnostics: printer.diagnostics),
                 writer: Swift.type(of: writer), diagnostics: printer.diagnostics)
         }
+        func finished(_ graph: ModelGraph, for format: String) throws -> ModelGraph {
+            try Provenance.recordingEncodings(
+                of: format == "gguf"
+                    ? Self.prepareGGUF(graph, forLlamaCpp: forLlamaCpp, diagnostics: printer.diagnostics) : graph)
+        }
+        let finish = { (graph: ModelGraph) throws -> ModelGraph in try encoded(graph, for: formatID, writer) }
         let (converted, unfinished) =
             try loadedRecipe.map {
                 // The recipe's steps run; its output is the one named on the command line.
@@ -189,10 +198,7 @@ struct Convert: ParsableCommand {
                     on: source, registry: LatheEnvironment.registry, format: formatID, withManifest: !noManifest,
                     finish: finish)
             } ?? (finish(source), source)
-        // The manifest's tensor table lists what this file holds (a recipe output converted again too).
-        let graph = try Provenance.recordingEncodings(
-            of: formatID == "gguf"
-                ? Self.prepareGGUF(converted, forLlamaCpp: forLlamaCpp, diagnostics: printer.diagnostics) : converted)
+        let graph = try finished(converted, for: formatID)
         let report = try writer.write(
             graph, to: outputURL,
             options: WriteOptions(
@@ -200,17 +206,9 @@ struct Convert: ParsableCommand {
         var reports = [(formatID, report)]
         for (extra, url) in extraOutputs {
             let extraWriter = try LatheEnvironment.registry.writer(extra)
-            // Each further output is prepared for its own format from the steps' result, as the named
-            // one was: packed for lpack (an lpack beside a safetensors output was written unpacked, 3×
-            // the size), GGUF's vectors, names and metadata for gguf (an hf output beside a named lpack
-            // got its packed matrices, at F32); its manifest lists the encodings it holds.
-            var source = try plan.apply(
-                to: LatheEnvironment.registry.prepare(unfinished, for: extra, diagnostics: printer.diagnostics),
-                writer: Swift.type(of: extraWriter), diagnostics: printer.diagnostics)
-            if extra == "gguf" {
-                source = try Self.prepareGGUF(source, forLlamaCpp: forLlamaCpp, diagnostics: printer.diagnostics)
-            }
-            let extraGraph = try Provenance.recordingEncodings(of: source)
+            // From the steps' result, not the named output's: an hf output beside a named lpack got
+            // its packed matrices, at F32; an lpack beside safetensors was written unpacked.
+            let extraGraph = try finished(encoded(unfinished, for: extra, extraWriter), for: extra)
             reports.append(
                 (
                     extra,

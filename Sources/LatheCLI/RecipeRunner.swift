@@ -183,11 +183,9 @@ struct RecipeRunner {
         return restart
     }
 
-    /// Runs the recipe's passes, then `finish` (the writer's encoding fallbacks), and returns the
-    /// converted graph with its manifest (unless disabled).
     /// Runs the steps and returns the named output's graph (`finish`ed: prepared for its format) and
     /// the steps' own result, from which each further output is prepared for its format; both carry
-    /// the manifest.
+    /// the manifest (unless disabled).
     func run(
         on source: ModelGraph, registry: Registry, format: String, withManifest: Bool,
         finish: (ModelGraph) throws -> ModelGraph

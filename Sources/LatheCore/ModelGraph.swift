@@ -187,6 +187,14 @@ public struct ModelGraph: Sendable {
         indexByName = Dictionary(uniqueKeysWithValues: tensors.enumerated().map { ($1.name, $0) })
     }
 
+    /// The encoding most matrices (rank ≥ 2) have, ties to the name first in order; what a file's
+    /// one-word type says (GGUF's `general.file_type`, `config.json`'s `torch_dtype`).
+    public var majorityMatrixEncoding: DType? {
+        var counts: [DType: Int] = [:]
+        for tensor in tensors where tensor.info.shape.rank >= 2 { counts[tensor.info.dtype, default: 0] += 1 }
+        return counts.max { $0.value < $1.value || ($0.value == $1.value && "\($0.key)" > "\($1.key)") }?.key
+    }
+
     /// Total payload bytes and element count over all tensors.
     public func totals() throws -> (bytes: Int, elements: Int) {
         var bytes = 0
