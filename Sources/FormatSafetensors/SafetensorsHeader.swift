@@ -45,37 +45,36 @@ struct SafetensorsHeader {
         guard UTF8Text.isValid(headerBytes) else {
             throw fail(.invalidHeader, "header", "not valid UTF-8")
         }
-        let json: JSONValue
+        // Member by member, never the whole tree: a header may list a million tensors.
+        var entries: [SafetensorsEntry] = []
+        var metadata: [(key: String, value: String)] = []
+        // The first invalid member is reported once the whole text has parsed, so a syntax error
+        // anywhere still comes first, as in the reference parser.
+        var invalid: SafetensorsError?
         do {
-            json = try JSONValue.parse(headerBytes)
+            try JSONValue.forEachMember(ofObject: headerBytes) { key, value in
+                guard invalid == nil else { return }
+                do throws(SafetensorsError) {
+                    if key == "__metadata__" {
+                        metadata = try Self.metadata(value, fail: fail)
+                    } else {
+                        entries.append(try Self.entry(key, value, fail: fail))
+                    }
+                } catch {
+                    invalid = error
+                }
+            }
         } catch {
             let rule: SafetensorsError.Rule =
                 error.reason.hasPrefix("duplicate key") ? .duplicateKey : .invalidHeaderDeserialization
+            if error.reason == "expected an object" {
+                throw fail(rule, "header", "the JSON is not an object")
+            }
             throw fail(rule, "header byte \(error.offset)", error.reason)
         }
-        guard let object = json.objectValue else {
-            throw fail(.invalidHeaderDeserialization, "header", "the JSON is not an object")
-        }
-
-        entries = []
-        metadata = []
-        for (key, value) in object {
-            if key == "__metadata__" {
-                guard let fields = value.objectValue else {
-                    throw fail(.invalidHeaderDeserialization, "__metadata__", "must be an object of strings")
-                }
-                for (metaKey, metaValue) in fields {
-                    guard let text = metaValue.stringValue else {
-                        throw fail(
-                            .invalidHeaderDeserialization, "__metadata__.\(metaKey)",
-                            "value must be a string, got \(metaValue.serialized().prefix(40))")
-                    }
-                    metadata.append((metaKey, text))
-                }
-                continue
-            }
-            entries.append(try Self.entry(key, value, fail: fail))
-        }
+        if let invalid { throw invalid }
+        self.entries = entries
+        self.metadata = metadata
 
         // No gaps, no overlaps: sorted by (begin, end), the offsets must tile the buffer from 0.
         let sorted = entries.sorted { ($0.begin, $0.end) < ($1.begin, $1.end) }
@@ -112,6 +111,24 @@ struct SafetensorsHeader {
                 .metadataIncompleteBuffer, "data",
                 "the tensors cover \(expected) bytes after the header but the file has \(bytes.count - dataStart)")
         }
+    }
+
+    private static func metadata(
+        _ value: JSONValue, fail: (SafetensorsError.Rule, String, String) -> SafetensorsError
+    ) throws(SafetensorsError) -> [(key: String, value: String)] {
+        guard let fields = value.objectValue else {
+            throw fail(.invalidHeaderDeserialization, "__metadata__", "must be an object of strings")
+        }
+        var metadata: [(key: String, value: String)] = []
+        for (key, value) in fields {
+            guard let text = value.stringValue else {
+                throw fail(
+                    .invalidHeaderDeserialization, "__metadata__.\(key)",
+                    "value must be a string, got \(value.serialized().prefix(40))")
+            }
+            metadata.append((key, text))
+        }
+        return metadata
     }
 
     private static func entry(

@@ -84,6 +84,25 @@ extension JSONValue {
         return value
     }
 
+    /// Parses a JSON text that must be an object, handing each member to `body` as it is read
+    /// instead of building the whole object: a safetensors header of a million tensors is a million
+    /// small members, and the tree of all of them took ten times the header's size. Keys are checked
+    /// for duplicates as `parse` checks them.
+    public static func forEachMember(
+        ofObject bytes: UnsafeRawBufferPointer, _ body: (_ key: String, _ value: JSONValue) -> Void
+    ) throws(JSONParseError) {
+        var parser = JSONParser(bytes: bytes)
+        parser.skipWhitespace()
+        guard parser.index < bytes.count, bytes[parser.index] == UInt8(ascii: "{") else {
+            throw JSONParseError(offset: parser.index, reason: "expected an object")
+        }
+        try parser.parseMembers(depth: 0, body)
+        parser.skipWhitespace()
+        guard parser.index == bytes.count else {
+            throw JSONParseError(offset: parser.index, reason: "unexpected data after the JSON value")
+        }
+    }
+
     public static func parse(_ text: String) throws(JSONParseError) -> JSONValue {
         var text = text
         let result = text.withUTF8 { utf8 in
@@ -208,28 +227,32 @@ private struct JSONParser {
     }
 
     mutating func parseObject(depth: Int) throws(JSONParseError) -> JSONValue {
-        index += 1
         var entries: [(key: String, value: JSONValue)] = []
-        // Keys compared as bytes: Swift's String equality is canonical equivalence, under which
-        // "é" and "e\u{301}", two different JSON keys, would collide.
-        var seen = Set<[UInt8]>()
+        try parseMembers(depth: depth) { entries.append(($0, $1)) }
+        return .object(entries)
+    }
+
+    /// Reads an object's members, from its opening brace, handing each to `body`.
+    mutating func parseMembers(depth: Int, _ body: (String, JSONValue) -> Void) throws(JSONParseError) {
+        index += 1
+        var keys = DistinctKeys()
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1
-            return .object(entries)
+            return
         }
         while true {
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
             let keyOffset = index
             let key = try parseString()
-            guard seen.insert(Array(key.utf8)).inserted else {
+            guard keys.insert(key) else {
                 throw JSONParseError(offset: keyOffset, reason: "duplicate key '\(key)'")
             }
             skipWhitespace()
             try expect(":")
             skipWhitespace()
-            entries.append((key, try parseValue(depth: depth + 1)))
+            body(key, try parseValue(depth: depth + 1))
             skipWhitespace()
             guard index < bytes.count else { throw fail("unexpected end of JSON inside an object") }
             if bytes[index] == UInt8(ascii: ",") {
@@ -237,7 +260,7 @@ private struct JSONParser {
                 continue
             }
             try expect("}")
-            return .object(entries)
+            return
         }
     }
 
@@ -371,5 +394,37 @@ private struct JSONParser {
         }
         index += 4
         return value
+    }
+}
+
+/// The keys of one object seen so far, compared as bytes: Swift's String equality is canonical
+/// equivalence, under which "é" and "e\u{301}", two different JSON keys, would collide. A small
+/// object (a tensor's three fields) is searched in place; a large one (a vocabulary, a header of
+/// a million tensors) is hashed, keeping the parsed strings rather than a byte copy of each.
+private struct DistinctKeys {
+    private struct Key: Hashable {
+        var text: String
+        static func == (a: Key, b: Key) -> Bool { a.text.utf8.elementsEqual(b.text.utf8) }
+        func hash(into hasher: inout Hasher) {
+            var text = text
+            text.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+        }
+    }
+    private static let searchLimit = 16
+    private var few: [String] = []
+    private var many: Set<Key> = []
+
+    /// False when `key` was already seen.
+    mutating func insert(_ key: String) -> Bool {
+        if many.isEmpty {
+            if few.contains(where: { $0.utf8.elementsEqual(key.utf8) }) { return false }
+            few.append(key)
+            if few.count > Self.searchLimit {
+                many = Set(few.map(Key.init))
+                few = []
+            }
+            return true
+        }
+        return many.insert(Key(text: key)).inserted
     }
 }

@@ -89,7 +89,7 @@ struct StreamingConversionTests {
             let url = directory.appendingPathComponent("out-\(reservation).bin")
             let writer = try BinaryWriter(creating: url)
             try writer.write(UInt64(payload.count))
-            writer.reserve(totalBytes: reservation)
+            try writer.reserve(totalBytes: reservation)
             try writer.write(payload)
             try writer.close()
             let written = try Data(contentsOf: url)
@@ -149,13 +149,43 @@ struct StreamingConversionTests {
         for bad in [#"["\u+041"]"#, #"["\u-000"]"#, #"["\u 041"]"#, #"["\u004"]"#, "012", "-01", "[00]"] {
             #expect(throws: JSONParseError.self, "\(bad)") { try parse(bad).get() }
         }
-        for good in ["0", "-0", "0.5", "10", "-0e5", "[0,1]"] {
-            #expect(throws: Never.self, "\(good)") { try parse(good).get() }
+        let numbers: [(String, JSONValue)] = [
+            ("0", .number("0")), ("-0", .number("-0")), ("0.5", .number("0.5")), ("10", .number("10")),
+            ("-0e5", .number("-0e5")), ("[0,1]", .array([.number("0"), .number("1")])),
+        ]
+        for (good, value) in numbers {
+            #expect(try parse(good).get() == value, "\(good)")
         }
         // Canonically equivalent but different keys are two keys; the same bytes twice are a duplicate.
         let both = try parse("{\"\u{E9}\":1,\"e\u{301}\":2}").get()
         #expect(both.objectValue?.count == 2)
         #expect(both["e\u{301}"] == .number("2") && both["\u{E9}"] == .number("1"))
         #expect(throws: JSONParseError.self) { try parse(#"{"a":1,"a":2}"#).get() }
+        // Past 16 keys the duplicate check hashes: the same rules hold there.
+        let many = (0..<40).map { "\"k\($0)\":\($0)" }.joined(separator: ",")
+        #expect(try parse("{\(many)}").get().objectValue?.count == 40)
+        #expect(throws: JSONParseError.self) { try parse("{\(many),\"k7\":0}").get() }
+        let accents = (0..<20).map { "\"x\($0)\":0" }.joined(separator: ",")
+        #expect(try parse("{\(accents),\"\u{E9}\":1,\"e\u{301}\":2}").get().objectValue?.count == 22)
+    }
+
+    @Test("an object's members one at a time: the same members, keys and errors as the whole parse")
+    func jsonMembers() throws {
+        func members(_ text: String) -> Result<[String], JSONParseError> {
+            var seen: [String] = []
+            let result = Array(text.utf8).withUnsafeBytes { bytes in
+                Result { () throws(JSONParseError) in
+                    try JSONValue.forEachMember(ofObject: bytes) { key, value in
+                        seen.append("\(key)=\(value.serialized())")
+                    }
+                }
+            }
+            return result.map { seen }
+        }
+        #expect(try members(#" {"b":[1,{"c":null}],"a":"x"} "#).get() == [#"b=[1,{"c":null}]"#, #"a="x""#])
+        #expect(try members("{}").get() == [])
+        for bad in ["[1]", "", #"{"a":1,"a":2}"#, #"{"a":1} x"#, #"{"a":}"#, #"{"a":1"#] {
+            #expect(throws: JSONParseError.self, "\(bad)") { try members(bad).get() }
+        }
     }
 }
