@@ -5,6 +5,7 @@ import LatheCore
 /// info order with alignment padding, published atomically.
 public struct GGUFWriter: FormatWriter {
     public static let formatID = "gguf"
+    public static let fileExtension: String? = "gguf"
     public static let parameterNames = ["alignment"]
 
     public static func validate(parameters: [String: String]) throws(LatheError) {
@@ -66,7 +67,7 @@ public struct GGUFWriter: FormatWriter {
                 offset += (byteCount + alignment - 1) / alignment * alignment
             }
             try writer.pad(to: alignment)
-            writer.reserve(totalBytes: writer.position + offset)
+            try writer.reserve(totalBytes: writer.position + offset)
             for (index, (tensor, _, _)) in records.enumerated() {
                 try tensor.forEachChunk { try writer.write($0) }
                 try writer.pad(to: alignment)

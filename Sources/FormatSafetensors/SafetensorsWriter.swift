@@ -6,6 +6,7 @@ import LatheCore
 /// With the `max-shard-size` parameter (bytes) it writes a sharded checkpoint with an index instead.
 public struct SafetensorsWriter: FormatWriter {
     public static let formatID = "safetensors"
+    public static let fileExtension: String? = "safetensors"
     public static let parameterNames = ["max-shard-size"]
 
     public static func validate(parameters: [String: String]) throws(LatheError) {
@@ -117,7 +118,7 @@ public struct SafetensorsWriter: FormatWriter {
                 problem: "\(header.count) bytes exceeds the 100,000,000-byte limit")
         }
         let writer = try BinaryWriter(creating: url)
-        writer.reserve(totalBytes: 8 + header.count + offset)
+        try writer.reserve(totalBytes: 8 + header.count + offset)
         try writer.write(UInt64(header.count))
         try writer.write(header)
         for (index, tensor) in ordered.enumerated() {

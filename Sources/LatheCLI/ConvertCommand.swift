@@ -111,9 +111,7 @@ struct Convert: ParsableCommand {
             throw UsageError("--fallback-type stands in for the block type --type or --tensor-type chooses; give one")
         }
         // --to, then the output's extension, then the recipe's first output, then a directory (hf).
-        let named =
-            ["gguf", "safetensors", "lpack"].contains(outputURL.pathExtension.lowercased())
-            ? outputURL.pathExtension.lowercased() : nil
+        let named = LatheEnvironment.registry.writerID(forExtension: outputURL.pathExtension)
         let formatID = try to ?? named ?? loadedRecipe?.outputs.first?.format ?? Self.inferFormat(outputURL)
         let writer = try LatheEnvironment.registry.writer(formatID)
         try checkOptions(formatID: formatID, recipe: loadedRecipe)
@@ -163,6 +161,11 @@ struct Convert: ParsableCommand {
                     path: url.path, reason: "holds the input \(input); write the output elsewhere")
             }
             try AtomicOutput.check(url, overwrite: force, kind: kind)
+            for leftover in AtomicOutput.leftovers(beside: url) {
+                printer.diagnostics.warning(
+                    "\(leftover.path) is a temporary of a run that did not finish (killed while writing \(url.lastPathComponent)), or of one still writing it; once none is, delete it to free its space"
+                )
+            }
         }
 
         var source = try ModelInput.open(
@@ -220,9 +223,17 @@ struct Convert: ParsableCommand {
                 ))
         }
         if let htmlReport, let reportTokens {
-            try writeReport(
-                to: URL(fileURLWithPath: htmlReport), output: outputURL, tokens: reportTokens,
-                evaluation: loadedRecipe?.evaluation, printer: printer)
+            do {
+                try writeReport(
+                    to: URL(fileURLWithPath: htmlReport), output: outputURL, tokens: reportTokens,
+                    evaluation: loadedRecipe?.evaluation, printer: printer)
+            } catch {
+                // The model is in place: an error that reads as the conversion's would hide it.
+                throw LatheError.problem(
+                    errorMessage(error),
+                    reason:
+                        "the report was not written, the model was (\(reports.map(\.1.path).joined(separator: ", ")))")
+            }
         }
         let seconds = Date().timeIntervalSince(started)
         if json {
@@ -272,9 +283,10 @@ struct Convert: ParsableCommand {
         if maxShardSize != nil, formats.isDisjoint(with: ["safetensors", "hf"]) {
             throw UsageError("--max-shard-size applies to safetensors and HF output; this writes \(formatID)")
         }
-        let named = URL(fileURLWithPath: output).pathExtension.lowercased()
-        if ["gguf", "safetensors", "lpack"].contains(named), named != formatID {
-            throw UsageError("--to \(formatID) contradicts the output name's .\(named); name the output for its format")
+        let pathExtension = URL(fileURLWithPath: output).pathExtension
+        if let named = LatheEnvironment.registry.writerID(forExtension: pathExtension), named != formatID {
+            throw UsageError(
+                "--to \(formatID) contradicts the output name's .\(pathExtension); name the output for its format")
         }
         if forLlamaCpp, formatID != "gguf" {
             throw UsageError("--for-llama-cpp applies to GGUF output; this writes \(formatID)")
@@ -376,16 +388,14 @@ struct Convert: ParsableCommand {
         return result
     }
 
+    /// The format of an output whose extension names none: a directory (no extension) is HF.
     static func inferFormat(_ url: URL) throws -> String {
-        switch url.pathExtension.lowercased() {
-        case "gguf": return "gguf"
-        case "safetensors": return "safetensors"
-        case "lpack": return "lpack"
-        case "": return "hf"
-        default:
+        guard url.pathExtension.isEmpty else {
+            let formats = LatheEnvironment.registry.entries.filter { $0.kind == .writer }.map(\.id)
             throw UsageError(
-                "cannot tell the output format from '\(url.lastPathComponent)'; pass --to gguf, safetensors, lpack or hf"
+                "cannot tell the output format from '\(url.lastPathComponent)'; pass --to \(formats.joined(separator: ", "))"
             )
         }
+        return "hf"
     }
 }

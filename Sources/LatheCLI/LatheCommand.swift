@@ -39,6 +39,9 @@ public struct LatheCommand: ParsableCommand {
 /// Parses the process arguments and runs the command (the executable's whole job).
 public func main() {
     BLAS.stopIdleThreads()
+    // Past a file-size limit (ulimit -f) the kernel would end the process with SIGXFSZ, leaving the
+    // output's temporary; ignored, the write fails with EFBIG and the output is cleaned up as usual.
+    signal(SIGXFSZ, SIG_IGN)
     let command: any ParsableCommand
     do { command = try LatheCommand.parseAsRoot() } catch { LatheCommand.exit(withError: error) }
     do {

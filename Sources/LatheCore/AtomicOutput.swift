@@ -60,6 +60,17 @@ public struct AtomicOutput: Sendable {
         unlink(probe)
     }
 
+    /// Temporaries and set-aside directories of `destination` that a killed run left beside it
+    /// (`.NAME.TOKEN.tmp`, `.NAME.old.N`): hidden, and holding a whole output's space on disk.
+    public static func leftovers(beside destination: URL) -> [URL] {
+        let parent = destination.deletingLastPathComponent()
+        let name = destination.lastPathComponent
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: parent.path)) ?? []
+        let pattern = #/\.(.+)\.(?:[0-9a-z]+\.tmp|old\.[0-9]+)/#
+        return names.sorted().filter { $0.wholeMatch(of: pattern)?.output.1 == name[...] }
+            .map { parent.appendingPathComponent($0) }
+    }
+
     /// The files an HF directory or a set of safetensors shards is made of: what `--force` may delete.
     static let modelDirectoryFiles: Set<String> = [
         "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
@@ -92,12 +103,21 @@ public struct AtomicOutput: Sendable {
         let fileManager = FileManager.default
         defer { InterruptCleanup.unregister(temporary) }
         if rename(temporary.path, destination.path) == 0 { return }
-        // rename(2) cannot replace a non-empty directory: move the old one aside first, once it is
-        // checked again (a long recipe gives time for files to arrive there).
+        // rename(2) cannot replace a non-empty directory. Once the old one is checked again (a long
+        // recipe gives time for files to arrive there), the two trade places in one step, so the
+        // destination is never missing; the old one, now at the temporary path, is then removed
+        // (and by the interrupt cleanup if a signal comes first).
         var isDirectory: ObjCBool = false
         if fileManager.fileExists(atPath: destination.path, isDirectory: &isDirectory), isDirectory.boolValue {
             try Self.requireModelDirectory(destination)
+            if let exchange = Self.renameExchange,
+                exchange(AT_FDCWD, temporary.path, AT_FDCWD, destination.path, 2) == 0
+            {
+                try? fileManager.removeItem(at: temporary)
+                return
+            }
         }
+        // Where the file system cannot exchange: the old one moves aside first.
         let aside = destination.deletingLastPathComponent().appendingPathComponent(
             ".\(destination.lastPathComponent).old.\(UInt32.random(in: 0...UInt32.max))")
         do {
@@ -110,6 +130,21 @@ public struct AtomicOutput: Sendable {
                 reason: "cannot move the finished output into place: \(error.localizedDescription)")
         }
     }
+
+    /// Linux's renameat2(2), for RENAME_EXCHANGE (2), looked up at run time: Swift's Glibc module
+    /// does not export it, and other systems do not have it.
+    private static let renameExchange:
+        (@convention(c) (Int32, UnsafePointer<CChar>, Int32, UnsafePointer<CChar>, UInt32) -> Int32)? = {
+            #if os(Linux)
+                guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "renameat2") else { return nil }
+                return unsafeBitCast(
+                    symbol,
+                    to: (@convention(c) (Int32, UnsafePointer<CChar>, Int32, UnsafePointer<CChar>, UInt32) -> Int32)
+                        .self)
+            #else
+                return nil
+            #endif
+        }()
 
     /// Removes whatever was written at the temporary path.
     public func discard() {
@@ -135,13 +170,34 @@ public struct AtomicOutput: Sendable {
         if case .fileAccess(let path, let reason) = error as? LatheError, path.hasPrefix(temporary.path) {
             return LatheError.fileAccess(path: destination.path + path.dropFirst(temporary.path.count), reason: reason)
         }
+        if case .inTensor(let name, let underlying) = error as? LatheError,
+            let renamed = naming(underlying) as? LatheError
+        {
+            return LatheError.inTensor(name, renamed)
+        }
         if let cocoa = error as? CocoaError {
-            // The system's reason ("No such file or directory") says more than Foundation's sentence.
-            let reason = systemReason(of: cocoa).map { "cannot write it: " + $0 } ?? cocoa.localizedDescription
-            return LatheError.fileAccess(path: destination.path, reason: reason)
+            // The system's reason ("No such file or directory") says more than Foundation's sentence,
+            // and the file inside a directory output says more than the directory.
+            let reason = systemReason(of: cocoa) ?? Self.systemWording[cocoa.code] ?? cocoa.localizedDescription
+            var path = destination.path
+            if let file = cocoa.filePath ?? cocoa.url?.path, file.hasPrefix(temporary.path) {
+                path += file.dropFirst(temporary.path.count)
+            }
+            return LatheError.fileAccess(path: path, reason: "cannot write it: " + reason)
         }
         return error
     }
+}
+
+extension AtomicOutput {
+    /// Foundation's write errors that carry no system error, in the system's words (as the other
+    /// writers' errors read).
+    static let systemWording: [CocoaError.Code: String] = [
+        .fileWriteOutOfSpace: String(cString: strerror(ENOSPC)),
+        .fileWriteNoPermission: String(cString: strerror(EACCES)),
+        .fileWriteVolumeReadOnly: String(cString: strerror(EROFS)),
+        .fileWriteFileExists: String(cString: strerror(EEXIST)),
+    ]
 }
 
 /// The system's reason under a Foundation file error ("No such file or directory"), when it has one.

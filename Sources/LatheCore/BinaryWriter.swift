@@ -21,15 +21,14 @@ public final class BinaryWriter {
     /// Creates (or truncates) the file at `url`.
     public init(creating url: URL) throws {
         path = url.path
-        guard FileManager.default.createFile(atPath: url.path, contents: nil) else {
+        // open(2) rather than FileManager.createFile, whose false hides why (a full table of open
+        // files read as "check the directory exists").
+        let descriptor = open(url.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else {
             throw LatheError.fileAccess(
-                path: url.path, reason: "cannot create file (check the directory exists and is writable)")
+                path: url.path, reason: "cannot create file: " + String(cString: strerror(errno)))
         }
-        do {
-            handle = try FileHandle(forWritingTo: url)
-        } catch {
-            throw LatheError.fileAccess(path: url.path, reason: error.localizedDescription)
-        }
+        handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
         buffer.reserveCapacity(capacity)
     }
 
@@ -89,10 +88,18 @@ public final class BinaryWriter {
     /// Allocates the file's blocks for `totalBytes` up front, without changing its size. Writing into
     /// allocated blocks spares the file system a reservation per page (about a quarter of the kernel
     /// time of writing a large file on ext4). Advisory: file systems without `fallocate` write as before.
-    public func reserve(totalBytes: Int) {
+    /// A disk without room for the whole output is an error now, before the tensors are converted.
+    public func reserve(totalBytes: Int) throws(LatheError) {
         guard totalBytes > 0, let allocate = Self.fallocate else { return }
         let keepSize: Int32 = 1  // FALLOC_FL_KEEP_SIZE: the size grows only as bytes are written
-        if allocate(handle.fileDescriptor, keepSize, 0, totalBytes) == 0 { reserved = totalBytes }
+        if allocate(handle.fileDescriptor, keepSize, 0, totalBytes) == 0 {
+            reserved = totalBytes
+            return
+        }
+        let reason = errno
+        guard [ENOSPC, EDQUOT, EFBIG].contains(reason) else { return }
+        throw .fileAccess(
+            path: path, reason: "\(String(cString: strerror(reason))): the output needs \(totalBytes) bytes")
     }
 
     /// Linux's fallocate(2), looked up at run time (Swift's Glibc module does not export it, and

@@ -7,9 +7,11 @@ import Synchronization
 
 /// Temporaries that must not outlive an interrupted run: an output being written beside its
 /// destination, an archive extracted to scratch. Once something is registered, SIGINT, SIGTERM and
-/// SIGHUP remove every registered path and then end the process as the signal would have. (SIGKILL
-/// cannot be caught: after one, the hidden `.NAME.TOKEN.tmp` beside the destination remains, never
-/// a partial destination.)
+/// SIGHUP remove every registered path and then end the process as the signal would have. A crash
+/// (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, and SIGABRT, which a failed allocation raises) removes
+/// them too before the crash report (`InterruptCleanup+Faults.swift`). (SIGKILL cannot be caught:
+/// after one, the hidden `.NAME.TOKEN.tmp` beside the destination remains, never a partial
+/// destination.)
 public enum InterruptCleanup {
     private static let paths = Mutex<Set<String>>([])
     private static let installed = Atomic<Bool>(false)
@@ -29,24 +31,37 @@ public enum InterruptCleanup {
     /// The handler only writes the signal's number to a pipe (all a signal handler may safely do);
     /// a thread waiting on the pipe removes the paths with the file system's full API, then restores
     /// the default action and raises the signal again.
-    private static func installIfNeeded() {
+    /// A crash's handler runs on the crashing thread and waits on a second pipe until the thread has
+    /// removed the paths (`faultBit` marks its byte), then lets the crash go on.
+    static func installIfNeeded() {
         guard installed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
         else { return }
         var ends: [Int32] = [0, 0]
-        // Close-on-exec: processes Lathe starts (external passes) must not hold the pipe.
-        guard pipe(&ends) == 0 else { return }
-        for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
+        var doneEnds: [Int32] = [0, 0]
+        // Close-on-exec: processes Lathe starts (external passes) must not hold the pipes.
+        guard pipe(&ends) == 0, pipe(&doneEnds) == 0 else { return }
+        for end in ends + doneEnds { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
         signalPipe = ends[1]
+        donePipe = doneEnds[0]
         let reader = ends[0]
+        let done = doneEnds[1]
         Thread.detachNewThread {
-            var number: UInt8 = 0
-            var count: Int
-            repeat { count = read(reader, &number, 1) } while count < 0 && errno == EINTR
-            guard count == 1 else { return }
-            for path in paths.withLock({ $0 }) { try? FileManager.default.removeItem(atPath: path) }
-            signal(Int32(number), SIG_DFL)
-            kill(getpid(), Int32(number))
+            while true {
+                var byte: UInt8 = 0
+                var count: Int
+                repeat { count = read(reader, &byte, 1) } while count < 0 && errno == EINTR
+                guard count == 1 else { return }
+                for path in paths.withLock({ $0 }) { try? FileManager.default.removeItem(atPath: path) }
+                if byte & faultBit != 0 {
+                    _ = write(done, &byte, 1)
+                    continue
+                }
+                signal(Int32(byte), SIG_DFL)
+                kill(getpid(), Int32(byte))
+                return
+            }
         }
+        installFaultHandlers()
         for number in [SIGINT, SIGTERM, SIGHUP] {
             var current = sigaction()
             sigaction(number, nil, &current)
@@ -67,6 +82,11 @@ public enum InterruptCleanup {
         }
     }
 
-    /// The pipe's writing end, read by the handler (set once, before any handler is installed).
-    private nonisolated(unsafe) static var signalPipe: Int32 = -1
+    /// The pipe's writing end, read by the handlers (set once, before any handler is installed).
+    nonisolated(unsafe) static var signalPipe: Int32 = -1
+    /// The reading end on which a crash's handler waits for the paths to be removed (set once, before
+    /// any handler is installed).
+    nonisolated(unsafe) static var donePipe: Int32 = -1
+    /// Set in the byte a crash's handler writes (signal numbers are below 128).
+    static let faultBit: UInt8 = 0x80
 }

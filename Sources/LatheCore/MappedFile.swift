@@ -44,10 +44,13 @@ public final class MappedFile: Sendable {
             throw .fileAccess(path: path, reason: "cannot map file: \(String(cString: strerror(errno)))")
         }
         base = UnsafeRawPointer(mapped)
+        MappedRegions.add(UnsafeRawPointer(mapped), size: size, path: path)
     }
 
     deinit {
-        if let base { munmap(UnsafeMutableRawPointer(mutating: base), size) }
+        guard let base else { return }
+        MappedRegions.remove(base)
+        munmap(UnsafeMutableRawPointer(mutating: base), size)
     }
 
     /// Borrowed access to `offset ..< offset + length`, refused if it runs past the end.

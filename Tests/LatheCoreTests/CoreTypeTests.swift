@@ -1,7 +1,8 @@
 import Foundation
-import LatheCore
 import LatheTestSupport
 import Testing
+
+@testable import LatheCore
 
 @Suite("DType and shapes")
 struct DTypeTests {
@@ -270,6 +271,97 @@ struct AtomicOutputTests {
         #expect(throws: LatheError.self) { try AtomicOutput(destination: destination, overwrite: false) }
         try AtomicOutput(destination: destination, overwrite: true).run { try Data([5]).write(to: $0) }
         #expect(try Data(contentsOf: destination) == Data([5]))
+    }
+
+    @Test("an error about the temporary, also inside a tensor's error, names the destination")
+    func errorsNameTheDestination() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let destination = directory.appendingPathComponent("model.gguf")
+        let output = try AtomicOutput(destination: destination, overwrite: false)
+        let inner = LatheError.fileAccess(path: output.temporary.path, reason: "No space left on device")
+        #expect(
+            output.naming(inner.inTensor("w")) as? LatheError
+                == .inTensor("w", .fileAccess(path: destination.path, reason: "No space left on device")))
+        let shard = LatheError.fileAccess(path: output.temporary.path + "/index.json", reason: "x")
+        #expect(output.naming(shard) as? LatheError == .fileAccess(path: destination.path + "/index.json", reason: "x"))
+        output.discard()
+    }
+
+    @Test("a directory output replaces a model directory, whose old files are gone, with nothing left beside it")
+    func directoryReplaced() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let destination = directory.appendingPathComponent("hf")
+        for (value, file) in [(1, "config.json"), (2, "tokenizer.json")] {
+            try AtomicOutput(destination: destination, overwrite: true, kind: .directory).run { url in
+                try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+                try Data([UInt8(value)]).write(to: url.appendingPathComponent(file))
+            }
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: destination.path) == ["tokenizer.json"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path) == ["hf"])
+    }
+
+    @Test("the temporaries a killed run left beside a destination are found, and only those")
+    func leftovers() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let names = [".m.gguf.3jxaoleodszw7.tmp", ".m.gguf.old.123", ".m.gguf.x.tmp.keep", ".n.gguf.abc.tmp", "m.gguf"]
+        for name in names { try Data().write(to: directory.appendingPathComponent(name)) }
+        let found = AtomicOutput.leftovers(beside: directory.appendingPathComponent("m.gguf"))
+        #expect(found.map(\.lastPathComponent) == [".m.gguf.3jxaoleodszw7.tmp", ".m.gguf.old.123"])
+    }
+}
+
+/// Crashes, each in a child process (an exit test): what a crash leaves behind.
+@Suite("Crash cleanup", .serialized)
+struct CrashCleanupTests {
+    /// A directory both the test and its child process can name (the child's parent is the test).
+    static func scratch(_ label: String, forParent pid: Int32) -> URL {
+        FileManager.default.temporaryDirectory.appendingPathComponent("lathe-crash-\(label)-\(pid)")
+    }
+
+    @Test("a mapped file truncated while it is read: one line naming it, exit 1, the temporaries removed")
+    func truncatedWhileRead() async throws {
+        let directory = Self.scratch("bus", forParent: getpid())
+        try? FileManager.default.removeItem(at: directory)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let result = await #expect(processExitsWith: .exitCode(1), observing: [\.standardErrorContent]) {
+            let directory = CrashCleanupTests.scratch("bus", forParent: getppid())
+            let input = directory.appendingPathComponent("input.bin")
+            let temporary = directory.appendingPathComponent(".out.bin.x.tmp")
+            try Data(repeating: 7, count: 1 << 16).write(to: input)
+            try Data([1]).write(to: temporary)
+            InterruptCleanup.register(temporary)
+            let file = try MappedFile(path: input.path)
+            truncate(input.path, 0)
+            let byte = try file.withBytes(offset: 40_000, length: 1) { $0[0] }
+            print(byte)
+        }
+        let errors = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(errors.contains("input.bin: the file was truncated or replaced while it was being read"), "\(errors)")
+        #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent(".out.bin.x.tmp").path))
+    }
+
+    @Test("an abort (a failed allocation's end) removes the registered temporaries before the crash goes on")
+    func abortCleansUp() async throws {
+        let directory = Self.scratch("abort", forParent: getpid())
+        try? FileManager.default.removeItem(at: directory)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        await #expect(processExitsWith: .signal(SIGABRT)) {
+            let temporary = CrashCleanupTests.scratch("abort", forParent: getppid())
+                .appendingPathComponent(".out.bin.y.tmp")
+            try Data([1]).write(to: temporary)
+            // The default action after the cleanup, not Swift's crash report (slow to symbolicate).
+            signal(SIGABRT, SIG_DFL)
+            InterruptCleanup.register(temporary)
+            abort()
+        }
+        #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent(".out.bin.y.tmp").path))
+        #expect(FileManager.default.fileExists(atPath: directory.path))
     }
 }
 
