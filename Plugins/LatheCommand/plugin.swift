@@ -14,7 +14,12 @@ struct LatheCommandPlugin: CommandPlugin {
         try process.run()
         process.waitUntilExit()
         guard process.terminationReason == .exit, process.terminationStatus == 0 else {
-            Diagnostics.error("lathe \(arguments.first ?? "") failed with status \(process.terminationStatus)")
+            // For a process ended by a signal, the status is the signal's number.
+            let how =
+                process.terminationReason == .exit
+                ? "failed with status \(process.terminationStatus)"
+                : "was killed by signal \(process.terminationStatus)"
+            Diagnostics.error("lathe \(arguments.first ?? "") \(how)")
             throw PluginFailure(status: process.terminationStatus)
         }
     }

@@ -31,7 +31,7 @@ struct PackedManifest {
     /// The version a file of these members is written as: the lowest that holds them, so a file
     /// without weight zero points or F16 scales (2.0's additions) stays readable by 1.x readers.
     static func version(of members: [Member]) -> (major: UInt32, minor: UInt32) {
-        members.contains { $0.dtype.needsVersion2 } ? (2, 0) : (1, 0)
+        members.contains { $0.dtype.needsVersion2 } ? (majorVersion, minorVersion) : (1, 0)
     }
     /// magic, major, minor, manifest length, manifest checksum.
     static let headerSize = 32

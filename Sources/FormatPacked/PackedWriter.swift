@@ -8,6 +8,7 @@ import LatheCore
 /// space is reserved up front and filled in once every member's place and checksum are known.
 public struct PackedWriter: FormatWriter {
     public static let formatID = "lpack"
+    public static let fileExtension: String? = "lpack"
     public static let parameterNames = ["compression", "level"]
 
     public static func validate(parameters: [String: String]) throws(LatheError) {

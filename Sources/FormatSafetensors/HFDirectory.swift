@@ -160,7 +160,14 @@ public struct HFDirectoryWriter: FormatWriter {
             func write(_ name: String, _ text: String) throws {
                 try Data(text.utf8).write(to: directory.appendingPathComponent(name))
             }
-            let original = try raw(HFKeys.config).map { try JSONValue.parse($0) }
+            var original: JSONValue?
+            if let text = raw(HFKeys.config) {
+                do throws(JSONParseError) { original = try JSONValue.parse(text) } catch {
+                    throw LatheError.problem(
+                        "\(graph.source): metadata \(HFKeys.config)",
+                        reason: "not JSON (\(error.reason) at byte \(error.offset))")
+                }
+            }
             try write(
                 "config.json",
                 HFConfig.json(

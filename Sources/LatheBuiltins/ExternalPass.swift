@@ -176,6 +176,8 @@ public struct ExternalPass: ModelPass {
 public struct JSONValueBox: Codable, Sendable {
     public var value: JSONValue
 
+    public init(_ value: JSONValue) { self.value = value }
+
     public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
         if container.decodeNil() {
@@ -196,9 +198,19 @@ public struct JSONValueBox: Codable, Sendable {
         }
     }
 
+    /// The value as the structure it is, so that encoding what was decoded gives it back.
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
-        try container.encode(value.serialized())
+        switch value {
+        case .null: try container.encodeNil()
+        case .bool(let bool): try container.encode(bool)
+        case .number(let text):
+            if let int = Int(text) { try container.encode(int) } else { try container.encode(Double(text) ?? .nan) }
+        case .string(let string): try container.encode(string)
+        case .array(let values): try container.encode(values.map(JSONValueBox.init))
+        case .object(let members):
+            try container.encode(Dictionary(members.map { ($0.key, JSONValueBox($0.value)) }) { _, last in last })
+        }
     }
 }
 

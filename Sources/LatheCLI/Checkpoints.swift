@@ -1,4 +1,3 @@
-import FormatGGUF
 import Foundation
 import LatheBuiltins
 import LatheCore
@@ -54,7 +53,8 @@ struct Checkpoints {
         var stored = graph
         stored.config?.store(in: &stored.metadata)
         stored.tokenizer?.store(in: &stored.metadata)
-        _ = try GGUFWriter().write(stored, to: tensors(step), options: WriteOptions(overwrite: true))
+        _ = try LatheEnvironment.registry.writer("gguf").write(
+            stored, to: tensors(step), options: WriteOptions(overwrite: true))
         let marker = AtomicFileText(url: metadata(step))
         try marker.write(
             JSONValue.object([
@@ -86,7 +86,7 @@ struct Checkpoints {
                     "checkpoint is damaged (its sha256 differs from the one recorded); delete it, or run without --resume"
             )
         }
-        var graph = try GGUFReader().read(tensors(step), options: ReadOptions())
+        var graph = try LatheEnvironment.registry.reader("gguf").read(tensors(step), options: ReadOptions())
         graph.metadata = try Metadata(json: recorded, field: metadata(step).path)
         graph.config = try LlamaConfig(metadata: graph.metadata, source: source)
         graph.tokenizer = try TokenizerDescription(metadata: graph.metadata, source: source)

@@ -73,6 +73,9 @@ public protocol FormatWriter: Sendable {
     /// F32 for half-precision vectors, which llama.cpp's CPU kernels need), or nil. `lathe convert`
     /// applies it unless a `--tensor-type` rule names the tensor, and `lathe plan` counts it.
     static func preferredType(for info: TensorInfo) -> DType?
+    /// The file name extension that names this format (`gguf`), or nil for a writer whose output is
+    /// not one file of its own kind (a directory). `lathe convert -o` picks the writer by it.
+    static var fileExtension: String? { get }
 
     init()
     func write(_ graph: ModelGraph, to url: URL, options: WriteOptions) throws -> WriteReport
@@ -83,4 +86,5 @@ extension FormatWriter {
     public static func validate(parameters: [String: String]) throws(LatheError) {}
     public static func outputKind(parameters: [String: String]) -> AtomicOutput.Kind { .file }
     public static func preferredType(for info: TensorInfo) -> DType? { nil }
+    public static var fileExtension: String? { nil }
 }

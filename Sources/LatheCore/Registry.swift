@@ -48,6 +48,13 @@ public struct Registry: Sendable {
         return type.init()
     }
 
+    /// The writer whose `fileExtension` is `pathExtension` (compared without case), if any.
+    public func writerID(forExtension pathExtension: String) -> String? {
+        let wanted = pathExtension.lowercased()
+        guard !wanted.isEmpty else { return nil }
+        return writers.keys.sorted().first { writers[$0]?.fileExtension == wanted }
+    }
+
     /// Builds a pass from its JSON options.
     public func pass(_ id: String, options: Data) throws -> any ModelPass {
         guard let entry = passes[id] else {

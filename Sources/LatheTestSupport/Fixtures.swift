@@ -20,7 +20,7 @@ public enum Fixtures {
     public static let smolLM2SkipReason =
         "SmolLM2 GGUF not found in .cache/models: run `make setup` (or `make test`, which fetches it first)"
 
-    /// A fresh empty temporary directory, removed by the caller with `cleanUp`.
+    /// A fresh empty temporary directory; the caller removes it (usually with a `defer`).
     public static func temporaryDirectory(_ label: String = "lathe-test") throws -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(label)-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)

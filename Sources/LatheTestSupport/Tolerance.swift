@@ -8,19 +8,6 @@ public func isClose<T: BinaryFloatingPoint>(_ a: T, _ b: T, relative: T, absolut
     return abs(a - b) <= max(absolute, relative * max(abs(a), abs(b)))
 }
 
-/// The index and size of the worst relative difference between two arrays, for failure messages.
-public func worstRelativeDifference<T: BinaryFloatingPoint>(_ a: [T], _ b: [T]) -> (index: Int, value: T)? {
-    precondition(a.count == b.count, "arrays differ in length")
-    var worst: (Int, T)?
-    for i in a.indices {
-        let scale = max(abs(a[i]), abs(b[i]), T.leastNormalMagnitude)
-        let value = abs(a[i] - b[i]) / scale
-        if value.isNaN { return (i, value) }  // a NaN is the worst difference there is
-        if worst == nil || value > worst!.1 { worst = (i, value) }
-    }
-    return worst
-}
-
 /// max |a − b|, or NaN when either array holds a NaN, so that `maxDifference(a, b) < tolerance`
 /// fails on one. (Swift's `max(x, y)` returns `x` when `y` is NaN, and `Sequence.max()` compares
 /// with `<`, so a running maximum silently drops NaNs.)

@@ -70,6 +70,17 @@ struct RecipeConversionTests {
 
 @Suite("Out-of-process passes")
 struct ExternalPassTests {
+    @Test("an external step's options encode as the structure they were decoded from")
+    func optionsRoundTrip() throws {
+        let text = #"{"command":["sh"],"options":{"a":[1,2.5,"x",null,true],"b":{"c":-3}}}"#
+        let decoded = try JSONDecoder().decode(ExternalPass.Options.self, from: Data(text.utf8))
+        let encoded = try JSONDecoder().decode(
+            ExternalPass.Options.self, from: try JSONEncoder().encode(decoded))
+        #expect(encoded.options?.value == decoded.options?.value)
+        #expect(decoded.options?.value["b"]?["c"] == .number("-3"))
+        #expect(decoded.options?.value["a"]?.arrayValue?.count == 5)
+    }
+
     @Test(
         "the Python example pass clamps outliers inside a recipe",
         .enabled(if: Oracle.isAvailable, Comment(rawValue: Oracle.skipReason)))

@@ -16,8 +16,6 @@ public final class BPETokenizer: @unchecked Sendable {
     private var cache: [String: [Int]] = [:]
     private let cacheLock = NSLock()
 
-    public var vocabularySize: Int { description.tokens.count }
-
     public init(_ description: TokenizerDescription) throws {
         guard description.model == "gpt2" else {
             throw LatheError.notImplemented(
