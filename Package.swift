@@ -53,6 +53,7 @@ let package = Package(
         .target(name: "PassRotate", dependencies: ["LatheCore", "LinearAlgebra"], swiftSettings: swiftSettings),
         .target(name: "PassWeightQuant", dependencies: ["LatheCore", "LinearAlgebra"], swiftSettings: swiftSettings),
         .target(name: "PassActivationQuant", dependencies: ["LatheCore"], swiftSettings: swiftSettings),
+        .target(name: "PassExternal", dependencies: ["LatheCore"], swiftSettings: swiftSettings),
 
         // MARK: - Pipeline: recipes, planning, running
         .target(
@@ -74,14 +75,14 @@ let package = Package(
                 "LatheCore", "CKernels", "Compression", "FormatGGUF", "FormatSafetensors", "FormatPacked",
                 "PassEncoding",
                 "PassSurgery",
-                "PassCalibration", "PassPCA", "PassRotate", "PassWeightQuant", "PassActivationQuant",
+                "PassCalibration", "PassPCA", "PassRotate", "PassWeightQuant", "PassActivationQuant", "PassExternal",
             ],
             swiftSettings: swiftSettings),
         .target(
             name: "LatheCLI",
             dependencies: [
                 "LatheCore", "LatheBuiltins", "LatheRuntime", "LathePipeline", "LinearAlgebra", "LatheReport",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "PassExternal", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -137,7 +138,7 @@ let package = Package(
             name: "LatheBuiltinsTests",
             dependencies: [
                 "LatheBuiltins", "LatheCLI", "LatheCore", "LathePipeline", "Compression", "FormatGGUF",
-                "LatheTestSupport", "LatheRuntime", "LinearAlgebra", "CKernels",
+                "LatheTestSupport", "LatheRuntime", "LinearAlgebra", "CKernels", "PassExternal",
             ],
             swiftSettings: swiftSettings),
         .testTarget(
@@ -154,6 +155,13 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(
             name: "PassWeightQuantTests", dependencies: ["PassWeightQuant", "LatheCore", "LinearAlgebra"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "PassExternalTests",
+            dependencies: ["PassExternal", "LatheCore", "LatheBuiltins", "LatheTestSupport"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "PassEncodingTests", dependencies: ["PassEncoding", "LatheCore", "LatheTestSupport"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "PassActivationQuantTests",

@@ -6,6 +6,7 @@ import LatheCore
 import PassActivationQuant
 import PassCalibration
 import PassEncoding
+import PassExternal
 import PassPCA
 import PassRotate
 import PassSurgery

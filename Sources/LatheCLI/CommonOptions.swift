@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LatheBuiltins
 import LatheCore
+import PassExternal
 
 /// Prints library diagnostics on stderr: warnings always, progress only for work that runs longer than
 /// two seconds (then every two seconds, and its completion), and informational lines only when asked.

@@ -232,11 +232,12 @@ struct RecipeRunner {
             return weights
         }
         let calibratesInPipeline = plan.steps.contains { $0.plan.produces.contains(CalibrationArtifact.name) }
-        let context =
+        var context =
             first < passes.count
             ? try calibration(
                 for: source, weights: sourceWeights, calibratesInPipeline: calibratesInPipeline, textDigest: textDigest)
             : PassContext()
+        context.registry = registry
         var steps = try Pipeline.run(passes, on: start, context: context, diagnostics: diagnostics, startingAt: first) {
             step, graph in
             try checkpoints?.save(graph, after: step)

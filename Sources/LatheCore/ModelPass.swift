@@ -14,6 +14,9 @@ public struct PassContext: Sendable {
     public var seed: UInt64
     /// Runs the model on calibration text, when the pipeline has text to calibrate on.
     public var calibrator: (any Calibrator)?
+    /// The formats and passes of the run, for a pass that must write or read a format without
+    /// importing it (`external` exchanges tensors as safetensors).
+    public var registry: Registry?
 
     public init(seed: UInt64 = 0, diagnostics: Diagnostics = .silent, calibrator: (any Calibrator)? = nil) {
         self.seed = seed

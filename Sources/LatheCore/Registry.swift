@@ -78,6 +78,7 @@ public struct Registry: Sendable {
         guard !plan.decisions.isEmpty else { return graph }
         var graph = graph
         var context = PassContext(diagnostics: diagnostics)
+        context.registry = self
         try pass.apply(&graph, context: &context)
         diagnostics.info(
             "\(writerID): \(type(of: pass).passID) re-encoded \(plan.decisions.count) tensors before writing")

@@ -1,4 +1,3 @@
-import FormatPacked
 import Foundation
 import LatheCore
 import LatheTestSupport

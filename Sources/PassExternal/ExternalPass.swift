@@ -1,4 +1,3 @@
-import FormatSafetensors
 import Foundation
 import LatheCore
 
@@ -81,12 +80,18 @@ public struct ExternalPass: ModelPass {
             let tensor = try graph.tensor(named: name)
             try subset.append(tensor.info.dtype == .f32 ? tensor : TensorCodec.convert(tensor, to: .f32))
         }
-        _ = try SafetensorsWriter().write(subset, to: input, options: WriteOptions())
+        // The protocol's exchange format is safetensors, reached through the registry: a pass never
+        // imports a format.
+        guard let registry = context.registry else {
+            throw LatheError.missingField(
+                "registry", in: "the pass context (pass '\(Self.passID)' exchanges tensors as safetensors)")
+        }
+        _ = try registry.writer("safetensors").write(subset, to: input, options: WriteOptions())
         let reply = try call(action: "apply", graph: graph, input: input, output: output)
         for note in reply["notes"]?.arrayValue?.compactMap(\.stringValue) ?? [] {
             context.diagnostics.info("\(Self.passID): \(note)")
         }
-        let result = try SafetensorsReader().read(output, options: ReadOptions())
+        let result = try registry.reader("safetensors").read(output, options: ReadOptions())
         for decision in plan.decisions {
             guard let tensor = result[decision.tensor] else {
                 throw failure("the output lacks tensor '\(decision.tensor)'")
@@ -214,7 +219,10 @@ public struct JSONValueBox: Codable, Sendable {
     }
 }
 
-/// The set of programs `external` steps may start, filled from the command line.
+/// The set of programs `external` steps may start, filled from the command line. Process-wide on
+/// purpose: `--allow-external` is the user's word for this process, and a pass is built from a
+/// recipe's JSON with nothing else to carry it. `@unchecked Sendable`: the set is only touched
+/// under the lock.
 public final class AllowedPrograms: @unchecked Sendable {
     private let lock = NSLock()
     private var programs: Set<String> = []
