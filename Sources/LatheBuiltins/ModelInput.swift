@@ -101,7 +101,8 @@ public enum ModelInput {
             let message = (error as? any LocalizedError)?.errorDescription ?? "\(error)"
             throw ArchivedModelError(
                 message: message.replacingOccurrences(of: scratch.path + "/", with: url.path + "#")
-                    .replacingOccurrences(of: scratch.path, with: url.path))
+                    .replacingOccurrences(of: scratch.path, with: url.path),
+                cause: error)
         }
     }
 
@@ -164,9 +165,11 @@ public enum ModelInput {
     }
 }
 
-/// A reader's error about a model inside an archive, its paths rewritten to `archive#member`.
+/// A reader's error about a model inside an archive, its paths rewritten to `archive#member`; the
+/// reader's own error is `cause`, for a caller that matches on it.
 public struct ArchivedModelError: LocalizedError, CustomStringConvertible {
     public var message: String
+    public var cause: any Error
     public var errorDescription: String? { message }
     public var description: String { message }
 }

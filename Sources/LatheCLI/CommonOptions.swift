@@ -6,6 +6,7 @@ import PassExternal
 
 /// Prints library diagnostics on stderr: warnings always, progress only for work that runs longer than
 /// two seconds (then every two seconds, and its completion), and informational lines only when asked.
+/// `@unchecked Sendable`: its mutable state is only touched under the lock.
 final class StderrDiagnostics: @unchecked Sendable {
     private let verbose: Bool
     private let lock = NSLock()

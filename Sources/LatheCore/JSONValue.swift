@@ -1,3 +1,5 @@
+import Foundation
+
 /// A JSON value that keeps object key order and number spelling, parsed strictly: duplicate keys,
 /// trailing garbage and invalid escapes are errors with the byte offset. Format readers use it where
 /// Foundation's parser would silently keep one of two duplicate keys. Not `indirect`: arrays and
@@ -65,10 +67,12 @@ public enum JSONValue: Equatable, Sendable {
     public static func int(_ value: Int) -> JSONValue { .number(String(value)) }
 }
 
-/// Why a JSON text was rejected.
-public struct JSONParseError: Error, Equatable {
+/// Why a JSON text was rejected. Callers name the file or key; on its own it reads "byte N: reason".
+public struct JSONParseError: Error, Equatable, LocalizedError {
     public var offset: Int
     public var reason: String
+
+    public var errorDescription: String? { "byte \(offset): \(reason)" }
 }
 
 extension JSONValue {

@@ -63,7 +63,9 @@ public enum LinearWeight: Sendable {
 }
 
 /// Scratch the packed path reuses across calls: a dequantized tile of weights for prefill and the
-/// activation codes for decoding.
+/// activation codes for decoding. `@unchecked Sendable`: it belongs to one `LlamaSession`, which
+/// runs one call at a time; within a call the worker threads only write disjoint slices of the
+/// buffers the calling thread sized before starting them.
 final class PackedScratch: @unchecked Sendable {
     var tile: [Float] = []
     var activations: [String: QuantizedActivation] = [:]
@@ -325,7 +327,8 @@ extension LlamaSession {
     }
 }
 
-/// A row-major F16 matrix in its tensor's bytes.
+/// A row-major F16 matrix in its tensor's bytes. `@unchecked Sendable`: immutable after `init`;
+/// the pointer reads bytes that `storage` keeps alive and that nothing writes.
 public final class HalfMatrix: @unchecked Sendable {
     public let rows: Int
     public let columns: Int

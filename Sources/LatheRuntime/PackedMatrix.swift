@@ -4,7 +4,8 @@ import LatheCore
 
 /// A weight matrix `[rows, columns]` in the packed integer encoding, read in place from its
 /// tensors' bytes (a mapped file stays mapped). Several tensors with one encoding (q, k and v) can
-/// stand stacked as one matrix: their rows follow each other.
+/// stand stacked as one matrix: their rows follow each other. `@unchecked Sendable`: immutable after
+/// `init`; its pointers read bytes it owns or that `storages` keep alive, freed only in `deinit`.
 public final class PackedMatrix: @unchecked Sendable {
     public let encoding: PackedIntegerEncoding
     public let rows: Int

@@ -2,6 +2,7 @@ import Foundation
 import LatheCore
 
 /// Collects the warnings reported through its `diagnostics`, for tests that check what was said.
+/// `@unchecked Sendable`: the list is only touched under the lock.
 public final class WarningLog: @unchecked Sendable {
     private let lock = NSLock()
     private var collected: [String] = []

@@ -307,7 +307,8 @@ public struct QuantizeWeightsPass: ModelPass {
     }
 }
 
-/// Results written by parallel workers, one slot each.
+/// Results written by parallel workers, one slot each. `@unchecked Sendable`: the slots are only
+/// touched under the lock.
 final class ResultSlots: @unchecked Sendable {
     private var slots: [Result<[Float], any Error>?]
     private let lock = NSLock()
@@ -321,7 +322,8 @@ final class ResultSlots: @unchecked Sendable {
 
     func get(_ index: Int) throws -> [Float] {
         guard let result = lock.withLock({ slots[index] }) else {
-            throw LatheError.notImplemented(capability: "a missing worker result", detail: "slot \(index) unset")
+            // Every worker fills its slot before the pool returns: an empty one is Lathe's bug.
+            preconditionFailure("quantize-weights: worker result \(index) was never set")
         }
         return try result.get()
     }

@@ -610,6 +610,7 @@ struct ConversionTests {
         let error = #expect(throws: ArchivedModelError.self) { try ModelInput.open(archive) }
         #expect(error?.message.hasPrefix("\(archive.path)#half.gguf: ") == true, "\(String(describing: error))")
         #expect(error?.message.contains("lathe-archive-") == false, "\(String(describing: error))")
+        #expect(error?.cause is GGUFError, "the reader's own error is kept for callers that match on it")
         // `check` of an archived lpack runs the lpack's own checks on the file inside.
         let packedDirectory = work.appendingPathComponent("packed")
         try FileManager.default.createDirectory(at: packedDirectory, withIntermediateDirectories: true)

@@ -71,7 +71,7 @@ public enum ScaleCheck {
 
 /// A check that runs until it first passes, and never again (thread-safe): readers verify a
 /// tensor's bytes (checksum, scales) the first time they are used, and keep their lazy, zero-copy
-/// payloads.
+/// payloads. `@unchecked Sendable`: `passed` is only touched under the lock.
 public final class CheckedOnce: @unchecked Sendable {
     private let lock = NSLock()
     private var passed = false
