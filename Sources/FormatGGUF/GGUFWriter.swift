@@ -124,7 +124,7 @@ public struct GGUFWriter: FormatWriter {
         return metadata
     }
 
-    static let embedding = LlamaTensorNames.gguf(fromHF: "model.embed_tokens.weight")
+    static let embedding = LlamaTensorNames.gguf(fromHF: LlamaTensorNames.embedding)
 
     /// llama.cpp sizes the embedding from the token list. A list longer than the embedding's rows is
     /// refused (ids past the rows have no vector; llama.cpp's converter refuses it too), and a shorter

@@ -20,7 +20,7 @@ public struct PackedReader: FormatReader {
         graph.sourceFormat = Self.formatID
         graph.config = try LlamaConfig(metadata: manifest.metadata, source: url.path)
         graph.tokenizer = try TokenizerDescription(metadata: manifest.metadata, source: url.path)
-        graph.config?.tiedEmbeddings = !manifest.members.contains { $0.name == "lm_head.weight" }
+        graph.config?.tiedEmbeddings = !manifest.members.contains { $0.name == LlamaTensorNames.head }
         for member in manifest.members {
             let info = TensorInfo(name: member.name, dtype: member.dtype, shape: Shape(member.shape))
             if member.compression == "none" {

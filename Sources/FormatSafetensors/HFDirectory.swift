@@ -33,7 +33,7 @@ public struct HFDirectoryReader: FormatReader {
         let configText = try Self.text(url, "config.json")!
         let configJSON = try Self.parse(configText, url, "config.json")
         var config = try HFConfig.llamaConfig(from: configJSON, path: url.appendingPathComponent("config.json").path)
-        config.tiedEmbeddings = config.tiedEmbeddings || graph["lm_head.weight"] == nil
+        config.tiedEmbeddings = config.tiedEmbeddings || graph[LlamaTensorNames.head] == nil
         graph.metadata[HFKeys.config] = .string(configText)
 
         var tokenizerConfig: JSONValue?

@@ -36,7 +36,7 @@ public struct SafetensorsReader: FormatReader {
         try Self.appendShards(for: url, to: &graph, diagnostics: options.diagnostics)
         graph.config = try LlamaConfig(metadata: graph.metadata, source: url.path)
         graph.tokenizer = try TokenizerDescription(metadata: graph.metadata, source: url.path)
-        let tied = graph["lm_head.weight"] == nil
+        let tied = graph[LlamaTensorNames.head] == nil
         graph.config?.tiedEmbeddings = tied
         options.diagnostics.info("\(url.lastPathComponent): safetensors, \(graph.tensors.count) tensors")
         return graph

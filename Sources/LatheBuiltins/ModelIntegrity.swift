@@ -78,7 +78,7 @@ public enum ModelIntegrity {
                         : "layer \(missing[0]) has no tensors"
                             + (missing.count > 1 ? " (nor \(missing.count - 1) more)" : "")))
         }
-        guard let embedding = graph["model.embed_tokens.weight"] ?? graph["token_embd.weight"] else { return }
+        guard let embedding = graph[LlamaTensorNames.embedding] ?? graph["token_embd.weight"] else { return }
         if embedding.info.shape.dimensions != [config.vocabSize, config.hiddenSize] {
             throw LatheError.problem(
                 path,

@@ -91,7 +91,7 @@ struct Checkpoints {
         graph.config = try LlamaConfig(metadata: graph.metadata, source: source)
         graph.tokenizer = try TokenizerDescription(metadata: graph.metadata, source: source)
         if graph.config != nil {
-            let tied = graph["lm_head.weight"] == nil
+            let tied = graph[LlamaTensorNames.head] == nil
             graph.config?.tiedEmbeddings = tied
         }
         graph.source = source

@@ -1,6 +1,15 @@
 /// HF ↔ GGUF tensor names for Llama-family models (formats.md §1.7) and the q/k row permutation
 /// llama.cpp applies (§1.8).
 public enum LlamaTensorNames {
+    /// The canonical (HF) names of Lathe's graphs: the model-wide tensors, and a layer's.
+    public static let embedding = "model.embed_tokens.weight"
+    public static let head = "lm_head.weight"
+    public static let finalNorm = "model.norm.weight"
+
+    /// `model.layers.N.PART.weight`, PART being `self_attn.q_proj`, `mlp.down_proj`,
+    /// `input_layernorm`, ….
+    public static func layerTensor(_ layer: Int, _ part: String) -> String { "model.layers.\(layer).\(part).weight" }
+
     private static let global: [(hf: String, gguf: String)] = [
         ("model.embed_tokens", "token_embd"),
         ("model.norm", "output_norm"),

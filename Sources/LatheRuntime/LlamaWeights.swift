@@ -87,10 +87,10 @@ public struct LlamaWeights: Sendable {
         ropeStyle = graph.naming == .gguf ? .interleaved : .halfSplit
         let source = GraphTensors(graph: graph, config: config, lowBit: lowBit)
         let h = config.hiddenSize
-        embedding = try source.load("model.embed_tokens.weight", [config.vocabSize, h])
-        let hasOutput = graph[graph.naming == .gguf ? "output.weight" : "lm_head.weight"] != nil
-        output = hasOutput && !layerByLayer ? try source.linear([("lm_head.weight", [config.vocabSize, h])]) : nil
-        finalNorm = try source.load("model.norm.weight", [h])
+        embedding = try source.load(LlamaTensorNames.embedding, [config.vocabSize, h])
+        let hasOutput = graph[graph.naming == .gguf ? "output.weight" : LlamaTensorNames.head] != nil
+        output = hasOutput && !layerByLayer ? try source.linear([(LlamaTensorNames.head, [config.vocabSize, h])]) : nil
+        finalNorm = try source.load(LlamaTensorNames.finalNorm, [h])
         let frequencyTensor = LlamaConfig.RopeScaling.frequencyTensor
         ropeDivisors =
             graph[frequencyTensor] == nil ? nil : try source.load(frequencyTensor, [config.headDim / 2])

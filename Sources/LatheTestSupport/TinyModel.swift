@@ -50,7 +50,7 @@ public enum TinyModel {
                 info: TensorInfo(name: name, dtype: .f32, shape: Shape(shape)), storage: TensorStorage(values: values))
         }
         let (h, f, kv) = (config.hiddenSize, config.ffnSize, config.kvHeadCount * config.headDim)
-        var tensors = [tensor("model.embed_tokens.weight", [config.vocabSize, h])]
+        var tensors = [tensor(LlamaTensorNames.embedding, [config.vocabSize, h])]
         for layer in 0..<config.layerCount {
             let p = "model.layers.\(layer)."
             tensors += [
@@ -63,7 +63,7 @@ public enum TinyModel {
                 tensor(p + "mlp.down_proj.weight", [h, f]),
             ]
         }
-        tensors.append(tensor("model.norm.weight", [h], norm: true))
+        tensors.append(tensor(LlamaTensorNames.finalNorm, [h], norm: true))
         var metadata = Metadata([("general.architecture", .string("llama")), ("general.name", .string("tiny"))])
         config.store(in: &metadata)
         let tokenizer = tokenizer(vocab: config.vocabSize)

@@ -32,7 +32,7 @@ public struct PackWeightsPass: ModelPass {
         var result: [(String, PackedIntegerEncoding)] = []
         for layer in 0..<config.layerCount {
             for kind in record.tensors {
-                let name = "model.layers.\(layer).\(kind).weight"
+                let name = LlamaTensorNames.layerTensor(layer, kind)
                 guard let tensor = graph[name], tensor.info.shape.rank == 2 else { continue }
                 let columns = tensor.info.shape.dimensions[1]
                 result.append((name, try layout(kind: kind, columns: columns, record: record, headDim: config.headDim)))
@@ -119,7 +119,7 @@ public struct PackWeightsPass: ModelPass {
             try graph.replace(try Self.pack(graph.tensor(named: decision.tensor), encoding))
         }
         guard tables else { return }
-        for name in ["model.embed_tokens.weight", "lm_head.weight"] {
+        for name in [LlamaTensorNames.embedding, LlamaTensorNames.head] {
             guard let tensor = graph[name], tensor.info.dtype.isFloatingPoint, tensor.info.shape.rank == 2 else {
                 continue
             }

@@ -27,7 +27,7 @@ public struct OnlineHadamardPass: ModelPass {
             throw LatheError.invalidValue(
                 field: "pass 'online-hadamard'", value: "a model that already has it", expected: "one application")
         }
-        let names = (0..<config.layerCount).map { "model.layers.\($0).mlp.down_proj.weight" }
+        let names = (0..<config.layerCount).map { LlamaTensorNames.layerTensor($0, "mlp.down_proj") }
         let decisions = try names.map {
             TensorDecision(tensor: $0, from: try graph.tensor(named: $0).info.dtype, to: .f32, reason: "Hadamard fused")
         }
@@ -51,7 +51,7 @@ public struct OnlineHadamardPass: ModelPass {
         let statistics = context[CalibrationArtifact.self]
         for layer in 0..<config.layerCount {
             // Each row w of W_down becomes w · U_D = (M wᵀ)ᵀ / √f: the same fast transform.
-            let name = "model.layers.\(layer).mlp.down_proj.weight"
+            let name = LlamaTensorNames.layerTensor(layer, "mlp.down_proj")
             var w = try graph.floats(name)
             try w.withUnsafeMutableBufferPointer { try transform.apply(to: $0, scale: scale) }
             try graph.setFloats(name, w)

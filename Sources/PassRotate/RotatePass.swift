@@ -74,13 +74,13 @@ public struct RotatePass: ModelPass {
         var changed: [String] = []
         var notes: [String] = []
         if residual {
-            changed += ["model.embed_tokens.weight", "lm_head.weight"]
+            changed += [LlamaTensorNames.embedding, LlamaTensorNames.head]
             for layer in 0..<config.layerCount { changed += Self.residualReaders(layer) + Self.residualWriters(layer) }
             notes.append("U_A (\(config.hiddenSize)×\(config.hiddenSize)) fused into embedding, head and every block")
         }
         if values {
             for layer in 0..<config.layerCount {
-                changed += ["v_proj", "o_proj"].map { "model.layers.\(layer).self_attn.\($0).weight" }
+                changed += ["v_proj", "o_proj"].map { LlamaTensorNames.layerTensor(layer, "self_attn." + $0) }
             }
             notes.append("U_B per layer and KV head fused into v_proj rows and o_proj columns")
         }
@@ -126,8 +126,8 @@ public struct RotatePass: ModelPass {
     static func requireUnitNorms(_ graph: ModelGraph, config: LlamaConfig) throws {
         let norms =
             (0..<config.layerCount).flatMap { layer in
-                ["input_layernorm", "post_attention_layernorm"].map { "model.layers.\(layer).\($0).weight" }
-            } + ["model.norm.weight"]
+                ["input_layernorm", "post_attention_layernorm"].map { LlamaTensorNames.layerTensor(layer, $0) }
+            } + [LlamaTensorNames.finalNorm]
         for norm in norms where graph[norm] != nil {
             guard try graph.floats(norm).allSatisfy({ $0 == 1 }) else {
                 throw LatheError.invalidValue(
@@ -144,15 +144,15 @@ public struct RotatePass: ModelPass {
     }
 
     static func residualWriters(_ layer: Int) -> [String] {
-        ["model.layers.\(layer).self_attn.o_proj.weight", "model.layers.\(layer).mlp.down_proj.weight"]
+        [LlamaTensorNames.layerTensor(layer, "self_attn.o_proj"), LlamaTensorNames.layerTensor(layer, "mlp.down_proj")]
     }
 
     public func apply(_ graph: inout ModelGraph, context: inout PassContext) throws {
         let config = try graph.llamaConfig()
         _ = try plan(graph)
-        guard graph["lm_head.weight"] != nil || !residual else {
+        guard graph[LlamaTensorNames.head] != nil || !residual else {
             throw LatheError.missingField(
-                "lm_head.weight", in: "\(graph.source) (rotate needs an untied head: add untie-embeddings first)")
+                LlamaTensorNames.head, in: "\(graph.source) (rotate needs an untied head: add untie-embeddings first)")
         }
         if residual { try Self.requireUnitNorms(graph, config: config) }
         let bases = usesBasis ? try context.require(SubspaceBasesArtifact.self, by: Self.passID) : nil
@@ -177,7 +177,7 @@ public struct RotatePass: ModelPass {
                 graph[name] == nil
                 ? u : Dense.multiply(try graph.floats(name).map(Double.init), u, m: hidden, k: hidden, n: hidden)
             try graph.setFloats(name, recorded.map(Float.init), shape: [hidden, hidden])
-            for name in ["model.embed_tokens.weight", "lm_head.weight"] {
+            for name in [LlamaTensorNames.embedding, LlamaTensorNames.head] {
                 try graph.rotateInputs(name, by: u, n: hidden)
             }
             for layer in 0..<config.layerCount {
@@ -238,8 +238,8 @@ public struct RotatePass: ModelPass {
     /// U_B fused: `v` rows of KV head j ← U_jᵀ · rows; `o` columns of query head q ← columns · U_kv(q).
     func rotateValues(_ graph: inout ModelGraph, layer: Int, _ perHead: [[Double]], _ config: LlamaConfig) throws {
         let hd = config.headDim
-        let vName = "model.layers.\(layer).self_attn.v_proj.weight"
-        let oName = "model.layers.\(layer).self_attn.o_proj.weight"
+        let vName = LlamaTensorNames.layerTensor(layer, "self_attn.v_proj")
+        let oName = LlamaTensorNames.layerTensor(layer, "self_attn.o_proj")
         let (vRows, hidden) = try graph.matrixShape(vName)
         var v = try graph.floats(vName).map(Double.init)
         for head in 0..<(vRows / hd) {

@@ -33,7 +33,7 @@ public struct FuseNormsPass: ModelPass {
             groups.append(
                 (p + "post_attention_layernorm.weight", ["gate_proj", "up_proj"].map { p + "mlp.\($0).weight" }))
         }
-        groups.append(("model.norm.weight", ["lm_head.weight"]))
+        groups.append((LlamaTensorNames.finalNorm, [LlamaTensorNames.head]))
         return groups
     }
 
@@ -52,7 +52,7 @@ public struct FuseNormsPass: ModelPass {
             }
             changed += [norm] + linears
         }
-        if centerEmbeddings { changed.append("model.embed_tokens.weight") }
+        if centerEmbeddings { changed.append(LlamaTensorNames.embedding) }
         let decisions = try changed.map { name in
             TensorDecision(tensor: name, from: try graph.tensor(named: name).info.dtype, to: .f32, reason: "fused")
         }
@@ -75,7 +75,7 @@ public struct FuseNormsPass: ModelPass {
             try graph.setFloats(norm, [Float](repeating: 1, count: gamma.count))
         }
         if centerEmbeddings {
-            let name = "model.embed_tokens.weight"
+            let name = LlamaTensorNames.embedding
             var e = try graph.floats(name)
             let width = config.hiddenSize
             for row in stride(from: 0, to: e.count, by: width) {

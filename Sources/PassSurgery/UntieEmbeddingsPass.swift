@@ -9,8 +9,8 @@ public struct UntieEmbeddingsPass: ModelPass {
     public static let passID = "untie-embeddings"
     public static let summary = "copy a tied token embedding into its own output head (lm_head)"
 
-    static let embedding = "model.embed_tokens.weight"
-    static let head = "lm_head.weight"
+    static let embedding = LlamaTensorNames.embedding
+    static let head = LlamaTensorNames.head
 
     public init(options: Options) {}
 

@@ -99,7 +99,7 @@ public struct QuantizeWeightsPass: ModelPass {
     func targets(_ graph: ModelGraph, _ config: LlamaConfig) -> [(name: String, layer: Int, kind: String)] {
         (0..<config.layerCount).flatMap { layer in
             Self.linearKinds.compactMap { kind in
-                let name = "model.layers.\(layer).\(kind).weight"
+                let name = LlamaTensorNames.layerTensor(layer, kind)
                 guard graph[name] != nil, selection?.matches(name) ?? true else { return nil }
                 return (name, layer, kind)
             }
@@ -115,7 +115,7 @@ public struct QuantizeWeightsPass: ModelPass {
                 tensor: $0, from: try graph.tensor(named: $0).info.dtype, to: .f32,
                 reason: "\(method) W\(bits) (dequantized)")
         }
-        for (name, choice) in [("model.embed_tokens.weight", embeddings), ("lm_head.weight", head)]
+        for (name, choice) in [(LlamaTensorNames.embedding, embeddings), (LlamaTensorNames.head, head)]
         where choice != "keep" {
             guard let tensor = graph[name] else { continue }
             let to: DType = choice == "f16" ? .f16 : choice == "bf16" ? .bf16 : .f32
@@ -177,8 +177,8 @@ public struct QuantizeWeightsPass: ModelPass {
                 .quantizing, fraction: Double(layer + 1) / Double(config.layerCount),
                 "quantize-weights (\(method)): layer \(layer)")
         }
-        try encodeTable(&graph, "model.embed_tokens.weight", as: embeddings)
-        try encodeTable(&graph, "lm_head.weight", as: head)
+        try encodeTable(&graph, LlamaTensorNames.embedding, as: embeddings)
+        try encodeTable(&graph, LlamaTensorNames.head, as: head)
         try record(layout, in: &graph.metadata)
     }
 

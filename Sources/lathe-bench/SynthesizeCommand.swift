@@ -56,7 +56,7 @@ struct Synthesize: ParsableCommand {
     /// Every HF Llama tensor, each produced in 4 MiB chunks as the writer asks for it.
     static func graph(_ config: LlamaConfig, dtype: DType) throws -> ModelGraph {
         let (h, f, kv) = (config.hiddenSize, config.ffnSize, config.kvHeadCount * config.headDim)
-        var shapes: [(String, [Int])] = [("model.embed_tokens.weight", [config.vocabSize, h])]
+        var shapes: [(String, [Int])] = [(LlamaTensorNames.embedding, [config.vocabSize, h])]
         for layer in 0..<config.layerCount {
             let p = "model.layers.\(layer)."
             shapes += [
@@ -68,7 +68,7 @@ struct Synthesize: ParsableCommand {
                 (p + "mlp.up_proj.weight", [f, h]), (p + "mlp.down_proj.weight", [h, f]),
             ]
         }
-        shapes += [("model.norm.weight", [h]), ("lm_head.weight", [config.vocabSize, h])]
+        shapes += [(LlamaTensorNames.finalNorm, [h]), (LlamaTensorNames.head, [config.vocabSize, h])]
         let tensors = shapes.enumerated().map { index, entry in
             let (name, shape) = entry
             let count = shape.reduce(1, *)

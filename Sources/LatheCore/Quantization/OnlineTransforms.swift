@@ -25,7 +25,7 @@ public struct OnlineTransforms: Codable, Sendable, Equatable {
     public static let residualRotationTensor = "lathe.residual_rotation"
 
     public static func queryKeyRotationTensor(layer: Int) -> String {
-        "model.layers.\(layer).self_attn.qk_rotation.weight"
+        LlamaTensorNames.layerTensor(layer, "self_attn.qk_rotation")
     }
 
     /// Whether `name` is a transform's tensor (U_A, a U_C) rather than a weight: quantizing a
