@@ -68,6 +68,10 @@ struct SafetensorsHeader {
             let rule: SafetensorsError.Rule =
                 error.reason.hasPrefix("duplicate key") ? .duplicateKey : .invalidHeaderDeserialization
             if error.reason == "expected an object" {
+                // Not an object: its own syntax error first, if it has one, as before.
+                do throws(JSONParseError) { _ = try JSONValue.parse(headerBytes) } catch {
+                    throw fail(.invalidHeaderDeserialization, "header byte \(error.offset)", error.reason)
+                }
                 throw fail(rule, "header", "the JSON is not an object")
             }
             throw fail(rule, "header byte \(error.offset)", error.reason)

@@ -392,9 +392,9 @@ struct Convert: ParsableCommand {
     static func inferFormat(_ url: URL) throws -> String {
         guard url.pathExtension.isEmpty else {
             let formats = LatheEnvironment.registry.entries.filter { $0.kind == .writer }.map(\.id)
-            throw UsageError(
-                "cannot tell the output format from '\(url.lastPathComponent)'; pass --to \(formats.joined(separator: ", "))"
-            )
+            let listed =
+                formats.dropLast().joined(separator: ", ") + (formats.count > 1 ? " or " : "") + (formats.last ?? "")
+            throw UsageError("cannot tell the output format from '\(url.lastPathComponent)'; pass --to \(listed)")
         }
         return "hf"
     }

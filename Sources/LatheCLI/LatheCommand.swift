@@ -42,6 +42,7 @@ public func main() {
     // Past a file-size limit (ulimit -f) the kernel would end the process with SIGXFSZ, leaving the
     // output's temporary; ignored, the write fails with EFBIG and the output is cleaned up as usual.
     signal(SIGXFSZ, SIG_IGN)
+    InterruptCleanup.handleCrashes()
     let command: any ParsableCommand
     do { command = try LatheCommand.parseAsRoot() } catch { LatheCommand.exit(withError: error) }
     do {

@@ -23,7 +23,7 @@ public final class BinaryWriter {
         path = url.path
         // open(2) rather than FileManager.createFile, whose false hides why (a full table of open
         // files read as "check the directory exists").
-        let descriptor = open(url.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let descriptor = open(url.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o666)
         guard descriptor >= 0 else {
             throw LatheError.fileAccess(
                 path: url.path, reason: "cannot create file: " + String(cString: strerror(errno)))
@@ -87,8 +87,9 @@ public final class BinaryWriter {
 
     /// Allocates the file's blocks for `totalBytes` up front, without changing its size. Writing into
     /// allocated blocks spares the file system a reservation per page (about a quarter of the kernel
-    /// time of writing a large file on ext4). Advisory: file systems without `fallocate` write as before.
-    /// A disk without room for the whole output is an error now, before the tensors are converted.
+    /// time of writing a large file on ext4). File systems without `fallocate` write as before. A disk
+    /// without room for the whole output is an error now, before the tensors are converted (on a
+    /// compressing file system that counts the output's uncompressed size).
     public func reserve(totalBytes: Int) throws(LatheError) {
         guard totalBytes > 0, let allocate = Self.fallocate else { return }
         let keepSize: Int32 = 1  // FALLOC_FL_KEEP_SIZE: the size grows only as bytes are written

@@ -7,9 +7,9 @@ import Synchronization
 
 /// Temporaries that must not outlive an interrupted run: an output being written beside its
 /// destination, an archive extracted to scratch. Once something is registered, SIGINT, SIGTERM and
-/// SIGHUP remove every registered path and then end the process as the signal would have. A crash
-/// (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, and SIGABRT, which a failed allocation raises) removes
-/// them too before the crash report (`InterruptCleanup+Faults.swift`). (SIGKILL cannot be caught:
+/// SIGHUP remove every registered path and then end the process as the signal would have. In a
+/// program that asks for it (`handleCrashes()`: the `lathe` command does), a crash removes them too
+/// before the crash report (`InterruptCleanup+Faults.swift`). (SIGKILL cannot be caught:
 /// after one, the hidden `.NAME.TOKEN.tmp` beside the destination remains, never a partial
 /// destination.)
 public enum InterruptCleanup {
@@ -34,6 +34,7 @@ public enum InterruptCleanup {
     /// A crash's handler runs on the crashing thread and waits on a second pipe until the thread has
     /// removed the paths (`faultBit` marks its byte), then lets the crash go on.
     static func installIfNeeded() {
+        _ = pipes
         guard installed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
         else { return }
         var ends: [Int32] = [0, 0]
@@ -41,8 +42,8 @@ public enum InterruptCleanup {
         // Close-on-exec: processes Lathe starts (external passes) must not hold the pipes.
         guard pipe(&ends) == 0, pipe(&doneEnds) == 0 else { return }
         for end in ends + doneEnds { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
-        signalPipe = ends[1]
-        donePipe = doneEnds[0]
+        pipes[0] = ends[1]
+        pipes[1] = doneEnds[0]
         let reader = ends[0]
         let done = doneEnds[1]
         Thread.detachNewThread {
@@ -61,7 +62,6 @@ public enum InterruptCleanup {
                 return
             }
         }
-        installFaultHandlers()
         for number in [SIGINT, SIGTERM, SIGHUP] {
             var current = sigaction()
             sigaction(number, nil, &current)
@@ -74,7 +74,7 @@ public enum InterruptCleanup {
             var action = sigaction()
             action.__sigaction_handler.sa_handler = { number in
                 var byte = UInt8(truncatingIfNeeded: number)
-                _ = write(InterruptCleanup.signalPipe, &byte, 1)
+                _ = write(InterruptCleanup.pipes[0], &byte, 1)
             }
             action.sa_flags = SA_RESTART
             sigemptyset(&action.sa_mask)
@@ -82,11 +82,14 @@ public enum InterruptCleanup {
         }
     }
 
-    /// The pipe's writing end, read by the handlers (set once, before any handler is installed).
-    nonisolated(unsafe) static var signalPipe: Int32 = -1
-    /// The reading end on which a crash's handler waits for the paths to be removed (set once, before
-    /// any handler is installed).
-    nonisolated(unsafe) static var donePipe: Int32 = -1
+    /// The request pipe's writing end, then the reading end on which a crash's handler waits for
+    /// the paths to be removed: set once, before any handler is installed. A pointer, not two static
+    /// variables, so that a handler reads them without the runtime's access checks.
+    nonisolated(unsafe) static let pipes: UnsafeMutablePointer<Int32> = {
+        let pipes = UnsafeMutablePointer<Int32>.allocate(capacity: 2)
+        pipes.initialize(repeating: -1, count: 2)
+        return pipes
+    }()
     /// Set in the byte a crash's handler writes (signal numbers are below 128).
     static let faultBit: UInt8 = 0x80
 }

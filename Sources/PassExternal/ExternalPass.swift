@@ -66,6 +66,12 @@ public struct ExternalPass: ModelPass {
     }
 
     public func apply(_ graph: inout ModelGraph, context: inout PassContext) throws {
+        // The protocol's exchange format is safetensors, reached through the registry: a pass never
+        // imports a format.
+        guard let registry = context.registry else {
+            throw LatheError.missingField(
+                "registry", in: "the pass context (pass '\(Self.passID)' exchanges tensors as safetensors)")
+        }
         let plan = try plan(graph)
         guard !plan.changedTensors.isEmpty else { return }
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent(
@@ -79,12 +85,6 @@ public struct ExternalPass: ModelPass {
         for name in plan.changedTensors {
             let tensor = try graph.tensor(named: name)
             try subset.append(tensor.info.dtype == .f32 ? tensor : TensorCodec.convert(tensor, to: .f32))
-        }
-        // The protocol's exchange format is safetensors, reached through the registry: a pass never
-        // imports a format.
-        guard let registry = context.registry else {
-            throw LatheError.missingField(
-                "registry", in: "the pass context (pass '\(Self.passID)' exchanges tensors as safetensors)")
         }
         _ = try registry.writer("safetensors").write(subset, to: input, options: WriteOptions())
         let reply = try call(action: "apply", graph: graph, input: input, output: output)

@@ -273,6 +273,8 @@ struct SafetensorsBadInputTests {
             (rawSafetensors("{}", data: [], declaredLength: 50), .invalidHeaderLength, "header length"),
             ([2, 0, 0, 0, 0, 0, 0, 0, 0xC3, 0x28], .invalidHeader, "header"),
             (rawSafetensors("[1, 2]", data: []), .invalidHeaderDeserialization, "header"),
+            // Not an object and not JSON either: the syntax error, where it is.
+            (rawSafetensors("[1, }", data: []), .invalidHeaderDeserialization, "header byte 4"),
             (
                 rawSafetensors(#"{"a":\#(entry),"a":\#(entry)}"#, data: .init(repeating: 0, count: 8)), .duplicateKey,
                 "header byte 54"
