@@ -97,19 +97,7 @@ struct Convert: ParsableCommand {
         BLAS.threadCount = 1
         let printer = StderrDiagnostics(verbose: inputOptions.verbose)
         let outputURL = URL(fileURLWithPath: output)
-        var loadedRecipe = try recipe.map { try RecipeLibrary.load($0) }
-        if let calibrationText {
-            guard loadedRecipe?.calibration != nil else {
-                throw UsageError("--calibration-text needs a --recipe with a calibration section")
-            }
-            loadedRecipe?.calibration?.file = calibrationText
-        }
-        if loadedRecipe != nil, type != nil || !tensorTypes.isEmpty || fallbackType != nil {
-            throw UsageError("--recipe decides every encoding; drop --type, --tensor-type and --fallback-type")
-        }
-        if fallbackType != nil, type == nil, tensorTypes.isEmpty {
-            throw UsageError("--fallback-type stands in for the block type --type or --tensor-type chooses; give one")
-        }
+        let loadedRecipe = try loadRecipe()
         // --to, then the output's extension, then the recipe's first output, then a directory (hf).
         let named = LatheEnvironment.registry.writerID(forExtension: outputURL.pathExtension)
         let formatID = try to ?? named ?? loadedRecipe?.outputs.first?.format ?? Self.inferFormat(outputURL)
@@ -118,56 +106,11 @@ struct Convert: ParsableCommand {
         let plan = ConversionPlan(
             defaultType: try type.map(ConversionPlan.parseType), rules: try tensorTypes.map(ConversionPlan.Rule.init),
             fallbackType: try fallbackType.map(ConversionPlan.parseType))
-        // Each writer's parameters: the recipe output's options for that format, then the command
-        // line's (which win), keeping only the keys the writer reads.
-        var commandLine: [String: String] = [:]
-        if let maxShardSize { commandLine["max-shard-size"] = String(maxShardSize) }
-        if let compress { commandLine["compression"] = compress }
         func parameters(for format: String, _ writer: any FormatWriter) -> [String: String] {
-            let fromRecipe = loadedRecipe?.outputs.first { $0.format == format }?.options ?? [:]
-            return fromRecipe.merging(commandLine) { _, given in given }
-                .filter { Swift.type(of: writer).parameterNames.contains($0.key) }
+            writerParameters(for: format, writer, recipe: loadedRecipe)
         }
-        // The output named on the command line stands for the recipe's first; its further outputs go
-        // beside it (same name, their own extension; one in the named output's format is that output).
-        // Every destination is checked before any work, so none is found taken after the others are
-        // written.
-        var extraOutputs: [(format: String, url: URL)] = []
-        for extra in (loadedRecipe?.outputs ?? []).dropFirst().map(\.format)
-        where extra != formatID && !extraOutputs.contains(where: { $0.format == extra }) {
-            extraOutputs.append((extra, outputURL.deletingPathExtension().appendingPathExtension(extra)))
-        }
-        // Said only when the recipe lists several outputs: with one, naming -o for another format is
-        // the usual way to choose it (`--recipe resq-w4a4kv4 -o model.lpack`).
-        if let outputs = loadedRecipe?.outputs, outputs.count > 1, let first = outputs.first?.format,
-            first != formatID, !extraOutputs.contains(where: { $0.format == first })
-        {
-            printer.diagnostics.warning(
-                "-o writes \(formatID) in place of the recipe's first output, \(first) (name the output for \(first) to write the recipe's outputs as listed)"
-            )
-        }
-        let inputPath = URL(fileURLWithPath: input).resolvingSymlinksInPath().path
-        for (format, url) in [(formatID, outputURL)] + extraOutputs {
-            if let other = extraOutputs.first(where: { $0.url.path == url.path && $0.format != format }) {
-                throw UsageError(
-                    "the \(format) and \(other.format) outputs would both be written to \(url.path); name -o with its format's extension"
-                )
-            }
-            let outputWriter = try LatheEnvironment.registry.writer(format)
-            let kind = Swift.type(of: outputWriter).outputKind(parameters: parameters(for: format, outputWriter))
-            // Replacing a directory the input lies in would delete the input while it is read.
-            if kind == .directory, inputPath.hasPrefix(url.resolvingSymlinksInPath().path + "/") {
-                throw LatheError.fileAccess(
-                    path: url.path, reason: "holds the input \(input); write the output elsewhere")
-            }
-            try AtomicOutput.check(url, overwrite: force, kind: kind)
-            for leftover in AtomicOutput.leftovers(beside: url) {
-                printer.diagnostics.warning(
-                    "\(leftover.path) is a temporary of a run that did not finish (killed while writing \(url.lastPathComponent)), or of one still writing it; once none is, delete it to free its space"
-                )
-            }
-        }
-
+        let extraOutputs = try checkedOutputs(
+            formatID: formatID, outputURL: outputURL, recipe: loadedRecipe, diagnostics: printer.diagnostics)
         var source = try ModelInput.open(
             URL(fileURLWithPath: input), format: inputOptions.format,
             options: ReadOptions(diagnostics: printer.diagnostics), registry: LatheEnvironment.registry)
@@ -236,31 +179,7 @@ struct Convert: ParsableCommand {
             }
         }
         let seconds = Date().timeIntervalSince(started)
-        if json {
-            printJSON(
-                .object([
-                    ("input", .string(source.source)), ("output", .string(report.path)), ("format", .string(formatID)),
-                    ("files", .array(report.files.map(JSONValue.string))), ("tensors", .int(report.tensorCount)),
-                    ("bytes", .int(report.bytesWritten)), ("seconds", .number(String(format: "%.3f", seconds))),
-                    (
-                        "outputs",
-                        .array(
-                            reports.map {
-                                .object([
-                                    ("format", .string($0.0)), ("path", .string($0.1.path)),
-                                    ("bytes", .int($0.1.bytesWritten)),
-                                ])
-                            })
-                    ),
-                ]))
-        } else {
-            for (format, written) in reports {
-                print(
-                    "wrote \(written.path) (\(format), \(written.tensorCount) tensors, \(formatBytes(written.bytesWritten)))"
-                )
-            }
-            print(String(format: "done in %.2f s", seconds))
-        }
+        printSummary(input: source.source, format: formatID, reports: reports, seconds: seconds)
     }
 
     static let defaultReportText = "data/wikitext-2/wiki.test.raw"
