@@ -69,7 +69,7 @@ struct RecipeConversionTests {
 }
 
 @Suite("Out-of-process passes")
-struct ExternalPassTests {
+struct ExternalPassRecipeTests {
     @Test(
         "the Python example pass clamps outliers inside a recipe",
         .enabled(if: Oracle.isAvailable, Comment(rawValue: Oracle.skipReason)))
