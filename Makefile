@@ -16,7 +16,7 @@ LATHE        := .build/release/lathe
 VENV         := .cache/venv
 ORACLES      := gguf==0.19.0 safetensors==0.8.0 tokenizers==0.23.3 numpy
 
-.PHONY: setup system-deps model oracles build test demo bench llamacpp-check results docs report-screenshot fuzz lint format ci clean
+.PHONY: setup system-deps model oracles build test demo bench llamacpp-check results docs report-screenshot fuzz tsan lint format ci clean
 
 setup: system-deps model
 
@@ -161,6 +161,13 @@ report-screenshot:
 	chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1280,2600 \
 	  --screenshot=docs/images/report.png file://$(abspath $(REPORT)) 2> .cache/chromium.log
 	@test -s docs/images/report.png && echo "wrote docs/images/report.png"
+
+## The tests of everything that runs on several threads (the runtime, the passes, the streaming
+## conversion) under ThreadSanitizer, in a build of its own (.build/tsan); RELIABILITY.md has the result.
+TSAN_SUITES := LatheRuntimeTests|StreamingConversion|PassWeightQuantTests|PassCalibrationTests|PassPCATests|ConversionTests|RecipeConversionTests|CalibrationAndEvaluation
+tsan: system-deps model
+	swift build --build-tests --build-path .build/tsan --sanitize thread
+	OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1 swift test --skip-build --build-path .build/tsan --filter "$(TSAN_SUITES)"
 
 ## Builds the libFuzzer harnesses in Fuzz/ with the fuzzer and address sanitizers and runs each for
 ## FUZZ_RUNS executions (GGUF, safetensors, lpack, HF config/tokenizer, recipes, archives); seeds come

@@ -20,7 +20,10 @@ extension LlamaSession {
     /// projections, copies and norms here; the GEMMs and GEMVs that fill them run with beta = 0,
     /// which BLAS defines as not reading C): no zero fill, which was 3–4 % of a prefill's time.
     static func overwritten(_ count: Int) -> [Float] {
-        [Float](unsafeUninitializedCapacity: count) { _, initialized in initialized = count }
+        // Empty: `[]`, not an uninitialized array of 0, whose initializer writes the count into the
+        // one empty-array storage every thread shares (a race the thread sanitizer reports).
+        guard count > 0 else { return [] }
+        return [Float](unsafeUninitializedCapacity: count) { _, initialized in initialized = count }
     }
 
     /// The three column blocks of a row-major `rows × (a + b + c)` matrix as separate matrices.

@@ -104,6 +104,8 @@ public enum TensorCodec {
     /// Encodes floats as `dtype` (little-endian).
     public static func encode(_ values: UnsafeBufferPointer<Float>, as dtype: DType) throws(LatheError) -> [UInt8] {
         let size = try encodedSize(values.count, as: dtype)
+        // Not an uninitialized array of 0: its initializer writes into the shared empty storage.
+        guard size > 0 else { return [] }
         return try [UInt8](unsafeUninitializedCapacity: size) { (buffer, initialized) throws(LatheError) in
             try encode(values, as: dtype, into: UnsafeMutableRawBufferPointer(buffer))
             initialized = size
