@@ -131,20 +131,10 @@ public struct AtomicOutput: Sendable {
         }
     }
 
-    /// Linux's renameat2(2), for RENAME_EXCHANGE (2), looked up at run time: Swift's Glibc module
-    /// does not export it, and other systems do not have it.
-    private static let renameExchange:
-        (@convention(c) (Int32, UnsafePointer<CChar>, Int32, UnsafePointer<CChar>, UInt32) -> Int32)? = {
-            #if os(Linux)
-                guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "renameat2") else { return nil }
-                return unsafeBitCast(
-                    symbol,
-                    to: (@convention(c) (Int32, UnsafePointer<CChar>, Int32, UnsafePointer<CChar>, UInt32) -> Int32)
-                        .self)
-            #else
-                return nil
-            #endif
-        }()
+    /// Linux's renameat2(2), for RENAME_EXCHANGE (2).
+    private static let renameExchange = linuxFunction(
+        "renameat2",
+        as: (@convention(c) (Int32, UnsafePointer<CChar>, Int32, UnsafePointer<CChar>, UInt32) -> Int32).self)
 
     /// Removes whatever was written at the temporary path.
     public func discard() {

@@ -103,16 +103,9 @@ public final class BinaryWriter {
             path: path, reason: "\(String(cString: strerror(reason))): the output needs \(totalBytes) bytes")
     }
 
-    /// Linux's fallocate(2), looked up at run time (Swift's Glibc module does not export it, and
-    /// other systems do not have it).
-    private static let fallocate: (@convention(c) (Int32, Int32, Int, Int) -> Int32)? = {
-        #if os(Linux)
-            guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "fallocate") else { return nil }
-            return unsafeBitCast(symbol, to: (@convention(c) (Int32, Int32, Int, Int) -> Int32).self)
-        #else
-            return nil
-        #endif
-    }()
+    /// Linux's fallocate(2).
+    private static let fallocate = linuxFunction(
+        "fallocate", as: (@convention(c) (Int32, Int32, Int, Int) -> Int32).self)
 
     /// Flushes, syncs and closes the file.
     public func close() throws {
@@ -133,4 +126,15 @@ public final class BinaryWriter {
 /// write(2), named apart from the writer's own `write` methods.
 private func systemWrite(_ descriptor: Int32, _ bytes: UnsafeRawPointer, _ count: Int) -> Int {
     write(descriptor, bytes, count)
+}
+
+/// A C library function Swift's Glibc module does not export, looked up at run time; nil on other
+/// systems, which do not have it.
+func linuxFunction<Function>(_ name: String, as type: Function.Type) -> Function? {
+    #if os(Linux)
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), name) else { return nil }
+        return unsafeBitCast(symbol, to: type)
+    #else
+        return nil
+    #endif
 }
